@@ -1,0 +1,152 @@
+"""The Vittle bottleneck: per-token Gaussian posteriors over layer-l hidden states.
+
+For a hidden state h of one token, a posterior MLP g (Linear(d, d) -> GELU -> Linear(d, 2d))
+gives a mean mu and a log-variance. In training one sample z = mu + sigma * eps is drawn and
+(1 - alpha) * h + alpha * z flows on; at inference the sample is replaced by its mean. Visual
+tokens and text tokens have their own MLP and their own prior. The KL to the prior is the
+regularizer (PAPER.md, "The objective").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vittle.config import BottleneckConfig
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL( N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p)) ), broadcasting.
+
+    0.5 * (logvar_p - logvar_q - 1 + ((mu_q - mu_p)^2 + exp(logvar_q)) / exp(logvar_p)).
+    This is the exact closed form; the authors' code uses half the log-variance in place of
+    the full one, which moves the optimum variance from 1 to 0.5 (see docs/method.md).
+    """
+    return 0.5 * (logvar_p - logvar_q - 1.0 + ((mu_q - mu_p).pow(2) + logvar_q.exp()) * torch.exp(-logvar_p))
+
+
+class PosteriorMLP(nn.Module):
+    """g(h) -> (mu, logvar): Linear(d, d), GELU, Linear(d, 2d); log-variance clamped."""
+
+    def __init__(self, hidden_size: int, logvar_clamp: float):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, 2 * hidden_size)
+        self.logvar_clamp = logvar_clamp
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.fc2(F.gelu(self.fc1(hidden))).chunk(2, dim=-1)
+        return mu, logvar.clamp(-self.logvar_clamp, self.logvar_clamp)
+
+
+class GaussianPrior(nn.Module):
+    """A diagonal Gaussian shared by all tokens of one modality: N(0, I) or learnable."""
+
+    def __init__(self, hidden_size: int, learnable: bool):
+        super().__init__()
+        if learnable:
+            self.mean = nn.Parameter(torch.zeros(hidden_size))
+            self.logvar = nn.Parameter(torch.zeros(hidden_size))
+        else:  # fixed N(0, I): nothing to save
+            self.register_buffer("mean", torch.zeros(hidden_size), persistent=False)
+            self.register_buffer("logvar", torch.zeros(hidden_size), persistent=False)
+
+
+@dataclass
+class BottleneckState:
+    """What the bottleneck saw and produced in the last forward. Shapes: (batch, seq, d) for
+    tensors over tokens, (batch, seq) for the mask."""
+
+    hidden: torch.Tensor
+    """The layer-l output before the bottleneck."""
+    output: torch.Tensor
+    """What flowed on into layer l + 1."""
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    visual_mask: torch.Tensor
+    """True where the token is an image token."""
+
+
+class VittleBottleneck(nn.Module):
+    """The two posterior MLPs and their priors. Attached to a model by `vittle.attach_bottleneck`."""
+
+    def __init__(self, config: BottleneckConfig, hidden_size: int):
+        super().__init__()
+        self.config = config
+        self.visual = PosteriorMLP(hidden_size, config.logvar_clamp)
+        self.text = PosteriorMLP(hidden_size, config.logvar_clamp)
+        learnable = config.prior == "learnable"
+        self.visual_prior = GaussianPrior(hidden_size, learnable)
+        self.text_prior = GaussianPrior(hidden_size, learnable)
+        self.train_alpha = 0.0
+        """alpha in training mode; the trainer sets it from the schedule every step."""
+        self.inference_alpha: float | None = None
+        """Overrides alpha_max in eval mode when set (0.0 switches the bottleneck off)."""
+        self.last: BottleneckState | None = None
+
+    @property
+    def alpha(self) -> float:
+        if self.training:
+            return self.train_alpha
+        return self.config.alpha_max if self.inference_alpha is None else self.inference_alpha
+
+    def posterior(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and logvar for every token, each through its own modality's MLP only."""
+        if not bool(visual_mask.any()):  # text only, e.g. every cached generation step
+            return self.text(hidden)
+        mu = hidden.new_empty(hidden.shape)
+        logvar = hidden.new_empty(hidden.shape)
+        mu[visual_mask], logvar[visual_mask] = self.visual(hidden[visual_mask])
+        text_mask = ~visual_mask
+        if bool(text_mask.any()):
+            mu[text_mask], logvar[text_mask] = self.text(hidden[text_mask])
+        return mu, logvar
+
+    def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
+        if visual_mask.shape != hidden.shape[:2]:
+            raise ValueError(f"visual mask of shape {tuple(visual_mask.shape)} does not match hidden states {tuple(hidden.shape)}")
+        mu, logvar = self.posterior(hidden, visual_mask)
+        alpha = self.alpha
+        if alpha == 0.0:
+            output = hidden  # exact no-op: the plain model's computation
+        elif self.training:
+            sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            output = (1.0 - alpha) * hidden + alpha * sample
+        else:
+            output = (1.0 - alpha) * hidden + alpha * mu
+        self.last = BottleneckState(hidden, output, mu, logvar, visual_mask)
+        return output
+
+    def token_kl(self, state: BottleneckState | None = None) -> torch.Tensor:
+        """Elementwise KL to each token's prior, in float32, shape (batch, seq, d)."""
+        state = state or self._require_state()
+        mu, logvar = state.mu.float(), state.logvar.float()
+        vm = state.visual_mask.unsqueeze(-1)
+        prior_mean = torch.where(vm, self.visual_prior.mean.float(), self.text_prior.mean.float())
+        prior_logvar = torch.where(vm, self.visual_prior.logvar.float(), self.text_prior.logvar.float())
+        return gaussian_kl(mu, logvar, prior_mean, prior_logvar)
+
+    def kl_terms(self, text_scope: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL_v, KL_t): mean elementwise KL over visual tokens and over the text tokens in
+        `text_scope` (a (batch, seq) bool mask; None: all text tokens). An empty set gives 0."""
+        state = self._require_state()
+        kl = self.token_kl(state).mean(dim=-1)  # (batch, seq)
+        text_mask = ~state.visual_mask
+        if text_scope is not None:
+            text_mask = text_mask & text_scope.to(text_mask.device)
+        return _masked_mean(kl, state.visual_mask), _masked_mean(kl, text_mask)
+
+    def _require_state(self) -> BottleneckState:
+        if self.last is None:
+            raise RuntimeError("the bottleneck has not run yet: call the model's forward first")
+        return self.last
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    count = mask.sum()
+    if int(count) == 0:
+        return values.sum() * 0.0  # keeps the graph and device
+    return (values * mask).sum() / count

@@ -1,0 +1,125 @@
+"""Loading checkpoints: a plain LLaVA (baseline) or a LLaVA with its Vittle bottleneck.
+
+`model.save_pretrained(path)` already writes everything (see vittle.model); this module
+reads it back. Only safetensors weights are read: never pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from transformers import LlavaForConditionalGeneration
+from transformers.utils import logging as hf_logging
+
+from vittle.config import BottleneckConfig
+from vittle.model import BOTTLENECK_ATTR, CONFIG_KEY, attach_bottleneck
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded, with the reason and the path."""
+
+
+def resolve_checkpoint(path_or_id: str | Path) -> Path:
+    """A local folder as is; otherwise a Hugging Face hub id, fetched (configs, tokenizer and
+    safetensors only) into the local cache."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        return path
+    if path.exists() or str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") != 1:
+        raise CheckpointError(f"checkpoint folder not found: {path_or_id}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as err:  # network, auth, missing repo: all end the same way for the user
+        raise CheckpointError(f"cannot fetch {path_or_id!r} from the Hugging Face hub: {err}") from err
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / shard for shard in shards]
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        raise CheckpointError(f"{folder} holds pickle weights (.bin/.pt); only safetensors are loaded. Convert them first.")
+    raise CheckpointError(f"{folder} has no model.safetensors (or model.safetensors.index.json)")
+
+
+def _read_prefixed(files: list[Path], prefix: str) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    if key.startswith(prefix):
+                        tensors[key[len(prefix) :]] = handle.get_tensor(key)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{file} is truncated or corrupted: {err}") from err
+    return tensors
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers reports the bottleneck's weights as unexpected; we load them ourselves."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto", **kwargs: Any) -> LlavaForConditionalGeneration:
+    """Load a LLaVA checkpoint; if its config declares a Vittle bottleneck, attach it and
+    load its weights. Extra keyword arguments go to `from_pretrained` (e.g. device_map)."""
+    folder = resolve_checkpoint(path_or_id)
+    files = _weight_files(folder)
+    torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    try:
+        with _quiet_transformers():
+            model, info = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
+    foreign = [key for key in info.get("unexpected_keys", []) if not key.startswith(BOTTLENECK_ATTR + ".")]
+    if foreign:
+        logger.warning("%s: %d weights not used by the model, e.g. %s", folder, len(foreign), foreign[:3])
+    if info.get("missing_keys"):
+        raise CheckpointError(f"{folder} lacks weights the model needs, e.g. {sorted(info['missing_keys'])[:5]}")
+    settings = getattr(model.config, CONFIG_KEY, None)
+    if settings:
+        _load_bottleneck(model, folder, files, BottleneckConfig.from_dict(settings))
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def _load_bottleneck(model: LlavaForConditionalGeneration, folder: Path, files: list[Path], config: BottleneckConfig) -> None:
+    delattr(model.config, CONFIG_KEY)  # attach_bottleneck writes it back
+    attach_bottleneck(model, config)
+    bottleneck = getattr(model, BOTTLENECK_ATTR)
+    state = _read_prefixed(files, BOTTLENECK_ATTR + ".")
+    expected = set(bottleneck.state_dict())
+    if not state:
+        raise CheckpointError(
+            f"{folder}/config.json declares a Vittle bottleneck (config.{CONFIG_KEY}) but the checkpoint has no "
+            f"'{BOTTLENECK_ATTR}.*' weights: it was saved without them or is incomplete"
+        )
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{folder}: bottleneck weights do not match its config (missing {missing}, unexpected {unexpected})")
+    reference = next(bottleneck.parameters())
+    bottleneck.load_state_dict({k: v.to(reference.dtype) for k, v in state.items()})

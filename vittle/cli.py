@@ -1,0 +1,178 @@
+"""The `vittle` command: train, answer, probe, quickstart, and the analysis tools.
+
+Options of each subcommand are generated from a dataclass (vittle.settings), so the command
+line, the recipes and the Python API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vittle.settings import add_dataclass_arguments
+
+logger = logging.getLogger("vittle")
+
+
+@dataclass
+class QueryArgs:
+    model: str
+    """Checkpoint folder (or Hugging Face hub id) with model and processor."""
+    question: str
+    """The question to ask."""
+    image: str = ""
+    """Image file; leave out for a text-only question."""
+    device: str = "auto"
+    """"auto" (CUDA if present), "cpu", "cuda", "cuda:1", ..."""
+    dtype: str = "auto"
+    """"auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16" or "float16"."""
+
+
+@dataclass
+class AnswerArgs(QueryArgs):
+    max_new_tokens: int = 64
+    """Longest answer in tokens."""
+    stream: bool = True
+    """Print the answer as it is generated."""
+
+
+@dataclass
+class ProbeArgs(QueryArgs):
+    json: bool = False
+    """Print every number as JSON instead of a summary."""
+
+
+@dataclass
+class QuickstartArgs:
+    out: str = "runs/quickstart"
+    """Where the data, the model and its checkpoints go."""
+    steps: int = 60
+    """Training steps of the tiny recipe."""
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vittle.settings import load_recipe
+    from vittle.trainer import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = train(recipe)
+    losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
+    if losses:
+        print(f"trained {recipe.train.stage} model: loss {losses[0]:.4f} -> {losses[-1]:.4f}; saved to {result['output_dir']}")
+    return 0
+
+
+def _answer(args: AnswerArgs) -> int:
+    from vittle.inference import Assistant
+
+    assistant = Assistant.load(args.model, device=args.device, dtype=args.dtype)
+    image = args.image or None
+    if args.stream:
+        for piece in assistant.answer(image, args.question, max_new_tokens=args.max_new_tokens, stream=True):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(assistant.answer(image, args.question, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+def _probe(args: ProbeArgs) -> int:
+    from vittle.inference import Assistant
+
+    result = Assistant.load(args.model, device=args.device, dtype=args.dtype).probe(args.image or None, args.question)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"layer {result.layer}: {len(result.tokens)} tokens ({len(result.visual_positions)} image tokens, grid {result.grid})")
+    print(f"last-token state norm: before {float((result.hidden_before ** 2).sum() ** 0.5):.4f}, "
+          f"after {float((result.hidden_after ** 2).sum() ** 0.5):.4f}")
+    if result.has_bottleneck:
+        for name, variance, kl in (("image", result.visual_variance, result.visual_kl), ("text", result.text_variance, result.text_kl)):
+            if len(variance):
+                print(f"{name} tokens: mean posterior variance {variance.mean():.4f}, mean KL to prior {kl.mean():.6f}")
+    else:
+        print("plain model: no bottleneck, no posterior")
+    return 0
+
+
+def _quickstart(args: QuickstartArgs) -> int:
+    from vittle.inference import Assistant
+    from vittle.settings import load_recipe
+    from vittle.shapes import COLOURS, draw_shape
+    from vittle.trainer import train
+    import random
+
+    out = Path(args.out)
+    recipe = load_recipe("tiny-shapes", [f"data.path={out / 'data' / 'train.json'}", f"train.output_dir={out / 'model'}",
+                                          f"train.max_steps={args.steps}"])
+    result = train(recipe)
+    losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
+    print(f"tiny Vittle model trained for {args.steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    image_path = out / "query.png"
+    draw_shape("circle", COLOURS["blue"], 32, random.Random(1)).save(image_path)
+    question = "What colour is the shape?"
+    answer = Assistant.load(out / "model", device="cpu").answer(image_path, question)
+    print(f"Q: {question} (image: {image_path}, a blue circle)\nA: {answer}")
+    return 0
+
+
+def _dispatch(module: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        entry = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise SystemExit(f"vittle: this command is not available in this installation ({module}: {err})") from err
+    return entry.main(argv)
+
+
+EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "analyze": "analysis.report.cli"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for LLaVA")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train with a YAML recipe", description="vittle train --recipe FILE [section.key=value ...]")
+    train.add_argument("--recipe", required=True, help="YAML file, or the name of a built-in recipe (e.g. tiny-shapes)")
+    train.add_argument("overrides", nargs="*", help="recipe overrides such as train.max_steps=100 bottleneck.prior=learnable")
+    train.set_defaults(handler=_train, spec=None)
+    for name, cls, handler, text in (
+        ("answer", AnswerArgs, _answer, "answer a question about an image"),
+        ("probe", ProbeArgs, _probe, "layer-l state and posterior statistics of one query"),
+        ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"),
+    ):
+        command = sub.add_parser(name, help=text, description=text)
+        add_dataclass_arguments(command, cls)
+        command.set_defaults(handler=handler, spec=cls)
+    for name in EXTERNAL:
+        sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in EXTERNAL:
+        return _dispatch(EXTERNAL[argv[0]], argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from vittle.checkpoint import CheckpointError
+    from vittle.data import DataError
+
+    try:
+        if args.spec is None:
+            return args.handler(args)
+        names = {f.name for f in dataclasses.fields(args.spec)}
+        return args.handler(args.spec(**{k: v for k, v in vars(args).items() if k in names}))
+    except (ValueError, CheckpointError, DataError, FileNotFoundError) as err:
+        print(f"vittle {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

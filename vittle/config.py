@@ -1,0 +1,185 @@
+"""Typed, validated configuration: the bottleneck, the model, the data and the training run.
+
+Every option lives in exactly one dataclass field with its default and a docstring-style
+comment. Validation happens at construction, so a bad recipe fails before any model loads.
+The command line and YAML recipes are generated from these classes (see `vittle.cliargs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PRIORS = ("fixed", "learnable")
+SCHEDULES = ("cosine", "sigmoid", "constant")
+TEXT_KL_SCOPES = ("prompt", "all")
+STAGES = ("align", "instruct", "baseline")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def _check_range(name: str, value: float, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r} must be a number")
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {bound}")
+
+
+@dataclass(frozen=True)
+class BottleneckConfig:
+    """Where the bottleneck sits and how it is trained (PAPER.md, "The architecture")."""
+
+    layer: int | None = None
+    """0-based index of the decoder layer after which the bottleneck sits. None: the top
+    quarter, 3 * depth // 4 (24 of 32 for LLaVA-1.5 7B, the paper's default)."""
+    prior: str = "fixed"
+    """"fixed": N(0, I) (Vittle (F)); "learnable": one mean and log-variance vector per
+    modality, initialized at zero (Vittle (L))."""
+    kl_weight: float = 0.1
+    """Weight of the mean elementwise KL of each modality (beta = kl_weight / d)."""
+    alpha_max: float = 0.5
+    """Final interpolation weight between the hidden state and its sample; used at inference."""
+    schedule: str = "cosine"
+    """How alpha grows from 0 to alpha_max over training: "cosine" (the paper), "sigmoid"
+    (alpha_max * sigmoid(10 * (progress - 0.5)), the authors' code) or "constant"."""
+    logvar_clamp: float = 2.3025
+    """Posterior log-variances are clamped to [-logvar_clamp, logvar_clamp] (variance 0.1..10)."""
+    text_kl_scope: str = "prompt"
+    """Text tokens whose KL counts: "prompt" (non-answer tokens, the authors' code) or "all"."""
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
+            raise ValueError(f"layer={self.layer!r} must be an integer or None (top quarter)")
+        if self.layer is not None and self.layer < 0:
+            raise ValueError(f"layer={self.layer} must be >= 0 (a 0-based decoder layer index)")
+        _check_choice("prior", self.prior, PRIORS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("text_kl_scope", self.text_kl_scope, TEXT_KL_SCOPES)
+        _check_range("kl_weight", self.kl_weight, 0.0)
+        _check_range("alpha_max", self.alpha_max, 0.0, 1.0)
+        _check_range("logvar_clamp", self.logvar_clamp, 0.0)
+        if self.logvar_clamp == 0:
+            raise ValueError("logvar_clamp=0 would fix the variance at 1; use a positive value")
+
+    def resolve_layer(self, depth: int) -> int:
+        """The layer index for a decoder with `depth` layers; raises if it does not exist."""
+        layer = 3 * depth // 4 if self.layer is None else self.layer
+        if not 0 <= layer < depth:
+            raise ValueError(f"layer={layer} is beyond the model's depth: it has {depth} decoder layers (0..{depth - 1})")
+        return layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BottleneckConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown bottleneck config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class ModelConfig:
+    """Which model to start from."""
+
+    init: str = "tiny"
+    """"tiny" (a tiny LLaVA built from configs, offline) or a folder / hub id of a
+    LlavaForConditionalGeneration checkpoint with its processor."""
+    seed: int = 0
+    """Seed of the tiny model's initial weights (ignored for checkpoints)."""
+    dtype: str = "auto"
+    """Weights dtype when loading a checkpoint: "auto", "float32", "bfloat16" or "float16"."""
+
+    def __post_init__(self) -> None:
+        _check_choice("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        if not self.init:
+            raise ValueError("model.init must be 'tiny' or a checkpoint folder / hub id")
+
+
+@dataclass
+class DataConfig:
+    """Training data in the LLaVA conversation JSON format."""
+
+    path: str = ""
+    """The JSON file: a list of {id, image, conversations}."""
+    image_folder: str = ""
+    """Folder the samples' "image" paths are relative to (default: the JSON's folder)."""
+    max_length: int = 2048
+    """Samples longer than this many tokens are truncated (answers at the end are cut)."""
+    synthetic: str = ""
+    """"shapes": generate a small coloured-shapes dataset at `path` if it does not exist."""
+    synthetic_samples: int = 512
+    """How many images the synthetic generator makes."""
+
+    def __post_init__(self) -> None:
+        _check_choice("data.synthetic", self.synthetic, ("", "shapes"))
+        _check_range("data.max_length", self.max_length, 8)
+        _check_range("data.synthetic_samples", self.synthetic_samples, 1)
+
+
+@dataclass
+class TrainConfig:
+    """The training run. Fields map onto transformers.TrainingArguments; `extra` passes any
+    other TrainingArguments field through unchanged."""
+
+    stage: str = "instruct"
+    """"align" (projector only), "instruct" (projector + LLM + bottleneck, vision frozen) or
+    "baseline" (instruct without a bottleneck)."""
+    output_dir: str = "runs/vittle"
+    max_steps: int = -1
+    """Optimizer steps; -1 trains for `epochs`."""
+    epochs: float = 1.0
+    batch_size: int = 8
+    """Per-device batch size."""
+    grad_accum: int = 1
+    lr: float = 2e-5
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    lr_scheduler: str = "cosine"
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    deepspeed: str = ""
+    """Path to a DeepSpeed JSON config (needs the `train` extra)."""
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int = 2
+    seed: int = 0
+    report_to: str = "none"
+    num_workers: int = 0
+    resume: bool = False
+    """Resume from the newest checkpoint in output_dir."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("train.stage", self.stage, STAGES)
+        _check_range("train.lr", self.lr, 0.0)
+        _check_range("train.batch_size", self.batch_size, 1)
+        _check_range("train.grad_accum", self.grad_accum, 1)
+        _check_range("train.warmup_ratio", self.warmup_ratio, 0.0, 1.0)
+        _check_range("train.weight_decay", self.weight_decay, 0.0)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"train.max_steps={self.max_steps} must be positive, or -1 to train for train.epochs")
+        _check_range("train.epochs", self.epochs, 0.0)
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"train.extra must be a mapping, got {type(self.extra).__name__}")
+
+
+@dataclass
+class RecipeConfig:
+    """A whole training recipe: what `vittle train --recipe FILE` reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.data.path:
+            raise ValueError("data.path is required: the LLaVA conversation JSON to train on")

@@ -1,0 +1,207 @@
+"""LLaVA conversation data: JSON -> tokenized samples with labels only on answers.
+
+The format is LLaVA's: a JSON list of
+
+    {"id": "...", "image": "relative/path.jpg",            # "image" absent: text only
+     "conversations": [{"from": "human", "value": "<image>\\nWhat is ...?"},
+                       {"from": "gpt", "value": "..."}, ...]}
+
+Images are padded to a square with the image processor's mean colour (LLaVA-1.5's
+"pad" aspect ratio), then processed. Every problem names the sample id and the path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from vittle.template import IMAGE_PLACEHOLDER, build_prompt, format_conversation
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
+
+
+class DataError(ValueError):
+    """A sample or file that cannot be used, with the sample id and path in the message."""
+
+
+def read_conversations(json_path: str | Path, image_folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """Read and validate a LLaVA conversation JSON; returns its samples, each with
+    `turns` [(question, answer), ...] and `image_path` (absolute, or None) added."""
+    json_path = Path(json_path)
+    folder = Path(image_folder) if image_folder else json_path.parent
+    try:
+        samples = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise DataError(f"data file not found: {json_path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{json_path} is not valid JSON: {err}") from err
+    if not isinstance(samples, list):
+        raise DataError(f"{json_path} must hold a JSON list of samples, found {type(samples).__name__}")
+    return [_validate(sample, index, json_path, folder) for index, sample in enumerate(samples)]
+
+
+def _validate(sample: Any, index: int, json_path: Path, folder: Path) -> dict[str, Any]:
+    if not isinstance(sample, dict):
+        raise DataError(f"{json_path}: sample #{index} is a {type(sample).__name__}, not an object")
+    sample_id = str(sample.get("id", f"#{index}"))
+    where = f"{json_path}: sample {sample_id!r}"
+    conversations = sample.get("conversations")
+    if not isinstance(conversations, list) or len(conversations) < 2:
+        raise DataError(f"{where} needs a 'conversations' list of at least one human and one gpt turn")
+    turns: list[tuple[str, str]] = []
+    for position in range(0, len(conversations) - 1, 2):
+        pair = conversations[position : position + 2]
+        roles = [ROLES.get(turn.get("from")) if isinstance(turn, dict) else None for turn in pair]
+        values = [turn.get("value") if isinstance(turn, dict) else None for turn in pair]
+        if roles != ["human", "gpt"] or not all(isinstance(v, str) for v in values):
+            raise DataError(f"{where}: turns {position} and {position + 1} must be a human then a gpt turn with string values")
+        turns.append((values[0], values[1]))
+    image_path = None
+    if sample.get("image"):
+        image_path = (folder / str(sample["image"])).resolve()
+        if not image_path.is_file():
+            raise DataError(f"{where}: image not found at {image_path}")
+        if not any(IMAGE_PLACEHOLDER in q for q, _ in turns):  # LLaVA puts the image first
+            turns[0] = (f"{IMAGE_PLACEHOLDER}\n{turns[0][0]}", turns[0][1])
+    elif any(IMAGE_PLACEHOLDER in q for q, _ in turns):
+        raise DataError(f"{where} has an {IMAGE_PLACEHOLDER} placeholder but no 'image'")
+    if sum(q.count(IMAGE_PLACEHOLDER) for q, _ in turns) > 1:
+        raise DataError(f"{where} has more than one {IMAGE_PLACEHOLDER} placeholder; one image per sample is supported")
+    return {**sample, "id": sample_id, "turns": turns, "image_path": image_path}
+
+
+def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Pad to a centred square with `background` (LLaVA-1.5's pad-to-square)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def load_image(path: str | Path, sample_id: str = "?") -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise DataError(f"sample {sample_id!r}: cannot read image {path}: {err}") from err
+
+
+class ImageEncoder:
+    """Pads to square and runs the processor's image processor; counts image tokens."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+        mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
+        self.background = tuple(int(round(255 * m)) for m in mean)
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        square = expand_to_square(image.convert("RGB"), self.background)
+        return self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"][0]
+
+    def num_tokens(self, pixel_values: torch.Tensor) -> int:
+        processor = self.processor
+        height, width = pixel_values.shape[-2:]
+        count = (height // processor.patch_size) * (width // processor.patch_size)
+        count += processor.num_additional_image_tokens
+        return count - 1 if processor.vision_feature_select_strategy == "default" else count
+
+
+def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels: a token is supervised if it starts inside an answer span."""
+    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    ids, offsets = encoded["input_ids"][:max_length], encoded["offset_mapping"][:max_length]
+    labels = [
+        token if any(start <= begin < end for start, end in answer_spans) and begin < stop else IGNORE_INDEX
+        for token, (begin, stop) in zip(ids, offsets)
+    ]
+    return ids, labels
+
+
+def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None, question: str) -> dict[str, torch.Tensor]:
+    """One inference query: the vicuna-v1 prompt ending in "ASSISTANT:", image tokens expanded."""
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+    count = question.count(IMAGE_PLACEHOLDER)
+    if count > (1 if image is not None else 0):
+        raise ValueError(f"the question contains {count} {IMAGE_PLACEHOLDER} placeholders; at most one, and only with an image")
+    prompt = build_prompt(question, has_image=image is not None)
+    item: dict[str, torch.Tensor] = {}
+    if image is not None:
+        item["pixel_values"] = images.pixel_values(image)
+        prompt = prompt.replace(IMAGE_PLACEHOLDER, processor.image_token * images.num_tokens(item["pixel_values"]))
+    item["input_ids"] = torch.tensor(processor.tokenizer(prompt)["input_ids"])
+    return item
+
+
+class ConversationDataset(Dataset):
+    """Tokenized LLaVA conversations for training."""
+
+    def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048):
+        self.samples = read_conversations(json_path, image_folder)
+        self.processor = processor
+        self.images = ImageEncoder(processor)
+        self.max_length = max_length
+        self.image_token = processor.image_token
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        pixel_values = None
+        turns = sample["turns"]
+        if sample["image_path"] is not None:
+            pixel_values = self.images.pixel_values(load_image(sample["image_path"], sample["id"]))
+            expanded = self.image_token * self.images.num_tokens(pixel_values)
+            turns = [(q.replace(IMAGE_PLACEHOLDER, expanded), a) for q, a in turns]
+        text, spans = format_conversation(turns, eos=self.processor.tokenizer.eos_token)
+        ids, labels = encode_text(self.processor.tokenizer, text, spans, self.max_length)
+        if pixel_values is not None and ids.count(self.processor.image_token_id) != text.count(self.image_token):
+            raise DataError(f"sample {sample['id']!r}: max_length={self.max_length} cuts into its image tokens")
+        if all(label == IGNORE_INDEX for label in labels):
+            raise DataError(f"sample {sample['id']!r}: no answer token fits in max_length={self.max_length}")
+        item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+        if pixel_values is not None:
+            item["pixel_values"] = pixel_values
+        return item
+
+
+@dataclass
+class ConversationCollator:
+    """Right-pads a batch (labels too, when the items have them); stacks the pixel values of
+    the samples that have an image, in batch order."""
+
+    pad_token_id: int
+
+    def __call__(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        length = max(len(item["input_ids"]) for item in batch)
+        input_ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for row, item in enumerate(batch):
+            n = len(item["input_ids"])
+            input_ids[row, :n] = item["input_ids"]
+            attention_mask[row, :n] = 1
+            if "labels" in item:
+                labels[row, :n] = item["labels"]
+        out = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "labels" in batch[0]:
+            out["labels"] = labels
+        pixels = [item["pixel_values"] for item in batch if "pixel_values" in item]
+        if pixels:
+            out["pixel_values"] = torch.stack(pixels)
+        return out

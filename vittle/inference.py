@@ -1,0 +1,197 @@
+"""The narrow inference API that the command line, the analysis and the app use.
+
+    assistant = Assistant.load("assets/models/tiny-vittle-f")
+    assistant.answer(image, "What colour is the shape?")
+    assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
+    assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import AutoProcessor, TextIteratorStreamer
+
+from vittle.checkpoint import CheckpointError, load_pretrained, resolve_checkpoint
+from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
+from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Image.Image | str | Path | None
+
+
+@dataclass
+class ProbeResult:
+    """What the model holds at the bottleneck layer for one query. Arrays are float32."""
+
+    layer: int
+    hidden_before: np.ndarray
+    """(d,) last input token's layer-l state before the bottleneck."""
+    hidden_after: np.ndarray
+    """(d,) the same after the bottleneck (equal to hidden_before for a plain model)."""
+    tokens: list[str]
+    """Every input token as a string (image tokens included)."""
+    visual_positions: list[int]
+    """Indices into `tokens` of the image tokens."""
+    grid: tuple[int, int] | None
+    """(rows, cols) of the image tokens, None without an image."""
+    has_bottleneck: bool
+    visual_variance: np.ndarray | None = None
+    """(n_visual,) posterior variance per image token, mean over dims."""
+    text_variance: np.ndarray | None = None
+    """(n_text,) the same for text tokens, in order."""
+    visual_kl: np.ndarray | None = None
+    """(n_visual,) KL to the prior per image token, mean over dims."""
+    text_kl: np.ndarray | None = None
+
+    @property
+    def text_tokens(self) -> list[str]:
+        visual = set(self.visual_positions)
+        return [token for index, token in enumerate(self.tokens) if index not in visual]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["text_tokens"] = self.text_tokens
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in data.items()}
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _grid(count: int) -> tuple[int, int]:
+    side = math.isqrt(count)
+    return (side, side) if side * side == count else (1, count)
+
+
+class Assistant:
+    """A loaded model (baseline or Vittle) with its processor, ready to answer and probe."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.device = device or next(model.parameters()).device
+        self.images = ImageEncoder(processor)
+        self.collate = ConversationCollator(processor.tokenizer.pad_token_id)
+        self.layer = bottleneck_layer(model)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> Assistant:
+        """Load a checkpoint folder (or hub id) saved with model + processor. On CUDA the
+        default dtype is bfloat16, on CPU float32."""
+        target = pick_device(device)
+        if dtype == "auto":
+            dtype = "bfloat16" if target.type == "cuda" else "float32"
+        folder = resolve_checkpoint(path)
+        try:
+            processor = AutoProcessor.from_pretrained(folder)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{folder} has no usable processor (tokenizer + image processor): {err}") from err
+        model = load_pretrained(folder, device=target, dtype=dtype)
+        return cls(model, processor, target)
+
+    @property
+    def has_bottleneck(self) -> bool:
+        return get_bottleneck(self.model) is not None
+
+    def _batch(self, images: Sequence[ImageInput], questions: Sequence[str]) -> dict[str, torch.Tensor]:
+        items = [encode_query(self.processor, self.images, _as_image(img), q) for img, q in zip(images, questions, strict=True)]
+        batch = self.collate(items)
+        dtype = next(self.model.parameters()).dtype
+        return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def answer(self, image: ImageInput, question: str, max_new_tokens: int = 64, stream: bool = False) -> str | Iterator[str]:
+        """Greedy answer to one question. With stream=True, a generator of text pieces."""
+        inputs = self._batch([image], [question])
+        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id)
+        if not stream:
+            output = self.model.generate(**inputs, **settings)
+            return self.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        return self._stream(inputs, settings)
+
+    def _stream(self, inputs: dict[str, torch.Tensor], settings: dict[str, Any]) -> Iterator[str]:
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.no_grad():
+                    self.model.generate(**inputs, **settings, streamer=streamer)
+            except BaseException as err:  # re-raised in the caller's thread below
+                errors.append(err)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from (piece for piece in streamer if piece)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    @torch.no_grad()
+    def probe(self, image: ImageInput, question: str) -> ProbeResult:
+        """The layer-l state of the last input token and the per-token posterior statistics."""
+        inputs = self._batch([image], [question])
+        after = run_to_layer(self.model, self.layer, **inputs)[0, -1]
+        ids = inputs["input_ids"][0]
+        visual = (ids == self.model.config.image_token_id).nonzero().flatten().tolist()
+        result = ProbeResult(
+            layer=self.layer,
+            hidden_before=after.float().cpu().numpy(),
+            hidden_after=after.float().cpu().numpy(),
+            tokens=self.processor.tokenizer.convert_ids_to_tokens(ids.tolist()),
+            visual_positions=visual,
+            grid=_grid(len(visual)) if visual else None,
+            has_bottleneck=self.has_bottleneck,
+        )
+        if self.has_bottleneck:
+            self._add_posterior(result)
+        return result
+
+    def _add_posterior(self, result: ProbeResult) -> None:
+        bottleneck = get_bottleneck(self.model)
+        state = bottleneck.last
+        result.hidden_before = state.hidden[0, -1].float().cpu().numpy()
+        variance = state.logvar[0].float().exp().mean(dim=-1).cpu().numpy()
+        kl = bottleneck.token_kl(state)[0].mean(dim=-1).cpu().numpy()
+        mask = state.visual_mask[0].cpu().numpy()
+        result.visual_variance, result.text_variance = variance[mask], variance[~mask]
+        result.visual_kl, result.text_kl = kl[mask], kl[~mask]
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[ImageInput], questions: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Layer-l states of each query's last input token, (N, d) float32, after the
+        bottleneck. Runs no decoder layer after l."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        rows = []
+        starts = range(0, len(questions), batch_size)
+        for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+            inputs = self._batch(images[start : start + batch_size], questions[start : start + batch_size])
+            hidden = run_to_layer(self.model, self.layer, **inputs)
+            last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
+            rows.append(hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy())
+        width = self.model.config.text_config.hidden_size
+        return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
+
+
+def _as_image(image: ImageInput) -> Image.Image | None:
+    if image is None or isinstance(image, Image.Image):
+        return image
+    return load_image(image)

@@ -1,0 +1,161 @@
+"""Attach a Vittle bottleneck to a Hugging Face LLaVA model, save it and load it back.
+
+The bottleneck runs in a forward hook on decoder layer l: the hook's return value replaces
+the layer's output, so transformers' own layer loop, KV cache, gradient checkpointing and
+generation stay untouched. A pre-hook on the LLaVA backbone records which tokens are image
+tokens (`input_ids == image_token_id`) for the forward that follows; during cached
+generation each new token is a text token.
+
+The bottleneck is a submodule named `vittle_bottleneck` and its config is stored as
+`config.vittle`, so `model.save_pretrained` writes both into the ordinary checkpoint
+(config.json + safetensors). Loading that folder with plain transformers gives the model
+without the bottleneck; `vittle.load_pretrained` gives it with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vittle.bottleneck import VittleBottleneck
+from vittle.config import BottleneckConfig
+
+logger = logging.getLogger(__name__)
+
+BOTTLENECK_ATTR = "vittle_bottleneck"
+CONFIG_KEY = "vittle"
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The language model's decoder layers of a LlavaForConditionalGeneration."""
+    try:
+        return model.model.language_model.layers
+    except AttributeError as err:
+        raise TypeError(
+            f"{type(model).__name__} is not a LLaVA-style model: expected model.model.language_model.layers"
+        ) from err
+
+
+def get_bottleneck(model: nn.Module) -> VittleBottleneck | None:
+    """The attached bottleneck, or None for a plain (baseline) model."""
+    return getattr(model, BOTTLENECK_ATTR, None)
+
+
+def bottleneck_layer(model: nn.Module) -> int:
+    """The layer the bottleneck sits after; for a plain model the top-quarter default."""
+    settings = getattr(model.config, CONFIG_KEY, None)
+    config = BottleneckConfig.from_dict(settings) if settings else BottleneckConfig()
+    return config.resolve_layer(len(decoder_layers(model)))
+
+
+def _visual_mask(model: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    token_id = model.config.image_token_id
+    if input_ids is not None:
+        return input_ids == token_id
+    embeds = kwargs.get("inputs_embeds")
+    if embeds is None:
+        raise ValueError("the model was called without input_ids or inputs_embeds")
+    # Before image features are scattered in, image positions hold the image token's embedding.
+    image_embedding = model.get_input_embeddings().weight[token_id].to(embeds.dtype)
+    return (embeds == image_embedding).all(dim=-1)
+
+
+def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None) -> nn.Module:
+    """Add a Vittle bottleneck after decoder layer `config.layer` of a LLaVA model, in place.
+
+    Returns the model. The bottleneck takes the dtype and device of that layer. Raises
+    ValueError if one is attached already or the layer does not exist.
+    """
+    config = config or BottleneckConfig()
+    if get_bottleneck(model) is not None:
+        raise ValueError("this model already has a Vittle bottleneck attached")
+    layers = decoder_layers(model)
+    layer = config.resolve_layer(len(layers))
+    config = dataclasses.replace(config, layer=layer)
+    reference = next(layers[layer].parameters())
+    hidden_size = model.config.text_config.hidden_size
+    bottleneck = VittleBottleneck(config, hidden_size).to(device=reference.device, dtype=reference.dtype)
+    model.add_module(BOTTLENECK_ATTR, bottleneck)
+    setattr(model.config, CONFIG_KEY, config.to_dict())
+    pending: dict[str, torch.Tensor] = {}
+
+    def record_tokens(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        pending["visual_mask"] = _visual_mask(model, args, kwargs)
+
+    def apply(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        hidden = output[0] if isinstance(output, tuple) else output
+        mask = pending.get("visual_mask")
+        if mask is None or mask.shape != hidden.shape[:2]:
+            raise RuntimeError("the bottleneck's layer ran without the LLaVA backbone's forward; call the model itself")
+        new_hidden = bottleneck(hidden, mask.to(hidden.device))
+        return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
+
+    bottleneck._hook_handles = [
+        model.model.register_forward_pre_hook(record_tokens, with_kwargs=True),
+        layers[layer].register_forward_hook(apply),
+    ]
+    return model
+
+
+def detach_bottleneck(model: nn.Module) -> VittleBottleneck:
+    """Remove the bottleneck (hooks, submodule and config entry); returns it."""
+    bottleneck = get_bottleneck(model)
+    if bottleneck is None:
+        raise ValueError("this model has no Vittle bottleneck")
+    for handle in bottleneck._hook_handles:
+        handle.remove()
+    delattr(model, BOTTLENECK_ATTR)
+    delattr(model.config, CONFIG_KEY)
+    return bottleneck
+
+
+class _StopForward(Exception):
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__("stopped after the bottleneck layer")
+        self.hidden = hidden
+
+
+def run_to_layer(model: nn.Module, layer: int | None = None, **inputs) -> torch.Tensor:
+    """Run the model up to decoder layer `layer` (default: the bottleneck layer) and return
+    that layer's output as it flows on (after the bottleneck, if one is attached). No later
+    decoder layer, final norm or LM head runs."""
+    layers = decoder_layers(model)
+    layer = bottleneck_layer(model) if layer is None else layer
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"layer={layer} is beyond the model's depth ({len(layers)} decoder layers)")
+
+    def stop(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        raise _StopForward(output[0] if isinstance(output, tuple) else output)
+
+    handle = layers[layer].register_forward_hook(stop)  # registered last: runs after the bottleneck
+    try:
+        model.model(**inputs, use_cache=False)
+    except _StopForward as stopped:
+        return stopped.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError(f"decoder layer {layer} did not run")
+
+
+@contextlib.contextmanager
+def bottleneck_alpha(model: nn.Module, alpha: float) -> Iterator[None]:
+    """Evaluate with a different inference alpha (0.0 switches the bottleneck off)."""
+    bottleneck = get_bottleneck(model)
+    if bottleneck is None:
+        yield
+        return
+    previous = bottleneck.inference_alpha
+    bottleneck.inference_alpha = alpha
+    try:
+        yield
+    finally:
+        bottleneck.inference_alpha = previous

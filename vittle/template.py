@@ -1,0 +1,40 @@
+"""The vicuna-v1 conversation template LLaVA-1.5 is trained with.
+
+    "{system} USER: <image>\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>"
+
+Answers (with their closing "</s>") are the only supervised spans. At inference the prompt
+ends with "ASSISTANT:" and the model continues.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+IMAGE_PLACEHOLDER = "<image>"
+USER, ASSISTANT = "USER", "ASSISTANT"
+EOS = "</s>"
+
+
+def format_conversation(turns: list[tuple[str, str]], eos: str = EOS) -> tuple[str, list[tuple[int, int]]]:
+    """Render (question, answer) pairs; returns the text and the character spans of the
+    answers (each including its closing `eos`). An empty last answer leaves the prompt open
+    for generation."""
+    text = SYSTEM_PROMPT + " "
+    spans: list[tuple[int, int]] = []
+    for index, (question, answer) in enumerate(turns):
+        text += f"{USER}: {question} {ASSISTANT}:"
+        if answer == "" and index == len(turns) - 1:
+            break
+        start = len(text)
+        text += f" {answer}{eos}"
+        spans.append((start, len(text)))
+    return text, spans
+
+
+def build_prompt(question: str, has_image: bool) -> str:
+    """The single-turn inference prompt for `question`, with the image placeholder first."""
+    if has_image and IMAGE_PLACEHOLDER not in question:
+        question = f"{IMAGE_PLACEHOLDER}\n{question}"
+    return format_conversation([(question, "")])[0]

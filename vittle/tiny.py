@@ -1,0 +1,141 @@
+"""A tiny LLaVA built from configs, offline: for tests, CPU recipes and the quick start.
+
+It is a real `LlavaForConditionalGeneration` (CLIP vision tower, 2-layer MLP projector,
+Llama decoder) with a real `LlavaProcessor`; only the sizes are small. Its tokenizer is a
+byte-level BPE trained here from a small built-in corpus, so any text (typos, Greek, Hindi,
+emoji) still tokenizes, falling back to bytes.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from vittle.template import SYSTEM_PROMPT
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+
+_WORDS = """
+what which where how many is are there a an the this that of in on to and or not no yes
+colour color shape image picture photo object shown does contain any red green blue yellow
+orange purple brown black white gray grey teal circle rectangle square triangle star ellipse
+left right top bottom small large big one two three four five answer question single word
+phrase using describe look see cat dog person car tree sky water food plate table
+please briefly detail option letter choices directly given following
+"""
+
+
+def _corpus() -> list[str]:
+    lines = [SYSTEM_PROMPT, "USER: <image>\nWhat colour is the shape? ASSISTANT: red</s>"]
+    words = _WORDS.split()
+    lines.extend(" ".join(words[i : i + 12]) for i in range(0, len(words), 6))
+    lines.extend(f"USER: Is there a {w} in the image? ASSISTANT: yes" for w in words)
+    return lines * 4
+
+
+def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with LLaVA's special tokens, trained offline in ~0.1 s."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    bos = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]),
+        ]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="right",
+        model_max_length=2048,
+    )
+
+
+def build_tiny_processor() -> LlavaProcessor:
+    """CLIP-style image processing at 32 px and the tiny tokenizer."""
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tiny_tokenizer(),
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        image_token="<image>",
+        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+    )
+
+
+def tiny_llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64, num_layers: int = 4) -> LlavaConfig:
+    vision = CLIPVisionConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+
+
+def build_tiny_llava(seed: int = 0, hidden_size: int = 64, num_layers: int = 4) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A freshly initialized tiny LLaVA (about 0.3M parameters) and its processor.
+
+    The same seed gives the same weights; nothing is downloaded.
+    """
+    processor = build_tiny_processor()
+    config = tiny_llava_config(processor.tokenizer, hidden_size=hidden_size, num_layers=num_layers)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    return model, processor

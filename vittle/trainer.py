@@ -1,0 +1,165 @@
+"""Two-stage LLaVA training with the Vittle objective, on `transformers.Trainer`.
+
+loss = CE(answer tokens) + kl_weight * (KL_v + KL_t), alpha following its schedule per
+optimizer step. DDP, DeepSpeed ZeRO, gradient checkpointing, mixed precision, resuming and
+logging integrations all come from Trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from vittle.checkpoint import load_pretrained
+from vittle.config import BottleneckConfig, RecipeConfig
+from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
+from vittle.model import attach_bottleneck, get_bottleneck
+
+logger = logging.getLogger(__name__)
+
+
+def alpha_at(config: BottleneckConfig, progress: float) -> float:
+    """alpha for training progress in [0, 1] (optimizer steps done / total)."""
+    progress = min(max(progress, 0.0), 1.0)
+    if config.schedule == "constant":
+        return config.alpha_max
+    if config.schedule == "cosine":  # 0 -> alpha_max along half a cosine
+        return config.alpha_max * 0.5 * (1.0 - math.cos(math.pi * progress))
+    return config.alpha_max / (1.0 + math.exp(-10.0 * (progress - 0.5)))  # "sigmoid"
+
+
+def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
+    """Freeze per stage; returns the names of the trainable parameters.
+
+    align: projector only. instruct / baseline: projector, language model, LM head and the
+    bottleneck if attached. The vision tower is always frozen.
+    """
+    model.requires_grad_(False)
+    model.model.multi_modal_projector.requires_grad_(True)
+    if stage in ("instruct", "baseline"):
+        model.model.language_model.requires_grad_(True)
+        model.lm_head.requires_grad_(True)
+        bottleneck = get_bottleneck(model)
+        if bottleneck is not None:
+            bottleneck.requires_grad_(True)
+    return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
+    """The starting model and processor for a recipe, with a bottleneck attached for the
+    instruct stage."""
+    stage, init = recipe.train.stage, recipe.model.init
+    if init == "tiny":
+        from vittle.tiny import build_tiny_llava
+
+        model, processor = build_tiny_llava(seed=recipe.model.seed)
+    else:
+        model, processor = load_pretrained(init, dtype=recipe.model.dtype), AutoProcessor.from_pretrained(init)
+    existing = get_bottleneck(model)
+    if stage == "instruct" and existing is None:
+        attach_bottleneck(model, recipe.bottleneck)
+    elif stage == "instruct":
+        logger.warning("continuing with the bottleneck stored in %s (%s); the recipe's is ignored", init, existing.config)
+    elif existing is not None:
+        raise ValueError(f"stage {stage!r} trains a model without a bottleneck, but {init} has one; start from a plain LLaVA checkpoint")
+    trainable = configure_stage(model, stage)
+    logger.info("stage %s: %d trainable tensors, %.2fM parameters", stage, len(trainable),
+                sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
+    return model.train(), processor
+
+
+class VittleTrainer(Trainer):
+    """Trainer with the KL terms, the alpha schedule and CE / KL / alpha logging."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+        self._running: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
+        if bottleneck is not None and model.training:
+            bottleneck.train_alpha = alpha_at(bottleneck.config, self.state.global_step / max(1, self.state.max_steps))
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if bottleneck is not None:
+            scope = None
+            if bottleneck.config.text_kl_scope == "prompt":
+                scope = (inputs["labels"] == IGNORE_INDEX) & inputs["attention_mask"].bool()
+            kl_visual, kl_text = bottleneck.kl_terms(scope)
+            loss = loss + bottleneck.config.kl_weight * (kl_visual + kl_text)
+            if model.training:
+                self._running["kl_v"].append(float(kl_visual))
+                self._running["kl_t"].append(float(kl_text))
+                self._running["alpha"].append(bottleneck.train_alpha)
+        if model.training:
+            self._running["ce"].append(float(outputs.loss))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._running:  # a training log: add the means since the last one
+            logs.update({key: sum(values) / len(values) for key, values in self._running.items()})
+            self._running.clear()
+        super().log(logs, start_time)
+
+
+def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
+    train = recipe.train
+    return TrainingArguments(
+        output_dir=train.output_dir,
+        max_steps=train.max_steps,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        learning_rate=train.lr,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=train.weight_decay,
+        lr_scheduler_type=train.lr_scheduler,
+        bf16=train.bf16,
+        gradient_checkpointing=train.gradient_checkpointing,
+        deepspeed=train.deepspeed or None,
+        logging_steps=train.logging_steps,
+        logging_first_step=True,
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        report_to=train.report_to,
+        dataloader_num_workers=train.num_workers,
+        remove_unused_columns=False,
+        **train.extra,
+    )
+
+
+def train(recipe: RecipeConfig) -> dict[str, Any]:
+    """Run a recipe to the end; saves model, processor and the recipe in output_dir.
+    Returns the log history."""
+    set_seed(recipe.train.seed)
+    if recipe.data.synthetic and not Path(recipe.data.path).exists():
+        from vittle.shapes import make_shapes_dataset
+
+        make_shapes_dataset(Path(recipe.data.path), recipe.data.synthetic_samples, seed=recipe.train.seed)
+    model, processor = prepare_model(recipe)
+    dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length)
+    args = training_arguments(recipe)
+    trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
+                            data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
+    checkpoint = get_last_checkpoint(args.output_dir) if recipe.train.resume and Path(args.output_dir).is_dir() else None
+    if recipe.train.resume and checkpoint is None:
+        logger.warning("resume requested but %s has no checkpoint: starting from scratch", args.output_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(args.output_dir)
+    processor.save_pretrained(args.output_dir)
+    recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    return {"output_dir": args.output_dir, "log_history": trainer.state.log_history}
