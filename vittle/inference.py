@@ -117,7 +117,8 @@ class Assistant:
     def answer(self, image: ImageInput, question: str, max_new_tokens: int = 64, stream: bool = False) -> str | Iterator[str]:
         """Greedy answer to one question. With stream=True, a generator of text pieces."""
         inputs = self._batch([image], [question])
-        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id)
+        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id,
+                        suppress_tokens=[self.model.config.image_token_id])  # an image token without an image is invalid
         if not stream:
             output = self.model.generate(**inputs, **settings)
             return self.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

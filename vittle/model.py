@@ -84,6 +84,7 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None) 
     reference = next(layers[layer].parameters())
     hidden_size = model.config.text_config.hidden_size
     bottleneck = VittleBottleneck(config, hidden_size).to(device=reference.device, dtype=reference.dtype)
+    bottleneck.train(model.training)  # a new module starts in training mode; follow the model
     model.add_module(BOTTLENECK_ATTR, bottleneck)
     setattr(model.config, CONFIG_KEY, config.to_dict())
     pending: dict[str, torch.Tensor] = {}

@@ -100,12 +100,23 @@ class VittleTrainer(Trainer):
             kl_visual, kl_text = bottleneck.kl_terms(scope)
             loss = loss + bottleneck.config.kl_weight * (kl_visual + kl_text)
             if model.training:
-                self._running["kl_v"].append(float(kl_visual))
-                self._running["kl_t"].append(float(kl_text))
+                self._running["kl_v"].append(float(kl_visual.detach()))
+                self._running["kl_t"].append(float(kl_text.detach()))
                 self._running["alpha"].append(bottleneck.train_alpha)
         if model.training:
-            self._running["ce"].append(float(outputs.loss))
+            self._running["ce"].append(float(outputs.loss.detach()))
         return (loss, outputs) if return_outputs else loss
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        """Trainer restores weights with a plain load_state_dict, but LLaVA checkpoints are
+        written with transformers' legacy key names, so nothing would match. Load through
+        from_pretrained's key conversion instead (DeepSpeed and FSDP keep their own path)."""
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        target = model if model is not None else self.model
+        restored = load_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        target.load_state_dict(restored.state_dict(), strict=True)
+        logger.info("restored weights from %s", resume_from_checkpoint)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._running:  # a training log: add the means since the last one
@@ -127,7 +138,7 @@ def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
         bf16=train.bf16,
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
         deepspeed=train.deepspeed or None,
         logging_steps=train.logging_steps,
         logging_first_step=True,

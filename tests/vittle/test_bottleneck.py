@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from vittle.bottleneck import VittleBottleneck, gaussian_kl
+from vittle.config import BottleneckConfig
+
+
+def test_gaussian_kl_matches_the_closed_form_and_torch():
+    gen = torch.Generator().manual_seed(0)
+    mu_q, mu_p = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    lv_q, lv_p = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    ours = gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+    reference = kl_divergence(Normal(mu_q, (0.5 * lv_q).exp()), Normal(mu_p, (0.5 * lv_p).exp()))
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    # One element by hand: q = N(1, e^0.5), p = N(0, 1).
+    by_hand = 0.5 * (0.0 - 0.5 - 1.0 + (1.0 + math.exp(0.5)))
+    assert gaussian_kl(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(0.0), torch.tensor(0.0)).item() == pytest.approx(by_hand)
+
+
+def test_gaussian_kl_is_zero_at_the_prior_and_its_optimal_variance_is_one():
+    assert gaussian_kl(torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.zeros(3)).abs().max() == 0
+    logvars = torch.linspace(-2.3, 2.3, 461)
+    kl = gaussian_kl(torch.zeros_like(logvars), logvars, torch.zeros(1), torch.zeros(1))
+    assert logvars[kl.argmin()].abs() < 1e-6  # variance 1, not the 0.5 of the half-log-variance variant
+    assert (kl >= 0).all()
+
+
+def _bottleneck(**overrides):
+    torch.manual_seed(0)
+    return VittleBottleneck(BottleneckConfig(**overrides), hidden_size=8)
+
+
+def test_each_modality_goes_through_its_own_mlp():
+    bottleneck = _bottleneck().eval()
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, False, False, False], [False, True, False, False, True]])
+    mu, logvar = bottleneck.posterior(hidden, mask)
+    mu_v, lv_v = bottleneck.visual(hidden[mask])
+    mu_t, lv_t = bottleneck.text(hidden[~mask])
+    torch.testing.assert_close(mu[mask], mu_v)
+    torch.testing.assert_close(mu[~mask], mu_t)
+    torch.testing.assert_close(logvar[~mask], lv_t)
+    assert not torch.allclose(mu_v, bottleneck.text(hidden[mask])[0])
+
+
+def test_inference_mixes_with_the_mean_and_training_samples():
+    bottleneck = _bottleneck(alpha_max=0.5).eval()
+    hidden, mask = torch.randn(1, 4, 8), torch.tensor([[True, False, False, False]])
+    out = bottleneck(hidden, mask)
+    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * bottleneck.last.mu)
+    bottleneck.train()
+    bottleneck.train_alpha = 0.3
+    torch.manual_seed(1)
+    out1 = bottleneck(hidden, mask)
+    torch.manual_seed(1)
+    noise = torch.randn_like(hidden)
+    state = bottleneck.last
+    torch.testing.assert_close(out1, 0.7 * hidden + 0.3 * (state.mu + (0.5 * state.logvar).exp() * noise))
+    assert not torch.allclose(out1, bottleneck(hidden, mask))  # a fresh sample each call
+
+
+def test_alpha_zero_is_exactly_the_identity_and_logvar_is_clamped():
+    bottleneck = _bottleneck(alpha_max=0.0, logvar_clamp=0.1).eval()
+    hidden = torch.randn(2, 3, 8) * 100
+    assert torch.equal(bottleneck(hidden, torch.zeros(2, 3, dtype=torch.bool)), hidden)
+    assert bottleneck.last.logvar.abs().max() <= 0.1 + 1e-7
+
+
+def test_kl_terms_average_over_the_right_tokens():
+    bottleneck = _bottleneck(prior="learnable").eval()
+    with torch.no_grad():
+        bottleneck.visual_prior.mean.fill_(0.3)
+    hidden = torch.randn(1, 4, 8)
+    mask = torch.tensor([[True, True, False, False]])
+    bottleneck(hidden, mask)
+    state = bottleneck.last
+    kl_v, kl_t = bottleneck.kl_terms()
+    expected_v = gaussian_kl(state.mu[0, :2], state.logvar[0, :2], torch.full((8,), 0.3), torch.zeros(8)).mean()
+    expected_t = gaussian_kl(state.mu[0, 2:], state.logvar[0, 2:], torch.zeros(8), torch.zeros(8)).mean()
+    torch.testing.assert_close(kl_v, expected_v)
+    torch.testing.assert_close(kl_t, expected_t)
+    scope = torch.tensor([[True, True, True, False]])  # only the first text token counts
+    _, kl_t_scoped = bottleneck.kl_terms(scope)
+    torch.testing.assert_close(kl_t_scoped, gaussian_kl(state.mu[0, 2], state.logvar[0, 2], torch.zeros(8), torch.zeros(8)).mean())
+
+
+def test_text_only_input_gives_zero_visual_kl_with_a_graph():
+    bottleneck = _bottleneck().train()
+    bottleneck(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+    kl_v, kl_t = bottleneck.kl_terms()
+    assert kl_v.item() == 0.0 and kl_t.item() > 0
+    (kl_v + kl_t).backward()
+    assert bottleneck.text.fc1.weight.grad is not None
+
+
+def test_priors_fixed_has_no_parameters_learnable_has_four_vectors():
+    fixed, learnable = _bottleneck(prior="fixed"), _bottleneck(prior="learnable")
+    assert not any("prior" in name for name in fixed.state_dict())
+    names = sorted(n for n in learnable.state_dict() if "prior" in n)
+    assert names == ["text_prior.logvar", "text_prior.mean", "visual_prior.logvar", "visual_prior.mean"]
+    assert all(learnable.state_dict()[n].abs().sum() == 0 for n in names)  # initialized at zero
+
+
+def test_kl_before_any_forward_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="has not run yet"):
+        _bottleneck().kl_terms()

@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vittle.data import (
+    IGNORE_INDEX,
+    ConversationCollator,
+    ConversationDataset,
+    DataError,
+    ImageEncoder,
+    expand_to_square,
+    read_conversations,
+)
+from vittle.template import SYSTEM_PROMPT, build_prompt, format_conversation
+
+
+def _write(tmp_path, samples, image_size=(20, 10)):
+    Image.new("RGB", image_size, (200, 10, 10)).save(tmp_path / "img.png")
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(samples))
+    return path
+
+
+def _conv(*pairs):
+    turns = []
+    for question, answer in pairs:
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return turns
+
+
+def test_vicuna_v1_template():
+    text, spans = format_conversation([("<image>\nWhat is it?", "A cat."), ("Colour?", "Black.")])
+    assert text == f"{SYSTEM_PROMPT} USER: <image>\nWhat is it? ASSISTANT: A cat.</s>USER: Colour? ASSISTANT: Black.</s>"
+    assert [text[a:b] for a, b in spans] == [" A cat.</s>", " Black.</s>"]
+    assert build_prompt("Why?", has_image=True) == f"{SYSTEM_PROMPT} USER: <image>\nWhy? ASSISTANT:"
+    assert build_prompt("Why?", has_image=False) == f"{SYSTEM_PROMPT} USER: Why? ASSISTANT:"
+
+
+def test_labels_cover_exactly_the_answers_in_multi_turn_samples(tmp_path, tiny):
+    _, processor = tiny
+    path = _write(tmp_path, [{"id": "a", "image": "img.png", "conversations": _conv(("<image>\nWhat colour?", "red"), ("And the shape?", "a wide square"))}])
+    item = ConversationDataset(path, processor)[0]
+    ids, labels = item["input_ids"], item["labels"]
+    supervised = processor.tokenizer.decode(ids[labels != IGNORE_INDEX])
+    assert supervised == " red</s> a wide square</s>"
+    assert torch.equal(labels[labels != IGNORE_INDEX], ids[labels != IGNORE_INDEX])
+    assert int((ids == processor.image_token_id).sum()) == 16
+    assert item["pixel_values"].shape == (3, 32, 32)
+
+
+def test_text_only_samples_have_no_pixels_and_mixed_batches_collate(tmp_path, tiny):
+    _, processor = tiny
+    path = _write(tmp_path, [
+        {"id": "t", "conversations": _conv(("Say hi", "hi"))},
+        {"id": "i", "image": "img.png", "conversations": _conv(("What colour is it?", "red"))},  # placeholder added
+    ])
+    data = ConversationDataset(path, processor)
+    assert "pixel_values" not in data[0]
+    assert int((data[1]["input_ids"] == processor.image_token_id).sum()) == 16
+    batch = ConversationCollator(processor.tokenizer.pad_token_id)([data[0], data[1]])
+    assert batch["pixel_values"].shape == (1, 3, 32, 32)
+    length = batch["input_ids"].shape[1]
+    n0 = len(data[0]["input_ids"])
+    assert batch["attention_mask"][0].tolist() == [1] * n0 + [0] * (length - n0)
+    assert (batch["labels"][0, n0:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][0, n0:] == processor.tokenizer.pad_token_id).all()
+
+
+def test_pad_to_square_uses_the_mean_colour(tiny):
+    _, processor = tiny
+    background = ImageEncoder(processor).background
+    assert background == (123, 117, 104)  # CLIP's mean (0.4815, 0.4578, 0.4082) * 255
+    square = expand_to_square(Image.new("RGB", (20, 10), (255, 0, 0)), background)
+    assert square.size == (20, 20)
+    assert square.getpixel((0, 0)) == background and square.getpixel((10, 10)) == (255, 0, 0)
+    assert square.getpixel((10, 5)) == (255, 0, 0) and square.getpixel((10, 4)) == background
+    assert square.getpixel((10, 14)) == (255, 0, 0) and square.getpixel((10, 15)) == background
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ({"id": "m1", "image": "missing.png", "conversations": _conv(("<image>\nq", "a"))}, "sample 'm1': image not found at .*missing.png"),
+        ({"id": "m2", "conversations": [{"from": "human", "value": "q"}]}, "sample 'm2' needs a 'conversations' list"),
+        ({"id": "m3", "conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}]}, "sample 'm3': turns 0 and 1 must be a human then a gpt turn"),
+        ({"id": "m4", "conversations": _conv(("<image>\nq", "a"))}, "sample 'm4' has an <image> placeholder but no 'image'"),
+        ({"id": "m5", "conversations": [{"from": "human", "value": 3}, {"from": "gpt", "value": "a"}]}, "sample 'm5': turns 0 and 1"),
+    ],
+)
+def test_malformed_samples_name_the_id_and_path(tmp_path, sample, message):
+    path = _write(tmp_path, [sample])
+    with pytest.raises(DataError, match=message):
+        read_conversations(path)
+
+
+def test_broken_files_are_clear_errors(tmp_path, tiny):
+    _, processor = tiny
+    with pytest.raises(DataError, match="data file not found"):
+        read_conversations(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="bad.json is not valid JSON"):
+        read_conversations(tmp_path / "bad.json")
+    path = _write(tmp_path, [{"id": "broken", "image": "img.png", "conversations": _conv(("<image>\nq", "a"))}])
+    (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match="sample 'broken': cannot read image .*img.png"):
+        ConversationDataset(path, processor)[0]
+
+
+def test_truncation_that_cuts_image_tokens_or_all_answers_is_an_error(tmp_path, tiny):
+    _, processor = tiny
+    path = _write(tmp_path, [{"id": "long", "image": "img.png", "conversations": _conv(("<image>\nq", "a"))}])
+    with pytest.raises(DataError, match="max_length=20 cuts into its image tokens"):
+        ConversationDataset(path, processor, max_length=20)[0]
+    path = _write(tmp_path, [{"id": "t", "conversations": _conv(("q " * 50, "a"))}])
+    with pytest.raises(DataError, match="sample 't': no answer token fits in max_length=40"):
+        ConversationDataset(path, processor, max_length=40)[0]
+
+
+def test_synthetic_shapes_are_valid_llava_data(shapes_data, tiny):
+    samples = read_conversations(shapes_data)
+    assert len(samples) == 48 * 3
+    answers = {s["turns"][0][1] for s in samples}
+    assert {"yes", "no", "red", "circle"} <= answers

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vittle.cli import main
+from vittle.config import BottleneckConfig
+from vittle.inference import Assistant
+from vittle.model import attach_bottleneck, decoder_layers
+
+
+@pytest.fixture
+def vittle_assistant(tiny):
+    model, processor = tiny
+    attach_bottleneck(model, BottleneckConfig(layer=1))
+    return Assistant(model, processor)
+
+
+def test_answer_is_greedy_and_streaming_gives_the_same_text(vittle_assistant, image):
+    question = "What colour is the shape?"
+    answer = vittle_assistant.answer(image, question, max_new_tokens=8)
+    assert isinstance(answer, str) and answer == vittle_assistant.answer(image, question, max_new_tokens=8)
+    pieces = list(vittle_assistant.answer(image, question, max_new_tokens=8, stream=True))
+    assert "".join(pieces).strip() == answer
+    assert vittle_assistant.answer(None, "Say something", max_new_tokens=4) is not None
+
+
+def test_bad_questions_are_clear_errors(vittle_assistant, image):
+    with pytest.raises(ValueError, match="the question is empty"):
+        vittle_assistant.answer(image, "   ")
+    with pytest.raises(ValueError, match="placeholders; at most one, and only with an image"):
+        vittle_assistant.answer(None, "<image> what is this")
+
+
+def test_probe_reports_the_layer_state_and_posterior(vittle_assistant, image):
+    result = vittle_assistant.probe(image, "What colour is the shape?")
+    assert result.layer == 1 and result.has_bottleneck
+    assert result.hidden_before.shape == result.hidden_after.shape == (64,)
+    assert not np.allclose(result.hidden_before, result.hidden_after)
+    assert len(result.visual_positions) == 16 and result.grid == (4, 4)
+    assert result.visual_variance.shape == (16,) and result.text_variance.shape == (len(result.tokens) - 16,)
+    assert (result.visual_variance > 0.09).all() and (result.visual_variance < 10.1).all()  # the clamp: 0.1..10
+    assert result.text_kl.shape == result.text_variance.shape and (result.text_kl >= 0).all()
+    assert result.text_tokens[-2:] == ["ĠASSISTANT", ":"]
+    data = result.to_dict()
+    json.dumps(data)
+    assert len(data["text_tokens"]) == len(data["text_variance"])
+
+
+def test_probe_of_a_plain_model(tiny, image):
+    model, processor = tiny
+    result = Assistant(model, processor).probe(image, "What colour?")
+    assert not result.has_bottleneck and result.layer == 3 and result.visual_variance is None
+    np.testing.assert_array_equal(result.hidden_before, result.hidden_after)
+
+
+def test_embed_matches_probe_batches_consistently_and_stops_after_layer_l(vittle_assistant, image):
+    questions = ["What colour is the shape?", "Is there a red square in the image?", "Shape?"]
+    images = [image, image.rotate(90), None]
+    calls = []
+    for index, layer in enumerate(decoder_layers(vittle_assistant.model)):
+        layer.register_forward_hook(lambda *a, i=index: calls.append(i))
+    batched = vittle_assistant.embed(images, questions, batch_size=3)
+    assert set(calls) == {0, 1}  # layers 2 and 3 never ran
+    assert batched.shape == (3, 64) and batched.dtype == np.float32
+    one_by_one = vittle_assistant.embed(images, questions, batch_size=1)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
+    probe = vittle_assistant.probe(images[1], questions[1])
+    np.testing.assert_allclose(batched[1], probe.hidden_after, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="2 images but 3 questions"):
+        vittle_assistant.embed(images[:2], questions)
+
+
+def test_load_and_command_line(vittle_assistant, image, tmp_path, capsys):
+    vittle_assistant.model.save_pretrained(tmp_path)
+    vittle_assistant.processor.save_pretrained(tmp_path)
+    image.save(tmp_path / "q.png")
+    loaded = Assistant.load(tmp_path, device="cpu")
+    assert loaded.has_bottleneck and loaded.layer == 1
+    expected = vittle_assistant.answer(image, "What colour?", max_new_tokens=6)
+    assert loaded.answer(tmp_path / "q.png", "What colour?", max_new_tokens=6) == expected
+    assert main(["answer", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?",
+                 "--max-new-tokens", "6", "--stream", "false"]) == 0
+    assert capsys.readouterr().out.strip() == expected
+    assert main(["probe", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?", "--json", "true"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and data["grid"] == [4, 4]
+    assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 2
+    assert "checkpoint folder not found" in capsys.readouterr().err

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from vittle.config import RecipeConfig
+from vittle.settings import coerce, load_recipe
+
+RECIPES = sorted((Path(__file__).parents[2] / "vittle" / "recipes").glob("*.yaml"))
+
+
+def test_coerce_parses_text_by_type():
+    assert coerce("x", "False", bool) is False
+    assert coerce("x", "null", int | None) is None
+    assert coerce("x", "3", int | None) == 3
+    assert coerce("x", "2", float) == 2.0 and isinstance(coerce("x", "2", float), float)
+    assert coerce("x", "007", str) == "007"
+    with pytest.raises(ValueError, match="x: expected int, got 'many'"):
+        coerce("x", "many", int)
+    with pytest.raises(ValueError, match="x: expected float, got 'true'"):
+        coerce("x", "true", float)
+
+
+def test_overrides_and_errors(tmp_path):
+    recipe = load_recipe("tiny-shapes", ["train.max_steps=5", "bottleneck.prior=learnable", "train.bf16=false",
+                                         "bottleneck.layer=2", "train.extra={dataloader_drop_last: true}"])
+    assert isinstance(recipe, RecipeConfig)
+    assert (recipe.train.max_steps, recipe.bottleneck.prior, recipe.train.bf16, recipe.bottleneck.layer) == (5, "learnable", False, 2)
+    assert recipe.train.extra == {"dataloader_drop_last": True}
+    with pytest.raises(ValueError, match="unknown key\\(s\\) train.max_step; known:"):
+        load_recipe("tiny-shapes", ["train.max_step=5"])
+    with pytest.raises(ValueError, match="alpha_max=2.0 is out of range"):
+        load_recipe("tiny-shapes", ["bottleneck.alpha_max=2"])
+    with pytest.raises(ValueError, match="must look like section.key=value"):
+        load_recipe("tiny-shapes", ["train.max_steps"])
+    with pytest.raises(ValueError, match="recipe not found: nope.yaml \\(built-in recipes: .*tiny-shapes"):
+        load_recipe("nope.yaml")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.data.path

@@ -1,0 +1,85 @@
+import math
+
+import pytest
+import torch
+
+from vittle.config import BottleneckConfig
+from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
+from vittle.model import get_bottleneck
+from vittle.settings import load_recipe
+from vittle.trainer import VittleTrainer, alpha_at, configure_stage, prepare_model, train, training_arguments
+
+
+def test_alpha_schedules():
+    cosine = BottleneckConfig(schedule="cosine", alpha_max=0.5)
+    assert [alpha_at(cosine, p) for p in (0.0, 0.5, 1.0)] == pytest.approx([0.0, 0.25, 0.5])
+    assert alpha_at(cosine, 0.25) == pytest.approx(0.25 * (1 - math.cos(math.pi / 4)))
+    sigmoid = BottleneckConfig(schedule="sigmoid", alpha_max=0.5)
+    assert alpha_at(sigmoid, 0.5) == pytest.approx(0.25)
+    assert alpha_at(sigmoid, 0.0) == pytest.approx(0.5 / (1 + math.exp(5)))
+    assert alpha_at(sigmoid, 1.0) == pytest.approx(0.5 / (1 + math.exp(-5)))
+    assert alpha_at(BottleneckConfig(schedule="constant", alpha_max=0.3), 0.1) == 0.3
+    assert alpha_at(cosine, 7.0) == 0.5  # progress is clamped
+
+
+def _recipe(shapes_data, tmp_path, *overrides):
+    return load_recipe("tiny-shapes", [f"data.path={shapes_data}", f"train.output_dir={tmp_path / 'out'}", *overrides])
+
+
+def _trainable_prefixes(model):
+    return {name.split(".")[0] if not name.startswith("model.") else ".".join(name.split(".")[:2])
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_stage_freezing(shapes_data, tmp_path):
+    model, _ = prepare_model(_recipe(shapes_data, tmp_path, "train.stage=align"))
+    assert _trainable_prefixes(model) == {"model.multi_modal_projector"}
+    assert get_bottleneck(model) is None
+    model, _ = prepare_model(_recipe(shapes_data, tmp_path, "train.stage=instruct"))
+    assert _trainable_prefixes(model) == {"model.multi_modal_projector", "model.language_model", "lm_head", "vittle_bottleneck"}
+    assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
+    model, _ = prepare_model(_recipe(shapes_data, tmp_path, "train.stage=baseline"))
+    assert get_bottleneck(model) is None
+    assert _trainable_prefixes(model) == {"model.multi_modal_projector", "model.language_model", "lm_head"}
+    assert configure_stage(model, "align") == ["model.multi_modal_projector.linear_1.weight", "model.multi_modal_projector.linear_1.bias",
+                                               "model.multi_modal_projector.linear_2.weight", "model.multi_modal_projector.linear_2.bias"]
+
+
+@pytest.mark.parametrize("scope", ["prompt", "all"])
+def test_loss_is_ce_plus_weighted_kl(shapes_data, tmp_path, scope):
+    recipe = _recipe(shapes_data, tmp_path, f"bottleneck.text_kl_scope={scope}", "bottleneck.kl_weight=0.7")
+    model, processor = prepare_model(recipe)
+    data = ConversationDataset(recipe.data.path, processor)
+    batch = ConversationCollator(processor.tokenizer.pad_token_id)([data[0], data[1], data[2]])
+    trainer = VittleTrainer(model=model, args=training_arguments(recipe), train_dataset=data)
+    model.eval()  # deterministic: the mean instead of a sample
+    loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
+    bottleneck = get_bottleneck(model)
+    state = bottleneck.last
+    kl = bottleneck.token_kl().mean(-1)
+    text = ~state.visual_mask & batch["attention_mask"].bool()
+    if scope == "prompt":
+        text &= batch["labels"] == IGNORE_INDEX
+    else:
+        text = ~state.visual_mask  # "all": every text token, padding included
+    expected = outputs.loss + 0.7 * (kl[state.visual_mask].mean() + kl[text].mean())
+    torch.testing.assert_close(loss, expected)
+
+
+def test_tiny_recipe_trains_logs_and_resumes(shapes_data, tmp_path):
+    recipe = _recipe(shapes_data, tmp_path, "train.max_steps=40", "train.logging_steps=5", "train.save_steps=20")
+    result = train(recipe)
+    logs = [entry for entry in result["log_history"] if "loss" in entry]
+    assert {"ce", "kl_v", "kl_t", "alpha"} <= set(logs[-1])
+    assert logs[-1]["loss"] < 0.5 * logs[0]["loss"]
+    alphas = [entry["alpha"] for entry in logs]
+    assert alphas == sorted(alphas) and alphas[0] < 0.01 and 0.4 < alphas[-1] <= 0.5
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
+    assert (out / "vittle_recipe.yaml").is_file() and (out / "checkpoint-40").is_dir()
+    resumed = train(_recipe(shapes_data, tmp_path, "train.max_steps=50", "train.logging_steps=5", "train.resume=true"))
+    history = [entry for entry in resumed["log_history"] if "loss" in entry]
+    assert [entry["step"] for entry in history][: len(logs) - 1] == [entry["step"] for entry in logs][:-1]  # state restored
+    resumed_logs = [entry for entry in history if entry["step"] > 40]
+    assert [entry["step"] for entry in resumed_logs] == [45, 50]
+    assert resumed_logs[0]["loss"] < 0.6 * logs[0]["loss"]  # with the trained weights, not fresh ones
