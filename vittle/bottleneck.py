@@ -37,9 +37,16 @@ class PosteriorMLP(nn.Module):
         self.fc2 = nn.Linear(hidden_size, 2 * hidden_size)
         self.logvar_clamp = logvar_clamp
 
-    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.fc2(F.gelu(self.fc1(hidden))).chunk(2, dim=-1)
+    def raw(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The unsplit, unclamped (..., 2d) output."""
+        return self.fc2(F.gelu(self.fc1(hidden)))
+
+    def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = raw.chunk(2, dim=-1)
         return mu, logvar.clamp(-self.logvar_clamp, self.logvar_clamp)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(self.raw(hidden))
 
 
 class GaussianPrior(nn.Module):
@@ -94,15 +101,18 @@ class VittleBottleneck(nn.Module):
         return self.config.alpha_max if self.inference_alpha is None else self.inference_alpha
 
     def posterior(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and logvar for every token, each through its own modality's MLP only."""
-        if not bool(visual_mask.any()):  # text only, e.g. every cached generation step
+        """mu and logvar for every token, each token through its own modality's MLP only."""
+        flat_mask = visual_mask.reshape(-1)
+        visual_index = flat_mask.nonzero().squeeze(1)
+        if visual_index.numel() == 0:  # text only, e.g. every cached generation step
             return self.text(hidden)
-        mu = hidden.new_empty(hidden.shape)
-        logvar = hidden.new_empty(hidden.shape)
-        mu[visual_mask], logvar[visual_mask] = self.visual(hidden[visual_mask])
-        text_mask = ~visual_mask
-        if bool(text_mask.any()):
-            mu[text_mask], logvar[text_mask] = self.text(hidden[text_mask])
+        text_index = (~flat_mask).nonzero().squeeze(1)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        raw = flat.new_empty(flat.shape[0], 2 * flat.shape[1])
+        raw = raw.index_copy(0, visual_index, self.visual.raw(flat.index_select(0, visual_index)))
+        if text_index.numel():
+            raw = raw.index_copy(0, text_index, self.text.raw(flat.index_select(0, text_index)))
+        mu, logvar = self.text.split(raw.view(*hidden.shape[:-1], -1))  # both MLPs clamp alike
         return mu, logvar
 
     def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
@@ -113,10 +123,10 @@ class VittleBottleneck(nn.Module):
         if alpha == 0.0:
             output = hidden  # exact no-op: the plain model's computation
         elif self.training:
-            sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            output = (1.0 - alpha) * hidden + alpha * sample
+            sample = torch.addcmul(mu, torch.exp(0.5 * logvar), torch.randn_like(mu))
+            output = torch.lerp(hidden, sample, alpha)  # (1 - alpha) * h + alpha * z
         else:
-            output = (1.0 - alpha) * hidden + alpha * mu
+            output = torch.lerp(hidden, mu, alpha)
         self.last = BottleneckState(hidden, output, mu, logvar, visual_mask)
         return output
 
@@ -124,6 +134,8 @@ class VittleBottleneck(nn.Module):
         """Elementwise KL to each token's prior, in float32, shape (batch, seq, d)."""
         state = state or self._require_state()
         mu, logvar = state.mu.float(), state.logvar.float()
+        if self.config.prior == "fixed":  # both priors are N(0, I): no per-token selection
+            return gaussian_kl(mu, logvar, self.text_prior.mean, self.text_prior.logvar)
         vm = state.visual_mask.unsqueeze(-1)
         prior_mean = torch.where(vm, self.visual_prior.mean.float(), self.text_prior.mean.float())
         prior_logvar = torch.where(vm, self.visual_prior.logvar.float(), self.text_prior.logvar.float())
