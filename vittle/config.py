@@ -90,8 +90,13 @@ class ModelConfig:
     """Which model to start from."""
 
     init: str = "tiny"
-    """"tiny" (a tiny LLaVA built from configs, offline) or a folder / hub id of a
+    """"tiny" (a tiny LLaVA built from configs, offline), "compose" (join `vision_tower` and
+    `language_model` with a new projector: the start of stage 1) or a folder / hub id of a
     LlavaForConditionalGeneration checkpoint with its processor."""
+    vision_tower: str = ""
+    """With init "compose": a CLIP checkpoint, e.g. openai/clip-vit-large-patch14-336."""
+    language_model: str = ""
+    """With init "compose": a causal LM checkpoint, e.g. lmsys/vicuna-7b-v1.5."""
     seed: int = 0
     """Seed of the tiny model's initial weights (ignored for checkpoints)."""
     dtype: str = "auto"
@@ -100,7 +105,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         if not self.init:
-            raise ValueError("model.init must be 'tiny' or a checkpoint folder / hub id")
+            raise ValueError("model.init must be 'tiny', 'compose' or a checkpoint folder / hub id")
+        if self.init == "compose" and not (self.vision_tower and self.language_model):
+            raise ValueError("model.init='compose' needs model.vision_tower and model.language_model")
 
 
 @dataclass

@@ -19,7 +19,7 @@ import yaml
 from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from vittle.checkpoint import load_pretrained
+from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import BottleneckConfig, RecipeConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import attach_bottleneck, get_bottleneck
@@ -62,6 +62,11 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
         from vittle.tiny import build_tiny_llava
 
         model, processor = build_tiny_llava(seed=recipe.model.seed)
+    elif init == "compose":
+        from vittle.compose import compose_llava
+
+        dtype = DTYPES.get(recipe.model.dtype, torch.float32)
+        model, processor = compose_llava(recipe.model.vision_tower, recipe.model.language_model, dtype=dtype)
     else:
         model, processor = load_pretrained(init, dtype=recipe.model.dtype), AutoProcessor.from_pretrained(init)
     existing = get_bottleneck(model)
@@ -125,6 +130,16 @@ class VittleTrainer(Trainer):
         super().log(logs, start_time)
 
 
+def _deepspeed_config(path: str) -> str | None:
+    """The DeepSpeed JSON: as given, or a built-in one (zero2.json, zero3.json) by name."""
+    if not path or Path(path).is_file():
+        return path or None
+    builtin = Path(__file__).parent / "recipes" / Path(path).name
+    if builtin.is_file():
+        return str(builtin)
+    raise ValueError(f"train.deepspeed={path!r}: no such file (built-in: zero2.json, zero3.json)")
+
+
 def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
     train = recipe.train
     return TrainingArguments(
@@ -139,7 +154,7 @@ def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
         lr_scheduler_type=train.lr_scheduler,
         bf16=train.bf16,
         activation_checkpointing=train.gradient_checkpointing,
-        deepspeed=train.deepspeed or None,
+        deepspeed=_deepspeed_config(train.deepspeed),
         logging_steps=train.logging_steps,
         logging_first_step=True,
         save_steps=train.save_steps,
