@@ -51,7 +51,7 @@ class ProbeArgs(QueryArgs):
 class QuickstartArgs:
     out: str = "runs/quickstart"
     """Where the data, the model and its checkpoints go."""
-    steps: int = 60
+    steps: int = 200
     """Training steps of the tiny recipe."""
 
 
