@@ -61,7 +61,11 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             values[name] = build(hint, raw or {}, f"{prefix}{name}.")
         else:
             values[name] = coerce(prefix + name, raw, hint)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # name the section, e.g. "bottleneck.alpha_max=..."
+        message = str(err)
+        raise ValueError(message if message.startswith(prefix) else prefix + message) from err
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

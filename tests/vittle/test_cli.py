@@ -1,0 +1,29 @@
+import pytest
+
+from vittle.cli import build_parser, main
+
+
+def test_quickstart_trains_and_answers(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path), "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny Vittle model trained for 4 steps: loss" in out
+    assert "Q: What colour is the shape?" in out and "\nA: " in out
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "data" / "train.json").is_file()
+
+
+def test_train_command_reports_bad_recipes_cleanly(tmp_path, capsys):
+    assert main(["train", "--recipe", "tiny-shapes", "bottleneck.alpha_max=3"]) == 2
+    assert "vittle train: error: bottleneck.alpha_max=3.0 is out of range" in capsys.readouterr().err
+    (tmp_path / "r.yaml").write_text("model: [1, 2]\n")
+    assert main(["train", "--recipe", str(tmp_path / "r.yaml")]) == 2
+    assert "model: expected a mapping, got list" in capsys.readouterr().err
+
+
+def test_options_are_generated_from_the_dataclasses(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["answer", "--help"])
+    text = capsys.readouterr().out
+    assert "--max-new-tokens" in text and "Longest answer in tokens. (default: 64)" in text
+    args = build_parser().parse_args(["answer", "--model", "m", "--question", "q", "--stream", "False"])
+    assert args.stream is False and args.max_new_tokens == 64
