@@ -48,7 +48,7 @@ def coerce(key: str, raw: Any, hint: Any) -> Any:
 def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass `cls` from a (nested) mapping, checking names and types."""
     if not isinstance(data, dict):
-        raise ValueError(f"{prefix or 'recipe'}: expected a mapping, got {type(data).__name__}")
+        raise ValueError(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
