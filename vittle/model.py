@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import nn

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from vittle.cli import main
 from vittle.config import BottleneckConfig
