@@ -1,0 +1,1 @@
+"""Robustness analysis for Vittle: perturbations, representations, metrics and plots."""

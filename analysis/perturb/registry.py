@@ -1,0 +1,108 @@
+"""The catalogue of perturbations: every name, its modality, category and valid levels.
+
+The app builds its menus from `list_perturbations()`; the spec parser validates against
+the same table, so a name exists in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+LEVELS = (1, 2, 3, 4, 5)
+
+# The 27 paper variants use one severity for every visual shift and one level for every
+# character/word shift; the paper's severity study sweeps these separately.
+PAPER_SEVERITY = 3
+PAPER_TEXT_LEVEL = 3
+# The joint variants pair these visual shifts with the three translations.
+PAPER_JOINT_VISUAL = ("zoom_blur", "frost", "gaussian_noise")
+
+
+class Modality(str, Enum):
+    VISUAL = "visual"
+    TEXT = "text"
+
+
+class Category(str, Enum):
+    BLUR = "blur"
+    DIGITAL = "digital"
+    WEATHER = "weather"
+    NOISE = "noise"
+    CHARACTER = "character"
+    WORD = "word"
+    SENTENCE = "sentence"
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One named shift of one modality."""
+
+    name: str  # spec name, e.g. "frost" or "char_typo"
+    modality: Modality
+    category: Category
+    label: str  # human-readable name for menus
+    levels: tuple[int, ...] = LEVELS  # empty for translations, which have no strength
+
+    @property
+    def has_levels(self) -> bool:
+        return bool(self.levels)
+
+
+def _visual(name: str, category: Category, label: str) -> Perturbation:
+    return Perturbation(name, Modality.VISUAL, category, label)
+
+
+def _text(name: str, category: Category, label: str, levels: tuple[int, ...] = LEVELS) -> Perturbation:
+    return Perturbation(name, Modality.TEXT, category, label, levels)
+
+
+# Categories follow ImageNet-C (brightness is a weather effect there) and MM_Robustness.
+_ALL = (
+    _visual("defocus_blur", Category.BLUR, "Defocus blur"),
+    _visual("zoom_blur", Category.BLUR, "Zoom blur"),
+    _visual("contrast", Category.DIGITAL, "Contrast"),
+    _visual("brightness", Category.WEATHER, "Brightness"),
+    _visual("fog", Category.WEATHER, "Fog"),
+    _visual("frost", Category.WEATHER, "Frost"),
+    _visual("gaussian_noise", Category.NOISE, "Gaussian noise"),
+    _visual("shot_noise", Category.NOISE, "Shot noise"),
+    _visual("speckle_noise", Category.NOISE, "Speckle noise"),
+    _text("char_typo", Category.CHARACTER, "Keyboard typos"),
+    _text("char_insert", Category.CHARACTER, "Character insertion"),
+    _text("char_delete", Category.CHARACTER, "Character deletion"),
+    _text("word_swap", Category.WORD, "Word swap"),
+    _text("word_delete", Category.WORD, "Word deletion"),
+    _text("word_insert", Category.WORD, "Synonym insertion"),
+    _text("arabic", Category.SENTENCE, "Translation to Arabic", ()),
+    _text("greek", Category.SENTENCE, "Translation to Greek", ()),
+    _text("hindi", Category.SENTENCE, "Translation to Hindi", ()),
+)
+REGISTRY: dict[str, Perturbation] = {p.name: p for p in _ALL}
+TRANSLATIONS = tuple(p.name for p in _ALL if p.category is Category.SENTENCE)
+
+
+def list_perturbations(modality: Modality | str | None = None) -> list[Perturbation]:
+    """All perturbations in catalogue order, optionally of one modality."""
+    if modality is None:
+        return list(_ALL)
+    modality = Modality(modality)
+    return [p for p in _ALL if p.modality is modality]
+
+
+def get_perturbation(name: str) -> Perturbation:
+    """The entry for `name`; ValueError listing the valid names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown perturbation {name!r}; valid names: {', '.join(REGISTRY)}, or 'clean'") from None
+
+
+def all_paper_variants(severity: int = PAPER_SEVERITY, level: int = PAPER_TEXT_LEVEL) -> list[str]:
+    """The paper's 27 spec strings: 9 visual, 9 text, 9 joint (visual x translation)."""
+    if severity not in LEVELS or level not in LEVELS:
+        raise ValueError(f"severity and level must be in {list(LEVELS)}, got {severity} and {level}")
+    visual = [f"{p.name}:{severity}" for p in list_perturbations(Modality.VISUAL)]
+    text = [f"{p.name}:{level}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
+    joint = [f"{v}:{severity}+{t}" for v in PAPER_JOINT_VISUAL for t in TRANSLATIONS]
+    return visual + text + joint

@@ -1,0 +1,190 @@
+"""Translation of prompts into Arabic, Greek and Hindi through one `Translator` interface.
+
+Backends (chosen by `TranslationSettings.backend`, or the first available under "auto"):
+- "openai": any OpenAI-compatible chat API (base URL, model, key), as the paper did with
+  GPT-4o;
+- "hf": a local Hugging Face seq2seq model folder (Marian per language pair, or NLLB);
+- "gloss": an offline word-by-word gloss over Debian's freedict dictionaries. It is not a
+  translation, and it is labelled as a gloss wherever it shows.
+Every backend is wrapped in an on-disk cache, so a rerun is reproducible and free.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from pathlib import Path
+
+from .prompt import split_prompt
+
+logger = logging.getLogger(__name__)
+
+TRANSLATOR_PROMPT = "Translate the following English text into {language}. Output only the translation."
+BACKENDS = ("auto", "openai", "hf", "gloss")
+
+
+class Language(str, Enum):
+    ARABIC = "arabic"
+    GREEK = "greek"
+    HINDI = "hindi"
+
+    @property
+    def display(self) -> str:
+        return self.value.capitalize()
+
+    @property
+    def iso(self) -> str:
+        return {"arabic": "ar", "greek": "el", "hindi": "hi"}[self.value]
+
+    @property
+    def nllb(self) -> str:
+        return {"arabic": "arb_Arab", "greek": "ell_Grek", "hindi": "hin_Deva"}[self.value]
+
+    @property
+    def freedict(self) -> str:
+        return {"arabic": "ara", "greek": "ell", "hindi": "hin"}[self.value]
+
+
+class TranslationUnavailable(RuntimeError):
+    """No translation backend is configured or installed."""
+
+
+class TranslationError(RuntimeError):
+    """A backend was reached but did not produce a translation."""
+
+
+class Translator(ABC):
+    """Translates English text into one of the paper's languages."""
+
+    is_gloss: bool = False  # True for word-by-word glosses, which are not translations
+
+    @property
+    @abstractmethod
+    def backend_id(self) -> str:
+        """A stable identity (backend and model) that keys the cache."""
+
+    @abstractmethod
+    def translate(self, text: str, language: Language) -> str:
+        """The translation of `text` (plain English, no placeholders) into `language`."""
+
+    def label(self, language: Language) -> str:
+        """How to present the output, e.g. "Greek (word gloss, freedict)"."""
+        kind = "word gloss, freedict" if self.is_gloss else self.backend_id
+        return f"{language.display} ({kind})"
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+@dataclass(frozen=True)
+class TranslationSettings:
+    """Where translations come from; `from_env()` reads the VITTLE_* variables."""
+
+    backend: str = field(default="auto", metadata={"help": f"one of {', '.join(BACKENDS)}", "env": "VITTLE_TRANSLATOR"})
+    base_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible API base URL, e.g. https://api.openai.com/v1", "env": "VITTLE_TRANSLATE_BASE_URL"})
+    model: str | None = field(default=None, metadata={
+        "help": "chat model name, e.g. gpt-4o", "env": "VITTLE_TRANSLATE_MODEL"})
+    api_key: str | None = field(default=None, repr=False, metadata={
+        "help": "API key (prefer the env var)", "env": "VITTLE_TRANSLATE_API_KEY", "cli": False})
+    hf_model: str | None = field(default=None, metadata={
+        "help": "local seq2seq model folder (NLLB), or a pattern with {lang} (ar, el, hi) for Marian "
+                "folders per language pair", "env": "VITTLE_TRANSLATE_HF_MODEL"})
+    dict_dir: str = field(default="/usr/share/dictd", metadata={
+        "help": "folder of the freedict dictionaries for the gloss backend", "env": "VITTLE_FREEDICT_DIR"})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "translation cache folder (default ~/.cache/vittle/translations)", "env": "VITTLE_TRANSLATION_CACHE"})
+    timeout_s: float = field(default=60.0, metadata={"help": "API request timeout in seconds", "cli": False})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown translation backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> TranslationSettings:
+        """Settings from the environment; non-None `overrides` win."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            env_name = f.metadata.get("env")
+            if env_name and _env(env_name) is not None:
+                values[f.name] = _env(env_name)
+        if "api_key" not in values and _env("OPENAI_API_KEY"):
+            values["api_key"] = _env("OPENAI_API_KEY")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path.home() / ".cache" / "vittle" / "translations"
+
+    def with_overrides(self, **overrides: object) -> TranslationSettings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+HOW_TO_CONFIGURE = (
+    "Configure one of:\n"
+    "  (a) an OpenAI-compatible chat API: set VITTLE_TRANSLATE_BASE_URL (e.g. https://api.openai.com/v1), "
+    "VITTLE_TRANSLATE_MODEL (e.g. gpt-4o) and VITTLE_TRANSLATE_API_KEY;\n"
+    "  (b) a local Hugging Face seq2seq model folder (NLLB, or Marian with {lang} in the path): "
+    "set VITTLE_TRANSLATE_HF_MODEL;\n"
+    "  (c) the offline word gloss (not a real translation): "
+    "apt-get install dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin.\n"
+    "The same options exist on the command line as --translate-base-url, --translate-model, "
+    "--translate-hf-model and --translate-backend."
+)
+
+
+def _build_backend(settings: TranslationSettings) -> Translator:
+    backend = settings.backend
+    if backend == "auto":
+        if settings.base_url and settings.model:
+            backend = "openai"
+        elif settings.hf_model:
+            backend = "hf"
+        else:
+            from .freedict import dictionaries_present
+
+            if not dictionaries_present(settings.dict_dir):
+                raise TranslationUnavailable("No translation backend is available. " + HOW_TO_CONFIGURE)
+            backend = "gloss"
+            logger.warning("translating with the freedict word gloss: word-by-word, not a real translation")
+    if backend == "openai":
+        if not (settings.base_url and settings.model):
+            raise TranslationUnavailable("The openai backend needs a base URL and a model. " + HOW_TO_CONFIGURE)
+        from .openai_chat import OpenAIChatTranslator
+
+        return OpenAIChatTranslator(settings.base_url, settings.model, settings.api_key, settings.timeout_s)
+    if backend == "hf":
+        if not settings.hf_model:
+            raise TranslationUnavailable("The hf backend needs a model folder. " + HOW_TO_CONFIGURE)
+        from .hf_seq2seq import HFSeq2SeqTranslator
+
+        return HFSeq2SeqTranslator(settings.hf_model)
+    from .freedict import FreedictGlossTranslator
+
+    return FreedictGlossTranslator(settings.dict_dir)
+
+
+def get_translator(settings: TranslationSettings | None = None) -> Translator:
+    """The configured backend behind the on-disk cache (environment settings by default)."""
+    return _cached_translator(settings or TranslationSettings.from_env())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_translator(settings: TranslationSettings) -> Translator:
+    # One instance per settings: backends hold loaded dictionaries, models and clients.
+    from .cache import CachedTranslator
+
+    return CachedTranslator(_build_backend(settings), settings.cache_path)
+
+
+def translate_prompt(text: str, language: Language | str, translator: Translator) -> str:
+    """Translate the editable parts of a prompt, keeping `<image>` and the answer format."""
+    language = Language(language)
+    parts = split_prompt(text)
+    return str(parts.replace_editable([translator.translate(piece, language) for piece in parts.editable]))

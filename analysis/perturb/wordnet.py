@@ -1,0 +1,131 @@
+"""WordNet for nltk, laid out from Debian's `wordnet-base` package.
+
+`nltk.download` needs the internet; Debian ships the same WordNet 3.0 database files.
+nltk's reader wants them under `<data dir>/corpora/wordnet/` plus a `lexnames` file that
+Debian does not ship, so we copy the files once into a private nltk data directory and
+write `lexnames` ourselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+APT_PACKAGES = "wordnet-base wordnet-sense-index"
+DATA_DIR_ENV = "VITTLE_NLTK_DATA"
+_DONE_MARKER = ".vittle-complete"
+
+# The 45 lexicographer files of WordNet 3.0: number, name, syntactic category.
+_LEXNAMES = (
+    ["adj.all", "adj.pert", "adv.all"]
+    + [f"noun.{n}" for n in (
+        "Tops", "act", "animal", "artifact", "attribute", "body", "cognition", "communication",
+        "event", "feeling", "food", "group", "location", "motive", "object", "person", "phenomenon",
+        "plant", "possession", "process", "quantity", "relation", "shape", "state", "substance",
+        "time",
+    )]
+    + [f"verb.{n}" for n in (
+        "body", "change", "cognition", "communication", "competition", "consumption", "contact",
+        "creation", "emotion", "motion", "perception", "possession", "social", "stative", "weather",
+    )]
+    + ["adj.ppl"]
+)
+_POS_NUMBER = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+
+
+class WordNetUnavailable(RuntimeError):
+    """WordNet's database files are not installed."""
+
+
+def lexnames_text() -> str:
+    """The standard `lexnames` file: "00\\tadj.all\\t3" ... "44\\tadj.ppl\\t3"."""
+    lines = [f"{i:02d}\t{name}\t{_POS_NUMBER[name.split('.')[0]]}" for i, name in enumerate(_LEXNAMES)]
+    return "\n".join(lines) + "\n"
+
+
+def data_dir() -> Path:
+    """The nltk data directory we manage (env VITTLE_NLTK_DATA overrides)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "vittle" / "nltk_data")
+
+
+def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
+    """Lay out WordNet for nltk on first use and put its data dir on nltk's path."""
+    import nltk  # nltk costs ~1 s to import: only when WordNet is wanted
+
+    root = data_dir()
+    target = root / "corpora" / "wordnet"
+    if not (target / _DONE_MARKER).is_file():
+        _install(source, target)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    return root
+
+
+def _install(source: Path, target: Path) -> None:
+    if not (source / "data.noun").is_file():
+        raise WordNetUnavailable(
+            f"WordNet database not found in {source}. Install it with "
+            f"`apt-get install -y {APT_PACKAGES}` (Debian/Ubuntu), then retry."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling folder and rename it into place, so concurrent workers never
+    # see a half-copied corpus.
+    staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
+    try:
+        for item in source.iterdir():
+            if item.is_file():  # copies, not links: the data dir must outlive the package
+                shutil.copyfile(item, staging / item.name)
+        (staging / "lexnames").write_text(lexnames_text(), encoding="utf-8")
+        (staging / _DONE_MARKER).write_text("copied from " + str(source) + "\n", encoding="utf-8")
+        if (target / _DONE_MARKER).is_file():
+            return  # another process finished first
+        if target.exists():
+            shutil.rmtree(target)  # an old layout without our marker
+        os.rename(staging, target)
+        logger.info("laid out WordNet for nltk in %s", target)
+    except OSError:
+        if not (target / _DONE_MARKER).is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@functools.cache
+def wordnet() -> Any:
+    """An nltk WordNetCorpusReader over our layout, ready to use.
+
+    nltk's stock `nltk.corpus.wordnet` spends ~6 s at load building a WordNet-version map
+    that only its multilingual (OMW) functions use; ours skips that map.
+    """
+    root = ensure_wordnet()
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class _EnglishWordNet(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "multilingual functions are not available"
+        return _EnglishWordNet(str(root / "corpora" / "wordnet"), None)
+
+
+@functools.lru_cache(maxsize=4096)
+def synonyms(word: str) -> tuple[str, ...]:
+    """Single-word WordNet lemmas sharing a synset with `word`, other than the word itself,
+    in WordNet order (deterministic)."""
+    found: dict[str, None] = {}
+    lowered = word.lower()
+    for synset in wordnet().synsets(lowered):
+        for lemma in synset.lemma_names():
+            if lemma.isalpha() and lemma.lower() != lowered:
+                found.setdefault(lemma, None)
+    return tuple(found)
