@@ -105,7 +105,12 @@ class VittleBottleneck(nn.Module):
         flat_mask = visual_mask.reshape(-1)
         visual_index = flat_mask.nonzero().squeeze(1)
         if visual_index.numel() == 0:  # text only, e.g. every cached generation step
-            return self.text(hidden)
+            mu, logvar = self.text(hidden)
+            if self.training and torch.is_grad_enabled():
+                # An exact 0 that still routes a (zero) gradient to the visual MLP, so DDP
+                # without find_unused_parameters accepts text-only micro-batches.
+                mu = mu + 0.0 * self.visual.raw(hidden.reshape(-1, hidden.shape[-1])[:1]).sum()
+            return mu.to(hidden.dtype), logvar.to(hidden.dtype)
         text_index = (~flat_mask).nonzero().squeeze(1)
         flat = hidden.reshape(-1, hidden.shape[-1])
         raw = flat.new_empty(flat.shape[0], 2 * flat.shape[1])
@@ -113,7 +118,7 @@ class VittleBottleneck(nn.Module):
         if text_index.numel():
             raw = raw.index_copy(0, text_index, self.text.raw(flat.index_select(0, text_index)))
         mu, logvar = self.text.split(raw.view(*hidden.shape[:-1], -1))  # both MLPs clamp alike
-        return mu, logvar
+        return mu.to(hidden.dtype), logvar.to(hidden.dtype)
 
     def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
         if visual_mask.shape != hidden.shape[:2]:

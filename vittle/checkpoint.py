@@ -43,7 +43,7 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
     try:
         return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
     except Exception as err:  # network, auth, missing repo: all end the same way for the user
-        raise CheckpointError(f"cannot fetch {path_or_id!r} from the Hugging Face hub: {err}") from err
+        raise CheckpointError(f"checkpoint folder not found: {path_or_id}, and fetching it as a Hugging Face hub id failed: {err}") from err
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -86,6 +86,8 @@ def _quiet_transformers() -> Iterator[None]:
 def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto", **kwargs: Any) -> LlavaForConditionalGeneration:
     """Load a LLaVA checkpoint; if its config declares a Vittle bottleneck, attach it and
     load its weights. Extra keyword arguments go to `from_pretrained` (e.g. device_map)."""
+    if isinstance(dtype, str) and dtype != "auto" and dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not allowed; choose one of auto, {', '.join(DTYPES)}")
     folder = resolve_checkpoint(path_or_id)
     files = _weight_files(folder)
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype

@@ -169,7 +169,7 @@ class TrainConfig:
         _check_range("train.lr", self.lr, 0.0)
         _check_range("train.batch_size", self.batch_size, 1)
         _check_range("train.grad_accum", self.grad_accum, 1)
-        _check_range("train.warmup_ratio", self.warmup_ratio, 0.0, 1.0)
+        _check_range("train.warmup_ratio", self.warmup_ratio, 0.0, 0.999)  # transformers reads >= 1 as a step count
         _check_range("train.weight_decay", self.weight_decay, 0.0)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"train.max_steps={self.max_steps} must be positive, or -1 to train for train.epochs")

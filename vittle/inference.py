@@ -91,10 +91,10 @@ class Assistant:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> Assistant:
         """Load a checkpoint folder (or hub id) saved with model + processor. On CUDA the
-        default dtype is bfloat16, on CPU float32."""
+        default dtype is bfloat16 (float16 where the GPU lacks bf16), on CPU float32."""
         target = pick_device(device)
         if dtype == "auto":
-            dtype = "bfloat16" if target.type == "cuda" else "float32"
+            dtype = "float32" if target.type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         folder = resolve_checkpoint(path)
         try:
             processor = AutoProcessor.from_pretrained(folder)

@@ -91,7 +91,7 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None) 
 
     def apply(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         hidden = output[0] if isinstance(output, tuple) else output
-        mask = pending.get("visual_mask")
+        mask = pending.pop("visual_mask", None)  # one backbone forward, one use
         if mask is None or mask.shape != hidden.shape[:2]:
             raise RuntimeError("the bottleneck's layer ran without the LLaVA backbone's forward; call the model itself")
         new_hidden = bottleneck(hidden, mask.to(hidden.device))

@@ -80,7 +80,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part} is not a section")
-        node[leaf] = value if leaf != "extra" else yaml.safe_load(value)
+        node[leaf] = yaml.safe_load(value) if "extra" in path or leaf == "extra" else value  # passed through untyped
     return data
 
 

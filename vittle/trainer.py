@@ -103,6 +103,8 @@ class VittleTrainer(Trainer):
             if bottleneck.config.text_kl_scope == "prompt":
                 scope = (inputs["labels"] == IGNORE_INDEX) & inputs["attention_mask"].bool()
             kl_visual, kl_text = bottleneck.kl_terms(scope)
+            if model.training:
+                bottleneck.last = None  # do not keep this step's activations alive into the next
             loss = loss + bottleneck.config.kl_weight * (kl_visual + kl_text)
             if model.training:
                 self._running["kl_v"].append(float(kl_visual.detach()))
@@ -175,9 +177,9 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         from vittle.shapes import make_shapes_dataset
 
         make_shapes_dataset(Path(recipe.data.path), recipe.data.synthetic_samples, seed=recipe.train.seed)
+    args = training_arguments(recipe)  # first: with ZeRO-3 it makes from_pretrained partition at load
     model, processor = prepare_model(recipe)
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length)
-    args = training_arguments(recipe)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = get_last_checkpoint(args.output_dir) if recipe.train.resume and Path(args.output_dir).is_dir() else None
@@ -185,7 +187,8 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         logger.warning("resume requested but %s has no checkpoint: starting from scratch", args.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
-    processor.save_pretrained(args.output_dir)
-    recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(args.output_dir)
+        recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
+        recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
     return {"output_dir": args.output_dir, "log_history": trainer.state.log_history}

@@ -94,6 +94,19 @@ def test_text_only_input_gives_zero_visual_kl_with_a_graph():
     assert kl_v.item() == 0.0 and kl_t.item() > 0
     (kl_v + kl_t).backward()
     assert bottleneck.text.fc1.weight.grad is not None
+    # The visual MLP gets an (all-zero) gradient too, so DDP sees every parameter used.
+    assert bottleneck.visual.fc1.weight.grad is not None and bottleneck.visual.fc1.weight.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("visual", [False, True])
+def test_autocast_keeps_the_hidden_dtype(visual):
+    bottleneck = _bottleneck().train()
+    bottleneck.train_alpha = 0.5
+    hidden = torch.randn(1, 4, 8)
+    mask = torch.tensor([[visual, False, False, False]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = bottleneck(hidden, mask)
+    assert out.dtype == torch.float32 and bottleneck.last.mu.dtype == torch.float32
 
 
 def test_priors_fixed_has_no_parameters_learnable_has_four_vectors():

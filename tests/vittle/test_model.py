@@ -162,3 +162,5 @@ def test_truncated_and_pickle_checkpoints_are_refused(tiny, tmp_path):
         load_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="checkpoint folder not found"):
         load_pretrained(tmp_path / "nope")
+    with pytest.raises(ValueError, match="dtype='fp16' is not allowed; choose one of auto, float32, bfloat16, float16"):
+        load_pretrained(tmp_path, dtype="fp16")

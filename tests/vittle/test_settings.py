@@ -26,6 +26,10 @@ def test_overrides_and_errors(tmp_path):
     assert isinstance(recipe, RecipeConfig)
     assert (recipe.train.max_steps, recipe.bottleneck.prior, recipe.train.bf16, recipe.bottleneck.layer) == (5, "learnable", False, 2)
     assert recipe.train.extra == {"dataloader_drop_last": True}
+    recipe = load_recipe("tiny-shapes", ["train.extra.max_grad_norm=0.5", "train.extra.dataloader_pin_memory=false"])
+    assert recipe.train.extra == {"max_grad_norm": 0.5, "dataloader_pin_memory": False}
+    with pytest.raises(ValueError, match="train.warmup_ratio=1.0 is out of range"):
+        load_recipe("tiny-shapes", ["train.warmup_ratio=1"])
     with pytest.raises(ValueError, match="unknown key\\(s\\) train.max_step; known:"):
         load_recipe("tiny-shapes", ["train.max_step=5"])
     with pytest.raises(ValueError, match="alpha_max=2.0 is out of range"):
