@@ -101,11 +101,12 @@ def _probe(args: ProbeArgs) -> int:
 
 
 def _quickstart(args: QuickstartArgs) -> int:
+    import random
+
     from vittle.inference import Assistant
     from vittle.settings import load_recipe
     from vittle.shapes import COLOURS, draw_shape
     from vittle.trainer import train
-    import random
 
     out = Path(args.out)
     recipe = load_recipe("tiny-shapes", [f"data.path={out / 'data' / 'train.json'}", f"train.output_dir={out / 'model'}",

@@ -124,8 +124,8 @@ def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], 
     """Token ids and labels: a token is supervised if it starts inside an answer span."""
     encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     ids, offsets = encoded["input_ids"][:max_length], encoded["offset_mapping"][:max_length]
-    labels = [
-        token if any(start <= begin < end for start, end in answer_spans) and begin < stop else IGNORE_INDEX
+    labels = [  # zero-width tokens (BOS) are never supervised
+        token if begin < stop and any(start <= begin < end for start, end in answer_spans) else IGNORE_INDEX
         for token, (begin, stop) in zip(ids, offsets)
     ]
     return ids, labels

@@ -90,28 +90,27 @@ class VittleTrainer(Trainer):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
-        self._running: dict[str, list[float]] = defaultdict(list)
+        self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
         if bottleneck is not None and model.training:
             bottleneck.train_alpha = alpha_at(bottleneck.config, self.state.global_step / max(1, self.state.max_steps))
         outputs = model(**inputs)
-        loss = outputs.loss
+        loss, terms = outputs.loss, {"ce": outputs.loss}
         if bottleneck is not None:
             scope = None
             if bottleneck.config.text_kl_scope == "prompt":
                 scope = (inputs["labels"] == IGNORE_INDEX) & inputs["attention_mask"].bool()
-            kl_visual, kl_text = bottleneck.kl_terms(scope)
-            if model.training:
-                bottleneck.last = None  # do not keep this step's activations alive into the next
-            loss = loss + bottleneck.config.kl_weight * (kl_visual + kl_text)
-            if model.training:
-                self._running["kl_v"].append(float(kl_visual.detach()))
-                self._running["kl_t"].append(float(kl_text.detach()))
-                self._running["alpha"].append(bottleneck.train_alpha)
+            terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope)
+            loss = loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"])
         if model.training:
-            self._running["ce"].append(float(outputs.loss.detach()))
+            # Detached tensors, turned into numbers only when logged: no device sync per step.
+            for key, value in terms.items():
+                self._running[key].append(value.detach())
+            if bottleneck is not None:
+                self._running["alpha"].append(torch.tensor(bottleneck.train_alpha))
+                bottleneck.last = None  # do not keep this step's activations alive into the next
         return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
@@ -127,7 +126,7 @@ class VittleTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._running:  # a training log: add the means since the last one
-            logs.update({key: sum(values) / len(values) for key, values in self._running.items()})
+            logs.update({key: torch.stack([v.float().cpu() for v in values]).mean().item() for key, values in self._running.items()})
             self._running.clear()
         super().log(logs, start_time)
 

@@ -6,7 +6,14 @@ from safetensors.torch import load_file, save_file
 from vittle.checkpoint import CheckpointError, load_pretrained
 from vittle.config import BottleneckConfig
 from vittle.data import ImageEncoder, encode_query
-from vittle.model import attach_bottleneck, bottleneck_alpha, decoder_layers, detach_bottleneck, get_bottleneck, run_to_layer
+from vittle.model import (
+    attach_bottleneck,
+    bottleneck_alpha,
+    decoder_layers,
+    detach_bottleneck,
+    get_bottleneck,
+    run_to_layer,
+)
 
 
 def _inputs(processor, image, question="What colour is the shape?"):
@@ -14,13 +21,18 @@ def _inputs(processor, image, question="What colour is the shape?"):
     return {"input_ids": item["input_ids"][None], "pixel_values": item["pixel_values"][None]}
 
 
+def _logits_around(change, model, inputs):
+    """Logits of the plain model, then after `change(model)`."""
+    with torch.no_grad():
+        plain = model(**inputs).logits
+        change(model)
+        return plain, model(**inputs).logits
+
+
 def test_alpha_zero_reproduces_the_plain_model(tiny, image):
     model, processor = tiny
     inputs = _inputs(processor, image)
-    with torch.no_grad():
-        plain = model(**inputs).logits
-        attach_bottleneck(model, BottleneckConfig(alpha_max=0.0))
-        hooked = model(**inputs).logits
+    plain, hooked = _logits_around(lambda m: attach_bottleneck(m, BottleneckConfig(alpha_max=0.0)), model, inputs)
     assert (hooked - plain).abs().max().item() < 1e-6
     model.train()  # training mode with train_alpha = 0 is the plain model too
     torch.testing.assert_close(model(**inputs).logits, plain, rtol=0, atol=1e-6)
@@ -29,10 +41,7 @@ def test_alpha_zero_reproduces_the_plain_model(tiny, image):
 def test_bottleneck_changes_logits_and_sees_image_tokens(tiny, image):
     model, processor = tiny
     inputs = _inputs(processor, image)
-    with torch.no_grad():
-        plain = model(**inputs).logits
-        attach_bottleneck(model)
-        hooked = model(**inputs).logits
+    plain, hooked = _logits_around(attach_bottleneck, model, inputs)
     assert (hooked - plain).abs().max().item() > 1e-3
     state = get_bottleneck(model).last
     assert torch.equal(state.visual_mask, inputs["input_ids"] == model.config.image_token_id)
@@ -81,13 +90,9 @@ def test_attach_errors(tiny):
 
 def test_detach_restores_the_plain_model(tiny, image):
     model, processor = tiny
-    inputs = _inputs(processor, image)
-    with torch.no_grad():
-        plain = model(**inputs).logits
-        attach_bottleneck(model)
-        detach_bottleneck(model)
-        assert get_bottleneck(model) is None and not hasattr(model.config, "vittle")
-        assert torch.equal(model(**inputs).logits, plain)
+    plain, after = _logits_around(lambda m: detach_bottleneck(attach_bottleneck(m)), model, _inputs(processor, image))
+    assert get_bottleneck(model) is None and not hasattr(model.config, "vittle")
+    assert torch.equal(after, plain)
 
 
 def test_gradients_reach_the_bottleneck_through_kl_and_ce_with_checkpointing(tiny, image):
