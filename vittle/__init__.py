@@ -13,7 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vittle.config import BottleneckConfig, DataConfig, ModelConfig, RecipeConfig, TrainConfig
+from vittle.config import (
+    BottleneckConfig,
+    DataConfig,
+    ModelConfig,
+    RecipeConfig,
+    TrainConfig,
+)
 
 __version__ = "0.1.0"
 

@@ -120,18 +120,29 @@ class VittleBottleneck(nn.Module):
         mu, logvar = self.text.split(raw.view(*hidden.shape[:-1], -1))  # both MLPs clamp alike
         return mu.to(hidden.dtype), logvar.to(hidden.dtype)
 
+    def token_scale(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """Per-token rms(h), (batch, seq, 1), with scale="rms"; None otherwise. No gradient
+        flows through the scale."""
+        if self.config.scale != "rms":
+            return None
+        return hidden.detach().float().pow(2).mean(dim=-1, keepdim=True).add(1e-6).sqrt().to(hidden.dtype)
+
     def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
         if visual_mask.shape != hidden.shape[:2]:
             raise ValueError(f"visual mask of shape {tuple(visual_mask.shape)} does not match hidden states {tuple(hidden.shape)}")
-        mu, logvar = self.posterior(hidden, visual_mask)
+        scale = self.token_scale(hidden)
+        mu, logvar = self.posterior(hidden if scale is None else hidden / scale, visual_mask)
         alpha = self.alpha
         if alpha == 0.0:
             output = hidden  # exact no-op: the plain model's computation
-        elif self.training:
-            sample = torch.addcmul(mu, torch.exp(0.5 * logvar), torch.randn_like(mu))
-            output = torch.lerp(hidden, sample, alpha)  # (1 - alpha) * h + alpha * z
         else:
-            output = torch.lerp(hidden, mu, alpha)
+            if self.training:
+                sample = torch.addcmul(mu, torch.exp(0.5 * logvar), torch.randn_like(mu))
+            else:
+                sample = mu
+            if scale is not None:
+                sample = sample * scale
+            output = torch.lerp(hidden, sample, alpha)  # (1 - alpha) * h + alpha * z
         self.last = BottleneckState(hidden, output, mu, logvar, visual_mask)
         return output
 

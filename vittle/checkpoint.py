@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import LlavaForConditionalGeneration
 from transformers.utils import logging as hf_logging
 
+from vittle import efficientnet  # noqa: F401  (registers the EfficientNet-Lite tower with AutoModel)
 from vittle.config import BottleneckConfig
 from vittle.model import BOTTLENECK_ATTR, CONFIG_KEY, attach_bottleneck
 

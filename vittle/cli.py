@@ -132,7 +132,8 @@ def _dispatch(module: str, argv: list[str]) -> int:
     return entry.main(argv)
 
 
-EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "analyze": "analysis.report.cli"}
+EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab",
+            "analyze": "analysis.report.cli"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from typing import Any
 
 PRIORS = ("fixed", "learnable")
 SCHEDULES = ("cosine", "sigmoid", "constant")
+SCALES = ("none", "rms")
 TEXT_KL_SCOPES = ("prompt", "all")
 STAGES = ("align", "instruct", "baseline")
 
@@ -51,6 +52,11 @@ class BottleneckConfig:
     """Posterior log-variances are clamped to [-logvar_clamp, logvar_clamp] (variance 0.1..10)."""
     text_kl_scope: str = "prompt"
     """Text tokens whose KL counts: "prompt" (non-answer tokens, the authors' code) or "all"."""
+    scale: str = "none"
+    """"none": the paper's bottleneck on h itself. "rms" (a variant, not in the paper): the
+    posterior and its prior live on h / rms(h), each token's root-mean-square, and the sample
+    is scaled back, z = rms(h) * (mu + sigma * eps); the objective is unchanged, but the
+    prior's unit variance now matches the hidden state's scale whatever the layer's norm."""
 
     def __post_init__(self) -> None:
         if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
@@ -60,6 +66,7 @@ class BottleneckConfig:
         _check_choice("prior", self.prior, PRIORS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("text_kl_scope", self.text_kl_scope, TEXT_KL_SCOPES)
+        _check_choice("scale", self.scale, SCALES)
         _check_range("kl_weight", self.kl_weight, 0.0)
         _check_range("alpha_max", self.alpha_max, 0.0, 1.0)
         _check_range("logvar_clamp", self.logvar_clamp, 0.0)
@@ -90,7 +97,8 @@ class ModelConfig:
     """Which model to start from."""
 
     init: str = "tiny"
-    """"tiny" (a tiny LLaVA built from configs, offline), "compose" (join `vision_tower` and
+    """"tiny" (a tiny LLaVA built from configs, offline), "tiny-efficientnet" (the frozen
+    pretrained EfficientNet-Lite0 tower + a small Llama, offline), "compose" (join `vision_tower` and
     `language_model` with a new projector: the start of stage 1) or a folder / hub id of a
     LlavaForConditionalGeneration checkpoint with its processor."""
     vision_tower: str = ""
@@ -99,13 +107,19 @@ class ModelConfig:
     """With init "compose": a causal LM checkpoint, e.g. lmsys/vicuna-7b-v1.5."""
     seed: int = 0
     """Seed of the tiny model's initial weights (ignored for checkpoints)."""
+    hidden_size: int = 0
+    """Width of a built model's Llama (0: the builder's default; ignored for checkpoints)."""
+    num_layers: int = 0
+    """Depth of a built model's Llama (0: the builder's default; ignored for checkpoints)."""
     dtype: str = "auto"
     """Weights dtype when loading a checkpoint: "auto", "float32", "bfloat16" or "float16"."""
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         if not self.init:
-            raise ValueError("model.init must be 'tiny', 'compose' or a checkpoint folder / hub id")
+            raise ValueError("model.init must be 'tiny', 'tiny-efficientnet', 'compose' or a checkpoint folder / hub id")
+        _check_range("model.hidden_size", self.hidden_size, 0)
+        _check_range("model.num_layers", self.num_layers, 0)
         if self.init == "compose" and not (self.vision_tower and self.language_model):
             raise ValueError("model.init='compose' needs model.vision_tower and model.language_model")
 
@@ -120,13 +134,21 @@ class DataConfig:
     """Folder the samples' "image" paths are relative to (default: the JSON's folder)."""
     max_length: int = 2048
     """Samples longer than this many tokens are truncated (answers at the end are cut)."""
+    cache_images: bool = False
+    """Keep each processed image in memory after its first use: for small datasets with many
+    questions per image (easy-vqa: 4,000 images, 10 questions each). Off for LLaVA-665K."""
+    system_prompt: str | None = None
+    """The prompt before the first USER turn: null keeps vicuna-v1's (LLaVA-1.5), "" drops
+    it. A non-default value is stored in the model's config and used at inference."""
     synthetic: str = ""
-    """"shapes": generate a small coloured-shapes dataset at `path` if it does not exist."""
+    """Make `path` if it does not exist: "shapes" generates a small coloured-shapes set;
+    "easyvqa" / "easyvqa-balanced" / "easyvqa-test" convert the easy-vqa package (balanced:
+    yes/no answers equally frequent per question type, see vittle.easyvqa)."""
     synthetic_samples: int = 512
     """How many images the synthetic generator makes."""
 
     def __post_init__(self) -> None:
-        _check_choice("data.synthetic", self.synthetic, ("", "shapes"))
+        _check_choice("data.synthetic", self.synthetic, ("", "shapes", "easyvqa", "easyvqa-balanced", "easyvqa-test"))
         _check_range("data.max_length", self.max_length, 8)
         _check_range("data.synthetic_samples", self.synthetic_samples, 1)
 

@@ -22,7 +22,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from vittle.template import IMAGE_PLACEHOLDER, build_prompt, format_conversation
+from vittle.template import (
+    IMAGE_PLACEHOLDER,
+    SYSTEM_PROMPT,
+    build_prompt,
+    format_conversation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +136,19 @@ def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], 
     return ids, labels
 
 
-def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None, question: str) -> dict[str, torch.Tensor]:
-    """One inference query: the vicuna-v1 prompt ending in "ASSISTANT:", image tokens expanded."""
+def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None, question: str, system: str = SYSTEM_PROMPT,
+                 pixel_values: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One inference query: the vicuna-v1 prompt ending in "ASSISTANT:", image tokens expanded.
+    `pixel_values`, when given, are the image's already processed pixels."""
     if not question or not question.strip():
         raise ValueError("the question is empty")
     count = question.count(IMAGE_PLACEHOLDER)
     if count > (1 if image is not None else 0):
         raise ValueError(f"the question contains {count} {IMAGE_PLACEHOLDER} placeholders; at most one, and only with an image")
-    prompt = build_prompt(question, has_image=image is not None)
+    prompt = build_prompt(question, has_image=image is not None, system=system)
     item: dict[str, torch.Tensor] = {}
     if image is not None:
-        item["pixel_values"] = images.pixel_values(image)
+        item["pixel_values"] = images.pixel_values(image) if pixel_values is None else pixel_values
         prompt = prompt.replace(IMAGE_PLACEHOLDER, processor.image_token * images.num_tokens(item["pixel_values"]))
     item["input_ids"] = torch.tensor(processor.tokenizer(prompt)["input_ids"])
     return item
@@ -150,8 +157,11 @@ def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None
 class ConversationDataset(Dataset):
     """Tokenized LLaVA conversations for training."""
 
-    def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048):
+    def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048,
+                 system: str = SYSTEM_PROMPT, cache_images: bool = False):
         self.samples = read_conversations(json_path, image_folder)
+        self.system = system
+        self._pixels: dict[Path, torch.Tensor] | None = {} if cache_images else None
         self.processor = processor
         self.images = ImageEncoder(processor)
         self.max_length = max_length
@@ -165,10 +175,10 @@ class ConversationDataset(Dataset):
         pixel_values = None
         turns = sample["turns"]
         if sample["image_path"] is not None:
-            pixel_values = self.images.pixel_values(load_image(sample["image_path"], sample["id"]))
+            pixel_values = self._pixel_values(sample)
             expanded = self.image_token * self.images.num_tokens(pixel_values)
             turns = [(q.replace(IMAGE_PLACEHOLDER, expanded), a) for q, a in turns]
-        text, spans = format_conversation(turns, eos=self.processor.tokenizer.eos_token)
+        text, spans = format_conversation(turns, eos=self.processor.tokenizer.eos_token, system=self.system)
         ids, labels = encode_text(self.processor.tokenizer, text, spans, self.max_length)
         if pixel_values is not None and ids.count(self.processor.image_token_id) != text.count(self.image_token):
             raise DataError(f"sample {sample['id']!r}: max_length={self.max_length} cuts into its image tokens")
@@ -179,25 +189,39 @@ class ConversationDataset(Dataset):
             item["pixel_values"] = pixel_values
         return item
 
+    def _pixel_values(self, sample: dict[str, Any]) -> torch.Tensor:
+        path = sample["image_path"]
+        if self._pixels is not None and path in self._pixels:
+            return self._pixels[path]
+        pixel_values = self.images.pixel_values(load_image(path, sample["id"]))
+        if self._pixels is not None:
+            self._pixels[path] = pixel_values
+        return pixel_values
+
 
 @dataclass
 class ConversationCollator:
-    """Right-pads a batch (labels too, when the items have them); stacks the pixel values of
-    the samples that have an image, in batch order."""
+    """Pads a batch (labels too, when the items have them) on the right, or on the left for
+    batched generation; stacks the pixel values of the samples that have an image, in
+    batch order."""
 
     pad_token_id: int
+    padding_side: str = "right"
 
     def __call__(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         length = max(len(item["input_ids"]) for item in batch)
         input_ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        if self.padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side={self.padding_side!r}; choose 'right' or 'left'")
         for row, item in enumerate(batch):
             n = len(item["input_ids"])
-            input_ids[row, :n] = item["input_ids"]
-            attention_mask[row, :n] = 1
+            span = slice(length - n, length) if self.padding_side == "left" else slice(0, n)
+            input_ids[row, span] = item["input_ids"]
+            attention_mask[row, span] = 1
             if "labels" in item:
-                labels[row, :n] = item["labels"]
+                labels[row, span] = item["labels"]
         out = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "labels" in batch[0]:
             out["labels"] = labels

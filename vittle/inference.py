@@ -25,6 +25,7 @@ from transformers import AutoProcessor, TextIteratorStreamer
 from vittle.checkpoint import CheckpointError, load_pretrained, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
+from vittle.template import system_prompt_of
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Assistant:
         self.images = ImageEncoder(processor)
         self.collate = ConversationCollator(processor.tokenizer.pad_token_id)
         self.layer = bottleneck_layer(model)
+        self.system = system_prompt_of(model.config)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> Assistant:
@@ -107,9 +109,18 @@ class Assistant:
     def has_bottleneck(self) -> bool:
         return get_bottleneck(self.model) is not None
 
-    def _batch(self, images: Sequence[ImageInput], questions: Sequence[str]) -> dict[str, torch.Tensor]:
-        items = [encode_query(self.processor, self.images, _as_image(img), q) for img, q in zip(images, questions, strict=True)]
-        batch = self.collate(items)
+    def _batch(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        # An image object asked several questions is processed once; the dict holds the image
+        # too, so no id is reused by a new object while the batch is built.
+        pixels: dict[int, tuple[Image.Image, torch.Tensor]] = {}
+        items = []
+        for img, question in zip(images, questions, strict=True):
+            image = _as_image(img)
+            if image is not None and id(image) not in pixels:
+                pixels[id(image)] = (image, self.images.pixel_values(image))
+            items.append(encode_query(self.processor, self.images, image, question, self.system,
+                                      pixel_values=pixels[id(image)][1] if image is not None else None))
+        batch = ConversationCollator(self.collate.pad_token_id, padding_side)(items)
         dtype = next(self.model.parameters()).dtype
         return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()}
 
@@ -123,6 +134,25 @@ class Assistant:
             output = self.model.generate(**inputs, **settings)
             return self.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
         return self._stream(inputs, settings)
+
+    @torch.no_grad()
+    def answer_batch(self, images: Sequence[ImageInput], questions: Sequence[str], max_new_tokens: int = 8,
+                     batch_size: int = 32, progress: bool = False) -> list[str]:
+        """Greedy answers to many questions, batched (left-padded); same answers as `answer`."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        tokenizer = self.processor.tokenizer
+        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                        suppress_tokens=[self.model.config.image_token_id])
+        answers: list[str] = []
+        starts = range(0, len(questions), batch_size)
+        for start in tqdm(starts, desc="answering", unit="batch", disable=not progress):
+            inputs = self._batch(images[start : start + batch_size], questions[start : start + batch_size], "left")
+            output = self.model.generate(**inputs, **settings)[:, inputs["input_ids"].shape[1] :]
+            answers.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
+        return answers
 
     def _stream(self, inputs: dict[str, torch.Tensor], settings: dict[str, Any]) -> Iterator[str]:
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -34,8 +34,15 @@ def coerce(key: str, raw: Any, hint: Any) -> Any:
     """Parse `raw` (YAML text or an already parsed value) as the type `hint` allows."""
     value = yaml.safe_load(raw) if isinstance(raw, str) else raw
     allowed = _allowed_types(hint)
+    if value is None and isinstance(raw, str) and raw.strip() not in ("null", "~", "Null", "NULL") and str in allowed:
+        value = raw  # an empty string stays a string: only an explicit null means None
     if str in allowed and isinstance(raw, str) and not isinstance(value, tuple(allowed)):
         value = raw  # e.g. a path that YAML would read as a number
+    if isinstance(value, str) and float in allowed and str not in allowed:
+        try:  # YAML 1.1 reads "2e-3" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
         value = float(value)
     if isinstance(value, bool) and bool not in allowed:

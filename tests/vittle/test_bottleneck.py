@@ -120,3 +120,20 @@ def test_priors_fixed_has_no_parameters_learnable_has_four_vectors():
 def test_kl_before_any_forward_is_a_clear_error():
     with pytest.raises(RuntimeError, match="has not run yet"):
         _bottleneck().kl_terms()
+
+
+def test_rms_scale_variant_works_in_normalized_units():
+    bottleneck = _bottleneck(alpha_max=0.5, scale="rms").eval()
+    hidden, mask = torch.randn(1, 4, 8) * 7.0, torch.tensor([[True, False, False, False]])
+    out = bottleneck(hidden, mask)
+    rms = hidden.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    state = bottleneck.last
+    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * rms * state.mu)
+    mu, logvar = bottleneck.posterior(hidden / rms, mask)  # the posterior reads h / rms(h)
+    torch.testing.assert_close(state.mu, mu)
+    # scaling h leaves the posterior unchanged and scales the output
+    out10 = bottleneck(10 * hidden, mask)
+    torch.testing.assert_close(bottleneck.last.mu, state.mu, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out10, 10 * out, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="scale='layer'"):
+        BottleneckConfig(scale="layer")

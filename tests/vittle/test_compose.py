@@ -1,5 +1,10 @@
 import torch
-from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from vittle.compose import compose_llava
 from vittle.data import ImageEncoder, encode_query

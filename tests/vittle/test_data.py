@@ -36,6 +36,22 @@ def test_vicuna_v1_template():
     assert [text[a:b] for a, b in spans] == [" A cat.</s>", " Black.</s>"]
     assert build_prompt("Why?", has_image=True) == f"{SYSTEM_PROMPT} USER: <image>\nWhy? ASSISTANT:"
     assert build_prompt("Why?", has_image=False) == f"{SYSTEM_PROMPT} USER: Why? ASSISTANT:"
+    assert build_prompt("Why?", has_image=False, system="") == "USER: Why? ASSISTANT:"
+    text, spans = format_conversation([("Q?", "A")], system="Be brief.")
+    assert text == "Be brief. USER: Q? ASSISTANT: A</s>" and text[spans[0][0]:spans[0][1]] == " A</s>"
+
+
+def test_left_padding_for_generation():
+    import torch
+
+    from vittle.data import ConversationCollator
+
+    items = [{"input_ids": torch.tensor([5, 6, 7])}, {"input_ids": torch.tensor([8])}]
+    batch = ConversationCollator(0, "left")(items)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    with pytest.raises(ValueError, match="padding_side='middle'"):
+        ConversationCollator(0, "middle")(items)
 
 
 def test_labels_cover_exactly_the_answers_in_multi_turn_samples(tmp_path, tiny):

@@ -87,3 +87,30 @@ def test_load_and_command_line(vittle_assistant, image, tmp_path, capsys):
     assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and data["grid"] == [4, 4]
     assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 2
     assert "checkpoint folder not found" in capsys.readouterr().err
+
+
+def test_answer_batch_equals_one_by_one_answers(vittle_assistant, image):
+    from PIL import Image
+
+    other = Image.new("RGB", (20, 50), (10, 200, 30))
+    images = [image, other, None, image]
+    questions = ["What colour is the shape?", "Is there a circle?", "Say something", "What is it? Tell me in a long sentence"]
+    batched = vittle_assistant.answer_batch(images, questions, max_new_tokens=6, batch_size=3)
+    assert batched == [vittle_assistant.answer(i, q, max_new_tokens=6) for i, q in zip(images, questions)]
+    with pytest.raises(ValueError, match="2 images but 1 questions"):
+        vittle_assistant.answer_batch([image, image], ["q"])
+
+
+def test_a_model_config_system_prompt_changes_the_prompt(vittle_assistant, image):
+    from vittle.template import SYSTEM_PROMPT, SYSTEM_PROMPT_KEY
+
+    assert vittle_assistant.system == SYSTEM_PROMPT
+    model = vittle_assistant.model
+    setattr(model.config, SYSTEM_PROMPT_KEY, "")
+    try:
+        plain = Assistant(model, vittle_assistant.processor)
+        ids = plain._batch([image], ["Hi?"])["input_ids"][0].tolist()
+        text = plain.processor.tokenizer.decode(ids, skip_special_tokens=False)
+        assert "A chat between" not in text and "USER:" in text
+    finally:
+        delattr(model.config, SYSTEM_PROMPT_KEY)

@@ -14,6 +14,10 @@ def test_coerce_parses_text_by_type():
     assert coerce("x", "3", int | None) == 3
     assert coerce("x", "2", float) == 2.0 and isinstance(coerce("x", "2", float), float)
     assert coerce("x", "007", str) == "007"
+    assert coerce("x", "2e-3", float) == 0.002  # YAML 1.1 reads this as a string
+    assert coerce("x", '""', str | None) == ""
+    assert coerce("x", "", str | None) == ""  # an empty string from a YAML file
+    assert coerce("x", "null", str | None) is None
     with pytest.raises(ValueError, match="x: expected int, got 'many'"):
         coerce("x", "many", int)
     with pytest.raises(ValueError, match="x: expected float, got 'true'"):

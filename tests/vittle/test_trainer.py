@@ -7,7 +7,14 @@ from vittle.config import BottleneckConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import get_bottleneck
 from vittle.settings import load_recipe
-from vittle.trainer import VittleTrainer, alpha_at, configure_stage, prepare_model, train, training_arguments
+from vittle.trainer import (
+    VittleTrainer,
+    alpha_at,
+    configure_stage,
+    prepare_model,
+    train,
+    training_arguments,
+)
 
 
 def test_alpha_schedules():

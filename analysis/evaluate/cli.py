@@ -1,0 +1,89 @@
+"""`vittle eval`: exact-match accuracy, clean and under perturbations, as JSON and markdown.
+
+    vittle eval easyvqa --model assets/models/tiny-vittle-f --specs paper --out runs/eval
+    vittle eval test.json --model base=PATH --model vittle=PATH --specs visual,text --limit-images 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+PROG = "vittle eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Score models by exact match on a VQA test set, clean and under perturbations. "
+        "Yes/no questions are also scored POPE-style (precision, recall, F1, yes-ratio).",
+        epilog="Spec sets: paper (27 variants), visual (9 corruptions x severities 1..5), text (9 text "
+        "perturbations), full (visual + text); or specs such as frost:3,char_typo:2,zoom_blur:3+greek.")
+    parser.add_argument("data", help="'easyvqa' (the package's test split) or a LLaVA conversation JSON")
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
+                        help="checkpoint folder or hub id; repeat for several models")
+    parser.add_argument("--specs", default="paper", help="spec sets and/or specs, comma-separated (clean is always included)")
+    parser.add_argument("--limit-images", type=int, default=None, help="keep the questions of the first N images")
+    parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.md")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    return parser
+
+
+def parse_models(items: list[str]) -> dict[str, str]:
+    """["base=PATH", "PATH2"] -> {"base": "PATH", "PATH2's folder name": "PATH2"}; names unique."""
+    models: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item.rstrip("/")).name or item, item
+        if not name or not path:
+            raise ValueError(f"--model {item!r}: expected NAME=PATH or PATH")
+        if name in models:
+            raise ValueError(f"--model: the name {name!r} is used twice; write NAME=PATH")
+        models[name] = path
+    return models
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from vittle.checkpoint import CheckpointError
+    from vittle.data import DataError
+
+    from .runner import Variants, evaluate, expand_specs, load_samples, markdown_table
+
+    try:
+        models = parse_models(args.model)
+        specs = expand_specs(args.specs)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+        samples = load_samples(args.data, args.limit_images)
+        variants = Variants(samples, seed=args.seed)
+        from vittle.inference import Assistant
+
+        report = {"data": args.data, "limit_images": args.limit_images, "specs": specs, "models": {}}
+        tables = []
+        for name, path in models.items():
+            print(f"{PROG}: {name} ({path}) on {len(samples)} questions x {len(specs)} specs", file=sys.stderr)
+            assistant = Assistant.load(path, device=args.device)
+            result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size)
+            report["models"][name] = {"path": path, **result}
+            tables.append(markdown_table(result, title=name))
+    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eval.json").write_text(json.dumps(report, indent=1))
+    (args.out / "eval.md").write_text("\n".join(tables))
+    print("\n".join(tables))
+    print(f"{PROG}: wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""Evaluate models on a VQA test set, clean and under perturbation specs.
+
+    samples = load_samples("easyvqa", limit_images=100)
+    variants = Variants(samples)                      # perturbed inputs, made once per spec
+    report = evaluate(assistant, samples, ["clean", "frost:3", "char_typo:3"], variants)
+
+A `Variants` object can be shared by several models so each perturbed image and question is
+made once (the lab evaluates nine models on the same variants).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from analysis.evaluate.scoring import score
+from analysis.perturb import (
+    CLEAN,
+    PAPER_TEXT_LEVEL,
+    all_paper_variants,
+    apply,
+    list_perturbations,
+    parse_spec,
+)
+from analysis.perturb.registry import LEVELS, Modality
+
+logger = logging.getLogger(__name__)
+
+
+def spec_sets() -> dict[str, list[str]]:
+    """Named spec lists: "paper" (the 27 variants at severity 3), "visual" (every visual
+    perturbation at severities 1..5), "text" (every text perturbation at the paper's level,
+    translations included), "full" (visual + text)."""
+    visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in LEVELS]
+    text = [f"{p.name}:{PAPER_TEXT_LEVEL}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
+    return {"paper": all_paper_variants(), "visual": visual, "text": text, "full": visual + text}
+
+
+def expand_specs(text: str | Sequence[str]) -> list[str]:
+    """A comma-separated list of spec-set names and specs -> ["clean", specs...], validated,
+    duplicates dropped."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    sets = spec_sets()
+    specs = [CLEAN]
+    for item in (part.strip() for part in items):
+        if item:
+            specs.extend(sets[item] if item in sets else [str(parse_spec(item))])
+    return list(dict.fromkeys(specs))
+
+
+def load_samples(data: str | Path, limit_images: int | None = None) -> list[dict[str, Any]]:
+    """Test questions as dicts with question, answer, image_path, image_id, kind, negated.
+
+    `data` is "easyvqa" (the package's test split) or a LLaVA conversation JSON, of which the
+    first turn of each sample is used. `limit_images` keeps the questions of the first N
+    images (in image-id order)."""
+    if str(data) == "easyvqa":
+        from vittle.easyvqa import load_split
+
+        rows = load_split("test")
+    else:
+        from vittle.data import read_conversations
+        from vittle.template import IMAGE_PLACEHOLDER
+
+        rows = []
+        for sample in read_conversations(data):
+            question, answer = sample["turns"][0]
+            rows.append({
+                "question": question.replace(IMAGE_PLACEHOLDER, "").strip(),
+                "answer": answer,
+                "image_path": sample["image_path"],
+                "image_id": sample.get("image_id", str(sample["image_path"])),
+                "kind": sample.get("kind"),
+                "negated": sample.get("negated", False),
+                "id": sample["id"],
+            })
+    if limit_images is not None:
+        if limit_images < 1:
+            raise ValueError(f"limit_images={limit_images} must be at least 1")
+        keep = set(sorted({row["image_id"] for row in rows}, key=lambda i: (isinstance(i, str), i))[:limit_images])
+        rows = [row for row in rows if row["image_id"] in keep]
+    if not rows:
+        raise ValueError(f"{data}: no test questions")
+    return rows
+
+
+class Variants:
+    """Perturbed (image, question) lists per spec, made once and memoized. Each image is
+    corrupted once however many questions it has; seeds are fixed per image and question."""
+
+    def __init__(self, samples: Sequence[dict[str, Any]], seed: int = 0):
+        self.samples = list(samples)
+        self.seed = seed
+        self._clean: dict[Any, Image.Image] = {}
+        self._images: dict[tuple[str, Any], Image.Image] = {}
+        self._questions: dict[str, list[str]] = {}
+
+    def clean_image(self, sample: dict[str, Any]) -> Image.Image | None:
+        if sample.get("image_path") is None:
+            return None
+        key = sample["image_id"]
+        if key not in self._clean:
+            from vittle.data import load_image
+
+            self._clean[key] = load_image(sample["image_path"], str(sample.get("id", key)))
+        return self._clean[key]
+
+    def get(self, spec: str) -> tuple[list[Image.Image | None], list[str]]:
+        parsed = parse_spec(spec)
+        images = []
+        for sample in self.samples:
+            image = self.clean_image(sample)
+            if parsed.visual is not None and image is not None:
+                key = (str(parsed.visual), sample["image_id"])
+                if key not in self._images:
+                    seed = self.seed + (sample["image_id"] if isinstance(sample["image_id"], int) else len(self._images))
+                    self._images[key] = apply(str(parsed.visual), image=image, seed=seed)[0]
+                image = self._images[key]
+            images.append(image)
+        if parsed.text is None:
+            questions = [s["question"] for s in self.samples]
+        else:
+            text_key = str(parsed.text)
+            if text_key not in self._questions:
+                self._questions[text_key] = [
+                    apply(text_key, text=s["question"], seed=self.seed + index)[1] for index, s in enumerate(self.samples)
+                ]
+            questions = self._questions[text_key]
+        return images, questions
+
+
+def evaluate(assistant: Any, samples: Sequence[dict[str, Any]], specs: Sequence[str], variants: Variants | None = None,
+             batch_size: int = 64, progress: bool = True, max_new_tokens: int = 4) -> dict[str, Any]:
+    """Score `assistant` on every spec; returns {"results": {spec: metrics}, "seconds": ...}."""
+    variants = variants or Variants(samples)
+    if variants.samples != list(samples):
+        raise ValueError("the Variants object was made for other samples")
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    bar = tqdm(specs, desc="specs", unit="spec", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec)
+        images, questions = variants.get(spec)
+        predictions = assistant.answer_batch(images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        results[spec] = score(samples, predictions)
+        results[spec]["examples"] = [
+            {"question": q, "answer": s["answer"], "prediction": p}
+            for q, s, p in list(zip(questions, samples, predictions))[:3]
+        ]
+    return {"n_questions": len(samples), "results": results, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def markdown_table(report: dict[str, Any], title: str = "") -> str:
+    """One row per spec: accuracy, per-kind accuracy and the yes/no POPE metrics."""
+    results = report["results"]
+    kinds = sorted({k for r in results.values() for k in r.get("by_kind", {})})
+    header = ["spec", "accuracy", *kinds, "yes/no F1", "yes ratio"]
+    lines = [f"### {title}" if title else "", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for spec, r in results.items():
+        yes_no = r.get("yes_no", {})
+        cells = [spec, f"{r['accuracy']:.1f}", *(f"{r['by_kind'].get(k, float('nan')):.1f}" for k in kinds),
+                 f"{yes_no.get('f1', float('nan')):.1f}", f"{yes_no.get('yes_ratio', float('nan')):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines).strip() + "\n"

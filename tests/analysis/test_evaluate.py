@@ -1,0 +1,176 @@
+"""Scoring, perturbed variants, evaluation runs and posterior diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from analysis.evaluate import (
+    Variants,
+    evaluate,
+    expand_specs,
+    load_samples,
+    markdown_table,
+    normalize_answer,
+    score,
+    spec_sets,
+    yes_no_metrics,
+)
+from analysis.evaluate.cli import main as eval_main
+from analysis.evaluate.cli import parse_models
+
+
+def test_normalize_answer():
+    assert normalize_answer(" Yes. ") == "yes"
+    assert normalize_answer("Red!") == normalize_answer("red")
+    assert normalize_answer("dark  blue") == "dark blue"
+
+
+def test_yes_no_metrics_by_hand():
+    predictions = ["yes", "yes", "no", "no", "yes", "maybe"]
+    answers = ["yes", "no", "no", "yes", "yes", "yes"]
+    m = yes_no_metrics(predictions, answers)
+    # tp=2 (0, 4), fp=1 (1), fn=2 (3, 5); correct 0, 2, 4
+    assert m["n"] == 6
+    assert m["accuracy"] == pytest.approx(50.0)
+    assert m["precision"] == pytest.approx(200 / 3)
+    assert m["recall"] == pytest.approx(50.0)
+    assert m["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5) * 100)
+    assert m["yes_ratio"] == pytest.approx(50.0)
+    assert yes_no_metrics(["no"] * 3, ["yes", "no", "no"])["f1"] == 0.0
+
+
+def test_score_by_kind_and_negation():
+    samples = [
+        {"answer": "yes", "kind": "yes/no", "negated": False},
+        {"answer": "no", "kind": "yes/no", "negated": True},
+        {"answer": "red", "kind": "color"},
+        {"answer": "circle", "kind": "shape"},
+    ]
+    result = score(samples, ["yes", "yes", "Red.", "triangle"])
+    assert result["accuracy"] == 50.0
+    assert result["by_kind"] == {"color": 100.0, "shape": 0.0, "yes/no": 50.0}
+    assert result["yes_no"]["plain"]["accuracy"] == 100.0 and result["yes_no"]["negated"]["accuracy"] == 0.0
+    assert result["yes_no"]["yes_ratio"] == 100.0
+    with pytest.raises(ValueError, match="4 samples but 3 predictions"):
+        score(samples, ["a", "b", "c"])
+
+
+def test_spec_sets_and_expansion():
+    sets = spec_sets()
+    assert len(sets["visual"]) == 45 and "frost:5" in sets["visual"]
+    assert len(sets["text"]) == 9 and "greek" in sets["text"]
+    assert len(sets["paper"]) == 27
+    specs = expand_specs("visual,text,frost:3")
+    assert specs[0] == "clean" and len(specs) == 55  # frost:3 is already in "visual"
+    with pytest.raises(ValueError, match="unknown perturbation 'snow'"):
+        expand_specs("snow:2")
+
+
+@pytest.fixture(scope="module")
+def few_samples():
+    return load_samples("easyvqa", limit_images=3)
+
+
+def test_load_samples_keeps_whole_images(few_samples, tmp_path):
+    assert {s["image_id"] for s in few_samples} == {0, 1, 2}
+    assert all(s["answer"] and s["question"] and "<image>" not in s["question"] for s in few_samples)
+    from vittle.easyvqa import convert
+
+    from_json = load_samples(convert(tmp_path, "test", limit=3))
+    assert [(s["question"], s["answer"], s["kind"]) for s in from_json] == [(s["question"], s["answer"], s["kind"]) for s in few_samples]
+    with pytest.raises(ValueError, match="limit_images=0"):
+        load_samples("easyvqa", limit_images=0)
+
+
+def test_variants_perturb_once_and_deterministically(few_samples):
+    variants = Variants(few_samples, seed=0)
+    clean_images, clean_questions = variants.get("clean")
+    frost_images, frost_questions = variants.get("frost:3")
+    assert frost_questions == clean_questions
+    assert all(a.tobytes() != b.tobytes() for a, b in zip(clean_images, frost_images))
+    again, _ = variants.get("frost:3")
+    assert all(a is b for a, b in zip(frost_images, again))  # memoized, one corruption per image
+    by_image = {}
+    for sample, image in zip(few_samples, frost_images):
+        by_image.setdefault(sample["image_id"], set()).add(id(image))
+    assert all(len(ids) == 1 for ids in by_image.values())
+    _, typo_questions = variants.get("char_typo:3")
+    assert typo_questions != clean_questions
+    assert Variants(few_samples, seed=0).get("char_typo:3")[1] == typo_questions
+
+
+@pytest.fixture(scope="module")
+def effnet_assistant():
+    from vittle.config import BottleneckConfig
+    from vittle.inference import Assistant
+    from vittle.model import attach_bottleneck
+    from vittle.tiny import build_efficientnet_llava
+
+    model, processor = build_efficientnet_llava(seed=0, hidden_size=64, num_layers=2)
+    attach_bottleneck(model, BottleneckConfig())
+    return Assistant(model.eval(), processor)
+
+
+def test_evaluate_scores_every_spec(effnet_assistant, few_samples):
+    report = evaluate(effnet_assistant, few_samples, ["clean", "contrast:5", "word_swap:2"], progress=False)
+    assert list(report["results"]) == ["clean", "contrast:5", "word_swap:2"]
+    for result in report["results"].values():
+        assert result["n"] == len(few_samples) and 0.0 <= result["accuracy"] <= 100.0
+        assert len(result["examples"]) == 3
+    table = markdown_table(report, "tiny")
+    assert table.count("\n| ") == 4 and "| contrast:5 |" in table
+    with pytest.raises(ValueError, match="made for other samples"):
+        evaluate(effnet_assistant, few_samples[:2], ["clean"], Variants(few_samples), progress=False)
+
+
+def test_diagnostics_on_a_collapsed_and_an_informative_posterior(effnet_assistant, few_samples):
+    from analysis.evaluate.diagnostics import posterior_diagnostics
+    from vittle.model import get_bottleneck
+
+    images, questions = Variants(few_samples).get("clean")
+    bottleneck = get_bottleneck(effnet_assistant.model)
+    saved = {k: v.clone() for k, v in bottleneck.state_dict().items()}
+    try:
+        with torch.no_grad():  # posterior == prior: mu = 0, logvar = 0 for every token
+            for mlp in (bottleneck.visual, bottleneck.text):
+                mlp.fc2.weight.zero_()
+                mlp.fc2.bias.zero_()
+        collapsed = posterior_diagnostics(effnet_assistant, images[:4], questions[:4])
+        assert collapsed["visual"]["kl"] == pytest.approx(0.0, abs=1e-7)
+        assert collapsed["visual"]["active_share"] == 0.0 and collapsed["text"]["active_share"] == 0.0
+        assert collapsed["visual"]["posterior_variance"] == pytest.approx(1.0)
+        with torch.no_grad():  # a mean of 1 in every dimension: KL 0.5 per dimension
+            for mlp in (bottleneck.visual, bottleneck.text):
+                mlp.fc2.bias[: mlp.fc2.bias.shape[0] // 2] = 1.0
+        informative = posterior_diagnostics(effnet_assistant, images[:4], questions[:4])
+        assert informative["visual"]["kl"] == pytest.approx(0.5, rel=1e-5)
+        assert informative["text"]["active_share"] == 1.0
+        assert informative["visual"]["tokens"] == 4 * 49
+    finally:
+        bottleneck.load_state_dict(saved)
+
+
+def test_parse_models():
+    assert parse_models(["base=a/b", "c/tiny-vittle-f/"]) == {"base": "a/b", "tiny-vittle-f": "c/tiny-vittle-f/"}
+    with pytest.raises(ValueError, match="used twice"):
+        parse_models(["x=a", "x=b"])
+
+
+def test_eval_command_writes_json_and_markdown(effnet_assistant, tmp_path, capsys):
+    folder = tmp_path / "model"
+    effnet_assistant.model.save_pretrained(folder)
+    effnet_assistant.processor.save_pretrained(folder)
+    out = tmp_path / "eval"
+    code = eval_main(["easyvqa", "--model", f"tiny={folder}", "--specs", "brightness:2,char_delete:1",
+                      "--limit-images", "2", "--out", str(out), "--batch-size", "8"])
+    assert code == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert list(report["models"]["tiny"]["results"]) == ["clean", "brightness:2", "char_delete:1"]
+    assert "| brightness:2 |" in (out / "eval.md").read_text()
+    assert eval_main(["easyvqa", "--model", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+

@@ -1,0 +1,112 @@
+"""The EfficientNet-Lite0 tower as a transformers vision model inside a real LLaVA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from vittle import efficientnet
+from vittle.efficientnet import (
+    FEATURE_CACHE,
+    EfficientNetLiteVisionConfig,
+    pretrained_state_dict,
+)
+
+
+@pytest.fixture(scope="module")
+def effnet_llava():
+    from vittle.tiny import build_efficientnet_llava
+
+    return build_efficientnet_llava(seed=0, hidden_size=64, num_layers=2)
+
+
+def _query(processor, image, question="what color is the shape?"):
+    return processor(images=[image], text=[f"USER: <image>\n{question} ASSISTANT:"], return_tensors="pt")
+
+
+def test_tower_holds_the_package_weights_and_is_frozen(effnet_llava):
+    model, _ = effnet_llava
+    tower = model.model.vision_tower
+    own = tower.backbone.state_dict()
+    reference = pretrained_state_dict()
+    assert reference and all(torch.equal(own[key], value) for key, value in reference.items())
+    assert not any(p.requires_grad for p in tower.parameters())
+    model.train()
+    assert not tower.backbone.training  # batch-norm statistics stay the pretrained ones
+    model.eval()
+
+
+def test_processor_counts_49_tokens_and_tower_returns_the_grid(effnet_llava, image):
+    model, processor = effnet_llava
+    inputs = _query(processor, image)
+    assert inputs["pixel_values"].shape == (1, 3, 224, 224)
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 49
+    out = model.model.vision_tower(inputs["pixel_values"])
+    assert out.hidden_states[-1].shape == (1, 49, 1280)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape[:2] == inputs["input_ids"].shape and torch.isfinite(logits).all()
+
+
+def test_wrong_pixel_size_is_a_clear_error(effnet_llava):
+    model, _ = effnet_llava
+    with pytest.raises(ValueError, match="224x224 pixels, got \\(64, 64\\)"):
+        model.model.vision_tower(torch.zeros(1, 3, 64, 64))
+
+
+def test_feature_cache_returns_identical_features(effnet_llava, image):
+    model, processor = effnet_llava
+    tower = model.model.vision_tower
+    pixels = _query(processor, image)["pixel_values"]
+    FEATURE_CACHE.clear()
+    first = tower(pixels).last_hidden_state
+    assert (FEATURE_CACHE.misses, FEATURE_CACHE.hits) == (1, 0)
+    second = tower(pixels).last_hidden_state
+    assert FEATURE_CACHE.hits == 1
+    assert torch.equal(first, second)
+    tower.config.feature_cache_mb = 0  # off: computed afresh, same numbers
+    try:
+        third = tower(pixels).last_hidden_state
+    finally:
+        tower.config.feature_cache_mb = 1024
+    assert torch.allclose(first, third, atol=1e-6)
+    assert FEATURE_CACHE.hits == 1
+
+
+def test_checkpoint_leaves_the_tower_out_and_reloads_exactly(effnet_llava, image, tmp_path):
+    from safetensors import safe_open
+    from transformers import LlavaForConditionalGeneration
+
+    from vittle.checkpoint import load_pretrained
+
+    model, processor = effnet_llava
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    assert keys and not any("backbone" in key for key in keys)
+    inputs = _query(processor, image)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        for loaded in (load_pretrained(tmp_path), LlavaForConditionalGeneration.from_pretrained(tmp_path).eval()):
+            assert torch.equal(loaded(**inputs).logits, expected)
+
+
+def test_config_rejects_other_variants_and_sizes():
+    with pytest.raises(ValueError, match="only 'efficientnet-lite0'"):
+        EfficientNetLiteVisionConfig(variant="efficientnet-lite4")
+    with pytest.raises(ValueError, match="expect 224 px"):
+        EfficientNetLiteVisionConfig(image_size=320)
+    assert efficientnet.MODEL_TYPE == EfficientNetLiteVisionConfig.model_type
+
+
+def test_assistant_answers_with_the_efficientnet_model(effnet_llava, tmp_path):
+    from vittle.inference import Assistant
+
+    model, processor = effnet_llava
+    assistant = Assistant(model, processor)
+    picture = Image.new("RGB", (64, 64), (200, 30, 30))
+    answer = assistant.answer(picture, "what color is the shape?", max_new_tokens=3)
+    assert isinstance(answer, str)
+    assert assistant.embed([picture], ["what color is the shape?"]).shape == (1, 64)

