@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # freedict dictionaries for the offline gloss translator).
 APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin
 
-.PHONY: venv apt demo test bench clean
+.PHONY: venv apt apt-figures demo test bench lab lab-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,23 @@ test: venv apt
 
 bench: venv
 	$(BIN)/python benchmarks/overhead.py
+
+# Chromium renders the lab's PNG figures (HTML figures need nothing).
+apt-figures:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+		command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	else \
+		echo "apt-get unavailable or not root: install chromium for PNG figures (HTML figures are written anyway)"; \
+	fi
+
+# The robustness lab: 3 models x 3 seeds, a KL-weight sweep, the rms variants; refreshes the
+# default models in assets/models. Resumable: finished runs are skipped.
+lab: venv apt apt-figures
+	$(BIN)/vittle lab --out runs/lab --assets assets/models
+
+# The same pipeline in under 10 minutes (one seed, 150 steps on 300 images, a small slice).
+lab-quick: venv apt apt-figures
+	$(BIN)/vittle lab --quick --out runs/lab-quick
 
 clean:
 	rm -rf runs .pytest_cache

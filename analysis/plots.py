@@ -7,11 +7,15 @@ HTML files embed plotly.js, so they open offline.
 
 from __future__ import annotations
 
+import html
+import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 PALETTE = {"baseline": "#7f7f7f", "vittle-f": "#1f77b4", "vittle-l": "#d62728"}
 _EXTRA_COLOURS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
@@ -99,3 +103,180 @@ def save_figure(fig: Any, path_stem: str | Path, png: bool = True, scale: float 
         fig.write_image(target, scale=scale)
         written.append(target)
     return written
+
+
+_CLEAN_COLOUR = "#1f77b4"
+_QUERY_COLOUR = "#000000"
+_SHIFT_COLOURS = ["#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _as_xy(point: Any, name: str) -> tuple[float, float]:
+    array = np.asarray(point, dtype=float).reshape(-1)
+    if array.shape != (2,):
+        raise ValueError(f"{name} must be one 2-D point (shape (2,) or (1, 2)), got {np.shape(point)}")
+    return float(array[0]), float(array[1])
+
+
+def _span(ranges: tuple[float, float], values: list[float]) -> tuple[float, float]:
+    low, high = min([ranges[0], *values]), max([ranges[1], *values])
+    return (low, high) if (low, high) == ranges else (low - 0.05 * (high - low), high + 0.05 * (high - low))
+
+
+def embedding_scatter(projection: Any, points: Mapping[str, Mapping[str, np.ndarray]],
+                      query: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                      title: str = "Layer-l query embeddings, clean vs perturbed") -> Any:
+    """One panel per model of 2-D embedding coordinates on the same axes (the paper's Figure 8).
+
+    `points[model]` maps "clean" and each perturbation spec to (n, 2) coordinates from
+    `projection` (one trace each, legend names "clean" / the spec). `query[model]` = (clean
+    xy, perturbed xy) adds the current query's two positions joined by a line (two traces:
+    "query: clean" and "query: perturbed"). Axis ranges are `projection.axis_ranges()`,
+    widened (for every panel alike) only if a query point falls outside them."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    models = list(points)
+    if not models:
+        raise ValueError("no models to plot")
+    unknown = sorted(set(query or {}) - set(models))
+    if unknown:
+        raise ValueError(f"query has models {unknown} that are not in points {models}")
+    (x_range, y_range) = projection.axis_ranges()
+    pairs = {m: (_as_xy(c, f"query[{m!r}][0]"), _as_xy(p, f"query[{m!r}][1]")) for m, (c, p) in (query or {}).items()}
+    x_range = _span(x_range, [xy[0] for pair in pairs.values() for xy in pair])
+    y_range = _span(y_range, [xy[1] for pair in pairs.values() for xy in pair])
+    fig = make_subplots(rows=1, cols=len(models), subplot_titles=models, horizontal_spacing=0.05)
+    shifted = list(dict.fromkeys(role for per_model in points.values() for role in per_model if role != "clean"))
+    for col, model in enumerate(models, start=1):
+        for role, xy in points[model].items():
+            xy = np.asarray(xy, dtype=float)
+            if xy.ndim != 2 or xy.shape[1] != 2:
+                raise ValueError(f"points[{model!r}][{role!r}] must have shape (n, 2), got {xy.shape}")
+            colour = _CLEAN_COLOUR if role == "clean" else _SHIFT_COLOURS[shifted.index(role) % len(_SHIFT_COLOURS)]
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=role, legendgroup=role, showlegend=col == 1,
+                                     marker={"color": colour, "size": 5, "opacity": 0.6},
+                                     hovertemplate=f"{model}<br>{role}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"),
+                          row=1, col=col)
+        if model in pairs:
+            (cx, cy), (px, py) = pairs[model]
+            fig.add_trace(go.Scatter(x=[cx], y=[cy], mode="markers", name="query: clean", legendgroup="query-clean",
+                                     showlegend=col == 1, marker={"color": _QUERY_COLOUR, "size": 13, "symbol": "star"}),
+                          row=1, col=col)
+            fig.add_trace(go.Scatter(x=[cx, px], y=[cy, py], mode="lines+markers", name="query: perturbed",
+                                     legendgroup="query-perturbed", showlegend=col == 1,
+                                     line={"color": _QUERY_COLOUR, "dash": "dot"},
+                                     marker={"color": _QUERY_COLOUR, "size": [0, 12], "symbol": "x"}),
+                          row=1, col=col)
+    fig.update_xaxes(range=list(x_range), title_text=f"{projection.method or 'map'} 1")
+    fig.update_yaxes(range=list(y_range))
+    fig.update_yaxes(title_text=f"{projection.method or 'map'} 2", col=1)
+    fig.update_layout(title=title, height=460, width=max(520, 440 * len(models)), template="plotly_white",
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def cosine_histograms(distances: Mapping[str, Mapping[str, np.ndarray]], marker: Mapping[str, float] | None = None,
+                      title: str = "Cosine distance between clean and perturbed embeddings", columns: int = 3,
+                      bins: int = 30) -> Any:
+    """Histograms of row-paired clean-vs-perturbed cosine distances (in [0, 2]), one panel per
+    spec, one trace per model: `distances[spec][model]` is (n,). Legend names carry each
+    model's mean, e.g. "baseline (mean 0.123)". `marker[model]` draws a vertical line at the
+    current query's distance in every panel (meant for a one-spec figure)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    specs = list(distances)
+    if not specs:
+        raise ValueError("no distances to plot")
+    columns = min(columns, len(specs))
+    rows = (len(specs) + columns - 1) // columns
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=specs, horizontal_spacing=0.06, vertical_spacing=0.12)
+    models = list(dict.fromkeys(m for per_model in distances.values() for m in per_model))
+    for panel, spec in enumerate(specs):
+        row, col = divmod(panel, columns)
+        for index, model in enumerate(models):
+            if model not in distances[spec]:
+                continue
+            values = np.asarray(distances[spec][model], dtype=float).reshape(-1)
+            if values.size == 0:
+                raise ValueError(f"distances[{spec!r}][{model!r}] is empty")
+            fig.add_trace(go.Histogram(x=values, name=f"{model} (mean {values.mean():.3f})", legendgroup=model,
+                                       marker_color=colour_for(model, index), opacity=0.6, nbinsx=bins),
+                          row=row + 1, col=col + 1)
+        for index, (model, value) in enumerate((marker or {}).items()):
+            fig.add_vline(x=float(value), line={"color": colour_for(model, models.index(model) if model in models else index),
+                                                "dash": "dash", "width": 2},
+                          annotation_text=f"query ({model})", annotation_position="top", row=row + 1, col=col + 1)
+    fig.update_xaxes(title_text="cosine distance")
+    fig.update_yaxes(title_text="samples", col=1)
+    fig.update_layout(title=title, barmode="overlay", height=300 * rows + 120, width=max(520, 380 * columns),
+                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def variance_heatmap(values: np.ndarray, grid: tuple[int, int], title: str = "Posterior variance per image token",
+                     label: str = "variance") -> Any:
+    """Per-image-token values (e.g. posterior variance or KL, mean over dims) as a
+    (rows, cols) heatmap, read row-major like `ProbeResult.grid`; row 0 is drawn at the top."""
+    import plotly.graph_objects as go
+
+    rows, cols = grid
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if rows < 1 or cols < 1 or values.size != rows * cols:
+        raise ValueError(f"{values.size} values do not fill a grid of {rows} x {cols} = {rows * cols} tokens")
+    fig = go.Figure(go.Heatmap(z=values.reshape(rows, cols), colorscale="Viridis", colorbar={"title": {"text": label}},
+                               hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.4g}}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title_text="row")
+    fig.update_xaxes(constrain="domain", title_text="column")
+    fig.update_layout(title=title, height=420, width=480, template="plotly_white")
+    return fig
+
+
+_BPE_MARKERS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}
+
+
+def _token_text(token: str) -> str:
+    return "".join(_BPE_MARKERS.get(char, char) for char in token)
+
+
+def token_colours_html(tokens: Sequence[str], values: np.ndarray, label: str = "posterior variance",
+                       colour: tuple[int, int, int] = (214, 39, 40)) -> str:
+    """Text tokens as HTML spans shaded by value (min -> clear, max -> full `colour`), each
+    with a title showing `label` and the number. Byte-level BPE / SentencePiece markers become
+    spaces and newlines; tokens are HTML-escaped. A self-contained fragment (inline styles)."""
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if len(tokens) != values.size:
+        raise ValueError(f"{len(tokens)} tokens but {values.size} values")
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    red, green, blue = colour
+    spans = []
+    for token, value in zip(tokens, values):
+        shade = (value - low) / (high - low) if high > low and np.isfinite(value) else 0.0
+        text = html.escape(_token_text(token))
+        tip = html.escape(f"{label}: {value:.4g}", quote=True)
+        spans.append(f'<span title="{tip}" style="background-color: rgba({red}, {green}, {blue}, {shade:.3f}); '
+                     f'border-radius: 3px; padding: 1px 0;">{text}</span>')
+    scale = html.escape(f"{label}: {low:.4g} (clear) to {high:.4g} (full colour)")
+    return ('<div class="vittle-tokens" style="font-family: monospace; white-space: pre-wrap; line-height: 1.9;">'
+            + "".join(spans) + f'<div style="font-size: 0.8em; color: #555; margin-top: 4px;">{scale}</div></div>')
+
+
+def metric_table(rows: Mapping[str, Mapping[str, float]], title: str = "Representation metrics", digits: int = 4) -> Any:
+    """A plotly table, one row per model and one column per metric (e.g. JSD, EMID); numbers
+    shown to `digits` significant digits, a missing metric as an en dash."""
+    import plotly.graph_objects as go
+
+    if not rows:
+        raise ValueError("no rows for the table")
+    metrics = list(dict.fromkeys(metric for per_model in rows.values() for metric in per_model))
+
+    def cell(value: Any) -> str:
+        return "\u2013" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+    columns = [list(rows)] + [[cell(rows[model].get(metric)) for model in rows] for metric in metrics]
+    fig = go.Figure(go.Table(header={"values": ["model", *metrics], "align": "left", "fill_color": "#e8e8e8"},
+                             cells={"values": columns, "align": "left"}))
+    fig.update_layout(title=title, height=120 + 30 * len(rows), width=max(480, 140 * (len(metrics) + 1)),
+                      template="plotly_white", margin={"t": 60, "b": 10})
+    return fig

@@ -111,6 +111,11 @@ class ModelConfig:
     """Width of a built model's Llama (0: the builder's default; ignored for checkpoints)."""
     num_layers: int = 0
     """Depth of a built model's Llama (0: the builder's default; ignored for checkpoints)."""
+    visual_grid: int = 0
+    """"tiny-efficientnet" only: average-pool the 7x7 feature grid to N x N visual tokens
+    (0: the full 7x7 grid, 49 tokens)."""
+    tie_embeddings: bool = False
+    """"tiny-efficientnet" only: tie the Llama's input and output embeddings."""
     dtype: str = "auto"
     """Weights dtype when loading a checkpoint: "auto", "float32", "bfloat16" or "float16"."""
 
@@ -120,6 +125,7 @@ class ModelConfig:
             raise ValueError("model.init must be 'tiny', 'tiny-efficientnet', 'compose' or a checkpoint folder / hub id")
         _check_range("model.hidden_size", self.hidden_size, 0)
         _check_range("model.num_layers", self.num_layers, 0)
+        _check_range("model.visual_grid", self.visual_grid, 0, 7)
         if self.init == "compose" and not (self.vision_tower and self.language_model):
             raise ValueError("model.init='compose' needs model.vision_tower and model.language_model")
 

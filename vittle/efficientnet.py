@@ -21,7 +21,7 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -130,8 +130,8 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
     config_class = EfficientNetLiteVisionConfig
     base_model_prefix = "efficientnet"
     main_input_name = "pixel_values"
-    _no_split_modules: list[str] = []
-    _keys_to_ignore_on_load_missing = [r"backbone\."]
+    _no_split_modules: ClassVar[list[str]] = []
+    _keys_to_ignore_on_load_missing: ClassVar[list[str]] = [r"backbone\."]
 
     def __init__(self, config: EfficientNetLiteVisionConfig):
         super().__init__(config)

@@ -67,7 +67,8 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     elif init == "tiny-efficientnet":
         from vittle.tiny import build_efficientnet_llava
 
-        model, processor = build_efficientnet_llava(seed=recipe.model.seed, **sizes)
+        grid = {"grid_size": recipe.model.visual_grid} if recipe.model.visual_grid else {}
+        model, processor = build_efficientnet_llava(seed=recipe.model.seed, tie_embeddings=recipe.model.tie_embeddings, **sizes, **grid)
     elif init == "compose":
         from vittle.compose import compose_llava
 

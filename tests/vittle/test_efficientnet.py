@@ -110,3 +110,20 @@ def test_assistant_answers_with_the_efficientnet_model(effnet_llava, tmp_path):
     answer = assistant.answer(picture, "what color is the shape?", max_new_tokens=3)
     assert isinstance(answer, str)
     assert assistant.embed([picture], ["what color is the shape?"]).shape == (1, 64)
+
+
+def test_recipe_fields_pool_the_grid_and_tie_embeddings(image):
+    from vittle.settings import load_recipe
+    from vittle.trainer import prepare_model
+
+    recipe = load_recipe("tiny-easyvqa-baseline", ["model.hidden_size=32", "model.num_layers=1", "model.visual_grid=2",
+                                                   "model.tie_embeddings=true"])
+    model, processor = prepare_model(recipe)
+    inputs = _query(processor, image)
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 4
+    assert model.model.vision_tower(inputs["pixel_values"]).last_hidden_state.shape == (1, 4, 1280)
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    with pytest.raises(ValueError, match="model.visual_grid=9"):
+        load_recipe("tiny-easyvqa-baseline", ["model.visual_grid=9"])
+    with pytest.raises(ValueError, match="grid_size=5"):
+        EfficientNetLiteVisionConfig(grid_size=5)

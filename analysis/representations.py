@@ -1,0 +1,256 @@
+"""Layer-l query embeddings under perturbations, cached on disk, and how far they shift.
+
+    samples = load_samples("easyvqa", limit_images=100)
+    embeddings = extract(assistant, samples, ["clean", "frost:3", "char_typo:3"])
+    summarize_shift(embeddings)   # {"frost:3": {"cosine_mean": ..., "jsd": ...}, ...}
+
+Each embedding is `Assistant.embed`'s row: the last input token's layer-l hidden state after
+the bottleneck (PAPER.md, "Representation analysis"). Extraction is cached as one `.npy` per
+(model fingerprint, data fingerprint, spec) under `cache_dir` (default
+`$VITTLE_CACHE_DIR`, else `~/.cache/vittle/representations`), laid out as
+`<model>/<data>/<spec>-<hash>.npy`, so a second call with the same model, samples and spec
+computes nothing. Files are written atomically and read with `allow_pickle=False`.
+
+What the fingerprints cover:
+- model: every state-dict tensor (parameters and persistent buffers: name, dtype, shape and
+  raw bytes), the model config (minus what saving or loading rewrites: `_name_or_path`,
+  `architectures`, `dtype`, ...), the bottleneck config and its effective inference alpha,
+  the layer, the system prompt and the processor (image-processor settings, vocabulary, chat
+  template), so a saved-and-reloaded model keeps its fingerprint. The weights digest is
+  memoised per model object and reused while no tensor has been replaced or modified in
+  place (torch's version counters); an edit through `tensor.data` bypasses those counters,
+  so call `model_fingerprint(assistant, refresh=True)` after one. The first fingerprint of a
+  model reads every weight once (a 7B model in bf16: ~14 GB, some tens of seconds).
+- data: each sample's question, answer, image id and the bytes of its image file (the
+  easy-vqa images are ~400 bytes; file digests are memoised per path, size and mtime), plus
+  the `Variants` seed and `CACHE_VERSION`. The perturbation code itself is not hashed: bump
+  `CACHE_VERSION` (or clear the cache) when a perturbation's implementation changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from analysis.evaluate.runner import Variants
+from analysis.metrics import cosine_distances, representation_jsd
+from analysis.perturb import CLEAN, parse_spec
+from vittle.model import get_bottleneck
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+"""Part of the data fingerprint; bump it to invalidate every cached embedding."""
+_CONFIG_IGNORED = {"_name_or_path", "architectures", "dtype", "torch_dtype", "transformers_version", "_commit_hash",
+                   "_attn_implementation_autoset", "_attn_implementation_internal"}
+_CHUNK_BYTES = 1 << 26  # tensors are hashed 64 MiB at a time, so a GPU model needs no full CPU copy
+_weights_memo: weakref.WeakKeyDictionary[Any, tuple[tuple, str]] = weakref.WeakKeyDictionary()
+_file_memo: dict[tuple[str, int, int], str] = {}
+
+
+def default_cache_dir() -> Path:
+    """`$VITTLE_CACHE_DIR` if set, else `~/.cache/vittle/representations`."""
+    folder = os.environ.get("VITTLE_CACHE_DIR")
+    return Path(folder).expanduser() if folder else Path.home() / ".cache" / "vittle" / "representations"
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+def _weights_digest(model: Any, refresh: bool) -> str:
+    """blake2b over every state-dict tensor (name, dtype, shape, raw bytes), memoised per model."""
+    state = model.state_dict()
+    signature = tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device))
+                      for name, t in state.items())
+    memo = _weights_memo.get(model)
+    if memo is not None and memo[0] == signature and not refresh:
+        return memo[1]
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(state):
+        tensor = state[name].detach()
+        h.update(_json_bytes([name, str(tensor.dtype), list(tensor.shape)]))
+        raw = tensor.contiguous().reshape(-1).view(torch.uint8)
+        for start in range(0, raw.numel(), _CHUNK_BYTES):
+            h.update(raw[start : start + _CHUNK_BYTES].cpu().numpy())
+    _weights_memo[model] = (signature, h.hexdigest())
+    return h.hexdigest()
+
+
+def _config_without_bookkeeping(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _config_without_bookkeeping(v) for k, v in config.items() if k not in _CONFIG_IGNORED}
+    return config
+
+
+def _processor_digest(processor: Any) -> str:
+    tokenizer = processor.tokenizer
+    image_settings = processor.image_processor.to_dict() if getattr(processor, "image_processor", None) else None
+    return _digest(_json_bytes(sorted(tokenizer.get_vocab().items())),
+                   _json_bytes([getattr(tokenizer, "chat_template", None), image_settings]))
+
+
+def model_fingerprint(assistant: Any, refresh: bool = False) -> str:
+    """A 32-hex-digit hash of everything that decides `assistant.embed`'s output: weights,
+    model and bottleneck config, inference alpha, layer, system prompt and processor.
+    `refresh=True` rehashes the weights even if no version counter moved."""
+    model = assistant.model
+    bottleneck = get_bottleneck(model)
+    header = {
+        "weights": _weights_digest(model, refresh),
+        "config": _config_without_bookkeeping(model.config.to_dict()),
+        "bottleneck": bottleneck.config.to_dict() if bottleneck is not None else None,
+        "alpha": bottleneck.alpha if bottleneck is not None else None,
+        "layer": assistant.layer,
+        "system": getattr(assistant, "system", None),
+        "processor": _processor_digest(assistant.processor),
+    }
+    return _digest(_json_bytes(header))
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    if key not in _file_memo:
+        _file_memo[key] = _digest(resolved.read_bytes())
+    return _file_memo[key]
+
+
+def data_fingerprint(samples: Sequence[Mapping[str, Any]], seed: int = 0) -> str:
+    """A 32-hex-digit hash of the samples (in order: question, answer, image id, image file
+    bytes) and the `Variants` seed."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(_json_bytes({"cache_version": CACHE_VERSION, "seed": seed, "n": len(samples)}))
+    for sample in samples:
+        path = sample.get("image_path")
+        image = _file_digest(path) if path is not None else None
+        h.update(_json_bytes([sample.get("question"), sample.get("answer"), sample.get("image_id"), image]))
+    return h.hexdigest()
+
+
+def _spec_file(folder: Path, spec: str) -> Path:
+    canonical = str(parse_spec(spec))
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", canonical)
+    return folder / f"{safe}-{_digest(canonical.encode())[:8]}.npy"
+
+
+def _read_cached(path: Path, rows: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        logger.warning("unreadable cache file %s (%s); recomputing", path, err)
+        return None
+    if array.ndim != 2 or array.shape[0] != rows or array.dtype != np.float32:
+        logger.warning("cache file %s holds %s %s, expected (%d, d) float32; recomputing", path, array.dtype, array.shape, rows)
+        return None
+    return array
+
+
+def _write_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, array, allow_pickle=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_inputs(samples: Sequence[Mapping[str, Any]], specs: Sequence[str], variants: Variants | None) -> list[str]:
+    if len(samples) == 0:
+        raise ValueError("no samples to embed: the sample list is empty")
+    if isinstance(specs, str):
+        raise TypeError(f"specs must be a list of spec strings, got the string {specs!r}")
+    specs = list(dict.fromkeys(specs))
+    if not specs:
+        raise ValueError(f"no specs given; pass e.g. [{CLEAN!r}, 'frost:3']")
+    for spec in specs:
+        parse_spec(spec)  # raises ValueError naming the unknown perturbation or level
+    if variants is not None and variants.samples != list(samples):
+        raise ValueError("the Variants object was made for other samples")
+    return specs
+
+
+def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequence[str], cache_dir: str | Path | None = None,
+            batch_size: int = 32, progress: bool = True, variants: Variants | None = None,
+            desc: str = "embedding") -> dict[str, np.ndarray]:
+    """{spec: (N, d) float32} layer-l embeddings of every sample's query under each spec, in
+    sample order; cached specs are read from disk, the others embedded and stored."""
+    specs = _check_inputs(samples, specs, variants)
+    variants = variants if variants is not None else Variants(samples)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = folder / model_fingerprint(assistant) / data_fingerprint(samples, variants.seed)
+    result: dict[str, np.ndarray] = {}
+    bar = tqdm(specs, desc=desc, unit="spec", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec)
+        path = _spec_file(folder, spec)
+        cached = _read_cached(path, len(samples))
+        if cached is None:
+            images, questions = variants.get(spec)
+            cached = np.asarray(assistant.embed(images, questions, batch_size=batch_size, progress=False), dtype=np.float32)
+            _write_atomic(path, cached)
+            logger.info("embedded %d queries for %s -> %s", len(samples), spec, path)
+        result[spec] = cached
+    return result
+
+
+def extract_models(assistants: Mapping[str, Any], samples: Sequence[Mapping[str, Any]], specs: Sequence[str],
+                   cache_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True,
+                   variants: Variants | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """{model name: {spec: (N, d)}} for several models; perturbed inputs are made once, in one
+    shared `Variants`."""
+    if not assistants:
+        raise ValueError("no models given")
+    specs = _check_inputs(samples, specs, variants)
+    variants = variants if variants is not None else Variants(samples)
+    return {name: extract(assistant, samples, specs, cache_dir, batch_size, progress, variants, desc=f"embedding {name}")
+            for name, assistant in assistants.items()}
+
+
+def shift_distances(embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{spec: (N,)} cosine distance between each clean embedding and its perturbed twin, for
+    every spec but "clean" (rows are paired by sample)."""
+    if CLEAN not in embeddings:
+        raise ValueError(f"the embeddings need a {CLEAN!r} entry to compare against; got {list(embeddings)}")
+    clean = embeddings[CLEAN]
+    return {spec: cosine_distances(clean, X) for spec, X in embeddings.items() if spec != CLEAN}
+
+
+def summarize_shift(embeddings: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per non-clean spec: mean and median clean-vs-perturbed cosine distance (in [0, 2]), the
+    matrix-based JSD between the clean and perturbed sets (nats, in [0, log 2]) and n."""
+    clean = embeddings.get(CLEAN)
+    summary = {}
+    for spec, distances in shift_distances(embeddings).items():
+        summary[spec] = {
+            "cosine_mean": float(np.mean(distances)),
+            "cosine_median": float(np.median(distances)),
+            "jsd": representation_jsd(clean, embeddings[spec]),
+            "n": len(distances),
+        }
+    return summary

@@ -1,0 +1,170 @@
+"""Cached layer-l embeddings under perturbations and their shift summaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.evaluate.runner import Variants, load_samples
+from analysis.representations import (
+    data_fingerprint,
+    extract,
+    extract_models,
+    model_fingerprint,
+    shift_distances,
+    summarize_shift,
+)
+from vittle.config import BottleneckConfig
+from vittle.inference import Assistant
+from vittle.model import attach_bottleneck
+from vittle.tiny import build_efficientnet_llava
+
+SPECS = ["clean", "brightness:3", "char_typo:3"]
+
+
+def _assistant(bottleneck: bool = True, seed: int = 0) -> Assistant:
+    torch.set_num_threads(1)
+    model, processor = build_efficientnet_llava(seed=seed, hidden_size=64, num_layers=2)
+    if bottleneck:
+        attach_bottleneck(model, BottleneckConfig())
+    return Assistant(model.eval(), processor)
+
+
+def _count_embeds(assistant: Assistant) -> list[int]:
+    """Wrap the instance's embed so each call appends its number of queries to the list returned."""
+    calls: list[int] = []
+    original = assistant.embed
+
+    def embed(images, questions, **kwargs):
+        calls.append(len(questions))
+        return original(images, questions, **kwargs)
+
+    assistant.embed = embed
+    return calls
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return load_samples("easyvqa", limit_images=1)[:3]
+
+
+def test_extract_matches_probe_and_shapes(samples, tmp_path):
+    assistant = _assistant()
+    embeddings = extract(assistant, samples, SPECS, cache_dir=tmp_path, progress=False)
+    assert list(embeddings) == SPECS
+    assert all(X.shape == (3, 64) and X.dtype == np.float32 for X in embeddings.values())
+    one = extract(assistant, samples[:1], ["clean"], cache_dir=tmp_path, progress=False)["clean"]
+    probe = assistant.probe(samples[0]["image_path"], samples[0]["question"])
+    assert probe.has_bottleneck
+    np.testing.assert_allclose(one[0], probe.hidden_after, atol=1e-5)
+    np.testing.assert_allclose(embeddings["clean"][0], probe.hidden_after, atol=1e-5)
+    # the text perturbation changes the question, so its embeddings move
+    assert not np.allclose(embeddings["char_typo:3"], embeddings["clean"])
+
+
+def test_cache_hit_then_miss_on_new_spec_and_changed_weight(samples, tmp_path):
+    assistant = _assistant()
+    calls = _count_embeds(assistant)
+    first = extract(assistant, samples, SPECS[:2], cache_dir=tmp_path, progress=False)
+    assert calls == [3, 3]
+    second = extract(assistant, samples, SPECS[:2], cache_dir=tmp_path, progress=False)
+    assert calls == [3, 3]  # all read from disk
+    for spec in first:
+        np.testing.assert_array_equal(first[spec], second[spec])
+    extract(assistant, samples, SPECS, cache_dir=tmp_path, progress=False)
+    assert calls == [3, 3, 3]  # only the new spec
+    before = model_fingerprint(assistant)
+    with torch.no_grad():
+        next(assistant.model.parameters()).view(-1)[0] += 0.01
+    assert model_fingerprint(assistant) != before
+    extract(assistant, samples, SPECS, cache_dir=tmp_path, progress=False)
+    assert calls == [3, 3, 3, 3, 3, 3]
+    assert len(list(tmp_path.rglob("*.npy"))) == 6  # 3 specs x 2 model fingerprints
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_model_fingerprint_covers_weights_alpha_and_survives_save_load(tmp_path):
+    assistant = _assistant()
+    fingerprint = model_fingerprint(assistant)
+    assert fingerprint == model_fingerprint(assistant)
+    assert fingerprint != model_fingerprint(_assistant(bottleneck=False))
+    assert fingerprint != model_fingerprint(_assistant(seed=1))
+    assistant.model.save_pretrained(tmp_path)
+    assistant.processor.save_pretrained(tmp_path)
+    assert model_fingerprint(Assistant.load(tmp_path, device="cpu")) == fingerprint
+    from vittle.model import get_bottleneck
+
+    get_bottleneck(assistant.model).inference_alpha = 0.0
+    assert model_fingerprint(assistant) != fingerprint
+    get_bottleneck(assistant.model).inference_alpha = None
+    assert model_fingerprint(assistant) == fingerprint
+    # an edit through .data moves no version counter: refresh=True rehashes
+    next(assistant.model.parameters()).data[0] += 1.0
+    assert model_fingerprint(assistant, refresh=True) != fingerprint
+
+
+def test_data_fingerprint_covers_questions_order_and_seed(samples):
+    base = data_fingerprint(samples)
+    assert base == data_fingerprint([dict(s) for s in samples])
+    assert base != data_fingerprint(samples[::-1])
+    assert base != data_fingerprint(samples, seed=1)
+    changed = [dict(samples[0], question="what colour is it?"), *samples[1:]]
+    assert base != data_fingerprint(changed)
+
+
+def test_extract_errors(samples, tmp_path):
+    assistant = _assistant()
+    with pytest.raises(ValueError, match="sample list is empty"):
+        extract(assistant, [], ["clean"], cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown perturbation 'nope'"):
+        extract(assistant, samples, ["clean", "nope:3"], cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="no specs"):
+        extract(assistant, samples, [], cache_dir=tmp_path)
+    with pytest.raises(TypeError, match="list of spec strings"):
+        extract(assistant, samples, "clean", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="other samples"):
+        extract(assistant, samples, ["clean"], cache_dir=tmp_path, variants=Variants(samples[:1]))
+    assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_env_cache_dir_and_corrupt_file_recomputed(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITTLE_CACHE_DIR", str(tmp_path / "env"))
+    assistant = _assistant()
+    calls = _count_embeds(assistant)
+    first = extract(assistant, samples[:2], ["clean"], progress=False)["clean"]
+    (path,) = (tmp_path / "env").rglob("*.npy")
+    path.write_bytes(b"not an npy file")
+    again = extract(assistant, samples[:2], ["clean"], progress=False)["clean"]
+    assert calls == [2, 2]
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    assert np.load(path, allow_pickle=False).shape == (2, 64)
+
+
+def test_extract_models_shares_variants(samples, tmp_path):
+    variants = Variants(samples)
+    assistants = {"baseline": _assistant(bottleneck=False), "vittle-f": _assistant()}
+    result = extract_models(assistants, samples, ["clean", "char_typo:3"], cache_dir=tmp_path, progress=False,
+                            variants=variants)
+    assert list(result) == ["baseline", "vittle-f"]
+    assert all(X.shape == (3, 64) for per_model in result.values() for X in per_model.values())
+    assert not np.allclose(result["baseline"]["clean"], result["vittle-f"]["clean"])
+    assert list(variants._questions) == ["char_typo:3"]  # one perturbed question set for both models
+    with pytest.raises(ValueError, match="no models"):
+        extract_models({}, samples, ["clean"], cache_dir=tmp_path)
+
+
+def test_summarize_shift_by_hand():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 6))
+    summary = summarize_shift({"clean": X, "same": X.copy(), "flipped": -X, "other": rng.standard_normal((20, 6))})
+    assert list(summary) == ["same", "flipped", "other"]
+    assert summary["same"]["cosine_mean"] == pytest.approx(0.0, abs=1e-12) and summary["same"]["jsd"] == pytest.approx(0.0, abs=1e-9)
+    # -X points the other way (distance 2) but has the same uncentred covariance (JSD 0)
+    assert summary["flipped"]["cosine_median"] == pytest.approx(2.0) and summary["flipped"]["jsd"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < summary["other"]["jsd"] <= math.log(2) and summary["other"]["n"] == 20
+    np.testing.assert_allclose(shift_distances({"clean": X, "other": X})["other"], np.zeros(20), atol=1e-12)
+    with pytest.raises(ValueError, match="'clean' entry"):
+        summarize_shift({"frost:3": X})
