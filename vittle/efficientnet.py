@@ -202,13 +202,18 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
         fingerprint = self.fingerprint()
         keys = [(fingerprint, _pixel_key(pixels)) for pixels in pixel_values]
         found = [FEATURE_CACHE.get(key) for key in keys]
-        todo = [i for i, value in enumerate(found) if value is None]
-        if todo:
+        first: dict[tuple[str, str], int] = {}  # an image repeated in the batch is encoded once
+        for i, value in enumerate(found):
+            if value is None:
+                first.setdefault(keys[i], i)
+        if first:
+            todo = list(first.values())
             with torch.no_grad():
                 fresh = self._body(pixel_values[todo])
-            for i, value in zip(todo, fresh):
-                found[i] = value
-                FEATURE_CACHE.put(keys[i], value.detach().to("cpu").clone(), limit)
+            computed = {keys[i]: value.detach().to("cpu").clone() for i, value in zip(todo, fresh)}
+            for key, value in computed.items():
+                FEATURE_CACHE.put(key, value, limit)
+            found = [computed[keys[i]] if value is None else value for i, value in enumerate(found)]
         return torch.stack([value.to(pixel_values.device, pixel_values.dtype) for value in found])
 
     def forward(

@@ -129,7 +129,7 @@ def test_rms_scale_variant_works_in_normalized_units():
     rms = hidden.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
     state = bottleneck.last
     torch.testing.assert_close(out, 0.5 * hidden + 0.5 * rms * state.mu)
-    mu, logvar = bottleneck.posterior(hidden / rms, mask)  # the posterior reads h / rms(h)
+    mu, _ = bottleneck.posterior(hidden / rms, mask)  # the posterior reads h / rms(h)
     torch.testing.assert_close(state.mu, mu)
     # scaling h leaves the posterior unchanged and scales the output
     out10 = bottleneck(10 * hidden, mask)

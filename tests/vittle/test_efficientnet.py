@@ -127,3 +127,20 @@ def test_recipe_fields_pool_the_grid_and_tie_embeddings(image):
         load_recipe("tiny-easyvqa-baseline", ["model.visual_grid=9"])
     with pytest.raises(ValueError, match="grid_size=5"):
         EfficientNetLiteVisionConfig(grid_size=5)
+
+
+def test_an_image_repeated_in_a_batch_is_encoded_once(effnet_llava, image, monkeypatch):
+    model, processor = effnet_llava
+    tower = model.model.vision_tower
+    pixels = _query(processor, image)["pixel_values"]
+    other = _query(processor, Image.new("RGB", (64, 64), (0, 90, 200)))["pixel_values"]
+    batch = torch.cat([pixels, other, pixels, pixels, other])
+    FEATURE_CACHE.clear()
+    seen = []
+    body = tower._body
+    monkeypatch.setattr(tower, "_body", lambda x: seen.append(x.shape[0]) or body(x))
+    with torch.no_grad():
+        out = tower(batch).last_hidden_state
+    assert seen == [2]
+    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[4])
+    assert torch.allclose(out[0], tower(pixels).last_hidden_state[0], atol=1e-5)
