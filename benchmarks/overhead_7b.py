@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 import torch
+from overhead import (
+    time_call as timed,  # benchmarks/ is on sys.path when run as a script
+)
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -49,16 +52,6 @@ def build(hidden: int, layers: int, ffn: int, heads: int, device: str, dtype: to
     finally:
         torch.set_default_dtype(previous)
     return model
-
-
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,28 +104,48 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64,
         num_attention_heads=2,
         projection_dim=32,
     )
-    text = LlamaConfig(
+    text = _llama_config(tokenizer, hidden_size, num_layers, ffn=2 * hidden_size, heads=4)
+    return _llava_config(vision, text, tokenizer, strategy="default", feature_layer=-2)
+
+
+def _llama_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int, num_layers: int, ffn: int, heads: int,
+                  tie: bool = False) -> LlamaConfig:
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=ffn,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
     )
+
+
+def _llava_config(vision: object, text: LlamaConfig, tokenizer: PreTrainedTokenizerFast, strategy: str, feature_layer: int) -> LlavaConfig:
     return LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
+        vision_feature_select_strategy=strategy,
+        vision_feature_layer=feature_layer,
         projector_hidden_act="gelu",
-        tie_word_embeddings=False,
+        tie_word_embeddings=text.tie_word_embeddings,
     )
+
+
+def _seeded_llava(config: LlavaConfig, seed: int, tokenizer: PreTrainedTokenizerFast) -> LlavaForConditionalGeneration:
+    """Build with `seed` without touching the caller's RNG state; generation ids set."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
 
 
 def build_tiny_llava(seed: int = 0, hidden_size: int = 64, num_layers: int = 4) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
@@ -135,13 +155,7 @@ def build_tiny_llava(seed: int = 0, hidden_size: int = 64, num_layers: int = 4) 
     """
     processor = build_tiny_processor()
     config = tiny_llava_config(processor.tokenizer, hidden_size=hidden_size, num_layers=num_layers)
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
-    return model, processor
+    return _seeded_llava(config, seed, processor.tokenizer), processor
 
 
 # EfficientNet-Lite0 (ImageNet-pretrained, frozen) + a small Llama: the easy-vqa models.
@@ -185,33 +199,9 @@ def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: 
 
     processor = build_efficientnet_processor(grid_size=grid_size)
     tokenizer = processor.tokenizer
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=max(1, hidden_size // 64),
-        num_key_value_heads=max(1, hidden_size // 64),
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=tie_embeddings,
-    )
-    config = LlavaConfig(
-        vision_config=EfficientNetLiteVisionConfig(grid_size=grid_size),
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-        projector_hidden_act="gelu",
-        tie_word_embeddings=tie_embeddings,
-    )
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        model = LlavaForConditionalGeneration(config)
+    heads = max(1, hidden_size // 64)
+    text = _llama_config(tokenizer, hidden_size, num_layers, ffn=4 * hidden_size, heads=heads, tie=tie_embeddings)
+    config = _llava_config(EfficientNetLiteVisionConfig(grid_size=grid_size), text, tokenizer, strategy="full", feature_layer=-1)
+    model = _seeded_llava(config, seed, tokenizer)
     model.model.vision_tower.requires_grad_(False)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model.eval(), processor
