@@ -330,7 +330,18 @@ def summarize(results: Sequence[dict[str, Any]], specs: Sequence[str]) -> dict[s
         entry["train_seconds"] = _mean_std([r["train_seconds"] for r in runs])
         entry["devices"] = sorted({r["device"] for r in runs})
         models[name] = entry
-    return {"models": models, "specs": list(specs)}
+    runs = []
+    for result in results:
+        perturbed = result["perturbed"]
+        visual = [s for s in specs if s != "clean" and "+" not in s and _modality(s) == "visual" and s in perturbed]
+        runs.append({
+            "run": f"{result['name']}-s{result['seed']}", "train_device": result.get("train_device", result.get("device")),
+            "train_seconds": result["train_seconds"], "clean": result["clean"]["accuracy"],
+            "by_kind": result["clean"]["by_kind"], "grounded": result["clean"].get("grounded"),
+            "visual_mean_grounded": statistics.fmean(perturbed[s].get("grounded", float("nan")) for s in visual) if visual else None,
+            "visual_kl": result["diagnostics"].get("visual", {}).get("kl"), "text_kl": result["diagnostics"].get("text", {}).get("kl"),
+        })
+    return {"models": models, "specs": list(specs), "runs": runs}
 
 
 def _modality(spec: str) -> str:
@@ -369,6 +380,14 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {name} | {_fmt(d.get('visual_kl'), 4)} | {_fmt(d.get('text_kl'), 4)} | "
                      f"{_fmt(_pct(d.get('visual_active_share')))} | {_fmt(_pct(d.get('text_active_share')))} | "
                      f"{_fmt(d.get('visual_hidden_rms'), 2)} | {_fmt(d.get('text_hidden_rms'), 2)} | {_fmt(d.get('accuracy_bottleneck_off'))} |")
+    lines += ["", "## Every run", "",
+              "| run | trained on | train min | clean | color | shape | yes/no | grounded | grounded, visual avg | KL_v | KL_t |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in summary.get("runs", []):
+        kinds = run["by_kind"]
+        lines.append(f"| {run['run']} | {run['train_device']} | {run['train_seconds'] / 60:.1f} | {run['clean']:.1f} | "
+                     f"{kinds.get('color', float('nan')):.1f} | {kinds.get('shape', float('nan')):.1f} | {kinds.get('yes/no', float('nan')):.1f} | "
+                     f"{_num(run['grounded'])} | {_num(run['visual_mean_grounded'])} | {_num(run['visual_kl'], '.2g')} | {_num(run['text_kl'], '.2g')} |")
     names = list(models)
     for key, title in (("specs", "all questions"), ("specs_grounded", "grounded questions (color + shape)")):
         lines += ["", f"## Per perturbation: {title} (evaluation slice, %)", "",
@@ -376,6 +395,10 @@ def markdown(summary: dict[str, Any]) -> str:
         for spec in summary["specs"]:
             lines.append(f"| {spec} | " + " | ".join(_fmt(models[n][key].get(spec)) for n in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def _pct(pair: Sequence[float] | None) -> tuple[float, float] | None:
