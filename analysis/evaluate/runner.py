@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,11 @@ def load_samples(data: str | Path, limit_images: int | None = None) -> list[dict
     return rows
 
 
+def _stable_int(key: Any) -> int:
+    """A per-image seed offset that does not depend on call order or the process."""
+    return key if isinstance(key, int) else zlib.crc32(str(key).encode("utf-8"))
+
+
 class Variants:
     """Perturbed (image, question) lists per spec, made once and memoized. Each image is
     corrupted once however many questions it has; seeds are fixed per image and question."""
@@ -119,7 +125,7 @@ class Variants:
             if parsed.visual is not None and image is not None:
                 key = (str(parsed.visual), sample["image_id"])
                 if key not in self._images:
-                    seed = self.seed + (sample["image_id"] if isinstance(sample["image_id"], int) else len(self._images))
+                    seed = self.seed + _stable_int(sample["image_id"])
                     self._images[key] = apply(str(parsed.visual), image=image, seed=seed)[0]
                 image = self._images[key]
             images.append(image)

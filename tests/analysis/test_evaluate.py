@@ -174,3 +174,19 @@ def test_eval_command_writes_json_and_markdown(effnet_assistant, tmp_path, capsy
     assert "error:" in capsys.readouterr().err
 
 
+
+
+def test_perturbed_images_do_not_depend_on_call_order(tmp_path):
+    from vittle.easyvqa import convert
+
+    path = convert(tmp_path, "test", limit=2)
+    samples = json.loads(path.read_text())
+    for sample in samples:
+        del sample["image_id"]  # ids fall back to the image path (a string)
+    path.write_text(json.dumps(samples))
+    rows = load_samples(path)
+    first = Variants(rows, seed=0)
+    first.get("contrast:2")
+    a, _ = first.get("fog:3")
+    b, _ = Variants(rows, seed=0).get("fog:3")
+    assert [x.tobytes() for x in a] == [y.tobytes() for y in b]
