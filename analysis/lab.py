@@ -200,7 +200,9 @@ class Lab:
             if config.train_only:
                 return {"trained": [f"{r['name']}-s{r['seed']}" for r in results]}
         summary = summarize(results, self.specs)
-        summary["config"] = _jsonable(dataclasses.asdict(config))
+        from analysis.report import to_jsonable
+
+        summary["config"] = to_jsonable(dataclasses.asdict(config))
         summary["seconds"] = round(time.perf_counter() - started, 1)
         summary["runs_reported"] = [f"{r['name']}-s{r['seed']}" for r in results]
         summary["runs_planned"] = [f"{run.name}-s{seed}" for run, seed in planned]
@@ -218,6 +220,7 @@ class Lab:
     def run_one(self, run: LabRun, seed: int, data: Path) -> dict[str, Any]:
         from analysis.evaluate import evaluate
         from analysis.evaluate.diagnostics import posterior_diagnostics
+        from analysis.report import to_jsonable
         from vittle.inference import Assistant
         from vittle.model import bottleneck_alpha
         from vittle.settings import load_recipe
@@ -258,20 +261,10 @@ class Lab:
             "description": run.description, "model_dir": str(folder / "model"), "device": str(assistant.device),
             "train_device": trained.get("train_device", "?"), "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - tic, 1),
             "final_log": _final_log(history), "clean": clean, "perturbed": perturbed, "diagnostics": diagnostics,
-            "recipe_config": _jsonable(dataclasses.asdict(recipe)), "commit": git_commit(),
+            "recipe_config": to_jsonable(dataclasses.asdict(recipe)), "commit": git_commit(),
         }
         metrics_path.write_text(json.dumps(metrics, indent=1))
         return metrics
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def environment() -> dict[str, Any]:

@@ -86,7 +86,7 @@ class Assistant:
         self.processor = processor
         self.device = device or next(model.parameters()).device
         self.images = ImageEncoder(processor)
-        self.collate = ConversationCollator(processor.tokenizer.pad_token_id)
+        self.pad_token_id = processor.tokenizer.pad_token_id
         self.layer = bottleneck_layer(model)
         self.system = system_prompt_of(model.config)
 
@@ -120,16 +120,20 @@ class Assistant:
                 pixels[id(image)] = (image, self.images.pixel_values(image))
             items.append(encode_query(self.processor, self.images, image, question, self.system,
                                       pixel_values=pixels[id(image)][1] if image is not None else None))
-        batch = ConversationCollator(self.collate.pad_token_id, padding_side)(items)
+        batch = ConversationCollator(self.pad_token_id, padding_side)(items)
         dtype = next(self.model.parameters()).dtype
         return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()}
+
+    def _greedy(self, max_new_tokens: int) -> dict[str, Any]:
+        """Generation settings shared by `answer` and `answer_batch`."""
+        return {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": self.pad_token_id,
+                "suppress_tokens": [self.model.config.image_token_id]}  # an image token without an image is invalid
 
     @torch.no_grad()
     def answer(self, image: ImageInput, question: str, max_new_tokens: int = 64, stream: bool = False) -> str | Iterator[str]:
         """Greedy answer to one question. With stream=True, a generator of text pieces."""
         inputs = self._batch([image], [question])
-        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id,
-                        suppress_tokens=[self.model.config.image_token_id])  # an image token without an image is invalid
+        settings = self._greedy(max_new_tokens)
         if not stream:
             output = self.model.generate(**inputs, **settings)
             return self.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
@@ -144,8 +148,7 @@ class Assistant:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         tokenizer = self.processor.tokenizer
-        settings = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                        suppress_tokens=[self.model.config.image_token_id])
+        settings = self._greedy(max_new_tokens)
         answers: list[str] = []
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="answering", unit="batch", disable=not progress):
