@@ -344,7 +344,7 @@ def _modality(spec: str) -> str:
     return "visual" if parsed.visual is not None else "text"
 
 
-def _fmt(pair: Sequence[float] | None, digits: int = 1) -> str:
+def format_pair(pair: Sequence[float] | None, digits: int = 1) -> str:
     if not pair or math.isnan(pair[0]):
         return "–"
     return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
@@ -356,23 +356,23 @@ def markdown(summary: dict[str, Any]) -> str:
              "| model | seeds | all | grounded (color + shape) | color | shape | yes/no | yes/no F1 | yes ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():
-        lines.append(f"| {name} | {len(m['seeds'])} | {_fmt(m['clean'])} | {_fmt(m['clean_grounded'])} | {_fmt(m['clean_color'])} | "
-                     f"{_fmt(m['clean_shape'])} | {_fmt(m['clean_yes/no'])} | {_fmt(m['clean_yes_no_f1'])} | "
-                     f"{_fmt(m['clean_yes_no_yes_ratio'])} |")
+        lines.append(f"| {name} | {len(m['seeds'])} | {format_pair(m['clean'])} | {format_pair(m['clean_grounded'])} | {format_pair(m['clean_color'])} | "
+                     f"{format_pair(m['clean_shape'])} | {format_pair(m['clean_yes/no'])} | {format_pair(m['clean_yes_no_f1'])} | "
+                     f"{format_pair(m['clean_yes_no_yes_ratio'])} |")
     lines += ["", "## Under perturbations (evaluation slice; mean over specs, then mean ± std over seeds)", "",
               "| model | slice clean | visual avg | text avg | grounded: slice clean | grounded: visual avg | grounded: text avg |",
               "|---|---|---|---|---|---|---|"]
     for name, m in models.items():
-        lines.append(f"| {name} | {_fmt(m['slice_clean'])} | {_fmt(m.get('visual_mean'))} | {_fmt(m.get('text_mean'))} | "
-                     f"{_fmt(m['slice_clean_grounded'])} | {_fmt(m.get('visual_mean_grounded'))} | {_fmt(m.get('text_mean_grounded'))} |")
+        lines.append(f"| {name} | {format_pair(m['slice_clean'])} | {format_pair(m.get('visual_mean'))} | {format_pair(m.get('text_mean'))} | "
+                     f"{format_pair(m['slice_clean_grounded'])} | {format_pair(m.get('visual_mean_grounded'))} | {format_pair(m.get('text_mean_grounded'))} |")
     lines += ["", "## Does the posterior carry information?", "",
               "| model | KL_v | KL_t | active dims v | active dims t | RMS h (image) | RMS h (text) | acc. bottleneck off |",
               "|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():
         d = m["diagnostics"]
-        lines.append(f"| {name} | {_fmt(d.get('visual_kl'), 4)} | {_fmt(d.get('text_kl'), 4)} | "
-                     f"{_fmt(_pct(d.get('visual_active_share')))} | {_fmt(_pct(d.get('text_active_share')))} | "
-                     f"{_fmt(d.get('visual_hidden_rms'), 2)} | {_fmt(d.get('text_hidden_rms'), 2)} | {_fmt(d.get('accuracy_bottleneck_off'))} |")
+        lines.append(f"| {name} | {format_pair(d.get('visual_kl'), 4)} | {format_pair(d.get('text_kl'), 4)} | "
+                     f"{format_pair(_pct(d.get('visual_active_share')))} | {format_pair(_pct(d.get('text_active_share')))} | "
+                     f"{format_pair(d.get('visual_hidden_rms'), 2)} | {format_pair(d.get('text_hidden_rms'), 2)} | {format_pair(d.get('accuracy_bottleneck_off'))} |")
     lines += ["", "## Every run", "",
               "| run | trained on | train min | clean | color | shape | yes/no | grounded | grounded, visual avg | KL_v | KL_t |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -386,7 +386,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", f"## Per perturbation: {title} (evaluation slice, %)", "",
                   "| spec | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for spec in summary["specs"]:
-            lines.append(f"| {spec} | " + " | ".join(_fmt(models[n][key].get(spec)) for n in names) + " |")
+            lines.append(f"| {spec} | " + " | ".join(format_pair(models[n][key].get(spec)) for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -398,10 +398,33 @@ def _pct(pair: Sequence[float] | None) -> tuple[float, float] | None:
     return None if pair is None else (100 * pair[0], 100 * pair[1])
 
 
-def write_figures(summary: dict[str, Any], folder: Path, png: bool = True) -> list[Path]:
+def severity_figure(models: dict[str, Any], names: list[str], grounded: bool = False, title: str | None = None) -> Any:
+    """Accuracy vs corruption severity for `names` from a lab summary's `models` (mean ± std
+    over seeds, one panel per corruption; the paper's Figure 5 shape). None if no model
+    has a severity result."""
     from analysis.perturb import list_perturbations
     from analysis.perturb.registry import Modality
-    from analysis.plots import bar_chart, save_figure, severity_curves
+    from analysis.plots import severity_curves
+
+    key, clean_key = ("specs_grounded", "slice_clean_grounded") if grounded else ("specs", "slice_clean")
+    curves: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
+    for p in list_perturbations(Modality.VISUAL):
+        per_model = {}
+        for name in names:
+            points = {s: tuple(models[name][key][f"{p.name}:{s}"]) for s in p.levels if f"{p.name}:{s}" in models[name][key]}
+            if points:
+                per_model[name] = points
+        if per_model:
+            curves[p.name] = per_model
+    if not curves:
+        return None
+    what = "color + shape questions" if grounded else "all questions"
+    clean = {n: tuple(models[n][clean_key]) for n in names}
+    return severity_curves(curves, clean, title=title or f"easy-vqa, {what}: accuracy vs corruption severity (±1 std over seeds)")
+
+
+def write_figures(summary: dict[str, Any], folder: Path, png: bool = True) -> list[Path]:
+    from analysis.plots import bar_chart, save_figure
 
     models = summary["models"]
     written: list[Path] = []
@@ -410,21 +433,10 @@ def write_figures(summary: dict[str, Any], folder: Path, png: bool = True) -> li
     for label, names in groups.items():
         if not names:
             continue
-        for key, clean_key, suffix, what in (("specs", "slice_clean", "", "all questions"),
-                                             ("specs_grounded", "slice_clean_grounded", "-grounded", "color + shape questions")):
-            curves: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
-            for p in list_perturbations(Modality.VISUAL):
-                per_model = {}
-                for name in names:
-                    points = {s: tuple(models[name][key][f"{p.name}:{s}"]) for s in p.levels if f"{p.name}:{s}" in models[name][key]}
-                    if points:
-                        per_model[name] = points
-                if per_model:
-                    curves[p.name] = per_model
-            clean = {n: tuple(models[n][clean_key]) for n in names}
-            if curves:
-                fig = severity_curves(curves, clean, title=f"easy-vqa, {what}: accuracy vs corruption severity "
-                                                           f"({label} models, ±1 std over seeds)")
+        for grounded, suffix, what in ((False, "", "all questions"), (True, "-grounded", "color + shape questions")):
+            fig = severity_figure(models, names, grounded, title=f"easy-vqa, {what}: accuracy vs corruption severity "
+                                                                  f"({label} models, ±1 std over seeds)")
+            if fig is not None:
                 written += save_figure(fig, folder / f"severity-{label}{suffix}", png=png)
         text_specs = [s for s in summary["specs"] if s != "clean" and _modality(s) == "text"]
         if text_specs:

@@ -1,0 +1,73 @@
+"""The vittle demo: baseline vs Vittle side by side on the same perturbed query.
+
+    python app.py                                   # embedded tiny models, 127.0.0.1:7860, CPU
+    python app.py --baseline llava-hf/llava-1.5-7b-hf --vittle PATH --device cuda
+
+On a Hugging Face Space this file runs as is (the Space sets GRADIO_SERVER_NAME/PORT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app runs offline
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from app.service import ServiceConfig
+
+    defaults = ServiceConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--baseline", default=defaults.baseline, help="baseline model: local folder or hub id")
+    parser.add_argument("--vittle", default=defaults.vittle, help="Vittle model: local folder or hub id")
+    parser.add_argument("--vittle-l", default=defaults.vittle_l,
+                        help="a second selectable Vittle model (folder or hub id); 'none' to leave it out")
+    parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 when present, else CPU), cpu, cuda, cuda:1...")
+    parser.add_argument("--reference-images", type=int, default=defaults.reference_images,
+                        help="easy-vqa test images in the reference set of the embedding and distance panels")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (the rest queue)")
+    parser.add_argument("--max-file-size", default="10mb", help="upload size limit")
+    args = parser.parse_args(argv)
+    if args.reference_images < 3:
+        parser.error(f"--reference-images must be at least 3, got {args.reference_images}")
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    return args
+
+
+def build(args: argparse.Namespace):
+    """The started service and its Blocks (also used by tests and benchmarks)."""
+    from app.service import DemoService, ServiceConfig
+    from app.ui import build_demo
+
+    vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
+    service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
+                                        reference_images=args.reference_images)).start()
+    demo = build_demo(service)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    return service, demo
+
+
+def launch_options(args: argparse.Namespace) -> dict:
+    from app.examples import examples_dir
+
+    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_file_size,
+            "allowed_paths": [str(examples_dir())], "show_error": True}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    _, demo = build(args)
+    demo.launch(**launch_options(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

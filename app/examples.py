@@ -1,0 +1,64 @@
+"""The examples gallery: easy-vqa test images and real photos that ship with scikit-image.
+
+The files are written once into a folder of the app's own (`examples_dir()`), which is the
+only folder besides uploads that the server may serve.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+EASYVQA = (  # (test image index, question)
+    (0, "What color is the shape?"),
+    (1, "What shape is this?"),
+    (2, "Is there a blue shape?"),
+    (3, "Is there not a circle?"),
+    (5, "What is the color of the shape?"),
+)
+PHOTOS = (  # scikit-image data (public domain / CC0), shrunk to 256 px
+    ("astronaut", "What color is the shape?"),
+    ("coffee", "What shape is in the image?"),
+    ("chelsea", "Is there a green shape?"),
+)
+PHOTO_SIDE = 256
+
+
+def examples_dir() -> Path:
+    """Where the example images live: $VITTLE_APP_EXAMPLES or a folder in the temp dir."""
+    return Path(os.environ.get("VITTLE_APP_EXAMPLES") or Path(tempfile.gettempdir()) / "vittle-app-examples")
+
+
+def example_rows(folder: Path | None = None) -> list[list[str]]:
+    """[[image path, question], ...] for `gr.Examples`, writing missing files first."""
+    from PIL import Image
+
+    folder = folder or examples_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    import easy_vqa
+
+    paths = easy_vqa.get_test_image_paths()
+    for index, question in EASYVQA:
+        target = folder / f"easyvqa-test-{index}.png"
+        if not target.exists():
+            with Image.open(paths[index]) as image:
+                _save(image.convert("RGB"), target)
+        rows.append([str(target), question])
+    from skimage import data
+
+    for name, question in PHOTOS:
+        target = folder / f"{name}.jpg"
+        if not target.exists():
+            image = Image.fromarray(getattr(data, name)()).convert("RGB")
+            image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
+            _save(image, target)
+        rows.append([str(target), question])
+    return rows
+
+
+def _save(image, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    image.save(temporary, format="PNG" if target.suffix == ".png" else "JPEG", quality=90)
+    os.replace(temporary, target)

@@ -1,0 +1,411 @@
+"""The app's model side: the only module of `app/` that calls models.
+
+    service = DemoService(ServiceConfig())          # embedded tiny models from assets/
+    service.start()                                 # load, embed the reference set, warm UMAP
+    query = service.prepare("photo.png", "What colour is the shape?", visual="frost", severity=3)
+    for answers in service.answers(query): ...      # four answers, streamed
+    panels = service.panels(query, method="pca")    # figures for the embedding / variance / distance tabs
+
+Slow work (model loading, reference embeddings, UMAP's numba JIT) runs once, in a background
+thread started by `start()`; the first request waits for it instead of paying it again. Each
+model has a lock: generation and probing read the bottleneck's per-forward state, so one
+model serves one request at a time (different models run in parallel).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.inputs import InputError, QueryImage, clean_question, load_query_image
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets" / "models"
+LAB_JSON = ROOT / "docs" / "robustness-lab" / "lab.json"
+LABELS = {"baseline": "Baseline", "vittle-f": "Vittle (F)", "vittle-l": "Vittle (L)"}
+NONE = "none"
+ROLES = ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")
+_COLLAPSED_KL = 1e-3
+"""Mean per-token KL (nats per dim) below which the posterior is reported as collapsed."""
+
+
+@dataclass
+class ServiceConfig:
+    baseline: str = str(ASSETS / "tiny-baseline")
+    """Folder or hub id of the baseline model."""
+    vittle: str = str(ASSETS / "tiny-vittle-f")
+    """Folder or hub id of the Vittle model shown by default."""
+    vittle_l: str | None = str(ASSETS / "tiny-vittle-l")
+    """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); None: none."""
+    device: str = "auto"
+    reference_images: int = 48
+    """easy-vqa test images (one question each) in the reference set of the embedding and distance panels."""
+    default_spec: str = "frost:3"
+    """Perturbation whose reference embeddings are computed in the background."""
+    max_new_tokens: int = 24
+    seed: int = 0
+    lab: Path | None = LAB_JSON
+    warm_umap: bool = True
+    cache_dir: Path | None = None
+    """Where reference embeddings are cached on disk (None: the analysis default)."""
+
+
+@dataclass
+class Query:
+    """One user query and its perturbed twin, ready for the models."""
+
+    image: Any  # PIL image or None
+    question: str
+    perturbed_image: Any
+    perturbed_question: str
+    spec: str
+    label: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Panels:
+    embeddings: Any
+    distances: Any
+    variance: Any
+    kl: Any
+    tokens_html: str
+    summary: str
+    numbers: dict[str, Any]
+
+
+def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NONE, level: int = 3) -> str:
+    """The spec string of a menu choice, e.g. ("frost", 3, "greek", 3) -> "frost:3+greek"."""
+    from analysis.perturb import CLEAN, get_perturbation, parse_spec
+
+    steps = []
+    for name, strength in ((visual, severity), (text, level)):
+        if name and name != NONE:
+            entry = get_perturbation(name)
+            steps.append(f"{name}:{int(strength)}" if entry.has_levels else name)
+    spec = "+".join(steps) or CLEAN
+    parse_spec(spec)  # validates the levels
+    return spec
+
+
+class DemoService:
+    """Holds the baseline and Vittle assistants and the reference set."""
+
+    def __init__(self, config: ServiceConfig | None = None):
+        self.config = config or ServiceConfig()
+        paths = {"baseline": self.config.baseline, "vittle-f": self.config.vittle}
+        if self.config.vittle_l:
+            paths["vittle-l"] = self.config.vittle_l
+        self.paths = paths
+        self._assistants: dict[str, Any] = {}
+        self._locks = {name: threading.Lock() for name in paths}
+        self._load_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._reference: dict[tuple[str, str], np.ndarray] = {}
+        self._maps: dict[tuple[str, str, str], Any] = {}
+        self._samples: list[dict[str, Any]] | None = None
+        self._variants: Any = None
+        self._warm: threading.Thread | None = None
+        self._umap_ready = threading.Event()
+        self.startup_error: str | None = None
+        self.timings: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def vittle_choices(self) -> list[tuple[str, str]]:
+        """(label, name) of the selectable Vittle models."""
+        return [(self.label(name), name) for name in self.paths if name != "baseline"]
+
+    def label(self, name: str) -> str:
+        return LABELS.get(name, name) if self.paths[name].startswith(str(ASSETS)) else f"{LABELS.get(name, name)}: {self.paths[name]}"
+
+    def start(self) -> DemoService:
+        """Start the background warm-up (idempotent); returns self."""
+        if self._warm is None:
+            self._warm = threading.Thread(target=self._warm_up, name="vittle-warm-up", daemon=True)
+            self._warm.start()
+            if self.config.warm_umap:
+                threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True).start()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the background warm-up is done; False on timeout."""
+        self.start()
+        self._warm.join(timeout)
+        return not self._warm.is_alive()
+
+    def _warm_up(self) -> None:
+        try:
+            started = time.perf_counter()
+            for name in self.paths:
+                self.assistant(name)
+            self.timings["load_seconds"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            self.reference("baseline", self.config.default_spec)
+            self.reference("vittle-f", self.config.default_spec)
+            self.timings["reference_seconds"] = round(time.perf_counter() - started, 2)
+        except Exception as err:  # reported in the UI's status line, and again on use
+            logger.exception("warm-up failed")
+            self.startup_error = f"{type(err).__name__}: {err}"
+
+    def _warm_umap(self) -> None:
+        try:
+            started = time.perf_counter()
+            from analysis.projection import warm_umap
+
+            warm_umap(self.config.seed)
+            self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
+        except Exception:
+            logger.exception("UMAP warm-up failed; UMAP maps will pay the JIT on first use")
+        finally:
+            self._umap_ready.set()
+
+    def status(self) -> str:
+        """A one-line description of what is loaded, for the UI."""
+        if self.startup_error:
+            return f"Start-up failed: {self.startup_error}"
+        loaded = [self.label(n) for n in self.paths if n in self._assistants]
+        state = "ready" if self._warm is not None and not self._warm.is_alive() else "warming up"
+        device = next(iter(self._assistants.values())).device if self._assistants else self.config.device
+        return f"Models: {', '.join(loaded) or 'loading...'} on {device} ({state})."
+
+    def assistant(self, name: str) -> Any:
+        """The loaded Assistant `name` (loads it on first use)."""
+        if name not in self.paths:
+            raise InputError(f"Unknown model {name!r}; choose one of {', '.join(self.paths)}.")
+        with self._load_lock:
+            if name not in self._assistants:
+                from vittle.inference import Assistant
+
+                logger.info("loading %s from %s", name, self.paths[name])
+                self._assistants[name] = Assistant.load(self.paths[name], device=self.config.device)
+            return self._assistants[name]
+
+    # ---------------------------------------------------------------- queries
+    def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
+                text: str | None = NONE, level: int = 3) -> Query:
+        """Check the inputs and perturb them. `image` is a file path, a PIL image or None."""
+        from analysis.perturb import TranslationUnavailable, apply, describe
+
+        notes: list[str] = []
+        if image is None or isinstance(image, (str, Path)):
+            loaded: QueryImage | None = load_query_image(image)
+            pil = loaded.image if loaded else None
+            notes += loaded.notes if loaded else []
+        else:
+            pil = image.convert("RGB")
+        question = clean_question(question)
+        try:
+            spec = spec_of(visual, severity, text, level)
+        except ValueError as err:
+            raise InputError(str(err)) from err
+        self._check_length(question)
+        try:
+            perturbed_image, perturbed_question = apply(spec, image=pil, text=question, seed=self.config.seed)
+        except TranslationUnavailable as err:
+            raise InputError(f"Translation is not available on this server: {err}") from err
+        if pil is None and visual not in (None, NONE):
+            notes.append("no image: the visual perturbation does nothing")
+        return Query(pil, question, perturbed_image, perturbed_question or question, spec, describe(spec), notes)
+
+    def _check_length(self, question: str) -> None:
+        assistant = self.assistant("baseline")
+        limit = getattr(assistant.model.config.text_config, "max_position_embeddings", None)
+        tokens = len(assistant.processor.tokenizer(question)["input_ids"])
+        if limit and tokens + 256 + self.config.max_new_tokens > limit:
+            raise InputError(f"The question is {tokens:,} tokens long; this model reads at most about "
+                             f"{limit - 256 - self.config.max_new_tokens:,}.")
+
+    def answers(self, query: Query, vittle: str = "vittle-f") -> Iterator[dict[str, str]]:
+        """The four answers (baseline/Vittle x clean/perturbed), streamed: yields the dict of
+        all four after every new piece of text."""
+        self._check_vittle(vittle)
+        answers = dict.fromkeys(ROLES, "")
+        jobs = [("baseline_clean", "baseline", query.image, query.question),
+                ("vittle_clean", vittle, query.image, query.question),
+                ("baseline_perturbed", "baseline", query.perturbed_image, query.perturbed_question),
+                ("vittle_perturbed", vittle, query.perturbed_image, query.perturbed_question)]
+        for role, name, image, question in jobs:
+            assistant = self.assistant(name)
+            with self._locks[name]:
+                for piece in assistant.answer(image, question, max_new_tokens=self.config.max_new_tokens, stream=True):
+                    answers[role] += piece
+                    yield dict(answers)
+            answers[role] = answers[role].strip() or "(empty answer)"
+            yield dict(answers)
+
+    def _check_vittle(self, vittle: str) -> None:
+        if vittle == "baseline" or vittle not in self.paths:
+            raise InputError(f"Unknown Vittle model {vittle!r}; choose one of {', '.join(n for n in self.paths if n != 'baseline')}.")
+
+    # ---------------------------------------------------------------- reference set and panels
+    def _reference_samples(self) -> tuple[list[dict[str, Any]], Any]:
+        with self._state_lock:
+            if self._samples is None:
+                from analysis.evaluate.runner import Variants, load_samples
+
+                rows = load_samples("easyvqa", limit_images=self.config.reference_images)
+                by_image: dict[Any, list[dict[str, Any]]] = {}
+                for row in rows:
+                    by_image.setdefault(row["image_id"], []).append(row)
+                # one question per image, rotating through each image's questions for a mix of kinds
+                self._samples = [qs[i % len(qs)] for i, qs in enumerate(by_image.values())]
+                self._variants = Variants(self._samples, seed=self.config.seed)
+            return self._samples, self._variants
+
+    def reference(self, name: str, spec: str) -> dict[str, np.ndarray]:
+        """{"clean": (n, d), spec: (n, d)} reference-set embeddings of model `name`."""
+        from analysis.perturb import CLEAN
+        from analysis.representations import extract
+
+        missing = [s for s in dict.fromkeys([CLEAN, spec]) if (name, s) not in self._reference]
+        if missing:
+            samples, variants = self._reference_samples()
+            assistant = self.assistant(name)
+            with self._locks[name]:
+                arrays = extract(assistant, samples, missing, cache_dir=self.config.cache_dir, progress=False,
+                                 variants=variants, desc=f"reference {name}")
+            self._reference.update({(name, s): a for s, a in arrays.items()})
+        return {CLEAN: self._reference[(name, CLEAN)], spec: self._reference[(name, spec)]}
+
+    def _projection(self, method: str, spec: str, vittle: str) -> Any:
+        from analysis.projection import Projection
+
+        key = (method, spec, vittle)
+        if key not in self._maps:
+            if method == "umap":
+                self._umap_ready.wait(120)
+            arrays = {name: np.vstack(list(self.reference(name, spec).values())) for name in ("baseline", vittle)}
+            self._maps[key] = Projection().fit(arrays, method=method, seed=self.config.seed)
+        return self._maps[key]
+
+    def probe(self, name: str, image: Any, question: str) -> Any:
+        assistant = self.assistant(name)
+        with self._locks[name]:
+            return assistant.probe(image, question)
+
+    def panels(self, query: Query, vittle: str = "vittle-f", method: str = "pca") -> Panels:
+        """Figures for the embedding map, the cosine-distance histograms and the posterior
+        panels, plus the numbers behind them."""
+        from analysis.metrics import cosine_distances
+        from analysis.perturb import CLEAN
+        from analysis.plots import cosine_histograms, embedding_scatter
+
+        self._check_vittle(vittle)
+        if method not in ("pca", "umap"):
+            raise InputError(f"Unknown map method {method!r}; choose pca or umap.")
+        models = {"baseline": self.label("baseline"), vittle: self.label(vittle)}
+        probes = {name: (self.probe(name, query.image, query.question),
+                         self.probe(name, query.perturbed_image, query.perturbed_question)) for name in models}
+        numbers: dict[str, Any] = {"spec": query.spec, "layer": {n: p[0].layer for n, p in probes.items()}}
+        query_distance = {models[n]: float(cosine_distances(p[0].hidden_after[None], p[1].hidden_after[None])[0])
+                          for n, p in probes.items()}
+        numbers["query_cosine_distance"] = query_distance
+        spec = query.spec
+        if spec == CLEAN:
+            embeddings = distances = None
+            summary = ["Clean query: choose a perturbation to compare clean and perturbed representations."]
+        else:
+            references = {n: self.reference(n, spec) for n in models}
+            projection = self._projection(method, spec, vittle)
+            points, placed = {}, {}
+            for name, label in models.items():
+                n_ref = len(references[name][CLEAN])
+                xy = projection.coordinates(name)
+                points[label] = {CLEAN: xy[:n_ref], spec: xy[n_ref:]}
+                ends = projection.transform(name, np.vstack([probes[name][0].hidden_after, probes[name][1].hidden_after]))
+                placed[label] = (ends[0], ends[1])
+            embeddings = embedding_scatter(projection, points, placed,
+                                           title=f"Layer-l last-token states, reference set clean vs {spec} ({method.upper()})")
+            shift = {models[n]: cosine_distances(r[CLEAN], r[spec]) for n, r in references.items()}
+            distances = cosine_histograms({spec: shift}, marker=query_distance,
+                                          title=f"Cosine distance clean vs {spec} over {len(next(iter(shift.values())))} reference queries")
+            numbers["reference_cosine_mean"] = {label: float(v.mean()) for label, v in shift.items()}
+            summary = [f"Cosine distance between the clean and perturbed query's layer-l state: "
+                       + ", ".join(f"{label} **{value:.4f}**" for label, value in query_distance.items())
+                       + "; reference-set mean: "
+                       + ", ".join(f"{label} {value:.4f}" for label, value in numbers["reference_cosine_mean"].items()) + "."]
+        variance, kl, tokens_html, posterior_notes = self._posterior(probes[vittle][1], models[vittle])
+        numbers["posterior"] = posterior_notes["numbers"]
+        summary += posterior_notes["lines"]
+        return Panels(embeddings, distances, variance, kl, tokens_html, "\n\n".join(summary), numbers)
+
+    def _posterior(self, probe: Any, label: str) -> tuple[Any, Any, str, dict[str, Any]]:
+        import html
+
+        from analysis.plots import token_colours_html, variance_heatmap
+
+        if not probe.has_bottleneck:
+            text = f"{label} has no bottleneck, so there is no posterior to show."
+            return None, None, f"<p>{html.escape(text)}</p>", {"numbers": {}, "lines": [text]}
+        numbers = {"text_variance_mean": float(np.mean(probe.text_variance)), "text_kl_mean": float(np.mean(probe.text_kl))}
+        variance = kl = None
+        if probe.grid is not None and probe.visual_variance is not None and len(probe.visual_variance):
+            variance = variance_heatmap(probe.visual_variance, probe.grid, f"{label}: posterior variance per image token (perturbed query)")
+            kl = variance_heatmap(probe.visual_kl, probe.grid, f"{label}: KL to the prior per image token (nats per dim)", label="KL")
+            numbers.update(visual_variance_mean=float(np.mean(probe.visual_variance)), visual_kl_mean=float(np.mean(probe.visual_kl)))
+        text_tokens = probe.text_tokens
+        tokens_html = (token_colours_html(text_tokens, probe.text_variance, "posterior variance")
+                       + "<p style='margin-top:8px'>KL to the prior per text token:</p>"
+                       + token_colours_html(text_tokens, probe.text_kl, "KL to the prior", colour=(31, 119, 180)))
+        lines = []
+        kl_means = [v for k, v in numbers.items() if k.endswith("kl_mean")]
+        if max(kl_means) < _COLLAPSED_KL:
+            lines.append(f"{label}: the posterior has collapsed to the prior (mean KL per dim "
+                         + ", ".join(f"{k.split('_')[0]} {v:.2g}" for k, v in numbers.items() if k.endswith("kl_mean"))
+                         + "): the bottleneck passes almost no information through its noisy path, and the answer "
+                         "comes from the direct path (1 - alpha) h. See docs/robustness-lab.md.")
+        else:
+            lines.append(f"{label}: mean KL to the prior per dim "
+                         + ", ".join(f"{k.split('_')[0]} {v:.3g}" for k, v in numbers.items() if k.endswith("kl_mean")) + ".")
+        return variance, kl, tokens_html, {"numbers": numbers, "lines": lines}
+
+    # ---------------------------------------------------------------- the lab's numbers
+    def _lab_name(self, name: str) -> str | None:
+        metrics = Path(self.paths[name]) / "metrics.json"
+        try:
+            return json.loads(metrics.read_text())["name"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def robustness(self, vittle: str = "vittle-f") -> tuple[str, Any]:
+        """The lab's table rows and severity curves for the loaded models (markdown, figure or None)."""
+        from analysis.lab import format_pair, severity_figure
+
+        self._check_vittle(vittle)
+        shown = {name: self._lab_name(name) for name in ("baseline", vittle)}
+        try:
+            models = json.loads(Path(self.config.lab).read_text())["models"] if self.config.lab else {}
+        except (OSError, ValueError, KeyError):
+            models = {}
+        found = {name: lab for name, lab in shown.items() if lab in models}
+        lines = []
+        if found:
+            lines += ["Accuracy on easy-vqa test (exact match, %; mean ± std over the lab's training seeds; "
+                      "the app's models are seed 0). Source: docs/robustness-lab.md.", "",
+                      "| model | seeds | clean | yes/no | color | shape | visual avg | text avg | grounded visual avg |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for name, lab in found.items():
+                m = models[lab]
+                lines.append(f"| {self.label(name)} | {len(m['seeds'])} | {format_pair(m['clean'])} | {format_pair(m['clean_yes/no'])} | "
+                             f"{format_pair(m['clean_color'])} | {format_pair(m['clean_shape'])} | {format_pair(m.get('visual_mean'))} | "
+                             f"{format_pair(m.get('text_mean'))} | {format_pair(m.get('visual_mean_grounded'))} |")
+        for name in shown:
+            if name not in found:
+                lines += ["", f"No lab results for {self.label(name)} ({self.paths[name]}): evaluate it with "
+                              f"`vittle eval easyvqa --model PATH --specs paper`."]
+        figure = None
+        if found:
+            renamed = {self.label(n): models[lab] for n, lab in found.items()}
+            figure = severity_figure(renamed, list(renamed))
+        return "\n".join(lines).strip(), figure

@@ -1,0 +1,169 @@
+"""The Gradio Blocks of the demo: `build_demo(service) -> gr.Blocks`.
+
+Plain callbacks around `app.service.DemoService`; no model or torch code here. Every event
+has an `api_name`, so everything the page does can also be called from `gradio_client`:
+`/run` (a whole turn, streamed), `/embeddings` (the map for another method or model) and
+`/robustness` (the lab's table and curves).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from app.examples import example_rows
+from app.inputs import InputError
+from app.service import NONE, ROLES, DemoService
+
+logger = logging.getLogger(__name__)
+
+INTRO = """# Vittle: baseline vs Vittle on the same perturbed query
+Upload an image (or pick an example), ask a question and choose a visual and/or text
+perturbation. Both models answer the clean and the perturbed query; the tabs below show what
+happens inside, at the layer where Vittle's bottleneck sits. The default models are small
+LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the shape's colour,
+its shape, or whether there is a given shape or colour)."""
+
+from gradio.events import Dependency
+
+class QueryImage(gr.Image):
+    """gr.Image that hands the uploaded file's path to the callback without opening it, so
+    that a broken file, or a decompression bomb, is reported by the app's own checks
+    (`app.inputs.load_query_image`) with a clear message."""
+
+    is_template = True  # rendered by the frontend's Image component
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is not None and getattr(payload, "path", None):
+            return str(payload.path)
+        try:
+            return super().preprocess(payload)
+        except Exception as err:  # a malformed inline (base64) image
+            raise gr.Error(f"The image could not be read: {err}") from err
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _choices(modality: str) -> list[tuple[str, str]]:
+    from analysis.perturb import list_perturbations
+
+    return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality)]
+
+
+def _user_error(err: Exception) -> gr.Error:
+    """A message for the page: the input error as written, anything else without internals."""
+    if isinstance(err, InputError):
+        return gr.Error(str(err), title="Cannot use this input", print_exception=False)
+    logger.exception("request failed")
+    return gr.Error(f"The server could not complete this request ({type(err).__name__}: {err}). "
+                    "Other requests are not affected.", title="Server error")
+
+
+def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
+    """The whole app around a (started) service."""
+    def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
+            method: str) -> Iterator[tuple[Any, ...]]:
+        try:
+            service.wait_ready()
+            query = service.prepare(image, question, visual, int(severity), text, int(level))
+            notes = "; ".join(query.notes)
+            header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
+            answers = dict.fromkeys(ROLES, "")
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(),
+                   *([gr.skip()] * 6))
+            for answers in service.answers(query, vittle):
+                yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), *([gr.skip()] * 6))
+            panels = service.panels(query, vittle, method)
+            yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), panels.embeddings, panels.distances,
+                   panels.variance, panels.kl, panels.tokens_html, panels.summary)
+        except Exception as err:
+            raise _user_error(err) from err
+
+    def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
+                   method: str) -> tuple[Any, Any]:
+        try:
+            service.wait_ready()
+            query = service.prepare(image, question, visual, int(severity), text, int(level))
+            panels = service.panels(query, vittle, method)
+        except Exception as err:
+            raise _user_error(err) from err
+        return panels.embeddings, panels.summary
+
+    def robustness(vittle: str) -> tuple[str, Any, str]:
+        try:
+            table, figure = service.robustness(vittle)
+        except Exception as err:
+            raise _user_error(err) from err
+        return table, figure, service.status()
+
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(INTRO)
+        status = gr.Markdown(service.status(), elem_id="status")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = QueryImage(label="Image", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
+                                   elem_id="query-image")
+                question = gr.Textbox(label="Question", value="What color is the shape?", lines=2, max_lines=6,
+                                      elem_id="question")
+                with gr.Row():
+                    visual = gr.Dropdown(_choices("visual"), value="frost", label="Visual perturbation", elem_id="visual")
+                    severity = gr.Slider(1, 5, value=3, step=1, label="Severity")
+                with gr.Row():
+                    text = gr.Dropdown(_choices("text"), value=NONE, label="Text perturbation", elem_id="text")
+                    level = gr.Slider(1, 5, value=3, step=1, label="Level (translations have none)")
+                with gr.Row():
+                    vittle = gr.Radio(service.vittle_choices, value="vittle-f", label="Vittle model", elem_id="vittle")
+                    method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
+                button = gr.Button("Run", variant="primary", elem_id="run")
+            with gr.Column(scale=1):
+                perturbed_image = gr.Image(label="Perturbed image", interactive=False, height=260, elem_id="perturbed-image")
+                perturbed_question = gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question")
+                header = gr.Markdown(elem_id="perturbation")
+        gr.Examples(example_rows(), inputs=[image, question], label="Examples (easy-vqa test images and photos)")
+        with gr.Row(equal_height=True):
+            with gr.Column():
+                gr.Markdown("### Baseline")
+                baseline_clean = gr.Textbox(label="clean query", interactive=False, elem_id="baseline-clean")
+                baseline_perturbed = gr.Textbox(label="perturbed query", interactive=False, elem_id="baseline-perturbed")
+            with gr.Column():
+                gr.Markdown("### Vittle")
+                vittle_clean = gr.Textbox(label="clean query", interactive=False, elem_id="vittle-clean")
+                vittle_perturbed = gr.Textbox(label="perturbed query", interactive=False, elem_id="vittle-perturbed")
+        summary = gr.Markdown(elem_id="summary")
+        with gr.Tabs():
+            with gr.Tab("Embeddings"):
+                gr.Markdown("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa "
+                            "queries, clean and perturbed, for both models on shared axes; the star is your clean query, "
+                            "the cross your perturbed one.")
+                embedding_plot = gr.Plot(label="Embedding map", elem_id="embedding-plot")
+            with gr.Tab("Posterior variance"):
+                gr.Markdown("Vittle's posterior for the perturbed query: variance and KL to the prior per image token "
+                            "(over the image's token grid) and per text token. The baseline has no posterior.")
+                with gr.Row():
+                    variance_plot = gr.Plot(label="Variance per image token", elem_id="variance-plot")
+                    kl_plot = gr.Plot(label="KL per image token", elem_id="kl-plot")
+                tokens = gr.HTML(elem_id="tokens")
+            with gr.Tab("Cosine distance"):
+                gr.Markdown("Clean-vs-perturbed cosine distance of the same layer-l state over the reference set; dashed "
+                            "lines mark your query. Smaller means the representation moved less under the shift.")
+                distance_plot = gr.Plot(label="Cosine distances", elem_id="distance-plot")
+            with gr.Tab("Robustness"):
+                robustness_table = gr.Markdown(elem_id="robustness-table")
+                robustness_plot = gr.Plot(label="Accuracy vs severity", elem_id="robustness-plot")
+
+        outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
+                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary]
+        inputs = [image, question, visual, severity, text, level, vittle, method]
+        button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
+        question.submit(run, inputs, outputs, api_name=False, concurrency_id="models")
+        method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
+                      concurrency_id="models")
+        vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
+        demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_name=False)
+    return demo

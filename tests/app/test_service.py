@@ -1,0 +1,128 @@
+"""The app's service on the embedded default models: answers, probes, panels, lab numbers."""
+
+from __future__ import annotations
+
+import json
+
+import easy_vqa
+import numpy as np
+import pytest
+
+from analysis.metrics import cosine_distances
+from app.inputs import InputError
+from app.service import ROLES, spec_of
+
+
+@pytest.fixture(scope="module")
+def query(service):
+    return service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
+
+
+def test_spec_of_menu_choices():
+    assert spec_of("frost", 3, "none", 1) == "frost:3"
+    assert spec_of("none", 3, "greek", 5) == "greek"
+    assert spec_of("zoom_blur", 2, "word_swap", 4) == "zoom_blur:2+word_swap:4"
+    assert spec_of(None, 3, None, 3) == "clean"
+    with pytest.raises(ValueError, match="unknown perturbation 'snow'"):
+        spec_of("snow", 3)
+
+
+def test_prepare_perturbs_both_modalities(service, query):
+    assert query.spec == "gaussian_noise:4+char_typo:2"
+    assert query.label == "Gaussian noise (severity 4) + Keyboard typos (level 2)"
+    assert query.image.size == query.perturbed_image.size == (64, 64)
+    assert np.abs(np.asarray(query.image, float) - np.asarray(query.perturbed_image, float)).mean() > 5
+    assert query.perturbed_question != query.question == "What color is the shape?"
+    again = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
+    assert again.perturbed_question == query.perturbed_question  # deterministic under the service's seed
+    assert np.array_equal(np.asarray(again.perturbed_image), np.asarray(query.perturbed_image))
+
+
+def test_prepare_refuses_bad_input(service, bad_files):
+    with pytest.raises(InputError, match="question box is empty"):
+        service.prepare(None, "   ")
+    with pytest.raises(InputError, match="not an image"):
+        service.prepare(str(bad_files["text"]), "What color?")
+    with pytest.raises(InputError, match=r"invalid level '9' for 'frost'"):
+        service.prepare(None, "What color?", "frost", 9)
+
+
+def test_answers_stream_and_match_the_models(service, query):
+    updates = list(service.answers(query, "vittle-f"))
+    final = updates[-1]
+    assert list(final) == list(ROLES) and len(updates) > 4
+    baseline, vittle = service.assistant("baseline"), service.assistant("vittle-f")
+    expected = {
+        "baseline_clean": baseline.answer(query.image, query.question, max_new_tokens=service.config.max_new_tokens),
+        "baseline_perturbed": baseline.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.config.max_new_tokens),
+        "vittle_clean": vittle.answer(query.image, query.question, max_new_tokens=service.config.max_new_tokens),
+        "vittle_perturbed": vittle.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.config.max_new_tokens),
+    }
+    assert final == expected
+    assert final["baseline_clean"] == "red"  # the embedded baseline answers this test image right
+    with pytest.raises(InputError, match="Unknown Vittle model 'baseline'"):
+        next(service.answers(query, "baseline"))
+
+
+@pytest.mark.parametrize("text", ["ما لون الشكل؟", "What color is the shape? 🎨🔺", "Is there a red shape? " * 60])
+def test_unusual_questions_are_answered(service, text):
+    query = service.prepare(easy_vqa.get_test_image_paths()[1], text)
+    final = list(service.answers(query))[-1]
+    assert all(isinstance(final[role], str) and final[role] for role in ROLES)
+
+
+def test_question_too_long_for_the_model(service):
+    with pytest.raises(InputError, match=r"The question is 2,000 tokens long; this model reads at most about 1,768"):
+        service.prepare(None, "x" * 1999)
+
+
+def test_panels(service, query):
+    panels = service.panels(query, "vittle-f", "pca")
+    n = len(service._reference_samples()[0])
+    assert n == 24
+    names = [trace.name for trace in panels.embeddings.data]
+    assert names.count("clean") == 2 and names.count(query.spec) == 2 and names.count("query: clean") == 2
+    reference = service.reference("baseline", query.spec)
+    assert reference["clean"].shape == reference[query.spec].shape == (n, 128)
+    # the map's points are the reference embeddings, placed by the shared projection
+    projection = service._projection("pca", query.spec, "vittle-f")
+    clean_trace = panels.embeddings.data[names.index("clean")]
+    assert np.allclose(clean_trace.x, projection.transform("baseline", reference["clean"])[:, 0])
+    # the query's distance is the cosine distance of its two probed states
+    baseline = service.assistant("baseline")
+    clean, perturbed = baseline.probe(query.image, query.question), baseline.probe(query.perturbed_image, query.perturbed_question)
+    expected = cosine_distances(clean.hidden_after[None], perturbed.hidden_after[None])[0]
+    assert panels.numbers["query_cosine_distance"]["Baseline"] == pytest.approx(expected, rel=1e-5)
+    histograms = [trace for trace in panels.distances.data if trace.type == "histogram"]
+    assert [len(h.x) for h in histograms] == [n, n]
+    assert histograms[0].name.startswith("Baseline (mean ")
+    assert panels.numbers["reference_cosine_mean"]["Baseline"] == pytest.approx(
+        cosine_distances(reference["clean"], reference[query.spec]).mean(), rel=1e-5)
+    # Vittle's posterior over the 7 x 7 image grid, and per text token
+    assert panels.variance.data[0].z.shape == (7, 7) and panels.kl.data[0].z.shape == (7, 7)
+    assert panels.tokens_html.count("<span") == 2 * len(perturbed.text_tokens)
+    assert "collapsed to the prior" in panels.summary  # the embedded Vittle (F)'s posterior is collapsed (docs/robustness-lab.md)
+
+
+def test_clean_query_has_no_shift_panels(service):
+    query = service.prepare(easy_vqa.get_test_image_paths()[2], "What shape is this?", "none", 3, "none", 3)
+    panels = service.panels(query, "vittle-l", "pca")
+    assert query.spec == "clean" and panels.embeddings is None and panels.distances is None
+    assert panels.numbers["query_cosine_distance"] == {"Baseline": 0.0, "Vittle (L)": 0.0}
+    assert panels.variance is not None
+
+
+def test_robustness_reads_the_lab(service):
+    table, figure = service.robustness("vittle-l")
+    lab = json.loads(service.config.lab.read_text())["models"]
+    assert "| Baseline |" in table and "| Vittle (L) |" in table
+    assert f"{lab['vittle-l']['clean'][0]:.1f} ± {lab['vittle-l']['clean'][1]:.1f}" in table
+    assert {trace.name for trace in figure.data} - {None} == {"Baseline", "Vittle (L)"}
+
+
+def test_robustness_without_lab_results(service, tmp_path):
+    from app.service import DemoService, ServiceConfig
+
+    other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False))
+    table, figure = other.robustness("vittle-f")
+    assert figure is None and "No lab results for Baseline" in table and "vittle eval easyvqa" in table
