@@ -41,14 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build(args: argparse.Namespace):
-    """The started service and its Blocks (also used by tests and benchmarks)."""
+def build(args: argparse.Namespace, service=None):
+    """The started service (made from `args` unless given) and its queued Blocks."""
     from app.service import DemoService, ServiceConfig
     from app.ui import build_demo
 
-    vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
-    service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
-                                        reference_images=args.reference_images)).start()
+    if service is None:
+        vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
+        service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
+                                            reference_images=args.reference_images))
+    service.start()
     demo = build_demo(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     return service, demo

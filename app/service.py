@@ -116,7 +116,7 @@ class DemoService:
         self._samples: list[dict[str, Any]] | None = None
         self._variants: Any = None
         self._warm: threading.Thread | None = None
-        self._umap_ready = threading.Event()
+        self._umap_warm: threading.Thread | None = None
         self.startup_error: str | None = None
         self.timings: dict[str, float] = {}
 
@@ -135,7 +135,8 @@ class DemoService:
             self._warm = threading.Thread(target=self._warm_up, name="vittle-warm-up", daemon=True)
             self._warm.start()
             if self.config.warm_umap:
-                threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True).start()
+                self._umap_warm = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
+                self._umap_warm.start()
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -167,8 +168,6 @@ class DemoService:
             self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
         except Exception:
             logger.exception("UMAP warm-up failed; UMAP maps will pay the JIT on first use")
-        finally:
-            self._umap_ready.set()
 
     def status(self) -> str:
         """A one-line description of what is loaded, for the UI."""
@@ -283,8 +282,8 @@ class DemoService:
 
         key = (method, spec, vittle)
         if key not in self._maps:
-            if method == "umap":
-                self._umap_ready.wait(120)
+            if method == "umap" and self._umap_warm is not None:
+                self._umap_warm.join(120)  # the warm-up compiles what the fit needs: do not compile twice
             arrays = {name: np.vstack(list(self.reference(name, spec).values())) for name in ("baseline", vittle)}
             self._maps[key] = Projection().fit(arrays, method=method, seed=self.config.seed)
         return self._maps[key]
@@ -362,7 +361,7 @@ class DemoService:
         kl_means = [v for k, v in numbers.items() if k.endswith("kl_mean")]
         if max(kl_means) < _COLLAPSED_KL:
             lines.append(f"{label}: the posterior has collapsed to the prior (mean KL per dim "
-                         + ", ".join(f"{k.split('_')[0]} {v:.2g}" for k, v in numbers.items() if k.endswith("kl_mean"))
+                         + ", ".join(f"{k.split('_')[0]} {max(v, 0.0):.2g}" for k, v in numbers.items() if k.endswith("kl_mean"))
                          + "): the bottleneck passes almost no information through its noisy path, and the answer "
                          "comes from the direct path (1 - alpha) h. See docs/robustness-lab.md.")
         else:

@@ -115,21 +115,22 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
                     vittle = gr.Radio(service.vittle_choices, value="vittle-f", label="Vittle model", elem_id="vittle")
                     method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
                 button = gr.Button("Run", variant="primary", elem_id="run")
+                gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
+                            label="Examples: easy-vqa test images (what the default models know) and photos")
             with gr.Column(scale=1):
-                perturbed_image = gr.Image(label="Perturbed image", interactive=False, height=260, elem_id="perturbed-image")
+                perturbed_image = gr.Image(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image")
                 perturbed_question = gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question")
                 header = gr.Markdown(label="perturbation", elem_id="perturbation")
-        gr.Examples(example_rows(), inputs=[image, question], label="Examples (easy-vqa test images and photos)")
-        with gr.Row(equal_height=True):
-            with gr.Column():
-                gr.Markdown("### Baseline")
-                baseline_clean = gr.Textbox(label="Baseline: clean query", interactive=False, elem_id="baseline-clean")
-                baseline_perturbed = gr.Textbox(label="Baseline: perturbed query", interactive=False, elem_id="baseline-perturbed")
-            with gr.Column():
-                gr.Markdown("### Vittle")
-                vittle_clean = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
-                vittle_perturbed = gr.Textbox(label="Vittle: perturbed query", interactive=False, elem_id="vittle-perturbed")
-        summary = gr.Markdown(label="summary", elem_id="summary")
+                with gr.Row(equal_height=True):
+                    with gr.Column(min_width=160):
+                        gr.Markdown("### Baseline")
+                        baseline_clean = gr.Textbox(label="Baseline: clean query", interactive=False, elem_id="baseline-clean")
+                        baseline_perturbed = gr.Textbox(label="Baseline: perturbed query", interactive=False, elem_id="baseline-perturbed")
+                    with gr.Column(min_width=160):
+                        gr.Markdown("### Vittle")
+                        vittle_clean = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
+                        vittle_perturbed = gr.Textbox(label="Vittle: perturbed query", interactive=False, elem_id="vittle-perturbed")
+                summary = gr.Markdown(label="summary", elem_id="summary")
         with gr.Tabs():
             with gr.Tab("Embeddings"):
                 gr.Markdown("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa "

@@ -74,3 +74,29 @@ def service():
     assert started.wait_ready(300), "warm-up did not finish"
     assert started.startup_error is None, started.startup_error
     return started
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(service):
+    """The app launched in-process on 127.0.0.1 with app.py's launch options (upload cap 1 MB);
+    yields its URL."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vittle_app_main", Path(__file__).resolve().parents[2] / "app.py")
+    main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main)
+    args = main.parse_args(["--port", str(free_port()), "--max-file-size", "1mb"])
+    _, demo = main.build(args, service)
+    demo.launch(prevent_thread_lock=True, quiet=True, **main.launch_options(args))
+    try:
+        yield f"http://127.0.0.1:{args.port}/"
+    finally:
+        demo.close()

@@ -1,0 +1,149 @@
+"""Latency of the demo app, measured over HTTP with gradio_client like any user.
+
+In one run:
+- cold start: `python app.py` in a fresh process until the page is served (HTTP 200 on /),
+  and until the first full turn has come back (that one waits for the background warm-up);
+- one full side-by-side turn (`/run`: perturb, four answers, four probes, map, histograms,
+  posterior panels): p50 / p95 over `--turns` turns after a warm-up turn per perturbation;
+- `--users` concurrent gradio_client users, `--user-turns` turns each: errors, p50 / p95.
+
+    python benchmarks/app_latency.py                       # writes benchmarks/results/app_latency_cpu.json
+    python benchmarks/app_latency.py --turns 4 --users 2 --user-turns 1 --out /tmp/smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+# (visual, severity, text, level): the perturbations the timed turns cycle through
+PERTURBATIONS = [("frost", 3, "none", 3), ("gaussian_noise", 4, "char_typo", 2), ("zoom_blur", 2, "none", 3),
+                 ("none", 3, "word_swap", 3)]
+QUESTIONS = ["What color is the shape?", "What shape is this?", "Is there a red shape?", "Is there not a circle?"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_s": round(statistics.median(values), 3), "p95_s": round(percentile(values, 95), 3),
+            "mean_s": round(statistics.fmean(values), 3), "max_s": round(max(values), 3)}
+
+
+def turn(client, index: int) -> float:
+    from gradio_client import handle_file
+
+    import easy_vqa
+
+    visual, severity, text, level = PERTURBATIONS[index % len(PERTURBATIONS)]
+    image = easy_vqa.get_test_image_paths()[index % 50]
+    started = time.perf_counter()
+    result = client.predict(handle_file(image), QUESTIONS[index % len(QUESTIONS)], visual, severity, text, level, "vittle-f",
+                            "pca", api_name="/run")
+    elapsed = time.perf_counter() - started
+    if not all(result[3:7]):
+        raise RuntimeError(f"turn {index} came back without four answers: {result[3:7]}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--user-turns", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency_cpu.json")
+    args = parser.parse_args(argv)
+    from gradio_client import Client
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app.py exited with code {process.returncode} before serving")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - started > 300:
+                raise RuntimeError("the app did not serve its page within 300 s")
+            time.sleep(0.1)
+        page_s = time.perf_counter() - started
+        client = Client(url, verbose=False)
+        first_turn_s = turn(client, 0)
+        first_result_s = time.perf_counter() - started
+        for index in range(1, len(PERTURBATIONS)):  # warm-up: each perturbation's reference embeddings once
+            turn(client, index)
+        timings = [turn(client, index) for index in range(args.turns)]
+
+        concurrent: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def user(number: int) -> None:
+            try:
+                own = Client(url, verbose=False)
+                for k in range(args.user_turns):
+                    elapsed = turn(own, number * args.user_turns + k)
+                    with lock:
+                        concurrent.append(elapsed)
+            except Exception as err:  # counted, reported
+                with lock:
+                    errors.append(f"user {number}: {type(err).__name__}: {err}")
+
+        wall = time.perf_counter()
+        threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - wall
+    finally:
+        process.terminate()
+        process.wait(30)
+    result = {
+        "benchmark": "app_latency",
+        "device": f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
+        "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
+        "cold_start": {"page_served_s": round(page_s, 2), "first_turn_s": round(first_turn_s, 2),
+                       "first_turn_done_after_start_s": round(first_result_s, 2)},
+        "turn": stats(timings),
+        "concurrency": {"users": args.users, "turns_each": args.user_turns, "errors": errors, "wall_s": round(wall, 2),
+                        **(stats(concurrent) if concurrent else {})},
+        "targets": {"cold_start_s": 20, "turn_p95_s": 1.5, "concurrent_errors": 0},
+        "python": platform.python_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

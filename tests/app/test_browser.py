@@ -1,0 +1,89 @@
+"""A real headless Chromium, driven by Playwright, uses the running app: upload an image, pick
+a perturbation, run, and check that the four answers and the panels render."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import easy_vqa
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: `make test` installs the chromium Debian package")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def pick(page, dropdown: str, label: str) -> None:
+    page.click(f"{dropdown} input")
+    page.click(f"{dropdown} li[role=option][aria-label='{label}']")
+
+
+def answer(page, element: str) -> str:
+    return page.input_value(f"{element} textarea")
+
+
+def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[0])
+    page.wait_for_selector("#query-image img")
+    pick(page, "#visual", "Gaussian noise")
+    pick(page, "#text", "Keyboard typos")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0 && "
+                           "document.querySelector('#embedding-plot .js-plotly-plot') !== null", timeout=60_000)
+    query = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 3, "char_typo", 3)
+    expected = list(service.answers(query, "vittle-f"))[-1]
+    assert answer(page, "#baseline-clean") == expected["baseline_clean"] == "red"
+    assert answer(page, "#baseline-perturbed") == expected["baseline_perturbed"]
+    assert answer(page, "#vittle-clean") == expected["vittle_clean"]
+    assert answer(page, "#vittle-perturbed") == expected["vittle_perturbed"]
+    assert answer(page, "#perturbed-question") == query.perturbed_question
+    assert "Gaussian noise (severity 3) + Keyboard typos (level 3)" in page.inner_text("#perturbation")
+    assert page.locator("#perturbed-image img").count() == 1
+    assert page.locator("#embedding-plot .scatterlayer .trace").count() >= 8  # 2 models x (clean, perturbed, query x 2)
+    assert "Cosine distance between the clean and perturbed query" in page.inner_text("#summary")
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    for tab, selector in (("Posterior variance", "#variance-plot .js-plotly-plot"), ("Cosine distance", "#distance-plot .js-plotly-plot"),
+                          ("Robustness", "#robustness-plot .js-plotly-plot")):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_selector(selector, timeout=20_000)
+    assert page.locator("#tokens span[title^='posterior variance']").count() > 5
+    assert "| Vittle (F) |" not in page.inner_text("#robustness-table")  # rendered as a table, not raw markdown
+    assert page.locator("#robustness-table table tr").count() == 3
+    assert errors == []
+    if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
+        shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
+    page.close()
+
+
+def test_bad_upload_shows_a_message_in_the_page(browser, server, bad_files):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.set_input_files("#query-image input[type=file]", str(bad_files["truncated"]))
+    page.wait_for_timeout(500)
+    page.click("#run")
+    toast = page.get_by_text("damaged or truncated", exact=False)
+    toast.first.wait_for(timeout=20_000)
+    assert "Traceback" not in page.content()
+    page.close()

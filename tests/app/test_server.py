@@ -1,0 +1,114 @@
+"""The running app over HTTP: every endpoint through gradio_client, bad input, served files."""
+
+from __future__ import annotations
+
+import json
+
+import easy_vqa
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+EASYVQA = easy_vqa.get_test_image_paths()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def run(client, image, question="What color is the shape?", visual="frost", severity=3, text="none", level=3,
+        vittle="vittle-f", method="pca"):
+    return client.predict(handle_file(str(image)) if image else None, question, visual, severity, text, level, vittle, method,
+                          api_name="/run")
+
+
+def test_endpoints_are_named(client):
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {"/run", "/embeddings", "/robustness"}
+
+
+def test_run_returns_four_answers_and_panels(client, service):
+    result = run(client, EASYVQA[0], visual="gaussian_noise", severity=4, text="char_typo", level=2)
+    (image, question, header, b_clean, b_pert, v_clean, v_pert, embeddings, distances, variance, kl, tokens, summary) = result
+    query = service.prepare(EASYVQA[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
+    expected = list(service.answers(query, "vittle-f"))[-1]
+    assert [b_clean, b_pert, v_clean, v_pert] == [expected[r] for r in ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")]
+    assert question == query.perturbed_question and "Gaussian noise (severity 4) + Keyboard typos (level 2)" in header
+    assert image.endswith(".webp") or image.endswith(".png")
+    figures = {name: json.loads(payload["plot"]) for name, payload in
+               (("embeddings", embeddings), ("distances", distances), ("variance", variance), ("kl", kl))}
+    names = [trace.get("name") for trace in figures["embeddings"]["data"]]
+    assert names.count("clean") == 2 and names.count(query.spec) == 2
+    assert sum(trace["type"] == "histogram" for trace in figures["distances"]["data"]) == 2
+    assert figures["variance"]["data"][0]["z"]["shape"] == "7, 7"
+    assert "<span" in tokens and "Cosine distance between the clean and perturbed query" in summary
+
+
+def test_embeddings_endpoint_umap(client):
+    embeddings, summary = client.predict(handle_file(EASYVQA[3]), "What shape is this?", "zoom_blur", 2, "none", 3, "vittle-l",
+                                         "umap", api_name="/embeddings")
+    figure = json.loads(embeddings["plot"])
+    assert "UMAP" in figure["layout"]["title"]["text"]
+    assert [t.get("name") for t in figure["data"]].count("query: perturbed") == 2
+    assert "Vittle (L)" in summary
+
+
+def test_robustness_endpoint(client):
+    table, figure, status = client.predict("vittle-l", api_name="/robustness")
+    assert "| Vittle (L) |" in table and "mean ± std" in table
+    assert json.loads(figure["plot"])["data"]
+    assert "Models: Baseline, Vittle (F), Vittle (L) on cpu (ready)." == status
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("text", "not an image this app can read"),
+    ("empty", "empty (0 bytes)"),
+    ("truncated", "damaged or truncated"),
+    ("bomb", "400.0 MP; the limit is 25.0 MP"),
+])
+def test_bad_images_get_a_message_and_the_server_keeps_serving(client, bad_files, name, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="The ") as caught:
+        run(client, bad_files[name])
+    assert message in str(caught.value) and "Traceback" not in str(caught.value)
+    assert run(client, EASYVQA[1], visual="none")[3]  # still answering
+
+
+@pytest.mark.parametrize(("question", "message"), [
+    ("", "question box is empty"),
+    ("x" * 10_000, "10,000 characters long; the limit is 2,000"),
+])
+def test_bad_questions(client, question, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        run(client, EASYVQA[0], question=question)
+
+
+@pytest.mark.parametrize("name", ["1x1", "rgba", "cmyk", "16bit", "palette", "animated"])
+def test_unusual_images_are_answered(client, odd_images, name):
+    result = run(client, odd_images[name], text="greek")
+    assert all(result[3:7]) and result[7] is not None
+
+
+def test_right_to_left_and_emoji(client):
+    result = run(client, EASYVQA[2], question="ما لون الشكل؟ 🎨", visual="none", text="char_delete")
+    assert all(result[3:7])
+
+
+def test_upload_cap(server, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(2 * 1024 * 1024))
+    response = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
+    assert response.status_code == 413
+
+
+def test_serves_no_file_outside_assets_and_uploads(server):
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    for path in ("/etc/passwd", str(readme), "../../etc/passwd"):
+        response = httpx.get(f"{server}gradio_api/file={path}")
+        assert response.status_code in (403, 404), path
+        assert "root:" not in response.text
