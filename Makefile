@@ -3,10 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests and the perturbation suite need (WordNet for word insert,
-# freedict dictionaries for the offline gloss translator).
-APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin
+# freedict dictionaries for the offline gloss translator, Chromium for the browser tests).
+APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin chromium
 
-.PHONY: venv apt apt-figures demo test bench lab lab-quick clean
+.PHONY: venv apt apt-figures demo quickstart test bench lab lab-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,13 +17,20 @@ venv: $(BIN)/python
 
 # Installs the Debian packages where apt exists and we may use it; a no-op elsewhere.
 apt:
-	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		true; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	else \
 		echo "apt-get unavailable or not root: install $(APT_PACKAGES) yourself for the full test suite"; \
 	fi
 
-demo: venv
+# The app on the embedded default models: http://127.0.0.1:7860 (Ctrl-C to stop).
+demo: venv apt
+	$(BIN)/python app.py
+
+# Train a tiny Vittle model from scratch (200 steps, ~30 s) and answer a question.
+quickstart: venv
 	$(BIN)/vittle quickstart --out runs/quickstart
 
 test: venv apt
@@ -31,6 +38,7 @@ test: venv apt
 
 bench: venv
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/app_latency.py
 
 # Chromium renders the lab's PNG figures (HTML figures need nothing).
 apt-figures:

@@ -61,10 +61,16 @@ def _user_error(err: Exception) -> gr.Error:
 
 def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
     """The whole app around a (started) service."""
+
+    def ready() -> None:
+        service.wait_ready()
+        if service.startup_error:
+            raise gr.Error(f"The models could not be loaded, so the app cannot answer: {service.startup_error}",
+                           title="Models not loaded", print_exception=False)
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
             method: str) -> Iterator[tuple[Any, ...]]:
         try:
-            service.wait_ready()
+            ready()
             query = service.prepare(image, question, visual, int(severity), text, int(level))
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
@@ -76,15 +82,19 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
             panels = service.panels(query, vittle, method)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), panels.embeddings, panels.distances,
                    panels.variance, panels.kl, panels.tokens_html, panels.summary)
+        except gr.Error:
+            raise
         except Exception as err:
             raise _user_error(err) from err
 
     def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
                    method: str) -> tuple[Any, Any]:
         try:
-            service.wait_ready()
+            ready()
             query = service.prepare(image, question, visual, int(severity), text, int(level))
             panels = service.panels(query, vittle, method)
+        except gr.Error:
+            raise
         except Exception as err:
             raise _user_error(err) from err
         return panels.embeddings, panels.summary
@@ -92,6 +102,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
     def robustness(vittle: str) -> tuple[str, Any, str]:
         try:
             table, figure = service.robustness(vittle)
+        except gr.Error:
+            raise
         except Exception as err:
             raise _user_error(err) from err
         return table, figure, service.status()

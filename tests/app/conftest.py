@@ -76,12 +76,18 @@ def service():
     return started
 
 
-def free_port() -> int:
+def _free_port() -> int:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    return _free_port()
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +99,7 @@ def server(service):
     spec = importlib.util.spec_from_file_location("vittle_app_main", Path(__file__).resolve().parents[2] / "app.py")
     main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(main)
-    args = main.parse_args(["--port", str(free_port()), "--max-file-size", "1mb"])
+    args = main.parse_args(["--port", str(_free_port()), "--max-file-size", "1mb"])
     _, demo = main.build(args, service)
     demo.launch(prevent_thread_lock=True, quiet=True, **main.launch_options(args))
     try:

@@ -1,0 +1,74 @@
+"""What a Hugging Face Space and a command line need from the repository."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import gradio
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def front_matter() -> dict:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "README.md must start with the Space's YAML front matter"
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_space_front_matter_matches_the_code():
+    meta = front_matter()
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__
+    assert (ROOT / meta["app_file"]).is_file() and meta["app_file"] == "app.py"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert f">={meta['python_version']}" in pyproject["project"]["requires-python"]
+    gradio_pin = [d for d in pyproject["project"]["dependencies"] if d.startswith("gradio")]
+    assert gradio_pin == [f"gradio=={gradio.__version__.rsplit('.', 1)[0]}.*"]
+    assert meta["suggested_hardware"] in {"cpu-basic", "cpu-upgrade", "t4-small", "t4-medium", "a10g-small", "a10g-large",
+                                          "a10g-largex2", "a10g-largex4", "a100-large"}
+    requirements = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    assert requirements == ["."]  # the package itself, so the Space gets pyproject's pins
+
+
+def test_app_help_lists_the_flags():
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--host", "--port", "--share", "--baseline", "--vittle", "--vittle-l", "--device", "--max-file-size"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--reference-images", "2"], "--reference-images must be at least 3, got 2"),
+    (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
+    (["--port", "http"], "invalid int value: 'http'"),
+])
+def test_app_rejects_bad_flags(argv, message):
+    result = subprocess.run([sys.executable, "app.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_missing_model_is_reported_in_the_status(tmp_path, free_port):
+    from app.service import DemoService, ServiceConfig
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from app.ui import build_demo
+
+    service = DemoService(ServiceConfig(baseline=str(tmp_path / "nothing-here"), warm_umap=False)).start()
+    assert service.wait_ready(60)
+    assert service.status().startswith("Start-up failed: ") and "nothing-here" in service.status()
+    demo = build_demo(service).queue()
+    port = free_port
+    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with pytest.raises(AppError, match="The models could not be loaded, so the app cannot answer: .*nothing-here"):
+            client.predict(None, "What color?", "none", 3, "none", 3, "vittle-f", "pca", api_name="/run")
+    finally:
+        demo.close()
