@@ -38,6 +38,9 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+CATEGORICAL_MAX_CLASSES = 50
+"""EMID uses the categorical estimator when a model gives at most this many distinct answers (and
+at most a fifth as many as there are questions); CLUB otherwise."""
 MIN_EMID_SAMPLES = 5  # CLUB holds out 30% of the pairs: fewer than 5 leave < 2 to fit or to score
 DEFAULT_MAP_SPECS = 3
 SECTIONS = {
@@ -188,7 +191,7 @@ def _fit_maps(embeddings: Mapping[str, Mapping[str, np.ndarray]], map_specs: lis
 def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants: Any, config: ReportConfig) -> dict[str, Any]:
     """{model: {spec: {mi_clean, mi_perturbed, emid}}} with CLUB between query and answer embeddings."""
     from analysis.embedders import QueryEmbedder, make_embedder
-    from analysis.metrics import club_mutual_information
+    from analysis.metrics import categorical_mutual_information, club_mutual_information
     from vittle.inference import pick_device
 
     device = pick_device(config.device)
@@ -197,17 +200,31 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
     queries = {spec: query.encode(*variants.get(spec)) for spec in tqdm(specs, desc="EMID queries", disable=not config.progress)}
     club = {"steps": config.club_steps, "seed": config.seed}
     result: dict[str, Any] = {}
-    bar = tqdm(total=len(per_model) * len(specs), desc="EMID (CLUB)", disable=not config.progress)
+    estimators: dict[str, str] = {}
+    bar = tqdm(total=len(per_model) * len(specs), desc="EMID", disable=not config.progress)
     for model, data in per_model.items():
-        answers = {spec: text.encode(data["answers"][spec]) for spec in specs}
-        mi_clean = club_mutual_information(queries[specs[0]], answers[specs[0]], **club)
+        labels = {spec: [answer.strip().lower() for answer in data["answers"][spec]] for spec in specs}
+        distinct = len({answer for spec in specs for answer in labels[spec]})
+        # Few distinct answers (easy-vqa's one-word answers): CLUB's Gaussian q collapses onto the answer points and
+        # its estimate grows without bound, so use the categorical estimator (H(A) - held-out CE, <= log k).
+        categorical = distinct <= CATEGORICAL_MAX_CLASSES and distinct * 5 <= len(labels[specs[0]])
+        estimators[model] = "categorical" if categorical else "club"
+        if categorical:
+            def estimate(spec: str) -> float:
+                return categorical_mutual_information(queries[spec], labels[spec], seed=config.seed)
+        else:
+            answers = {spec: text.encode(data["answers"][spec]) for spec in specs}
+
+            def estimate(spec: str) -> float:
+                return club_mutual_information(queries[spec], answers[spec], **club)
+        mi_clean = estimate(specs[0])
         bar.update()
         result[model] = {}
         # The answers take k distinct values, so I(query; answer) <= H(answer) <= log k: an estimate above it is
-        # CLUB's Gaussian q collapsing onto the few answer points, not information.
-        bound = {spec: math.log(len(set(data["answers"][spec]))) for spec in specs}
+        # not information (CLUB's q collapsing onto the few answer points).
+        bound = {spec: math.log(max(len(set(labels[spec])), 1)) for spec in specs}
         for spec in specs[1:]:
-            mi_perturbed = club_mutual_information(queries[spec], answers[spec], **club)
+            mi_perturbed = estimate(spec)
             result[model][spec] = {"mi_clean": mi_clean, "mi_perturbed": mi_perturbed, "emid": mi_clean - mi_perturbed,
                                    "mi_bound_clean": bound[specs[0]], "mi_bound_perturbed": bound[spec],
                                    "within_bound": mi_clean <= bound[specs[0]] + 1e-6 and mi_perturbed <= bound[spec] + 1e-6}
@@ -216,8 +233,9 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
     unreliable = [f"{m} ({s})" for m, per_spec in result.items() for s, v in per_spec.items() if not v["within_bound"]]
     if unreliable:
         logger.warning("EMID estimates above log(distinct answers), unreliable: %s", ", ".join(unreliable))
-    return {"unreliable": unreliable, "embedders": {"query": query.name, "answer": getattr(text, "name", type(text).__name__),
-                          "club_steps": config.club_steps}, "values": result}
+    return {"unreliable": unreliable, "estimators": estimators,
+            "embedders": {"query": query.name, "answer": getattr(text, "name", type(text).__name__), "club_steps": config.club_steps},
+            "values": result}
 
 
 def diagnosis_notes(diagnostics: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -425,6 +443,13 @@ def _metrics_section(report: dict[str, Any], figure: _FigureHtml) -> str:
         parts.append(f'<p class="muted">EMID embedders: query {html.escape(emid["embedders"]["query"])}, answer '
                      f'{html.escape(emid["embedders"]["answer"])} (the paper uses CLIP and XLM-R, which cannot be '
                      "loaded offline; absolute values are not comparable with the paper's, model comparisons are).</p>")
+        chosen = emid.get("estimators", {})
+        if any(kind == "categorical" for kind in chosen.values()):
+            parts.append('<p class="muted">MI estimator per model: ' + html.escape(", ".join(f"{m}: {k}" for m, k in chosen.items()))
+                         + ". Categorical (a model with few distinct answers, e.g. one-word answers): I = H(answer) minus the "
+                         "held-out cross-entropy of a softmax classifier of the answer from the query embedding, a lower bound "
+                         "that stays within log(number of answers); CLUB (the EMID paper's estimator, on MiniLM answer "
+                         "embeddings) degenerates there.</p>")
         beyond = emid["unreliable"]
         if beyond:
             parts.append(f'<p class="note">EMID is unreliable for {html.escape(", ".join(beyond))}: an MI estimate there '

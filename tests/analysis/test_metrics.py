@@ -137,3 +137,24 @@ def test_emid_is_the_clean_minus_perturbed_mi():
     assert set(result) == {"mi_clean", "mi_perturbed", "emid"}
     assert result["emid"] == pytest.approx(result["mi_clean"] - result["mi_perturbed"])
     assert result["emid"] > 0  # the perturbation destroyed dependence
+
+
+def test_categorical_mi_is_bounded_and_ordered():
+    from analysis.metrics import categorical_mutual_information, club_mutual_information
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = rng.standard_normal((n, 32))
+    determined = (X[:, 0] > 0).astype(int) * 2 + (X[:, 1] > 0)  # I(X; A) = log 4
+    half = np.where(rng.random(n) < 0.5, rng.integers(0, 4, n), determined)  # I = log 4 - 1.073 = 0.313
+    independent = rng.integers(0, 4, n)
+    estimates = [categorical_mutual_information(X, labels) for labels in (determined, half, independent)]
+    assert 0.8 * math.log(4) < estimates[0] <= math.log(4) + 0.02
+    assert 0.05 < estimates[1] < 0.313 + 0.02  # a lower bound
+    assert estimates[2] < 0.02
+    assert categorical_mutual_information(X, ["same"] * n) == 0.0
+    # CLUB on the same answers as points in 384 dims explodes far past log 4: why the report switches estimator
+    codes = rng.standard_normal((4, 384))
+    assert club_mutual_information(X[:400], codes[determined[:400]], steps=300) > 10 * math.log(4)
+    with pytest.raises(ValueError, match=r"labels must be one per row of X \(2000\)"):
+        categorical_mutual_information(X, determined[:10])

@@ -83,6 +83,9 @@ def test_json_has_every_number(report):
             assert np.asarray(data["projection"]["coordinates"][model][role]).shape == (n, 2)
         assert all(_finite(v) for k, v in data["summary"][model].items())
     assert data["emid"]["embedders"] == {"query": "efficientnet-lite0+minilm", "answer": "minilm", "club_steps": 50}
+    for model, estimator in data["emid"]["estimators"].items():  # one-word answers: the categorical estimator
+        distinct = {a.strip().lower() for spec in SPECS for a in data["answers"][model][spec]}
+        assert estimator == ("categorical" if len(distinct) <= 50 and 5 * len(distinct) <= n else "club")
     assert set(data["severity"]) == {"contrast", "char_typo"}
     assert data["severity"]["contrast"]["vittle"] == {"2": data["accuracy"]["vittle"]["contrast:2"]}
 
