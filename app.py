@@ -32,12 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reference-images", type=int, default=defaults.reference_images,
                         help="easy-vqa test images in the reference set of the embedding and distance panels")
     parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (the rest queue)")
-    parser.add_argument("--max-file-size", default="10mb", help="upload size limit")
+    parser.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload, in MB")
     args = parser.parse_args(argv)
     if args.reference_images < 3:
         parser.error(f"--reference-images must be at least 3, got {args.reference_images}")
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    if not args.max_upload_mb > 0:
+        parser.error(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
     return args
 
 
@@ -49,7 +51,8 @@ def build(args: argparse.Namespace, service=None):
     if service is None:
         vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
         service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
-                                            reference_images=args.reference_images))
+                                            reference_images=args.reference_images,
+                                            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)))
     service.start()
     demo = build_demo(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
@@ -59,7 +62,7 @@ def build(args: argparse.Namespace, service=None):
 def launch_options(args: argparse.Namespace) -> dict:
     from app.examples import examples_dir
 
-    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_file_size,
+    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": int(args.max_upload_mb * 1024 * 1024),
             "allowed_paths": [str(examples_dir())], "show_error": True}
 
 

@@ -21,8 +21,15 @@ METHODS = ("pca", "umap")
 def _principal_axes(Z: np.ndarray, k: int) -> np.ndarray:
     """The top-k right singular vectors of centred Z (n, d) as columns (d, k), each signed so
     that its largest-magnitude loading is positive (a reproducible orientation)."""
-    _, _, vt = np.linalg.svd(Z, full_matrices=False)
-    axes = vt[:k].T
+    if min(Z.shape) > 500 and k < min(Z.shape) // 4:
+        # a few leading axes of a large matrix: ARPACK finds them without the full SVD (10,000 x 4,096: ~1 s vs 30 s)
+        from scipy.sparse.linalg import svds
+
+        _, values, vt = svds(Z, k=k, random_state=0)
+        axes = vt[np.argsort(values)[::-1]].T
+    else:
+        _, _, vt = np.linalg.svd(Z, full_matrices=False)
+        axes = vt[:k].T
     signs = np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(axes.shape[1])])
     return axes * np.where(signs == 0, 1.0, signs)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.inputs import InputError, QueryImage, clean_question, load_query_image
+from app.inputs import MAX_UPLOAD_BYTES, InputError, QueryImage, clean_question, load_query_image
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class ServiceConfig:
     default_spec: str = "frost:3"
     """Perturbation whose reference embeddings are computed in the background."""
     max_new_tokens: int = 24
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
     seed: int = 0
     lab: Path | None = LAB_JSON
     warm_umap: bool = True
@@ -198,7 +199,7 @@ class DemoService:
 
         notes: list[str] = []
         if image is None or isinstance(image, (str, Path)):
-            loaded: QueryImage | None = load_query_image(image)
+            loaded: QueryImage | None = load_query_image(image, max_bytes=self.config.max_upload_bytes)
             pil = loaded.image if loaded else None
             notes += loaded.notes if loaded else []
         else:
@@ -330,7 +331,7 @@ class DemoService:
             distances = cosine_histograms({spec: shift}, marker=query_distance,
                                           title=f"Cosine distance clean vs {spec} over {len(next(iter(shift.values())))} reference queries")
             numbers["reference_cosine_mean"] = {label: float(v.mean()) for label, v in shift.items()}
-            summary = [f"Cosine distance between the clean and perturbed query's layer-l state: "
+            summary = ["Cosine distance between the clean and perturbed query's layer-l state: "
                        + ", ".join(f"{label} **{value:.4f}**" for label, value in query_distance.items())
                        + "; reference-set mean: "
                        + ", ".join(f"{label} {value:.4f}" for label, value in numbers["reference_cosine_mean"].items()) + "."]

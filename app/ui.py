@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.components import QueryImage
 from app.examples import example_rows
 from app.inputs import InputError
 from app.service import NONE, ROLES, DemoService
@@ -26,22 +27,6 @@ perturbation. Both models answer the clean and the perturbed query; the tabs bel
 happens inside, at the layer where Vittle's bottleneck sits. The default models are small
 LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the shape's colour,
 its shape, or whether there is a given shape or colour)."""
-
-
-class QueryImage(gr.Image):
-    """gr.Image that hands the uploaded file's path to the callback without opening it, so
-    that a broken file, or a decompression bomb, is reported by the app's own checks
-    (`app.inputs.load_query_image`) with a clear message."""
-
-    is_template = True  # rendered by the frontend's Image component
-
-    def preprocess(self, payload: Any) -> Any:
-        if payload is not None and getattr(payload, "path", None):
-            return str(payload.path)
-        try:
-            return super().preprocess(payload)
-        except Exception as err:  # a malformed inline (base64) image
-            raise gr.Error(f"The image could not be read: {err}") from err
 
 
 def _choices(modality: str) -> list[tuple[str, str]]:
@@ -67,6 +52,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
         if service.startup_error:
             raise gr.Error(f"The models could not be loaded, so the app cannot answer: {service.startup_error}",
                            title="Models not loaded", print_exception=False)
+
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
             method: str) -> Iterator[tuple[Any, ...]]:
         try:
@@ -75,8 +61,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
             answers = dict.fromkeys(ROLES, "")
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(),
-                   *([gr.skip()] * 6))
+            cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
             for answers in service.answers(query, vittle):
                 yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), *([gr.skip()] * 6))
             panels = service.panels(query, vittle, method)

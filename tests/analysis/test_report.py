@@ -125,7 +125,7 @@ def test_no_emid_and_one_model(models, tmp_path):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model"),
-    ({"--limit-images": ["0"]}, "--limit-images=0 must be at least 1"),
+    ({"--limit-images": ["-1"]}, "--limit-images=-1 must be 0 (every image) or a positive number of images"),
     ({"--specs": ["frost:9"]}, "invalid level '9' for 'frost'"),
     ({"--map-specs": ["frost:3"]}, "--map-specs must name perturbed specs of --specs"),
     ({"--club-steps": ["0"]}, "--club-steps=0 must be at least 1"),

@@ -99,7 +99,7 @@ def server(service):
     spec = importlib.util.spec_from_file_location("vittle_app_main", Path(__file__).resolve().parents[2] / "app.py")
     main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(main)
-    args = main.parse_args(["--port", str(_free_port()), "--max-file-size", "1mb"])
+    args = main.parse_args(["--port", str(_free_port()), "--max-upload-mb", "1"])
     _, demo = main.build(args, service)
     demo.launch(prevent_thread_lock=True, quiet=True, **main.launch_options(args))
     try:

@@ -38,7 +38,7 @@ def test_space_front_matter_matches_the_code():
 def test_app_help_lists_the_flags():
     result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    for flag in ("--host", "--port", "--share", "--baseline", "--vittle", "--vittle-l", "--device", "--max-file-size"):
+    for flag in ("--host", "--port", "--share", "--baseline", "--vittle", "--vittle-l", "--device", "--max-upload-mb"):
         assert flag in result.stdout
 
 
@@ -46,6 +46,7 @@ def test_app_help_lists_the_flags():
     (["--reference-images", "2"], "--reference-images must be at least 3, got 2"),
     (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
     (["--port", "http"], "invalid int value: 'http'"),
+    (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0"),
 ])
 def test_app_rejects_bad_flags(argv, message):
     result = subprocess.run([sys.executable, "app.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -72,3 +73,10 @@ def test_missing_model_is_reported_in_the_status(tmp_path, free_port):
             client.predict(None, "What color?", "none", 3, "none", 3, "vittle-f", "pca", api_name="/run")
     finally:
         demo.close()
+
+
+def test_ui_layer_imports_no_torch():
+    code = "import sys; import app.ui; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
