@@ -145,6 +145,16 @@ class CLUBEstimator(nn.Module):
         return (positive - negative).mean()
 
 
+def _held_out_count(rows: int, validation: float) -> int:
+    """How many of `rows` pairs a `validation` share holds out; ValueError if either side gets < 2."""
+    if not 0.0 < validation < 1.0:
+        raise ValueError(f"validation must be in (0, 1), got {validation}")
+    n_val = round(validation * rows)
+    if n_val < 2 or rows - n_val < 2:
+        raise ValueError(f"{rows} pairs with validation={validation} leave fewer than 2 pairs to fit or to evaluate")
+    return n_val
+
+
 def _standardize(A: np.ndarray) -> torch.Tensor:
     std = A.std(0)
     return torch.as_tensor((A - A.mean(0)) / np.where(std > 0, std, 1.0), dtype=torch.float32)
@@ -162,11 +172,7 @@ def club_mutual_information(X: np.ndarray, Y: np.ndarray, steps: int = 2000, lr:
     X, Y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows (paired samples), got shapes {X.shape} and {Y.shape}")
-    if not 0.0 < validation < 1.0:
-        raise ValueError(f"validation must be in (0, 1), got {validation}")
-    n_val = round(validation * X.shape[0])
-    if n_val < 2 or X.shape[0] - n_val < 2:
-        raise ValueError(f"{X.shape[0]} pairs with validation={validation} leave fewer than 2 pairs to fit or to evaluate")
+    n_val = _held_out_count(X.shape[0], validation)
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"steps, batch_size and lr must be positive, got {steps}, {batch_size}, {lr}")
     x, y = _standardize(X), _standardize(Y)
@@ -227,11 +233,7 @@ def categorical_mutual_information(X: np.ndarray, labels: np.ndarray | list, ste
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != X.shape[0]:
         raise ValueError(f"labels must be one per row of X ({X.shape[0]}), got shape {labels.shape}")
-    if not 0.0 < validation < 1.0:
-        raise ValueError(f"validation must be in (0, 1), got {validation}")
-    n_val = round(validation * X.shape[0])
-    if n_val < 2 or X.shape[0] - n_val < 2:
-        raise ValueError(f"{X.shape[0]} pairs with validation={validation} leave fewer than 2 pairs to fit or to evaluate")
+    n_val = _held_out_count(X.shape[0], validation)
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         return 0.0  # a constant answer carries no information
