@@ -220,9 +220,9 @@ class DemoService:
 
     def _check_length(self, question: str) -> None:
         assistant = self.assistant("baseline")
-        limit = getattr(assistant.model.config.text_config, "max_position_embeddings", None)
+        limit = assistant.context_length
         with self._locks["baseline"]:  # a fast tokenizer used from two threads at once can fail ("Already borrowed")
-            tokens = len(assistant.processor.tokenizer(question)["input_ids"])
+            tokens = assistant.count_tokens(question)
         if limit and tokens + 256 + self.config.max_new_tokens > limit:
             raise InputError(f"The question is {tokens:,} tokens long; this model reads at most about "
                              f"{limit - 256 - self.config.max_new_tokens:,}.")

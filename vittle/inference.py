@@ -109,6 +109,15 @@ class Assistant:
     def has_bottleneck(self) -> bool:
         return get_bottleneck(self.model) is not None
 
+    @property
+    def context_length(self) -> int | None:
+        """The language model's maximum number of positions (None if the config has none)."""
+        return getattr(self.model.config.text_config, "max_position_embeddings", None)
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` takes (no prompt template, no image tokens)."""
+        return len(self.processor.tokenizer(text)["input_ids"])
+
     def _batch(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
         # An image object asked several questions is processed once; the dict holds the image
         # too, so no id is reused by a new object while the batch is built.

@@ -114,3 +114,12 @@ def test_a_model_config_system_prompt_changes_the_prompt(vittle_assistant, image
         assert "A chat between" not in text and "USER:" in text
     finally:
         delattr(model.config, SYSTEM_PROMPT_KEY)
+
+
+def test_context_length_and_token_count(tiny):
+    from vittle.inference import Assistant
+
+    model, processor = tiny
+    assistant = Assistant(model, processor)
+    assert assistant.context_length == model.config.text_config.max_position_embeddings
+    assert assistant.count_tokens("What color is the shape?") == len(processor.tokenizer("What color is the shape?")["input_ids"]) > 0
