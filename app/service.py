@@ -209,7 +209,7 @@ class DemoService:
             spec = spec_of(visual, severity, text, level)
         except ValueError as err:
             raise InputError(str(err)) from err
-        self._check_length(question)
+        self._check_length(pil, question)
         try:
             perturbed_image, perturbed_question = apply(spec, image=pil, text=question, seed=self.config.seed)
         except TranslationUnavailable as err:
@@ -218,14 +218,14 @@ class DemoService:
             notes.append("no image: the visual perturbation does nothing")
         return Query(pil, question, perturbed_image, perturbed_question or question, spec, describe(spec), notes)
 
-    def _check_length(self, question: str) -> None:
+    def _check_length(self, image: Any, question: str) -> None:
         assistant = self.assistant("baseline")
         limit = assistant.context_length
         with self._locks["baseline"]:  # a fast tokenizer used from two threads at once can fail ("Already borrowed")
-            tokens = assistant.count_tokens(question)
-        if limit and tokens + 256 + self.config.max_new_tokens > limit:
-            raise InputError(f"The question is {tokens:,} tokens long; this model reads at most about "
-                             f"{limit - 256 - self.config.max_new_tokens:,}.")
+            tokens = assistant.prompt_length(image, question)
+        if limit and tokens + self.config.max_new_tokens > limit:
+            raise InputError(f"The query takes {tokens:,} tokens (image and question); this model reads at most "
+                             f"{limit - self.config.max_new_tokens:,} before its answer.")
 
     def answers(self, query: Query, vittle: str = "vittle-f") -> Iterator[dict[str, str]]:
         """The four answers (baseline/Vittle x clean/perturbed), streamed: yields the dict of

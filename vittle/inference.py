@@ -114,9 +114,9 @@ class Assistant:
         """The language model's maximum number of positions (None if the config has none)."""
         return getattr(self.model.config.text_config, "max_position_embeddings", None)
 
-    def count_tokens(self, text: str) -> int:
-        """How many tokens `text` takes (no prompt template, no image tokens)."""
-        return len(self.processor.tokenizer(text)["input_ids"])
+    def prompt_length(self, image: ImageInput, question: str) -> int:
+        """How many input tokens the query takes: template, image tokens and question."""
+        return int(self._batch([image], [question])["input_ids"].shape[1])
 
     def _batch(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
         # An image object asked several questions is processed once; the dict holds the image

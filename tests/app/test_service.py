@@ -72,8 +72,13 @@ def test_unusual_questions_are_answered(service, text):
 
 
 def test_question_too_long_for_the_model(service):
-    with pytest.raises(InputError, match=r"The question is 2,000 tokens long; this model reads at most about 1,768"):
-        service.prepare(None, "x" * 1999)
+    with pytest.raises(InputError, match=r"The query takes [0-9,]+ tokens \(image and question\); this model reads at most 2,024 "):
+        service.prepare(None, "\U0001F3A8" * 600)  # 600 characters, 4 bytes each in byte-level BPE
+    # the image's 49 tokens count too: a question that fits alone does not fit with an image
+    question = "x " * 990
+    assert service.prepare(None, question).question == question.strip()
+    with pytest.raises(InputError, match="The query takes"):
+        service.prepare(easy_vqa.get_test_image_paths()[0], question)
 
 
 def test_panels(service, query):

@@ -116,10 +116,16 @@ def test_a_model_config_system_prompt_changes_the_prompt(vittle_assistant, image
         delattr(model.config, SYSTEM_PROMPT_KEY)
 
 
-def test_context_length_and_token_count(tiny):
+def test_context_length_and_prompt_length(tiny):
     from vittle.inference import Assistant
 
     model, processor = tiny
     assistant = Assistant(model, processor)
     assert assistant.context_length == model.config.text_config.max_position_embeddings
-    assert assistant.count_tokens("What color is the shape?") == len(processor.tokenizer("What color is the shape?")["input_ids"]) > 0
+    text_only = assistant.prompt_length(None, "What color is the shape?")
+    assert text_only == assistant._batch([None], ["What color is the shape?"])["input_ids"].shape[1] > 5
+    from PIL import Image
+
+    image = Image.new("RGB", (16, 16))
+    grid = assistant.probe(image, "What color is the shape?").grid
+    assert assistant.prompt_length(image, "What color is the shape?") > text_only + grid[0] * grid[1] - 5
