@@ -113,7 +113,9 @@ def test_clean_query_has_no_shift_panels(service):
     query = service.prepare(easy_vqa.get_test_image_paths()[2], "What shape is this?", "none", 3, "none", 3)
     panels = service.panels(query, "vittle-l", "pca")
     assert query.spec == "clean" and panels.embeddings is None and panels.distances is None
-    assert panels.numbers["query_cosine_distance"] == {"Baseline": 0.0, "Vittle (L)": 0.0}
+    distances = panels.numbers["query_cosine_distance"]
+    assert set(distances) == {"Baseline", "Vittle (L)"}
+    assert all(value == pytest.approx(0.0, abs=1e-9) for value in distances.values())  # BLAS rounding: 0 or ~1e-16
     assert panels.variance is not None
 
 
