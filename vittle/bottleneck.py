@@ -28,14 +28,25 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, 
     return 0.5 * (logvar_p - logvar_q - 1.0 + ((mu_q - mu_p).pow(2) + logvar_q.exp()) * torch.exp(-logvar_p))
 
 
+def clamp_straight_through(values: torch.Tensor, limit: float) -> torch.Tensor:
+    """`values` clamped to [-limit, limit] in the forward pass, with the gradient passed
+    through unchanged, as the authors' in-place `.data.clamp_()` does (a plain `clamp()`
+    would zero the gradient outside the range, so a log-variance pushed past the limit could
+    never be pulled back by the loss)."""
+    return values + (values.clamp(-limit, limit) - values).detach()
+
+
 class PosteriorMLP(nn.Module):
     """g(h) -> (mu, logvar): Linear(d, d), GELU, Linear(d, 2d); log-variance clamped."""
 
-    def __init__(self, hidden_size: int, logvar_clamp: float):
+    def __init__(self, hidden_size: int, logvar_clamp: float, init_std: float = 0.02):
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, hidden_size)
         self.fc2 = nn.Linear(hidden_size, 2 * hidden_size)
         self.logvar_clamp = logvar_clamp
+        for layer in (self.fc1, self.fc2):  # the LLM's own initialisation (Llama: N(0, 0.02), zero bias)
+            nn.init.normal_(layer.weight, std=init_std)
+            nn.init.zeros_(layer.bias)
 
     def raw(self, hidden: torch.Tensor) -> torch.Tensor:
         """The unsplit, unclamped (..., 2d) output."""
@@ -43,23 +54,28 @@ class PosteriorMLP(nn.Module):
 
     def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = raw.chunk(2, dim=-1)
-        return mu, logvar.clamp(-self.logvar_clamp, self.logvar_clamp)
+        return mu, clamp_straight_through(logvar, self.logvar_clamp)
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self.raw(hidden))
 
 
 class GaussianPrior(nn.Module):
-    """A diagonal Gaussian shared by all tokens of one modality: N(0, I) or learnable."""
+    """A diagonal Gaussian shared by all tokens of one modality: N(0, I) or learnable. A
+    learnable log-variance is clamped like the posterior's (the authors clamp both)."""
 
-    def __init__(self, hidden_size: int, learnable: bool):
+    def __init__(self, hidden_size: int, learnable: bool, logvar_clamp: float):
         super().__init__()
+        self.logvar_clamp = logvar_clamp
         if learnable:
             self.mean = nn.Parameter(torch.zeros(hidden_size))
             self.logvar = nn.Parameter(torch.zeros(hidden_size))
         else:  # fixed N(0, I): nothing to save
             self.register_buffer("mean", torch.zeros(hidden_size), persistent=False)
             self.register_buffer("logvar", torch.zeros(hidden_size), persistent=False)
+
+    def clamped_logvar(self) -> torch.Tensor:
+        return clamp_straight_through(self.logvar, self.logvar_clamp)
 
 
 @dataclass
@@ -78,16 +94,22 @@ class BottleneckState:
 
 
 class VittleBottleneck(nn.Module):
-    """The two posterior MLPs and their priors. Attached to a model by `vittle.attach_bottleneck`."""
+    """The two posterior MLPs and their priors. Attached to a model by `vittle.attach_bottleneck`.
 
-    def __init__(self, config: BottleneckConfig, hidden_size: int):
+    With `kind="noise"` (the control) there are no MLPs: every token's posterior is the prior
+    N(0, I) itself, so the KL is exactly 0 and the sample is pure noise."""
+
+    def __init__(self, config: BottleneckConfig, hidden_size: int, init_std: float = 0.02):
         super().__init__()
         self.config = config
-        self.visual = PosteriorMLP(hidden_size, config.logvar_clamp)
-        self.text = PosteriorMLP(hidden_size, config.logvar_clamp)
+        self.visual: PosteriorMLP | None = None
+        self.text: PosteriorMLP | None = None
+        if config.kind == "ib":
+            self.visual = PosteriorMLP(hidden_size, config.logvar_clamp, init_std)
+            self.text = PosteriorMLP(hidden_size, config.logvar_clamp, init_std)
         learnable = config.prior == "learnable"
-        self.visual_prior = GaussianPrior(hidden_size, learnable)
-        self.text_prior = GaussianPrior(hidden_size, learnable)
+        self.visual_prior = GaussianPrior(hidden_size, learnable, config.logvar_clamp)
+        self.text_prior = GaussianPrior(hidden_size, learnable, config.logvar_clamp)
         self.train_alpha = 0.0
         """alpha in training mode; the trainer sets it from the schedule every step."""
         self.inference_alpha: float | None = None
@@ -101,7 +123,11 @@ class VittleBottleneck(nn.Module):
         return self.config.alpha_max if self.inference_alpha is None else self.inference_alpha
 
     def posterior(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and logvar for every token, each token through its own modality's MLP only."""
+        """mu and logvar for every token, each token through its own modality's MLP only (the
+        noise control: the prior's 0 and 0 for every token)."""
+        if self.visual is None or self.text is None:
+            zeros = torch.zeros_like(hidden)
+            return zeros, zeros
         flat_mask = visual_mask.reshape(-1)
         visual_index = flat_mask.nonzero().squeeze(1)
         if visual_index.numel() == 0:  # text only, e.g. every cached generation step
@@ -154,7 +180,7 @@ class VittleBottleneck(nn.Module):
             return gaussian_kl(mu, logvar, self.text_prior.mean, self.text_prior.logvar)
         vm = state.visual_mask.unsqueeze(-1)
         prior_mean = torch.where(vm, self.visual_prior.mean.float(), self.text_prior.mean.float())
-        prior_logvar = torch.where(vm, self.visual_prior.logvar.float(), self.text_prior.logvar.float())
+        prior_logvar = torch.where(vm, self.visual_prior.clamped_logvar().float(), self.text_prior.clamped_logvar().float())
         return gaussian_kl(mu, logvar, prior_mean, prior_logvar)
 
     def kl_terms(self, text_scope: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,10 +112,14 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
 
 def _load_bottleneck(model: LlavaForConditionalGeneration, folder: Path, files: list[Path], config: BottleneckConfig) -> None:
     delattr(model.config, CONFIG_KEY)  # attach_bottleneck writes it back
-    attach_bottleneck(model, config)
+    attach_bottleneck(model, config, allow_last_layer=True)  # trained that way: load it, with the warning
     bottleneck = getattr(model, BOTTLENECK_ATTR)
     state = _read_prefixed(files, BOTTLENECK_ATTR + ".")
     expected = set(bottleneck.state_dict())
+    if not expected:  # the noise control: nothing to load
+        if state:
+            raise CheckpointError(f"{folder}: a noise-only bottleneck has no weights, but the checkpoint holds {sorted(state)[:3]}")
+        return
     if not state:
         raise CheckpointError(
             f"{folder}/config.json declares a Vittle bottleneck (config.{CONFIG_KEY}) but the checkpoint has no "

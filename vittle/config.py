@@ -15,6 +15,7 @@ PRIORS = ("fixed", "learnable")
 SCHEDULES = ("cosine", "sigmoid", "constant")
 SCALES = ("none", "rms")
 TEXT_KL_SCOPES = ("prompt", "all")
+KINDS = ("ib", "noise")
 STAGES = ("align", "instruct", "baseline")
 
 
@@ -31,13 +32,26 @@ def _check_range(name: str, value: float, low: float, high: float | None = None)
         raise ValueError(f"{name}={value!r} is out of range; allowed: {bound}")
 
 
+def default_layer(depth: int) -> int:
+    """The default bottleneck layer: the paper's 24 of 32 (3 * depth // 4, so about a fifth of
+    the layers follow), but never fewer than two layers after it where the depth allows."""
+    return max(0, min(3 * depth // 4, depth - 3))
+
+
 @dataclass(frozen=True)
 class BottleneckConfig:
     """Where the bottleneck sits and how it is trained (PAPER.md, "The architecture")."""
 
     layer: int | None = None
-    """0-based index of the decoder layer after which the bottleneck sits. None: the top
-    quarter, 3 * depth // 4 (24 of 32 for LLaVA-1.5 7B, the paper's default)."""
+    """0-based index of the decoder layer after which the bottleneck sits. None: the paper's
+    fraction, 3 * depth // 4 (24 of 32 for LLaVA-1.5 7B), moved down so that at least two
+    layers follow it (after layer 1 of 4, 3 of 6). The last layer is refused: nothing would
+    read the image tokens' bottleneck states."""
+    kind: str = "ib"
+    """"ib": the paper's information bottleneck (posterior MLPs, KL to the prior). "noise": a
+    control with no MLP and no KL: the sample is drawn from N(0, I) whatever h is, so
+    (1 - alpha) * h + alpha * eps flows on in training and (1 - alpha) * h at inference. It
+    separates what the bottleneck learns from plain noise injection."""
     prior: str = "fixed"
     """"fixed": N(0, I) (Vittle (F)); "learnable": one mean and log-variance vector per
     modality, initialized at zero (Vittle (L))."""
@@ -60,24 +74,35 @@ class BottleneckConfig:
 
     def __post_init__(self) -> None:
         if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
-            raise ValueError(f"layer={self.layer!r} must be an integer or None (top quarter)")
+            raise ValueError(f"layer={self.layer!r} must be an integer or None (the default placement)")
         if self.layer is not None and self.layer < 0:
             raise ValueError(f"layer={self.layer} must be >= 0 (a 0-based decoder layer index)")
         _check_choice("prior", self.prior, PRIORS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("text_kl_scope", self.text_kl_scope, TEXT_KL_SCOPES)
         _check_choice("scale", self.scale, SCALES)
+        _check_choice("kind", self.kind, KINDS)
+        if self.kind == "noise" and self.prior != "fixed":
+            raise ValueError(f"kind='noise' draws from the fixed N(0, I); prior={self.prior!r} has nothing to learn there: use prior='fixed'")
         _check_range("kl_weight", self.kl_weight, 0.0)
         _check_range("alpha_max", self.alpha_max, 0.0, 1.0)
         _check_range("logvar_clamp", self.logvar_clamp, 0.0)
         if self.logvar_clamp == 0:
             raise ValueError("logvar_clamp=0 would fix the variance at 1; use a positive value")
 
-    def resolve_layer(self, depth: int) -> int:
-        """The layer index for a decoder with `depth` layers; raises if it does not exist."""
-        layer = 3 * depth // 4 if self.layer is None else self.layer
+    def resolve_layer(self, depth: int, allow_last: bool = False) -> int:
+        """The layer index for a decoder with `depth` layers. Raises if it does not exist, or
+        if it is the last layer (unless `allow_last`, for loading checkpoints made that way)."""
+        layer = default_layer(depth) if self.layer is None else self.layer
         if not 0 <= layer < depth:
             raise ValueError(f"layer={layer} is beyond the model's depth: it has {depth} decoder layers (0..{depth - 1})")
+        if layer == depth - 1 and not allow_last:
+            allowed = f"choose 0..{depth - 2} (default for this depth: {default_layer(depth)})" if depth > 1 else "a one-layer model has no such place"
+            raise ValueError(
+                f"layer={layer} is the last of the model's {depth} decoder layers: after it nothing reads the image "
+                f"tokens' bottleneck states, so their posterior gets no gradient from the answer loss and collapses to "
+                f"the prior by construction; {allowed}"
+            )
         return layer
 
     def to_dict(self) -> dict[str, Any]:

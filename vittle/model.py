@@ -47,10 +47,11 @@ def get_bottleneck(model: nn.Module) -> VittleBottleneck | None:
 
 
 def bottleneck_layer(model: nn.Module) -> int:
-    """The layer the bottleneck sits after; for a plain model the top-quarter default."""
+    """The layer the bottleneck sits after; for a plain model the default placement (where a
+    bottleneck would go), so baseline and Vittle are probed at the same depth."""
     settings = getattr(model.config, CONFIG_KEY, None)
     config = BottleneckConfig.from_dict(settings) if settings else BottleneckConfig()
-    return config.resolve_layer(len(decoder_layers(model)))
+    return config.resolve_layer(len(decoder_layers(model)), allow_last=True)
 
 
 def _visual_mask(model: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -66,21 +67,28 @@ def _visual_mask(model: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
     return (embeds == image_embedding).all(dim=-1)
 
 
-def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None) -> nn.Module:
+def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, *, allow_last_layer: bool = False) -> nn.Module:
     """Add a Vittle bottleneck after decoder layer `config.layer` of a LLaVA model, in place.
 
-    Returns the model. The bottleneck takes the dtype and device of that layer. Raises
-    ValueError if one is attached already or the layer does not exist.
+    Returns the model. The bottleneck takes the dtype and device of that layer, and its MLPs
+    start from the language model's own initialisation (normal with the config's
+    `initializer_range`, zero bias), as they would if they were built inside the model.
+    Raises ValueError if one is attached already, the layer does not exist, or it is the last
+    layer (`allow_last_layer` permits that only to load checkpoints trained that way).
     """
     config = config or BottleneckConfig()
     if get_bottleneck(model) is not None:
         raise ValueError("this model already has a Vittle bottleneck attached")
     layers = decoder_layers(model)
-    layer = config.resolve_layer(len(layers))
+    layer = config.resolve_layer(len(layers), allow_last=allow_last_layer)
+    if layer == len(layers) - 1:
+        logger.warning("the bottleneck sits after the last decoder layer (%d): its image-token posterior gets no "
+                       "gradient from the answer loss", layer)
     config = dataclasses.replace(config, layer=layer)
     reference = next(layers[layer].parameters())
-    hidden_size = model.config.text_config.hidden_size
-    bottleneck = VittleBottleneck(config, hidden_size).to(device=reference.device, dtype=reference.dtype)
+    text_config = model.config.text_config
+    bottleneck = VittleBottleneck(config, text_config.hidden_size, init_std=getattr(text_config, "initializer_range", 0.02))
+    bottleneck = bottleneck.to(device=reference.device, dtype=reference.dtype)
     bottleneck.train(model.training)  # a new module starts in training mode; follow the model
     model.add_module(BOTTLENECK_ATTR, bottleneck)
     setattr(model.config, CONFIG_KEY, config.to_dict())

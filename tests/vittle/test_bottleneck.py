@@ -137,3 +137,57 @@ def test_rms_scale_variant_works_in_normalized_units():
     torch.testing.assert_close(out10, 10 * out, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="scale='layer'"):
         BottleneckConfig(scale="layer")
+
+
+def test_logvar_clamp_passes_the_gradient_through_like_the_authors_inplace_clamp():
+    bottleneck = _bottleneck(logvar_clamp=1.0).train()
+    with torch.no_grad():  # push every log-variance far below the clamp
+        bottleneck.text.fc2.bias[8:].fill_(-50.0)
+    bottleneck.train_alpha = 0.5
+    bottleneck(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+    assert torch.allclose(bottleneck.last.logvar, torch.full_like(bottleneck.last.logvar, -1.0))  # clamped in value
+    _, kl_t = bottleneck.kl_terms()
+    kl_t.backward()
+    grad = bottleneck.text.fc2.bias.grad[8:]
+    # d KL / d logvar = 0.5 * (exp(logvar) - 1) at the clamped value -1, passed through unchanged:
+    # a plain clamp() would give exactly 0 here, and the KL could never pull the variance back.
+    torch.testing.assert_close(grad, torch.full_like(grad, 3 * 0.5 * (math.exp(-1.0) - 1.0) / (3 * 8)))
+
+
+def test_learnable_prior_logvar_is_clamped_too():
+    bottleneck = _bottleneck(prior="learnable", logvar_clamp=1.0).eval()
+    with torch.no_grad():
+        bottleneck.visual_prior.logvar.fill_(5.0)
+    hidden, mask = torch.randn(1, 2, 8), torch.tensor([[True, False]])
+    bottleneck(hidden, mask)
+    state = bottleneck.last
+    expected = gaussian_kl(state.mu[0, 0], state.logvar[0, 0], torch.zeros(8), torch.ones(8))  # prior log-variance 1, not 5
+    torch.testing.assert_close(bottleneck.token_kl()[0, 0], expected)
+
+
+def test_posterior_mlps_start_from_the_llm_initialisation():
+    torch.manual_seed(0)
+    bottleneck = VittleBottleneck(BottleneckConfig(), hidden_size=256, init_std=0.02)
+    for mlp in (bottleneck.visual, bottleneck.text):
+        for layer in (mlp.fc1, mlp.fc2):
+            assert layer.weight.std().item() == pytest.approx(0.02, rel=0.05)
+            assert layer.bias.abs().max().item() == 0
+    # so a fresh posterior starts near the prior: small mean, unit variance, KL far below 1 nat/dim
+    bottleneck.eval()(torch.randn(1, 4, 256), torch.tensor([[True, True, False, False]]))
+    assert bottleneck.token_kl().mean().item() < 0.01
+
+
+def test_noise_control_has_no_mlp_no_kl_and_mixes_in_pure_noise():
+    bottleneck = _bottleneck(kind="noise", alpha_max=0.5)
+    assert bottleneck.visual is None and bottleneck.text is None and not list(bottleneck.parameters())
+    assert not bottleneck.state_dict()
+    hidden, mask = torch.randn(2, 3, 8) * 4, torch.tensor([[True, False, False], [False, True, False]])
+    torch.testing.assert_close(bottleneck.eval()(hidden, mask), 0.5 * hidden)  # inference: the noise's mean, 0
+    bottleneck.train()
+    bottleneck.train_alpha = 0.5
+    torch.manual_seed(3)
+    out = bottleneck(hidden, mask)
+    torch.manual_seed(3)
+    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * torch.randn_like(hidden))
+    kl_v, kl_t = bottleneck.kl_terms()
+    assert kl_v.item() == 0.0 and kl_t.item() == 0.0

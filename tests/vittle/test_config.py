@@ -1,8 +1,10 @@
 import dataclasses
+import pathlib
 
 import pytest
 
-from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfig
+import vittle
+from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfig, default_layer
 
 
 @pytest.mark.parametrize(
@@ -18,6 +20,8 @@ from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfi
         ({"layer": 2.5}, "layer=2.5 must be an integer or None"),
         ({"logvar_clamp": 0.0}, "logvar_clamp=0 would fix the variance"),
         ({"kl_weight": "0.1"}, "kl_weight='0.1' must be a number"),
+        ({"kind": "dropout"}, "kind='dropout' is not allowed; choose one of ib, noise"),
+        ({"kind": "noise", "prior": "learnable"}, "kind='noise' draws from the fixed N.0, I.; prior='learnable' has nothing to learn"),
     ],
 )
 def test_bottleneck_config_errors_name_field_value_and_allowed(kwargs, message):
@@ -30,8 +34,47 @@ def test_defaults_follow_the_paper():
     assert (config.prior, config.kl_weight, config.alpha_max, config.schedule) == ("fixed", 0.1, 0.5, "cosine")
     assert config.logvar_clamp == pytest.approx(2.3025)
     assert config.text_kl_scope == "prompt"
-    assert config.resolve_layer(32) == 24  # LLaVA-1.5 7B: the top quarter
-    assert config.resolve_layer(4) == 3
+    assert config.kind == "ib"
+
+
+@pytest.mark.parametrize(("depth", "layer"), [(32, 24), (40, 30), (8, 5), (6, 3), (4, 1), (3, 0), (2, 0)])
+def test_default_layer_keeps_the_papers_fraction_and_two_layers_after(depth, layer):
+    assert default_layer(depth) == layer
+    assert BottleneckConfig().resolve_layer(depth) == layer
+    assert depth - layer - 1 >= min(2, depth - 1)  # layers that read the bottleneck's output
+
+
+def test_the_last_layer_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"layer=3 is the last of the model's 4 decoder layers: after it nothing reads the image "
+                                         r"tokens' bottleneck states.*choose 0..2 \(default for this depth: 1\)"):
+        BottleneckConfig(layer=3).resolve_layer(4)
+    with pytest.raises(ValueError, match="a one-layer model has no such place"):
+        BottleneckConfig().resolve_layer(1)
+    assert BottleneckConfig(layer=3).resolve_layer(4, allow_last=True) == 3  # loading an old checkpoint
+
+
+def _recipe_depth(recipe) -> int:
+    """The decoder depth a built-in recipe trains: built tiny models, the tiny-easyvqa base, or LLaVA-1.5 7B / 13B."""
+    from vittle.settings import load_recipe
+
+    if recipe.model.init in ("tiny", "tiny-efficientnet"):
+        return recipe.model.num_layers or 4
+    if recipe.model.init == "runs/tiny-easyvqa-base":
+        return load_recipe("tiny-easyvqa-base").model.num_layers
+    return {"runs/llava-1.5-7b-align": 32, "runs/llava-1.5-13b-align": 40}[recipe.model.init]
+
+
+def test_no_builtin_recipe_puts_the_bottleneck_after_the_last_layer():
+    from vittle.settings import load_recipe
+
+    checked = 0
+    for path in sorted((pathlib.Path(vittle.__file__).parent / "recipes").glob("*.yaml")):
+        recipe = load_recipe(path)
+        if recipe.train.stage == "instruct":
+            depth = _recipe_depth(recipe)
+            assert recipe.bottleneck.resolve_layer(depth) < depth - 1, path.name
+            checked += 1
+    assert checked >= 7
 
 
 def test_layer_beyond_depth_is_an_error():

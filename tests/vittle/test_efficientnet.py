@@ -116,7 +116,7 @@ def test_recipe_fields_pool_the_grid_and_tie_embeddings(image):
     from vittle.settings import load_recipe
     from vittle.trainer import prepare_model
 
-    recipe = load_recipe("tiny-easyvqa-baseline", ["model.hidden_size=32", "model.num_layers=1", "model.visual_grid=2",
+    recipe = load_recipe("tiny-easyvqa-base", ["model.hidden_size=32", "model.num_layers=1", "model.visual_grid=2",
                                                    "model.tie_embeddings=true"])
     model, processor = prepare_model(recipe)
     inputs = _query(processor, image)
@@ -124,7 +124,7 @@ def test_recipe_fields_pool_the_grid_and_tie_embeddings(image):
     assert model.model.vision_tower(inputs["pixel_values"]).last_hidden_state.shape == (1, 4, 1280)
     assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
     with pytest.raises(ValueError, match="model.visual_grid=9"):
-        load_recipe("tiny-easyvqa-baseline", ["model.visual_grid=9"])
+        load_recipe("tiny-easyvqa-base", ["model.visual_grid=9"])
     with pytest.raises(ValueError, match="grid_size=5"):
         EfficientNetLiteVisionConfig(grid_size=5)
 

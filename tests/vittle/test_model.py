@@ -80,8 +80,11 @@ def test_attach_errors(tiny):
     model, _ = tiny
     with pytest.raises(ValueError, match="layer=9 is beyond the model's depth: it has 4 decoder layers"):
         attach_bottleneck(model, BottleneckConfig(layer=9))
+    with pytest.raises(ValueError, match="layer=3 is the last of the model's 4 decoder layers"):
+        attach_bottleneck(model, BottleneckConfig(layer=3))
+    assert get_bottleneck(model) is None  # nothing half-attached
     attach_bottleneck(model)
-    assert model.config.vittle["layer"] == 3  # the resolved layer is stored
+    assert model.config.vittle["layer"] == 1  # the resolved default (two layers after it) is stored
     with pytest.raises(ValueError, match="already has a Vittle bottleneck"):
         attach_bottleneck(model)
     with pytest.raises(TypeError, match="not a LLaVA-style model"):
@@ -134,7 +137,29 @@ def test_save_and_load_round_trip(tiny, image, tmp_path, prior):
     assert get_bottleneck(loaded).config == BottleneckConfig(prior=prior, layer=2)
     inputs = _inputs(processor, image)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=1e-6, atol=1e-6)
+
+
+def test_noise_control_saves_no_weights_and_loads_back(tiny, image, tmp_path):
+    model, processor = tiny
+    attach_bottleneck(model, BottleneckConfig(kind="noise"))
+    model.save_pretrained(tmp_path)
+    assert not [k for k in load_file(tmp_path / "model.safetensors") if k.startswith("vittle_bottleneck")]
+    loaded = load_pretrained(tmp_path)
+    assert get_bottleneck(loaded).config.kind == "noise"
+    inputs = _inputs(processor, image)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=1e-6, atol=1e-6)
+
+
+def test_a_checkpoint_trained_after_the_last_layer_still_loads_with_a_warning(tiny, tmp_path, caplog):
+    model, _ = tiny
+    attach_bottleneck(model, BottleneckConfig(layer=3), allow_last_layer=True)  # as earlier versions placed it
+    model.save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="vittle.model"):
+        loaded = load_pretrained(tmp_path)
+    assert get_bottleneck(loaded).config.layer == 3
+    assert "after the last decoder layer (3)" in caplog.text
 
 
 def test_plain_checkpoint_loads_without_bottleneck(tiny, tmp_path):
