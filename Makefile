@@ -48,14 +48,16 @@ apt-figures:
 		echo "apt-get unavailable or not root: install chromium for PNG figures (HTML figures are written anyway)"; \
 	fi
 
-# The robustness lab: 3 models x 3 seeds, a KL-weight sweep, the rms variants; refreshes the
-# default models in assets/models. Resumable: finished runs are skipped.
+# The robustness lab: per seed a base, then the baseline, Vittle (F), Vittle (L) and the noise-only
+# control fine-tuned from it (5 seeds); a KL-weight sweep, alpha 1, the unscaled regime and a positive
+# control on 3 seeds; refreshes the default models in assets/models. Two worker processes;
+# resumable: finished runs are skipped.
 lab: venv apt apt-figures
-	$(BIN)/vittle lab --out runs/lab --assets assets/models
+	$(BIN)/vittle lab --out runs/lab --assets assets/models --workers 2
 
-# The same pipeline in under 10 minutes (one seed, 150 steps on 300 images, a small slice).
+# The same pipeline in under 10 minutes (one seed, short training on 300 images, a small slice).
 lab-quick: venv apt apt-figures
-	$(BIN)/vittle lab --quick --out runs/lab-quick
+	$(BIN)/vittle lab --quick --out runs/lab-quick --workers 2
 
 clean:
 	rm -rf runs .pytest_cache

@@ -86,6 +86,28 @@ def bar_chart(values: Mapping[str, Mapping[str, tuple[float, float]]], title: st
     return fig
 
 
+def interval_chart(intervals: Mapping[str, Mapping[str, tuple[float, float, float]]], title: str,
+                   xaxis: str = "difference (points)") -> Any:
+    """Paired differences with their intervals: `intervals[comparison][condition]` =
+    (mean, low, high); one row per condition, one marker colour per comparison, a line at 0."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    conditions = list(dict.fromkeys(c for per in intervals.values() for c in per))
+    for index, (name, per) in enumerate(intervals.items()):
+        shown = [c for c in conditions if c in per]
+        means = [per[c][0] for c in shown]
+        fig.add_trace(go.Scatter(
+            x=means, y=shown, mode="markers", name=name, marker={"color": colour_for(name, index), "size": 9},
+            error_x={"type": "data", "symmetric": False, "array": [per[c][2] - per[c][0] for c in shown],
+                     "arrayminus": [per[c][0] - per[c][1] for c in shown]},
+            hovertemplate=f"{name}<br>%{{y}}<br>%{{x:+.2f}}<extra></extra>"))
+    fig.add_vline(x=0, line={"color": "#555", "dash": "dash"})
+    fig.update_layout(title=title, template="plotly_white", xaxis_title=xaxis, height=120 + 45 * len(conditions), width=900,
+                      yaxis={"autorange": "reversed"}, scattermode="group")
+    return fig
+
+
 def save_figure(fig: Any, path_stem: str | Path, png: bool = True, scale: float = 1.0) -> list[Path]:
     """Write `stem.html` (self-contained) and, when a Chromium is available, `stem.png`.
     Returns the files written; a missing browser skips the PNG with a clear message."""

@@ -14,7 +14,6 @@ model serves one request at a time (different models run in parallel).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -373,40 +372,54 @@ class DemoService:
 
     # ---------------------------------------------------------------- the lab's numbers
     def _lab_name(self, name: str) -> str | None:
-        metrics = Path(self.paths[name]) / "metrics.json"
+        """The lab arm a loaded model was exported from (its model card's data), if any."""
+        from analysis.lab.card import read_card
+
+        card = read_card(self.paths[name])
+        return card.name if card else None
+
+    def _lab(self) -> Any:
+        from analysis.lab import LabSummary
+
+        if not self.config.lab:
+            return None
         try:
-            return json.loads(metrics.read_text())["name"]
-        except (OSError, ValueError, KeyError):
+            return LabSummary.load(self.config.lab)
+        except (OSError, ValueError) as err:
+            logger.warning("no lab results: %s", err)
             return None
 
     def robustness(self, vittle: str = "vittle-f") -> tuple[str, Any]:
-        """The lab's table rows and severity curves for the loaded models (markdown, figure or None)."""
-        from analysis.lab import format_pair, severity_figure
+        """The lab's numbers and severity curves for the loaded models (markdown, figure or None)."""
+        from analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval, severity_figure
 
         self._check_vittle(vittle)
+        summary = self._lab()
         shown = {name: self._lab_name(name) for name in ("baseline", vittle)}
-        try:
-            models = json.loads(Path(self.config.lab).read_text())["models"] if self.config.lab else {}
-        except (OSError, ValueError, KeyError):
-            models = {}
-        found = {name: lab for name, lab in shown.items() if lab in models}
+        found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
         lines = []
         if found:
-            lines += ["Accuracy on easy-vqa test (exact match, %; mean ± std over the lab's training seeds; "
-                      "the app's models are seed 0). Source: docs/robustness-lab.md.", "",
-                      "| model | seeds | clean | yes/no | color | shape | visual avg | text avg | grounded visual avg |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            for name, lab in found.items():
-                m = models[lab]
-                lines.append(f"| {self.label(name)} | {len(m['seeds'])} | {format_pair(m['clean'])} | {format_pair(m['clean_yes/no'])} | "
-                             f"{format_pair(m['clean_color'])} | {format_pair(m['clean_shape'])} | {format_pair(m.get('visual_mean'))} | "
-                             f"{format_pair(m.get('text_mean'))} | {format_pair(m.get('visual_mean_grounded'))} |")
+            lines += [f"easy-vqa, {summary.slice['images']} test images: accuracy (%, mean ± std over the lab's seeds) on all clean "
+                      f"questions and on the colour and shape questions (grounded), clean and under each group of shifts. The app's "
+                      f"models are seed {summary.export_seed}, declared before any result. Source: docs/robustness-lab.md.", "",
+                      "| model | seeds | clean | clean, grounded | yes/no | " + " | ".join(GROUP_COLUMNS) + " |",
+                      "|---|---|---|---|---|" + "---|" * len(GROUP_COLUMNS)]
+            for name, arm_name in found.items():
+                arm = summary.arms[arm_name]
+                lines.append(f"| {self.label(name)} | {len(arm.seeds)} | {fmt(arm.clean.get('all'))} | {fmt(arm.clean.get('grounded'))} | "
+                             f"{fmt(arm.clean.get('yes/no'))} | " + " | ".join(fmt(arm.groups.get(g)) for g in GROUP_COLUMNS) + " |")
+            vittle_arm = summary.arms.get(found.get(vittle, ""))
+            if vittle_arm is not None and vittle_arm.versus_baseline:
+                lines += ["", f"{self.label(vittle)} minus the baseline fine-tuned from the same base (grounded accuracy, points; "
+                              "mean [95% paired bootstrap interval over seeds and questions], * excludes 0):", "",
+                          "| clean | " + " | ".join(GROUP_COLUMNS) + " |", "|---|" + "---|" * len(GROUP_COLUMNS),
+                          f"| {fmt_interval(vittle_arm.versus_baseline.get('clean'))} | "
+                          + " | ".join(fmt_interval(vittle_arm.versus_baseline.get(g)) for g in GROUP_COLUMNS) + " |"]
         for name in shown:
             if name not in found:
                 lines += ["", f"No lab results for {self.label(name)} ({self.paths[name]}): evaluate it with "
                               f"`vittle eval easyvqa --model PATH --specs paper`."]
         figure = None
         if found:
-            renamed = {self.label(n): models[lab] for n, lab in found.items()}
-            figure = severity_figure(renamed, list(renamed))
+            figure = severity_figure(summary, list(found.values()), {arm: self.label(name) for name, arm in found.items()})
         return "\n".join(lines).strip(), figure

@@ -132,7 +132,7 @@ def _dispatch(module: str, argv: list[str]) -> int:
     return entry.main(argv)
 
 
-EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab",
+EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab.cli",
             "analyze": "analysis.report.cli"}
 
 

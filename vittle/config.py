@@ -143,6 +143,12 @@ class ModelConfig:
     """"tiny-efficientnet" only: tie the Llama's input and output embeddings."""
     dtype: str = "auto"
     """Weights dtype when loading a checkpoint: "auto", "float32", "bfloat16" or "float16"."""
+    residual_rms: float = 0.0
+    """Before training, rescale the language model's residual stream so that the state at the
+    bottleneck layer has this per-dimension RMS on the first training samples, without changing
+    the logits (vittle.scale; Llama-style, untied embeddings). 0: leave the scale as it is. The
+    posterior's noise has unit variance, so the bottleneck constrains anything only at an RMS
+    of order 1, the scale of a pretrained LLM."""
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
@@ -151,6 +157,7 @@ class ModelConfig:
         _check_range("model.hidden_size", self.hidden_size, 0)
         _check_range("model.num_layers", self.num_layers, 0)
         _check_range("model.visual_grid", self.visual_grid, 0, 7)
+        _check_range("model.residual_rms", self.residual_rms, 0.0)
         if self.init == "compose" and not (self.vision_tower and self.language_model):
             raise ValueError("model.init='compose' needs model.vision_tower and model.language_model")
 

@@ -52,10 +52,19 @@ def read_conversations(json_path: str | Path, image_folder: str | Path | None = 
         raise DataError(f"{json_path} is not valid JSON: {err}") from err
     if not isinstance(samples, list):
         raise DataError(f"{json_path} must hold a JSON list of samples, found {type(samples).__name__}")
-    return [_validate(sample, index, json_path, folder) for index, sample in enumerate(samples)]
+    resolved: dict[str, Path | None] = {}  # many samples share an image: resolve and check each path once
+    return [_validate(sample, index, json_path, folder, resolved) for index, sample in enumerate(samples)]
 
 
-def _validate(sample: Any, index: int, json_path: Path, folder: Path) -> dict[str, Any]:
+def _image_path(folder: Path, relative: str, resolved: dict[str, Path | None]) -> Path | None:
+    """The absolute path of an image, or None if it is not a file (memoized in `resolved`)."""
+    if relative not in resolved:
+        path = (folder / relative).resolve()
+        resolved[relative] = path if path.is_file() else None
+    return resolved[relative]
+
+
+def _validate(sample: Any, index: int, json_path: Path, folder: Path, resolved: dict[str, Path | None]) -> dict[str, Any]:
     if not isinstance(sample, dict):
         raise DataError(f"{json_path}: sample #{index} is a {type(sample).__name__}, not an object")
     sample_id = str(sample.get("id", f"#{index}"))
@@ -73,9 +82,9 @@ def _validate(sample: Any, index: int, json_path: Path, folder: Path) -> dict[st
         turns.append((values[0], values[1]))
     image_path = None
     if sample.get("image"):
-        image_path = (folder / str(sample["image"])).resolve()
-        if not image_path.is_file():
-            raise DataError(f"{where}: image not found at {image_path}")
+        image_path = _image_path(folder, str(sample["image"]), resolved)
+        if image_path is None:
+            raise DataError(f"{where}: image not found at {(folder / str(sample['image'])).resolve()}")
         if not any(IMAGE_PLACEHOLDER in q for q, _ in turns):  # LLaVA puts the image first
             turns[0] = (f"{IMAGE_PLACEHOLDER}\n{turns[0][0]}", turns[0][1])
     elif any(IMAGE_PLACEHOLDER in q for q, _ in turns):

@@ -158,6 +158,8 @@ class Assistant:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         tokenizer = self.processor.tokenizer
         settings = self._greedy(max_new_tokens)
+        if _shared_images(images):  # several questions per image: encode each image's prefix once
+            return self._answer_shared(images, questions, max_new_tokens, batch_size, progress)
         answers: list[str] = []
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="answering", unit="batch", disable=not progress):
@@ -165,6 +167,75 @@ class Assistant:
             output = self.model.generate(**inputs, **settings)[:, inputs["input_ids"].shape[1] :]
             answers.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
         return answers
+
+    def _answer_shared(self, images: Sequence[ImageInput], questions: Sequence[str], max_new_tokens: int, batch_size: int,
+                       progress: bool) -> list[str]:
+        """Greedy answers where several questions share an image object: the prompt up to the
+        image's last token (system prompt, "USER:", the image tokens) is run once per image and
+        its KV cache shared by that image's questions; only the rest of each prompt runs per
+        question. The same answers as `generate` (the bottleneck acts per token, so the cached
+        prefix holds what it would have computed)."""
+        opened = [_as_image(image) for image in images]
+        pixels: dict[int, torch.Tensor] = {}
+        groups: dict[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]] = {}
+        for index, (image, question) in enumerate(zip(opened, questions, strict=True)):
+            if id(image) not in pixels:
+                pixels[id(image)] = self.images.pixel_values(image)
+            ids = encode_query(self.processor, self.images, image, question, self.system, pixel_values=pixels[id(image)])["input_ids"].tolist()
+            split = len(ids) - ids[::-1].index(self.model.config.image_token_id)  # after the last image token
+            groups.setdefault((id(image), tuple(ids[:split])), []).append((index, ids[split:]))
+        answers: list[str] = [""] * len(questions)
+        chunk: list[tuple[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]]] = []
+        bar = tqdm(total=len(questions), desc="answering", unit="question", disable=not progress)
+        for key, members in [*groups.items(), (None, [])]:
+            size = sum(len(m) for _, m in chunk)
+            if chunk and (key is None or size + len(members) > batch_size or len(key[1]) != len(chunk[0][0][1])):
+                for index, text in self._greedy_shared(chunk, pixels, max_new_tokens):
+                    answers[index] = text
+                bar.update(size)
+                chunk = []
+            if key is not None:
+                chunk.append((key, members))
+        bar.close()
+        return answers
+
+    def _greedy_shared(self, chunk: list, pixels: dict[int, torch.Tensor], max_new_tokens: int) -> list[tuple[int, str]]:
+        """One batch of `_answer_shared`: prefixes of equal length, each with its questions."""
+        device, dtype = self.device, next(self.model.parameters()).dtype
+        prefix = torch.tensor([list(key[1]) for key, _ in chunk], device=device)
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix),
+                         pixel_values=torch.stack([pixels[key[0]] for key, _ in chunk]).to(device, dtype), use_cache=True)
+        rows = [(row, index, suffix) for row, (_, members) in enumerate(chunk) for index, suffix in members]
+        cache = out.cache
+        cache.batch_select_indices(torch.tensor([row for row, _, _ in rows], device=device))
+        lengths = torch.tensor([len(suffix) for _, _, suffix in rows], device=device)
+        width, start = int(lengths.max()), prefix.shape[1]
+        suffix = torch.full((len(rows), width), self.pad_token_id, device=device)
+        for n, (_, _, ids) in enumerate(rows):
+            suffix[n, : len(ids)] = torch.tensor(ids, device=device)
+        mask = torch.cat([torch.ones(len(rows), start, dtype=torch.long, device=device),
+                          (torch.arange(width, device=device)[None] < lengths[:, None]).long()], dim=1)
+        positions = (start + torch.arange(width, device=device)).expand(len(rows), -1)
+        logits = self.model(input_ids=suffix, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True).logits
+        logits = logits[torch.arange(len(rows), device=device), lengths - 1]
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        tokens: list[list[int]] = [[] for _ in rows]
+        done = torch.zeros(len(rows), dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            logits[:, self.model.config.image_token_id] = float("-inf")  # as in `_greedy`: no image token without an image
+            chosen = logits.float().argmax(-1)
+            for n, token in enumerate(chosen.tolist()):
+                if not done[n]:
+                    tokens[n].append(token)
+            done |= torch.tensor([t in eos for t in chosen.tolist()], device=device)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=torch.long, device=device)], dim=1)
+            logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=(start + lengths + step)[:, None],
+                                cache=cache, use_cache=True).logits[:, -1]
+        decode = self.processor.tokenizer.decode
+        return [(index, decode(ids, skip_special_tokens=True).strip()) for (_, index, _), ids in zip(rows, tokens)]
 
     def _stream(self, inputs: dict[str, torch.Tensor], settings: dict[str, Any]) -> Iterator[str]:
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -232,6 +303,11 @@ class Assistant:
             rows.append(hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy())
         width = self.model.config.text_config.hidden_size
         return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
+
+
+def _shared_images(images: Sequence[ImageInput]) -> bool:
+    """True when every query has an image and some image object is asked more than once."""
+    return all(image is not None for image in images) and len({id(image) for image in images}) < len(images)
 
 
 def _as_image(image: ImageInput) -> Image.Image | None:

@@ -138,6 +138,23 @@ class VittleTrainer(Trainer):
         super().log(logs, start_time)
 
 
+def rescale_to(model: torch.nn.Module, dataset: ConversationDataset, target: float, samples: int = 64) -> None:
+    """Set the residual stream's RMS at the bottleneck layer to `target`, measured on the first
+    `samples` training samples (vittle.scale); the logits do not change."""
+    from vittle.scale import set_residual_rms
+
+    collate = ConversationCollator(dataset.processor.tokenizer.pad_token_id)
+    reference = next(model.parameters())
+    count = min(samples, len(dataset))
+    batches = []
+    for start in range(0, count, 16):
+        batch = collate([dataset[i] for i in range(start, min(start + 16, count))])
+        batch.pop("labels", None)
+        batches.append({k: v.to(reference.device, dtype=reference.dtype if v.is_floating_point() else None) for k, v in batch.items()})
+    before, after = set_residual_rms(model, batches, target)
+    logger.info("model.residual_rms=%g: RMS at the bottleneck layer %.3g -> %.3g", target, before, after)
+
+
 def _deepspeed_config(path: str) -> str | None:
     """The DeepSpeed JSON: as given, or a built-in one (zero2.json, zero3.json) by name."""
     if not path or Path(path).is_file():
@@ -195,6 +212,8 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
                                    cache_images=recipe.data.cache_images)
+    if recipe.model.residual_rms:
+        rescale_to(model, dataset, recipe.model.residual_rms)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = get_last_checkpoint(args.output_dir) if recipe.train.resume and Path(args.output_dir).is_dir() else None

@@ -69,3 +69,71 @@ def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequ
             })
         out[name] = entry
     return out
+
+
+@torch.no_grad()
+def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[str], batch_size: int = 32) -> dict[str, Any]:
+    """Does the answer use what passes the bottleneck layer? Three measures on real queries
+    (the KL per dimension says how far the posterior is from the prior, not whether the answer
+    reads it):
+
+    - `state_change` (Vittle only), per modality: the mean over tokens of
+      ||alpha (mu - h)|| / ||h||, how far the bottleneck moves each token's state at inference.
+      A posterior collapsed to the prior gives exactly alpha (the state is only shrunk), as
+      does the noise control.
+    - `answer_tv` and `answer_flips` (Vittle only): total-variation distance between the
+      next-token distributions at the answer position with the bottleneck off (alpha = 0) and
+      on (alpha_max), mean over queries, and the share of queries whose greedy first token
+      changes.
+    - `image_attention` (any model): the share of the answer position's attention that lands on
+      image tokens in the layers after the bottleneck layer, mean over heads, layers and queries.
+    """
+    from vittle.model import bottleneck_alpha, decoder_layers, get_bottleneck
+
+    if not questions:
+        raise ValueError("no queries to diagnose")
+    model = assistant.model
+    bottleneck = get_bottleneck(model)
+    layers = range(assistant.layer + 1, len(decoder_layers(model)))
+    totals: dict[str, float] = {"queries": 0, "tv": 0.0, "flips": 0, "attention": 0.0, "visual_change": 0.0, "visual_tokens": 0,
+                                "text_change": 0.0, "text_tokens": 0}
+    language_model = model.model.language_model
+    previous = language_model.config._attn_implementation
+    language_model.set_attn_implementation("eager")  # sdpa does not return attention weights; the vision tower is left as is
+    try:
+        for start in range(0, len(questions), batch_size):
+            inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
+            rows = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device)
+            last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the answer position
+            outputs = model(**inputs, output_attentions=bool(layers), use_cache=False)
+            visual = inputs["input_ids"] == model.config.image_token_id
+            totals["queries"] += len(rows)
+            if layers:
+                shares = [outputs.attentions[i][rows, :, last].float() for i in layers]  # (batch, heads, seq) each
+                on_image = torch.stack([(share * visual[:, None, :]).sum(-1).mean(-1) for share in shares])  # (layers, batch)
+                totals["attention"] += float(on_image.mean(0).sum())
+            if bottleneck is None:
+                continue
+            state = bottleneck.last
+            change = (state.output.float() - state.hidden.float()).norm(dim=-1) / state.hidden.float().norm(dim=-1).clamp_min(1e-12)
+            real = inputs["attention_mask"].bool()
+            for name, mask in (("visual", visual & real), ("text", ~visual & real)):
+                totals[f"{name}_change"] += float(change[mask].sum())
+                totals[f"{name}_tokens"] += int(mask.sum())
+            on = outputs.logits[rows, last].float().softmax(-1)
+            with bottleneck_alpha(model, 0.0):
+                off = model(**inputs, use_cache=False).logits[rows, last].float().softmax(-1)
+            totals["tv"] += float(0.5 * (on - off).abs().sum(-1).sum())
+            totals["flips"] += int((on.argmax(-1) != off.argmax(-1)).sum())
+    finally:
+        language_model.set_attn_implementation(previous)
+    n = totals["queries"]
+    out: dict[str, Any] = {"queries": n, "layers_after": list(layers),
+                           "image_attention": totals["attention"] / n if layers else None}
+    if bottleneck is not None:
+        out["answer_tv"] = totals["tv"] / n
+        out["answer_flips"] = totals["flips"] / n
+        for name in ("visual", "text"):
+            if totals[f"{name}_tokens"]:
+                out[f"{name}_state_change"] = totals[f"{name}_change"] / totals[f"{name}_tokens"]
+    return out

@@ -1,82 +1,169 @@
-"""The robustness lab end to end on a few steps: convert, train, evaluate a slice, report."""
+"""The robustness lab: the plan, the paired statistics, the typed summary, and a short lab end to end."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from analysis.lab import (
-    MAIN_RUNS,
-    VARIANT_RUNS,
-    Lab,
-    LabConfig,
-    main,
-    markdown,
-    model_card,
-)
+from analysis.evaluate import load_samples
+from analysis.lab import LabConfig, LabSummary, RunResult, paired_bootstrap, spec_group
+from analysis.lab.card import CardData, model_card
+from analysis.lab.cli import main
+from analysis.lab.stats import difference_matrix
 
 
-def test_planned_order_is_seed_major():
-    config = LabConfig(seeds=(0, 1), variant_seeds=(0,), sweep_seeds=(), groups=("main", "variant", "sweep"))
-    planned = [(run.name, seed) for run, seed in config.planned()]
-    assert planned == [("baseline", 0), ("vittle-f", 0), ("vittle-l", 0), ("baseline", 1), ("vittle-f", 1), ("vittle-l", 1),
-                       ("vittle-f-rms", 0), ("vittle-l-rms", 0)]
-    assert LabConfig.quick().planned() and all(seed == 0 for _, seed in LabConfig.quick().planned())
+def test_plan_is_seed_major_with_a_base_first_and_the_baseline_for_every_comparison():
+    config = LabConfig(seeds=(0, 1), sweep_seeds=(1, 2))
+    planned = [("base" if arm is None else arm.name, seed) for arm, seed in config.planned()]
+    main = ["baseline", "vittle-f", "vittle-l", "noise"]
+    extra = ["vittle-f-kl0.1x", "vittle-f-kl10x", "vittle-f-alpha1", "vittle-f-unscaled", "augmented"]
+    assert planned == ([("base", 0)] + [(a, 0) for a in main] + [("base", 1)] + [(a, 1) for a in main + extra]
+                       + [("base", 2)] + [(a, 2) for a in ["baseline", *extra]])
+    only = LabConfig(seeds=(0,), groups=("main",), only=("noise",)).planned()
+    assert [(None if a is None else a.name, s) for a, s in only] == [(None, 0), ("baseline", 0), ("noise", 0)]
+    quick = LabConfig.quick()
+    assert quick.overrides_for("base") == ["train.max_steps=300", "train.logging_steps=20"]
+    assert quick.overrides_for("arm") == ["train.max_steps=60", "train.logging_steps=20"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"groups": ("main", "extra")}, r"groups: unknown \['extra'\]; choose from main, sweep, control"),
+    ({"only": ("vittle-x",)}, r"unknown arm names \['vittle-x'\]"),
+    ({"overrides": ("arms:train.lr=1",)}, "override 'arms:train.lr=1': use key=value, base:key=value or arm:key=value"),
+    ({"slice_images": 0}, "slice_images=0 must be at least 1"),
+])
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LabConfig(**kwargs)
+
+
+def test_shift_groups_separate_label_keeping_from_colour_altering():
+    assert spec_group("gaussian_noise:3") == "visual, label-keeping"
+    assert spec_group("frost:5") == "visual, colour-altering" and spec_group("brightness:1") == "visual, colour-altering"
+    assert spec_group("word_delete:3") == "text, label-keeping" and spec_group("greek") == "text, translation"
+    assert spec_group("clean") is None and spec_group("frost:3+greek") is None
+
+
+def test_paired_bootstrap_recovers_a_known_difference_and_its_spread():
+    rng = np.random.default_rng(0)
+    seeds, questions = 5, 800
+    arm = [[rng.random(questions) < 0.80] for _ in range(seeds)]
+    base = [[rng.random(questions) < 0.78] for _ in range(seeds)]
+    interval = paired_bootstrap(difference_matrix(arm, base))
+    assert interval.low < interval.mean < interval.high
+    assert interval.low < 2.0 < interval.high + 1.0 and interval.half_width < 3.0
+    assert len(interval.per_seed) == seeds
+    # identical arms: exactly zero, and an interval of width zero
+    same = paired_bootstrap(difference_matrix(base, base))
+    assert same.mean == 0.0 and same.low == 0.0 and same.high == 0.0 and not same.excludes_zero()
+    # a constant shift of one question in every seed: mean = 100 / questions, the interval holds it
+    shifted = [[b[0].copy()] for b in base]
+    for s in shifted:
+        s[0][np.flatnonzero(~s[0])[0]] = True
+    one = paired_bootstrap(difference_matrix(shifted, base))
+    assert one.mean == pytest.approx(100 / questions) and one.low >= 0.0
+    with pytest.raises(ValueError, match="same, non-empty spec list"):
+        difference_matrix([[base[0][0]]], [[]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        paired_bootstrap(np.array([[np.nan]]))
+
+
+def test_model_card_is_filled_from_the_numbers():
+    card = CardData(
+        name="vittle-f", asset="tiny-vittle-f", label="Vittle (F)", description="Vittle with the fixed N(0, I) prior", seed=0,
+        recipe="tiny-easyvqa-vittle-f", overrides=[], commit="abc1234", train_device="CPU (2 threads)", train_minutes=3.25,
+        base_train_minutes=12.5, steps=500, batch=32, lr=1e-4, base_steps=2000, base_batch=32, base_lr=1e-3, depth=6, width=128,
+        layer=3, test_questions=9673,
+        clean={"all": 90.5, "grounded": 98.25, "color": 97.5, "shape": 99.0, "yes/no": 83.0, "yes_no_precision": 80.0,
+               "yes_no_recall": 70.0, "yes_no_f1": 74.7, "yes_no_yes_ratio": 44.0},
+        diagnostics={"hidden_rms_visual": 2.5, "hidden_rms_text": 3.0, "kl_visual": 0.12, "kl_text": 0.3, "visual_state_change": 0.21,
+                     "text_state_change": 0.3, "answer_tv": 0.04, "answer_flips": 0.02, "grounded_bottleneck_off": 97.0},
+        final_log={"ce": 0.1, "kl_v": 0.1, "kl_t": 0.2}, lab_seeds=5, label_keeping=[0.8, -0.1, 1.7])
+    text = model_card(card)
+    assert "# tiny-vittle-f: Vittle (F)" in text and "98.25% (colour 97.50%, shape 99.00%)" in text
+    assert "after layer 3 of 6 (0-based), so 2 layers read its output" in text
+    assert "+0.80 points [-0.10, +1.70]" in text and "2.0% of first tokens flip" in text
+    assert "6 layers x 128" in text and "2000 steps x batch 32 at learning rate 0.001" in text
+    assert CardData.from_json(json.loads(json.dumps(card.to_json()))) == card
+
+
+def _tiny_lab(tmp_path, **kwargs):
+    values = dict(
+        out=tmp_path / "lab", seeds=(0,), sweep_seeds=(), groups=("main",), slice_images=3, diagnostic_queries=4,
+        specs=("gaussian_noise:5", "frost:5", "char_typo:3"),  # a few shifts keep the test short
+        train_images=6, only=("vittle-f", "noise"), png=False, assets=tmp_path / "assets", card_images=4,
+        overrides=("model.hidden_size=32", "model.num_layers=3", "train.batch_size=4", "train.logging_steps=1",
+                   "base:train.max_steps=4", "arm:train.max_steps=3"))
+    values.update(kwargs)
+    return LabConfig(**values)
 
 
 @pytest.mark.slow
-def test_a_tiny_lab_trains_evaluates_and_reports(tmp_path):
-    config = LabConfig(out=tmp_path / "lab", seeds=(0,), variant_seeds=(0,), groups=("main", "variant"),
-                       runs=(MAIN_RUNS[0], MAIN_RUNS[1], VARIANT_RUNS[0]), specs="contrast:1,contrast:5,char_typo:3",
-                       clean_images=4, perturb_images=2, diagnostic_queries=8, train_images=6,
-                       overrides=("train.max_steps=3", "train.batch_size=4", "train.logging_steps=1"),
-                       assets=tmp_path / "assets", png=False)
-    summary = Lab(config).run()
-    assert set(summary["models"]) == {"baseline", "vittle-f", "vittle-f-rms"}
-    base, vittle = summary["models"]["baseline"], summary["models"]["vittle-f"]
-    assert set(vittle["specs"]) == {"clean", "contrast:1", "contrast:5", "char_typo:3"}
-    assert 0.0 <= vittle["clean"][0] <= 100.0 and vittle["clean"][1] == 0.0  # one seed: std 0
-    assert "accuracy_bottleneck_off" in vittle["diagnostics"] and "accuracy_bottleneck_off" not in base["diagnostics"]
-    assert "visual_kl" in vittle["diagnostics"] and "visual_kl" not in base["diagnostics"]
-    assert base["diagnostics"]["visual_hidden_rms"][0] > 0
-    metrics = json.loads((tmp_path / "lab" / "runs" / "vittle-f-s0" / "metrics.json").read_text())
-    assert metrics["recipe_config"]["bottleneck"]["prior"] == "fixed" and metrics["recipe_config"]["train"]["max_steps"] == 3
-    rms = json.loads((tmp_path / "lab" / "runs" / "vittle-f-rms-s0" / "metrics.json").read_text())
-    assert rms["recipe_config"]["bottleneck"]["scale"] == "rms"
+def test_a_short_lab_trains_compares_reports_and_exports(tmp_path):
+    from analysis.lab.runner import Lab
+
+    lab = Lab(_tiny_lab(tmp_path, workers=2))  # two processes share the plan, as `make lab` runs it
+    summary = lab.run()
+    assert isinstance(summary, LabSummary)
+    assert list(summary.arms) == ["baseline", "vittle-f", "noise"]
+    assert summary.slice["questions"] == len(lab.slice) and summary.slice["grounded"] == len(lab.grounded) > 0
+    base = summary.bases[0]
+    assert base.seed == 0 and base.depth == 3 and base.layer == 0 and base.hidden_rms["visual"] > 0
+    vittle, noise = summary.arms["vittle-f"], summary.arms["noise"]
+    assert set(vittle.shifted) == {"clean", "gaussian_noise:5", "frost:5", "char_typo:3"}
+    assert set(vittle.versus_baseline) >= {"clean", "visual, label-keeping", "visual, colour-altering", "text, label-keeping",
+                                           "label-keeping"}
+    interval = vittle.versus_baseline["label-keeping"]
+    assert interval.low <= interval.mean <= interval.high and len(interval.per_seed) == 1
+    assert vittle.diagnostics["kl_visual"].n == 1 and "answer_tv" in vittle.diagnostics and "image_attention" in vittle.diagnostics
+    assert noise.diagnostics["kl_visual"].mean == 0.0 and noise.diagnostics["visual_state_change"].mean == pytest.approx(0.5)
+    assert "answer_tv" not in summary.arms["baseline"].diagnostics
+    # each arm started from the seed's base, with the same steps
+    result = RunResult.load(tmp_path / "lab" / "runs" / "vittle-f-s0" / "result.json")
+    assert result.recipe_config["model"]["init"] == str(tmp_path / "lab" / "runs" / "base-s0" / "model")
+    assert result.recipe_config["train"]["max_steps"] == 3 and len(result.hits["clean"]) == len(lab.grounded)
+    assert len(result.clean_predictions) == len(lab.slice)
+    # typed JSON round trip, markdown from it
+    again = LabSummary.load(tmp_path / "lab" / "lab.json")
+    assert again == summary
     text = (tmp_path / "lab" / "lab.md").read_text()
-    assert text == markdown(summary) and "| vittle-f-rms |" in text and "| contrast:5 |" in text
-    figures = sorted(p.name for p in (tmp_path / "lab" / "figures").iterdir())
-    assert "severity-main.html" in figures and "severity-main-grounded.html" in figures and "text-main.html" in figures
-    assets = sorted(p.name for p in (tmp_path / "assets").iterdir())
-    assert assets == ["tiny-baseline", "tiny-vittle-f"]
-    card = (tmp_path / "assets" / "tiny-vittle-f" / "README.md").read_text()
-    assert "KL" in card and "clean accuracy" in card and "EfficientNet-Lite0" in card
+    assert "| Vittle (F) | 1 |" in text and "| gaussian_noise:5 |" in text and "Paired differences" in text
+    # exported models: cards from measured numbers, loadable
+    assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == ["tiny-baseline", "tiny-vittle-f"]
+    card = CardData.load(tmp_path / "assets" / "tiny-vittle-f" / "metrics.json")
+    assert card.test_questions == len(load_samples("easyvqa", 4)) and card.layer == 0 and card.depth == 3
     from vittle.inference import Assistant
 
-    loaded = Assistant.load(tmp_path / "assets" / "tiny-vittle-f", device="cpu")
-    assert loaded.has_bottleneck and loaded.system == ""
+    assert Assistant.load(tmp_path / "assets" / "tiny-vittle-f", device="cpu").has_bottleneck
     # a second call trains nothing: every run is read back
-    before = metrics["train_seconds"]
-    again = Lab(config).run()
-    assert json.loads((tmp_path / "lab" / "runs" / "vittle-f-s0" / "metrics.json").read_text())["train_seconds"] == before
-    assert again["models"]["vittle-f"]["clean"] == vittle["clean"]
+    stamp = (tmp_path / "lab" / "runs" / "vittle-f-s0" / "result.json").stat().st_mtime_ns
+    lab2 = Lab(_tiny_lab(tmp_path, assets=None))
+    assert lab2.run().arms["vittle-f"].clean == vittle.clean
+    assert (tmp_path / "lab" / "runs" / "vittle-f-s0" / "result.json").stat().st_mtime_ns == stamp
 
 
-def test_model_card_reports_the_numbers():
-    metrics = {"name": "vittle-f", "description": "Vittle (F)", "recipe": "tiny-easyvqa-vittle-f", "overrides": [], "seed": 0,
-               "commit": "abc", "device": "cpu", "train_seconds": 360.0,
-               "recipe_config": {"train": {"max_steps": 2000, "batch_size": 32}, "model": {"num_layers": 4, "hidden_size": 128}},
-               "clean": {"n": 10, "accuracy": 90.0, "by_kind": {"color": 80.0}, "yes_no": {"accuracy": 85.0, "precision": 1.0,
-                                                                                           "recall": 2.0, "f1": 3.0, "yes_ratio": 4.0}},
-               "final_log": {"ce": 0.2, "kl_v": 1e-4, "kl_t": 2e-4},
-               "diagnostics": {"threshold": 0.01, "visual": {"kl": 1e-4, "active_share": 0.0, "hidden_rms": 4.5},
-                               "accuracy_bottleneck_off": 89.5}}
-    card = model_card(metrics)
-    assert "90.00%" in card and "6.0 min" in card and "0.0% active dims" in card and "89.50%" in card
+def test_claims_keep_two_processes_off_the_same_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from analysis.lab.runner import alive_claim, claim, release
+
+    folder = tmp_path / "run"
+    assert claim(folder) and alive_claim(folder) and (folder / ".claim").read_text() == str(os.getpid())
+    assert not claim(folder)  # held by a live process (this one)
+    release(folder)
+    assert not alive_claim(folder) and claim(folder)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (folder / ".claim").write_text(dead)  # a worker that died mid-run
+    assert not alive_claim(folder) and claim(folder)  # its run is taken over
+    assert (folder / ".claim").read_text() == str(os.getpid())
 
 
 def test_bad_arguments_are_clear_errors(capsys):
     assert main(["--groups", "main,extra", "--out", "/tmp/never"]) == 2
-    assert "--groups: unknown ['extra']" in capsys.readouterr().err
+    assert "groups: unknown ['extra']" in capsys.readouterr().err
     assert main(["--seeds", "a,b"]) == 2
+    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import easy_vqa
 import numpy as np
@@ -120,10 +119,15 @@ def test_clean_query_has_no_shift_panels(service):
 
 
 def test_robustness_reads_the_lab(service):
+    from analysis.lab import LabSummary
+
     table, figure = service.robustness("vittle-l")
-    lab = json.loads(service.config.lab.read_text())["models"]
+    lab = LabSummary.load(service.config.lab)
     assert "| Baseline |" in table and "| Vittle (L) |" in table
-    assert f"{lab['vittle-l']['clean'][0]:.1f} ± {lab['vittle-l']['clean'][1]:.1f}" in table
+    clean = lab.arms["vittle-l"].clean["all"]
+    assert f"| Vittle (L) | {clean.n} | {clean.mean:.1f} ± {clean.std:.1f} |" in table
+    difference = lab.arms["vittle-l"].versus_baseline["label-keeping"]
+    assert f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]" in table  # the paired interval
     assert {trace.name for trace in figure.data} - {None} == {"Baseline", "Vittle (L)"}
 
 

@@ -101,6 +101,22 @@ def test_answer_batch_equals_one_by_one_answers(vittle_assistant, image):
         vittle_assistant.answer_batch([image, image], ["q"])
 
 
+def test_questions_sharing_an_image_run_its_prefix_once_with_the_same_answers(vittle_assistant, image, monkeypatch):
+    from PIL import Image
+
+    other = Image.new("RGB", (20, 50), (10, 200, 30))
+    images = [image, other, image, other, image]
+    questions = ["What colour is the shape?", "Is there a circle?", "Shape?", "What is it? Tell me in a long sentence", "Is it red?"]
+    model = vittle_assistant.model
+    calls = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(k["input_ids"].shape) or original(*a, **k))
+    shared = vittle_assistant.answer_batch(images, questions, max_new_tokens=6, batch_size=5)
+    assert calls[0][0] == 2 and calls[1][0] == 5  # two images' prefixes once, then the five questions' suffixes
+    monkeypatch.undo()
+    assert shared == [vittle_assistant.answer(i, q, max_new_tokens=6) for i, q in zip(images, questions)]
+
+
 def test_a_model_config_system_prompt_changes_the_prompt(vittle_assistant, image):
     from vittle.template import SYSTEM_PROMPT, SYSTEM_PROMPT_KEY
 

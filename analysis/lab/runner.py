@@ -1,0 +1,367 @@
+"""Train and evaluate what the plan lists; resumable; one process, so the frozen tower's
+features and the perturbed inputs are computed once and shared by every model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from analysis.evaluate.scoring import GROUNDED_KINDS, normalize_answer
+from analysis.lab.plan import BASE_RECIPE, Arm, LabConfig, lab_specs
+from analysis.lab.results import LabSummary, RunResult
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 64
+MAX_NEW_TOKENS = 4  # easy-vqa answers are one word
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict[str, str]:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    return {"device": device, "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}
+
+
+def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of ce, kl_v, kl_t, alpha and loss."""
+    final: dict[str, float] = {}
+    for entry in history:
+        for key in ("ce", "kl_v", "kl_t", "alpha", "loss"):
+            if key in entry:
+                final[key] = float(entry[key])
+    return final
+
+
+def hits_string(predictions: Sequence[str], answers: Sequence[str]) -> str:
+    return "".join("1" if normalize_answer(p) == normalize_answer(a) else "0" for p, a in zip(predictions, answers, strict=True))
+
+
+def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, seed: int = 0) -> Path:
+    """Write `target`: the samples of `source` with the images of a `share` of the train images
+    replaced by a copy under one of the label-keeping visual shifts at severity 1..5, chosen
+    per image with a fixed seed."""
+    import random
+
+    from analysis.lab.plan import SHIFT_GROUPS
+    from analysis.perturb import apply
+    from vittle.data import load_image
+
+    samples = json.loads(source.read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    replaced: dict[str, str] = {}
+    for path in sorted({s["image"] for s in samples}):
+        if rng.random() >= share:
+            continue
+        spec = f"{rng.choice(SHIFT_GROUPS['visual, label-keeping'])}:{rng.randint(1, 5)}"
+        name = f"{Path(path).stem}-{spec.replace(':', '-')}.png"
+        if not (image_dir / name).exists():
+            shifted = apply(spec, image=load_image(source.parent / path), seed=seed + len(replaced))[0]
+            shifted.save(image_dir / name)
+        replaced[path] = str((image_dir / name).relative_to(source.parent))
+    out = [{**s, "image": replaced.get(s["image"], s["image"])} for s in samples]
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(out), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def claim(folder: Path) -> bool:
+    """Take `folder`'s run for this process; False if a live process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".claim"
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if alive_claim(folder):
+                return False
+            path.unlink(missing_ok=True)  # its process is gone: take over
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(str(os.getpid()))
+        return True
+    return False
+
+
+def alive_claim(folder: Path) -> bool:
+    """True if `folder`'s run is claimed by a process that is still running."""
+    try:
+        pid = int((folder / ".claim").read_text() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release(folder: Path) -> None:
+    (folder / ".claim").unlink(missing_ok=True)
+
+
+def _worker(config: LabConfig, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {os.getpid()} %(name)s: %(message)s")
+    lab = Lab(config)
+    lab.work(config.planned())
+
+
+def run_workers(config: LabConfig) -> None:
+    """`config.workers` processes share the plan, each with its share of the CPU threads
+    (small models train faster as two one-thread processes than as one two-thread one)."""
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=(config, threads), name=f"vittle-lab-{i}") for i in range(config.workers)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    failed = [p.name for p in workers if p.exitcode]
+    if failed:
+        raise RuntimeError(f"lab worker(s) {', '.join(failed)} failed; their error is in the log above (rerun to resume)")
+
+
+class Lab:
+    def __init__(self, config: LabConfig):
+        from analysis.evaluate import Variants, expand_specs, load_samples
+
+        self.config = config
+        self.specs = lab_specs(config.severities) if not config.specs else expand_specs(list(config.specs))
+        self.slice = load_samples("easyvqa", config.slice_images)
+        self.grounded = [s for s in self.slice if s["kind"] in GROUNDED_KINDS]
+        if not self.grounded:
+            raise ValueError(f"the first {config.slice_images} test images have no colour or shape question")
+        self.clean_variants = Variants(self.slice)
+        self.variants = Variants(self.grounded)
+        self.data_dir = config.out / "data"
+
+    # ------------------------------------------------------------------ running
+    def folder(self, arm: Arm | None, seed: int) -> Path:
+        return self.config.out / "runs" / f"{'base' if arm is None else arm.name}-s{seed}"
+
+    def train_data(self, kind: str = "train") -> Path:
+        """The training JSON: easy-vqa's train split, or ("augmented") the same with the images
+        of half the train images replaced by a blurred or noised copy (one of the label-keeping
+        visual shifts at a random severity, fixed per image)."""
+        from vittle.easyvqa import convert
+
+        path = self.data_dir / "train.json"
+        if not path.exists():
+            convert(self.data_dir, "train", limit=self.config.train_images)
+        if kind == "train":
+            return path
+        if kind != "augmented":
+            raise ValueError(f"unknown training data {kind!r}; choose train or augmented")
+        target = self.data_dir / "train-augmented.json"
+        if not target.exists():
+            augment(path, target, self.data_dir / "images" / "augmented")
+        return target
+
+    def run(self, report_only: bool = False) -> LabSummary | list[str]:
+        """Train and evaluate every planned run not done yet (with `config.workers` processes),
+        then write lab.json, lab.md and the figures. With `report_only`, train nothing: report
+        the finished runs. With `config.train_only`, train and return the run ids."""
+        from analysis.lab.report import write_report
+
+        config = self.config
+        config.out.mkdir(parents=True, exist_ok=True)
+        planned = config.planned()
+        if not planned:
+            raise ValueError("the lab has nothing to run: no seeds for the selected groups")
+        started = time.perf_counter()
+        if not report_only:
+            if config.workers > 1:
+                run_workers(config)
+            else:
+                self.work(planned, progress=True)
+        ids = [f"{'base' if arm is None else arm.name}-s{seed}" for arm, seed in planned]
+        if config.train_only:
+            return ids
+        results = [self.result(arm, seed) for arm, seed in planned]
+        missing = [run_id for run_id, result in zip(ids, results) if result is None]
+        results = [r for r in results if r is not None]
+        if missing and not report_only:
+            raise RuntimeError(f"runs not finished: {', '.join(missing)} (see the log; rerun to resume)")
+        if not results:
+            raise ValueError(f"no finished runs in {config.out / 'runs'}")
+        from analysis.lab.summary import summarize
+
+        summary = summarize(results, self, planned, seconds=time.perf_counter() - started)
+        write_report(summary, config.out, png=config.png)
+        if config.assets is not None:
+            from analysis.lab.card import export_assets
+
+            export_assets(results, summary, config, device=config.device)
+        return summary
+
+    def result(self, arm: Arm | None, seed: int) -> RunResult | None:
+        """A finished run's result, checked against this lab's slice; None if not finished."""
+        path = self.folder(arm, seed) / "result.json"
+        if not path.exists():
+            return None
+        result = RunResult.load(path)
+        if len(result.clean_predictions) != len(self.slice) or len(result.hits["clean"]) != len(self.grounded):
+            raise ValueError(f"{path} was evaluated on another slice ({len(result.clean_predictions)} questions, not "
+                             f"{len(self.slice)}): use the same --slice-images, or another --out")
+        return result
+
+    def done(self, arm: Arm | None, seed: int) -> bool:
+        folder = self.folder(arm, seed)
+        return (folder / ("train_log.json" if self.config.train_only else "result.json")).exists()
+
+    def work(self, planned: Sequence[tuple[Arm | None, int]], progress: bool = False) -> None:
+        """Run what is not done, in plan order; a run waits for its seed's base. Several
+        processes may share the plan: each claims a run before starting it (a claim file
+        with its process id; a dead process's claim is taken over)."""
+        bar = tqdm(total=len(planned), desc="lab runs", unit="run", disable=not progress)
+        bar.update(sum(self.done(arm, seed) for arm, seed in planned))
+        while True:
+            todo = [(arm, seed) for arm, seed in planned if not self.done(arm, seed)]
+            if not todo:
+                break
+            ready = [(arm, seed) for arm, seed in todo if arm is None or (self.folder(None, seed) / "train_log.json").exists()]
+            claimed = next(((arm, seed) for arm, seed in ready if claim(self.folder(arm, seed))), None)
+            if claimed is None:  # everything left runs elsewhere or waits for a base
+                if not any(alive_claim(self.folder(arm, seed)) for arm, seed in todo):
+                    waiting = ", ".join(self.folder(arm, seed).name for arm, seed in todo)
+                    raise RuntimeError(f"nothing left can run: {waiting} wait for a base that did not finish")
+                time.sleep(5)
+                continue
+            try:
+                self.run_one(*claimed)
+            finally:
+                release(self.folder(*claimed))
+            bar.update(1)
+        bar.close()
+
+    def run_one(self, arm: Arm | None, seed: int) -> RunResult | None:
+        folder = self.folder(arm, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        if arm is None:
+            recipe, overrides = BASE_RECIPE, [f"model.seed={seed}", *self.config.overrides_for("base")]
+        else:
+            base = self.folder(None, seed) / "model"
+            if not (base / "config.json").exists():
+                raise RuntimeError(f"{arm.name} seed {seed} needs its base {base}, which is missing")
+            recipe, overrides = arm.recipe, [*arm.overrides, f"model.init={base}", *self.config.overrides_for("arm")]
+        data = self.train_data("train" if arm is None else arm.data)
+        trained = self.train(recipe, [*overrides, f"train.seed={seed}", f"data.path={data}"], folder)
+        if self.config.train_only:
+            return None
+        result = self.evaluate(arm, seed, recipe, trained)
+        result.save(folder / "result.json")
+        return result
+
+    def train(self, recipe_name: str, overrides: list[str], folder: Path) -> dict[str, Any]:
+        """Train once: a finished training leaves train_log.json (with --train-only, maybe
+        on another machine) and is not repeated."""
+        import dataclasses
+
+        from analysis.report import to_jsonable
+        from vittle.settings import load_recipe
+        from vittle.trainer import train
+
+        log_path = folder / "train_log.json"
+        recipe = load_recipe(recipe_name, [*overrides, f"train.output_dir={folder / 'model'}", "data.synthetic=''"])
+        if log_path.exists():
+            return json.loads(log_path.read_text())
+        tic = time.perf_counter()
+        history = train(recipe)["log_history"]
+        trained = {"history": history, "train_seconds": round(time.perf_counter() - tic, 1), "train_device": environment()["device"],
+                   "overrides": overrides, "recipe_config": to_jsonable(dataclasses.asdict(recipe))}
+        log_path.write_text(json.dumps(trained, indent=1))
+        return trained
+
+    # ------------------------------------------------------------------ measuring
+    def evaluate(self, arm: Arm | None, seed: int, recipe: str, trained: dict[str, Any]) -> RunResult:
+        from vittle.inference import Assistant
+
+        folder = self.folder(arm, seed)
+        assistant = Assistant.load(folder / "model", device=self.config.device)
+        tic = time.perf_counter()
+        images, questions = self.clean_variants.get("clean")
+        predictions = assistant.answer_batch(images, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+        answers = [s["answer"] for s in self.grounded]
+        grounded_index = [i for i, s in enumerate(self.slice) if s["kind"] in GROUNDED_KINDS]
+        hits = {"clean": hits_string([predictions[i] for i in grounded_index], answers)}
+        specs = self.specs[1:] if arm is not None else []  # a base is measured clean only
+        for batch in tqdm(self.spec_batches(specs), desc=f"{'base' if arm is None else arm.name}-s{seed} shifts", unit="batch", leave=False):
+            images_, questions_ = [], []
+            for spec in batch:
+                spec_images, spec_questions = self.variants.get(spec)
+                images_ += spec_images
+                questions_ += spec_questions
+            outputs = assistant.answer_batch(images_, questions_, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+            for k, spec in enumerate(batch):
+                hits[spec] = hits_string(outputs[k * len(answers) : (k + 1) * len(answers)], answers)
+        diagnostics = self.diagnose(assistant)
+        return RunResult(
+            name="base" if arm is None else arm.name, seed=seed, group="base" if arm is None else arm.group, recipe=recipe,
+            overrides=list(trained.get("overrides", [])), model_dir=str(folder / "model"),
+            train_seconds=float(trained["train_seconds"]), train_device=str(trained.get("train_device", "?")),
+            eval_seconds=round(time.perf_counter() - tic, 1), eval_device=str(assistant.device), commit=git_commit(),
+            final_log=final_log(trained["history"]), clean_predictions=predictions, hits=hits, diagnostics=diagnostics,
+            layer=assistant.layer, recipe_config=trained.get("recipe_config", {}),
+        )
+
+    @staticmethod
+    def spec_batches(specs: Sequence[str]) -> list[list[str]]:
+        """The text-only shifts in one batch (they keep the clean images, so each image's prompt
+        prefix is computed once for all of them), every other spec alone."""
+        from analysis.perturb import parse_spec
+
+        text = [spec for spec in specs if parse_spec(spec).visual is None]
+        return ([text] if text else []) + [[spec] for spec in specs if spec not in text]
+
+    def diagnose(self, assistant: Any) -> dict[str, float]:
+        """Posterior statistics and the use measures on clean colour/shape queries; grounded
+        accuracy with the bottleneck switched off."""
+        from analysis.evaluate.diagnostics import posterior_diagnostics, use_diagnostics
+        from vittle.model import bottleneck_alpha
+
+        images, questions = self.variants.get("clean")
+        count = min(self.config.diagnostic_queries, len(questions))
+        out: dict[str, float] = {}
+        posterior = posterior_diagnostics(assistant, images[:count], questions[:count])
+        for modality in ("visual", "text"):
+            for key, value in posterior.get(modality, {}).items():
+                if key != "tokens":
+                    out[f"{key}_{modality}"] = float(value)
+        for key, value in use_diagnostics(assistant, images[:count], questions[:count]).items():
+            if isinstance(value, (int, float)) and key != "queries":
+                out[key] = float(value)
+        if assistant.has_bottleneck:
+            with bottleneck_alpha(assistant.model, 0.0):
+                off = assistant.answer_batch(images, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+            hits = hits_string(off, [s["answer"] for s in self.grounded])
+            out["grounded_bottleneck_off"] = 100.0 * hits.count("1") / len(hits)
+        return out
