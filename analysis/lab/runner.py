@@ -1,11 +1,11 @@
-"""Train and evaluate what the plan lists; resumable; one process, so the frozen tower's
-features and the perturbed inputs are computed once and shared by every model."""
+"""Train and evaluate what the plan lists; resumable. Each process computes the frozen tower's
+features and the perturbed inputs once and shares them between the models it runs; several
+processes share the plan through claim files (`--workers`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -85,71 +85,6 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
     return target
 
 
-def claim(folder: Path) -> bool:
-    """Take `folder`'s run for this process; False if a live process holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".claim"
-    for _ in range(2):
-        try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if alive_claim(folder):
-                return False
-            path.unlink(missing_ok=True)  # its process is gone: take over
-            continue
-        with os.fdopen(handle, "w") as file:
-            file.write(str(os.getpid()))
-        return True
-    return False
-
-
-def alive_claim(folder: Path) -> bool:
-    """True if `folder`'s run is claimed by a process that is still running."""
-    try:
-        pid = int((folder / ".claim").read_text() or 0)
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def release(folder: Path) -> None:
-    (folder / ".claim").unlink(missing_ok=True)
-
-
-def _worker(config: LabConfig, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {os.getpid()} %(name)s: %(message)s")
-    lab = Lab(config)
-    lab.work(config.planned())
-
-
-def run_workers(config: LabConfig) -> None:
-    """`config.workers` processes share the plan, each with its share of the CPU threads
-    (small models train faster as two one-thread processes than as one two-thread one)."""
-    import multiprocessing
-
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(config, threads), name=f"vittle-lab-{i}") for i in range(config.workers)]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join()
-    failed = [p.name for p in workers if p.exitcode]
-    if failed:
-        raise RuntimeError(f"lab worker(s) {', '.join(failed)} failed; their error is in the log above (rerun to resume)")
-
-
 class Lab:
     def __init__(self, config: LabConfig):
         from analysis.evaluate import Variants, expand_specs, load_samples
@@ -200,6 +135,8 @@ class Lab:
         started = time.perf_counter()
         if not report_only:
             if config.workers > 1:
+                from analysis.lab.workers import run_workers
+
                 run_workers(config)
             else:
                 self.work(planned, progress=True)
@@ -242,6 +179,8 @@ class Lab:
         """Run what is not done, in plan order; a run waits for its seed's base. Several
         processes may share the plan: each claims a run before starting it (a claim file
         with its process id; a dead process's claim is taken over)."""
+        from analysis.lab.workers import alive_claim, claim, release
+
         bar = tqdm(total=len(planned), desc="lab runs", unit="run", disable=not progress)
         bar.update(sum(self.done(arm, seed) for arm, seed in planned))
         while True:

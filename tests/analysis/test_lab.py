@@ -149,7 +149,7 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     import subprocess
     import sys
 
-    from analysis.lab.runner import alive_claim, claim, release
+    from analysis.lab.workers import alive_claim, claim, release
 
     folder = tmp_path / "run"
     assert claim(folder) and alive_claim(folder) and (folder / ".claim").read_text() == str(os.getpid())
