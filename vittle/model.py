@@ -72,7 +72,8 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
 
     Returns the model. The bottleneck takes the dtype and device of that layer, and its MLPs
     start from the language model's own initialisation (normal with the config's
-    `initializer_range`, zero bias), as they would if they were built inside the model.
+    `initializer_range`, zero bias), as they would if they were built inside the model, unless
+    `config.init_std` says otherwise.
     Raises ValueError if one is attached already, the layer does not exist, or it is the last
     layer (`allow_last_layer` permits that only to load checkpoints trained that way).
     """
@@ -87,7 +88,8 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
     config = dataclasses.replace(config, layer=layer)
     reference = next(layers[layer].parameters())
     text_config = model.config.text_config
-    bottleneck = VittleBottleneck(config, text_config.hidden_size, init_std=getattr(text_config, "initializer_range", 0.02))
+    init_std = config.init_std if config.init_std is not None else getattr(text_config, "initializer_range", 0.02)
+    bottleneck = VittleBottleneck(config, text_config.hidden_size, init_std=init_std)
     bottleneck = bottleneck.to(device=reference.device, dtype=reference.dtype)
     bottleneck.train(model.training)  # a new module starts in training mode; follow the model
     model.add_module(BOTTLENECK_ATTR, bottleneck)

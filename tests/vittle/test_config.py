@@ -21,6 +21,8 @@ from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfi
         ({"logvar_clamp": 0.0}, "logvar_clamp=0 would fix the variance"),
         ({"kl_weight": "0.1"}, "kl_weight='0.1' must be a number"),
         ({"kind": "dropout"}, "kind='dropout' is not allowed; choose one of ib, noise"),
+        ({"init_std": -0.1}, "init_std=-0.1 is out of range"),
+        ({"init_std": 0.0}, "init_std=0 would start both MLPs at exactly 0"),
         ({"kind": "noise", "prior": "learnable"}, "kind='noise' draws from the fixed N.0, I.; prior='learnable' has nothing to learn"),
     ],
 )

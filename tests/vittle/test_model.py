@@ -140,6 +140,17 @@ def test_save_and_load_round_trip(tiny, image, tmp_path, prior):
         torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=1e-6, atol=1e-6)
 
 
+def test_posterior_init_follows_the_llm_unless_told(tiny):
+    model, _ = tiny
+    assert model.config.text_config.initializer_range == pytest.approx(0.02)
+    attach_bottleneck(model)
+    assert get_bottleneck(model).visual.fc1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    detach_bottleneck(model)
+    attach_bottleneck(model, BottleneckConfig(init_std=0.1))
+    assert get_bottleneck(model).text.fc2.weight.std().item() == pytest.approx(0.1, rel=0.1)
+    assert model.config.vittle["init_std"] == 0.1  # saved with the checkpoint's config
+
+
 def test_noise_control_saves_no_weights_and_loads_back(tiny, image, tmp_path):
     model, processor = tiny
     attach_bottleneck(model, BottleneckConfig(kind="noise"))
