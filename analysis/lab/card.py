@@ -32,7 +32,7 @@ MODEL_CARD_TEMPLATE = """# {asset}: {label}
    (the paper fine-tunes at 2e-5 from a pretrained LLM). The baseline, Vittle (F), Vittle (L) and the noise-only
    control of the same seed share the base, the data, the data order and the steps.
 
-The seed ({seed}) was declared before any shifted result was seen. Robustness over {lab_seeds} seeds, with
+The seed ({seed}) was declared before any shifted result was seen. Robustness over {lab_seeds}, with
 paired intervals: docs/robustness-lab.md.
 
 ## How it differs from LLaVA-1.5
@@ -111,8 +111,12 @@ def _rows(card: CardData) -> str:
         ]
     if card.label_keeping:
         mean, low, high = card.label_keeping
-        rows.append((f"minus the baseline under label-keeping shifts ({card.lab_seeds} seeds)", f"{mean:+.2f} points [{low:+.2f}, {high:+.2f}]"))
+        rows.append((f"minus the baseline under label-keeping shifts ({_seeds(card.lab_seeds)})", f"{mean:+.2f} points [{low:+.2f}, {high:+.2f}]"))
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def model_card(card: CardData) -> str:
@@ -121,7 +125,7 @@ def model_card(card: CardData) -> str:
         asset=card.asset, label=card.label, description_sentence=card.description[:1].upper() + card.description[1:] + ".",
         rows=_rows(card), seed=card.seed, base_steps=card.base_steps, base_batch=card.base_batch, base_lr=card.base_lr,
         recipe=card.recipe, overrides=" " + " ".join(f"`{o}`" for o in card.overrides) if card.overrides else "",
-        steps=card.steps, batch=card.batch, lr=card.lr, lab_seeds=card.lab_seeds, depth=card.depth, width=card.width,
+        steps=card.steps, batch=card.batch, lr=card.lr, lab_seeds=_seeds(card.lab_seeds), depth=card.depth, width=card.width,
         layer=card.layer, after=after, yes_no=card.clean["yes/no"], yes_ratio=card.clean["yes_no_yes_ratio"],
     )
 

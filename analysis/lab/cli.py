@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vittle lab: trained {', '.join(outcome)}", file=sys.stderr)
         return 0
     print(markdown(outcome))
-    print(f"vittle lab: wrote {config.out / 'lab.json'}, {config.out / 'lab.md'} and figures in {outcome.seconds / 60:.1f} min",
-          file=sys.stderr)
+    took = "" if args.report_only else f" in {outcome.seconds / 60:.1f} min"
+    print(f"vittle lab: wrote {config.out / 'lab.json'}, {config.out / 'lab.md'} and figures{took}", file=sys.stderr)
     return 0
 
 

@@ -69,7 +69,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
         page.wait_for_selector(selector, timeout=20_000)
     assert page.locator("#tokens span[title^='posterior variance']").count() > 5
     assert "| Vittle (F) |" not in page.inner_text("#robustness-table")  # rendered as a table, not raw markdown
-    assert page.locator("#robustness-table table tr").count() == 3
+    assert page.locator("#robustness-table table tr").count() == 5  # two rows and the header; one paired row and its header
     assert errors == []
     if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])

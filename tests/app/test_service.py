@@ -120,12 +120,13 @@ def test_clean_query_has_no_shift_panels(service):
 
 def test_robustness_reads_the_lab(service):
     from analysis.lab import LabSummary
+    from analysis.lab.report import fmt
 
     table, figure = service.robustness("vittle-l")
     lab = LabSummary.load(service.config.lab)
     assert "| Baseline |" in table and "| Vittle (L) |" in table
     clean = lab.arms["vittle-l"].clean["all"]
-    assert f"| Vittle (L) | {clean.n} | {clean.mean:.1f} ± {clean.std:.1f} |" in table
+    assert f"| Vittle (L) | {clean.n} | {fmt(clean)} |" in table  # mean ± std over seeds (the mean alone for one seed)
     difference = lab.arms["vittle-l"].versus_baseline["label-keeping"]
     assert f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]" in table  # the paired interval
     assert {trace.name for trace in figure.data} - {None} == {"Baseline", "Vittle (L)"}
