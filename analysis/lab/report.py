@@ -68,6 +68,15 @@ def markdown(summary: LabSummary) -> str:
         lines += ["", "Per seed (label-keeping): " + "; ".join(
             f"{a.label} " + ", ".join(f"{v:+.1f}" for v in a.versus_baseline["label-keeping"].per_seed)
             for a in compared.values() if "label-keeping" in a.versus_baseline)]
+    against_noise = {n: a for n, a in arms.items() if a.versus_noise}
+    if against_noise:
+        lines += ["", "## Paired differences from the noise-only control (grounded accuracy, points)", "",
+                  "Each arm with a posterior minus the noise-only control fine-tuned from the same base: what the information "
+                  "bottleneck adds to the noise it injects.", "",
+                  "| arm | seeds | clean | " + " | ".join(GROUP_COLUMNS) + " |", "|---|---|---|" + "---|" * len(GROUP_COLUMNS)]
+        for a in against_noise.values():
+            lines.append(f"| {a.label} | {len(set(a.seeds) & set(arms['noise'].seeds)) if 'noise' in arms else 0} | "
+                         f"{fmt_interval(a.versus_noise.get('clean'))} | " + " | ".join(fmt_interval(a.versus_noise.get(g)) for g in GROUP_COLUMNS) + " |")
     lines += ["", "## Accuracy (%; mean ± std over seeds)", "",
               "| arm | seeds | clean, all | clean, grounded | colour | shape | yes/no | " + " | ".join(GROUP_COLUMNS) + " |",
               "|---|---|---|---|---|---|---|" + "---|" * len(GROUP_COLUMNS)]

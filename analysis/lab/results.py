@@ -147,6 +147,9 @@ class ArmSummary:
     points, paired by seed and question, 95% bootstrap interval. Empty for the baseline."""
     train_minutes: Stat
     devices: list[str]
+    versus_noise: dict[str, Interval] = field(default_factory=dict)
+    """The same paired difference against the noise-only control of the same base, for the
+    arms with a posterior: what the information bottleneck adds to the noise it injects."""
 
 
 @dataclass

@@ -119,6 +119,7 @@ def summarize(results: Sequence[RunResult], lab: Any, planned: Sequence[tuple[Ar
             groups=stats(list(groups), lambda g: [group_accuracy(runs[s], groups[g]) for s in seeds]),
             diagnostics=stats(diag_keys, lambda k: [runs[s].diagnostics.get(k) for s in seeds]),
             versus_baseline={} if name == "baseline" else versus(runs, by_arm.get("baseline", {}), groups),
+            versus_noise=versus(runs, by_arm.get("noise", {}), groups) if name.startswith("vittle") else {},
             train_minutes=stat([runs[s].train_seconds / 60 for s in seeds]), devices=sorted({runs[s].train_device for s in seeds}),
         )
     order = [a.name for a in config.arms if a.name in arms]

@@ -117,6 +117,10 @@ def test_a_short_lab_trains_compares_reports_and_exports(tmp_path):
                                            "label-keeping"}
     interval = vittle.versus_baseline["label-keeping"]
     assert interval.low <= interval.mean <= interval.high and len(interval.per_seed) == 1
+    # what the posterior adds to its noise: Vittle minus the noise control of the same base
+    against_noise = vittle.versus_noise["label-keeping"]
+    assert against_noise.low <= against_noise.mean <= against_noise.high and noise.versus_noise == {}
+    assert summary.arms["baseline"].versus_noise == {}
     assert vittle.diagnostics["kl_visual"].n == 1 and "answer_tv" in vittle.diagnostics and "image_attention" in vittle.diagnostics
     assert noise.diagnostics["kl_visual"].mean == 0.0 and noise.diagnostics["visual_state_change"].mean == pytest.approx(0.5)
     assert "answer_tv" not in summary.arms["baseline"].diagnostics
@@ -130,6 +134,8 @@ def test_a_short_lab_trains_compares_reports_and_exports(tmp_path):
     assert again == summary
     text = (tmp_path / "lab" / "lab.md").read_text()
     assert "| Vittle (F) | 1 |" in text and "| gaussian_noise:5 |" in text and "Paired differences" in text
+    section = text.split("## Paired differences from the noise-only control")[1].split("\n## ")[0]
+    assert "| Vittle (F) | 1 |" in section and "| Noise only |" not in section
     # exported models: cards from measured numbers, loadable
     assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == ["tiny-baseline", "tiny-vittle-f"]
     card = CardData.load(tmp_path / "assets" / "tiny-vittle-f" / "metrics.json")
