@@ -8,6 +8,7 @@ The command line and YAML recipes are generated from these classes (see `vittle.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _check_range(name: str, value: float, low: float, high: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}={value!r} must be a number")
+    if not math.isfinite(value):  # NaN compares False with every bound, so say it first
+        raise ValueError(f"{name}={value!r} must be a finite number")
     if value < low or (high is not None and value > high):
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name}={value!r} is out of range; allowed: {bound}")
@@ -244,6 +247,8 @@ class TrainConfig:
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"train.max_steps={self.max_steps} must be positive, or -1 to train for train.epochs")
         _check_range("train.epochs", self.epochs, 0.0)
+        if self.max_steps == -1 and self.epochs == 0:
+            raise ValueError("train.epochs=0 with train.max_steps=-1 would train nothing; set a positive train.epochs or train.max_steps")
         if not isinstance(self.extra, dict):
             raise ValueError(f"train.extra must be a mapping, got {type(self.extra).__name__}")
 

@@ -89,6 +89,10 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     return model.train(), processor
 
 
+class NonFiniteTrainingError(ValueError):
+    """A loss or gradient became NaN or infinite; the run stopped before the update."""
+
+
 class VittleTrainer(Trainer):
     """Trainer with the KL terms, the alpha schedule and CE / KL / alpha logging."""
 
@@ -119,6 +123,32 @@ class VittleTrainer(Trainer):
                 self._running["alpha"].append(torch.tensor(bottleneck.train_alpha))
                 bottleneck.last = None  # do not keep this step's activations alive into the next
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss):  # Trainer reads this value on every step anyway (its NaN filter)
+            self._stop("the loss is not finite")
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        norm = super()._get_grad_norm(model, grad_norm)
+        if norm is not None and not math.isfinite(float(norm)):
+            self._stop("the gradient norm is not finite")
+        return norm
+
+    def _stop(self, what: str) -> None:
+        """Stop before a non-finite update reaches the weights, naming the step and the last
+        checkpoint (written before it, so intact). Nothing is saved as the final model."""
+        step = self.state.global_step + 1
+        latest = {key: values[-1].float().item() for key, values in self._running.items() if values and key != "alpha"}
+        terms = ", ".join(f"{key} {value:.4g}" for key, value in latest.items())
+        output = Path(self.args.output_dir)
+        last = get_last_checkpoint(str(output)) if output.is_dir() else None
+        kept = (f"the last checkpoint, {last}, was written before it and is intact (resume with train.resume=true)"
+                if last else "no checkpoint had been written")
+        raise NonFiniteTrainingError(
+            f"training stopped at step {step}: {what}{f' ({terms})' if terms else ''}; {kept}. Try a lower train.lr "
+            f"(now {self.args.learning_rate:g}) or check the data. No final model was saved.")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         """Trainer restores weights with a plain load_state_dict, but LLaVA checkpoints are

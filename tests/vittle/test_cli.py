@@ -18,6 +18,17 @@ def test_train_command_reports_bad_recipes_cleanly(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text("model: [1, 2]\n")
     assert main(["train", "--recipe", str(tmp_path / "r.yaml")]) == 2
     assert "model: expected a mapping, got list" in capsys.readouterr().err
+    assert main(["train", "--recipe", "tiny-shapes", "bottleneck.kl_weight=.nan"]) == 2
+    assert "vittle train: error: bottleneck.kl_weight=nan must be a finite number" in capsys.readouterr().err
+
+
+def test_a_diverging_run_is_an_error_not_a_saved_model(shapes_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["train", "--recipe", "tiny-shapes", f"data.path={shapes_data}", f"train.output_dir={out}", "train.lr=1e30",
+                 "train.max_steps=20", "train.warmup_ratio=0"]) == 2
+    err = capsys.readouterr().err
+    assert "vittle train: error: training stopped at step" in err and "is not finite" in err and "Traceback" not in err
+    assert not (out / "model.safetensors").exists()
 
 
 def test_options_are_generated_from_the_dataclasses(capsys):

@@ -4,7 +4,7 @@ import pathlib
 import pytest
 
 import vittle
-from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfig, default_layer
+from vittle.config import BottleneckConfig, DataConfig, ModelConfig, RecipeConfig, TrainConfig, default_layer
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,10 @@ from vittle.config import BottleneckConfig, DataConfig, RecipeConfig, TrainConfi
         ({"layer": 2.5}, "layer=2.5 must be an integer or None"),
         ({"logvar_clamp": 0.0}, "logvar_clamp=0 would fix the variance"),
         ({"kl_weight": "0.1"}, "kl_weight='0.1' must be a number"),
+        ({"kl_weight": float("nan")}, "kl_weight=nan must be a finite number"),
+        ({"kl_weight": float("inf")}, "kl_weight=inf must be a finite number"),
+        ({"alpha_max": float("nan")}, "alpha_max=nan must be a finite number"),
+        ({"logvar_clamp": float("nan")}, "logvar_clamp=nan must be a finite number"),
         ({"kind": "dropout"}, "kind='dropout' is not allowed; choose one of ib, noise"),
         ({"init_std": -0.1}, "init_std=-0.1 is out of range"),
         ({"init_std": 0.0}, "init_std=0 would start both MLPs at exactly 0"),
@@ -98,6 +102,14 @@ def test_train_and_recipe_validation():
         TrainConfig(stage="pretrain")
     with pytest.raises(ValueError, match="train.max_steps=0 must be positive"):
         TrainConfig(max_steps=0)
+    with pytest.raises(ValueError, match="train.epochs=0 with train.max_steps=-1 would train nothing"):
+        TrainConfig(max_steps=-1, epochs=0)
+    assert TrainConfig(max_steps=10, epochs=0).max_steps == 10  # max_steps wins over epochs
+    for field in ("weight_decay", "lr", "warmup_ratio", "epochs"):
+        with pytest.raises(ValueError, match=f"train.{field}=nan must be a finite number"):
+            TrainConfig(**{field: float("nan")})
+    with pytest.raises(ValueError, match="model.residual_rms=inf must be a finite number"):
+        ModelConfig(residual_rms=float("inf"))
     with pytest.raises(ValueError, match="data.path is required"):
         RecipeConfig()
     with pytest.raises(ValueError, match="data.synthetic='mnist'"):

@@ -90,3 +90,24 @@ def test_tiny_recipe_trains_logs_and_resumes(shapes_data, tmp_path):
     resumed_logs = [entry for entry in history if entry["step"] > 40]
     assert [entry["step"] for entry in resumed_logs] == [45, 50]
     assert resumed_logs[0]["loss"] < 0.6 * logs[0]["loss"]  # with the trained weights, not fresh ones
+
+
+def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_checkpoint(shapes_data, tmp_path):
+    from vittle.checkpoint import load_pretrained
+    from vittle.trainer import NonFiniteTrainingError
+
+    recipe = _recipe(shapes_data, tmp_path, "train.lr=1e30", "train.max_steps=40", "train.logging_steps=1", "train.save_steps=1",
+                     "train.warmup_ratio=0")
+    with pytest.raises(NonFiniteTrainingError, match=r"training stopped at step (\d+): the (loss|gradient norm) is not finite") as caught:
+        train(recipe)
+    message = str(caught.value)
+    step = int(message.split("step ")[1].split(":")[0])
+    out = tmp_path / "out"
+    assert not (out / "model.safetensors").exists()  # no final model from a diverged run
+    assert step >= 2  # Adam's first step moves every weight by about lr; the next forward overflows
+    last = out / f"checkpoint-{step - 1}"
+    assert f"the last checkpoint, {last}, was written before it and is intact" in message
+    weights = load_pretrained(last).state_dict()
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert "ce nan" in message or "ce inf" in message
+    assert "Try a lower train.lr (now 1e+30)" in message
