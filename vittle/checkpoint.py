@@ -55,9 +55,56 @@ def _weight_files(folder: Path) -> list[Path]:
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
-    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
-        raise CheckpointError(f"{folder} holds pickle weights (.bin/.pt); only safetensors are loaded. Convert them first.")
+    pickles = sorted(p.name for p in (*folder.glob("*.bin"), *folder.glob("*.pt")) if not _is_trainer_state(p))
+    if pickles:
+        raise CheckpointError(f"{folder} holds pickle weights ({', '.join(pickles)}); only safetensors are loaded. Convert them first.")
+    state = sorted(p.name for p in folder.iterdir() if _is_trainer_state(p)) if folder.is_dir() else []
+    if state:
+        raise CheckpointError(f"{folder} has the trainer's state ({', '.join(state)}) but no model.safetensors: "
+                              "the save was interrupted before the weights were written")
     raise CheckpointError(f"{folder} has no model.safetensors (or model.safetensors.index.json)")
+
+
+TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin")
+"""What `transformers.Trainer` writes next to the weights of a checkpoint (plus rng_state*.pth)."""
+
+
+def _is_trainer_state(path: Path) -> bool:
+    return path.name in TRAINER_STATE_FILES or (path.name.startswith("rng_state") and path.suffix == ".pth")
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a Trainer checkpoint folder cannot be resumed from (a missing or damaged file,
+    named), or None if it looks intact. Cheap: reads headers, not tensors."""
+    import zipfile
+
+    folder = Path(folder)
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"trainer_state.json is damaged ({err})"
+    try:
+        files = _weight_files(folder)
+    except (CheckpointError, ValueError, KeyError) as err:
+        return str(err)
+    for file in files:
+        if not file.is_file():
+            return f"{file.name} is missing"
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            return f"{file.name} is damaged or truncated ({err})"
+    for file in sorted(folder.iterdir()):
+        if _is_trainer_state(file) and file.suffix in (".pt", ".pth"):
+            try:
+                zipfile.ZipFile(file).close()  # torch.save writes a zip archive; a truncated one has no directory
+            except (zipfile.BadZipFile, OSError) as err:
+                return f"{file.name} is damaged or truncated ({err})"
+    return None
 
 
 def _read_prefixed(files: list[Path], prefix: str) -> dict[str, torch.Tensor]:

@@ -222,6 +222,30 @@ def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
     )
 
 
+def resumable_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest intact `checkpoint-N` in output_dir. A damaged newer one (a run killed while
+    saving, a truncated file) is skipped with a warning that names the file; if none is
+    intact, an error lists why."""
+    from vittle.checkpoint import CheckpointError, checkpoint_problem
+
+    folder = Path(output_dir)
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []
+    if not found:
+        logger.warning("resume requested but %s has no checkpoint: starting from scratch", folder)
+        return None
+    problems = []
+    for candidate in found:
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            for skipped, why in problems:
+                logger.warning("skipping %s: %s; resuming from %s instead", skipped, why, candidate)
+            return str(candidate)
+        problems.append((candidate, problem))
+    raise CheckpointError(f"no checkpoint in {folder} can be resumed from: " + "; ".join(f"{p.name}: {why}" for p, why in problems)
+                          + ". Delete them, or set train.resume=false to start again.")
+
+
 def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Run a recipe to the end; saves model, processor and the recipe in output_dir.
     Returns the log history."""
@@ -246,9 +270,7 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         rescale_to(model, dataset, recipe.model.residual_rms)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
-    checkpoint = get_last_checkpoint(args.output_dir) if recipe.train.resume and Path(args.output_dir).is_dir() else None
-    if recipe.train.resume and checkpoint is None:
-        logger.warning("resume requested but %s has no checkpoint: starting from scratch", args.output_dir)
+    checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():

@@ -199,7 +199,11 @@ def test_truncated_and_pickle_checkpoints_are_refused(tiny, tmp_path):
         load_pretrained(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(CheckpointError, match="only safetensors are loaded"):
+    with pytest.raises(CheckpointError, match=r"holds pickle weights \(pytorch_model.bin\); only safetensors are loaded"):
+        load_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").unlink()
+    (tmp_path / "optimizer.pt").write_bytes(b"trainer state")  # not weights: an interrupted save, not a pickle checkpoint
+    with pytest.raises(CheckpointError, match=r"has the trainer's state \(optimizer.pt\) but no model.safetensors"):
         load_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="checkpoint folder not found"):
         load_pretrained(tmp_path / "nope")

@@ -111,3 +111,58 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_checkpoint(shapes_
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert "ce nan" in message or "ce inf" in message
     assert "Try a lower train.lr (now 1e+30)" in message
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(shapes_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    recipe = load_recipe("tiny-shapes", [f"data.path={shapes_data}", f"train.output_dir={out}", "train.max_steps=4", "train.save_steps=2",
+                                         "train.logging_steps=1"])
+    train(recipe)
+    assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-4").is_dir()
+    return out
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda c: (c / "model.safetensors").unlink(), "has the trainer's state (optimizer.pt, rng_state.pth, scheduler.pt, training_args.bin) "
+                                                   "but no model.safetensors: the save was interrupted"),
+    (lambda c: _truncate(c / "model.safetensors"), "model.safetensors is damaged or truncated"),
+    (lambda c: _truncate(c / "optimizer.pt"), "optimizer.pt is damaged or truncated"),
+    (lambda c: _truncate(c / "rng_state.pth"), "rng_state.pth is damaged or truncated"),
+    (lambda c: _truncate(c / "scheduler.pt"), "scheduler.pt is damaged or truncated"),
+    (lambda c: _truncate(c / "trainer_state.json"), "trainer_state.json is damaged"),
+    (lambda c: (c / "trainer_state.json").unlink(), "trainer_state.json is missing"),
+])
+def test_resume_skips_a_damaged_newest_checkpoint_and_names_the_file(two_checkpoints, tmp_path, caplog, damage, reason):
+    import shutil
+
+    from vittle.checkpoint import CheckpointError, checkpoint_problem
+    from vittle.trainer import resumable_checkpoint
+
+    out = tmp_path / "out"
+    shutil.copytree(two_checkpoints, out)
+    assert checkpoint_problem(out / "checkpoint-4") is None and resumable_checkpoint(out) == str(out / "checkpoint-4")
+    damage(out / "checkpoint-4")
+    assert reason in checkpoint_problem(out / "checkpoint-4")
+    with caplog.at_level("WARNING", logger="vittle.trainer"):
+        assert resumable_checkpoint(out) == str(out / "checkpoint-2")
+    assert f"skipping {out / 'checkpoint-4'}: " in caplog.text and reason in caplog.text
+    damage(out / "checkpoint-2")
+    with pytest.raises(CheckpointError, match=f"no checkpoint in {out} can be resumed from: checkpoint-4: .*; checkpoint-2: .*train.resume=false"):
+        resumable_checkpoint(out)
+
+
+def test_resume_from_the_older_checkpoint_trains_on(two_checkpoints, shapes_data, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(two_checkpoints, out)
+    _truncate(out / "checkpoint-4" / "model.safetensors")
+    resumed = train(load_recipe("tiny-shapes", [f"data.path={shapes_data}", f"train.output_dir={out}", "train.max_steps=6",
+                                                 "train.save_steps=2", "train.logging_steps=1", "train.resume=true"]))
+    steps = [entry["step"] for entry in resumed["log_history"] if "loss" in entry]
+    assert steps[-2:] == [5, 6] and 3 in steps  # steps 3 and 4 trained again from checkpoint-2
