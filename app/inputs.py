@@ -112,3 +112,15 @@ def clean_question(question: str | None, max_chars: int = MAX_QUESTION_CHARS) ->
     if len(text) > max_chars:
         raise InputError(f"The question is {len(text):,} characters long; the limit is {max_chars:,}.")
     return text
+
+
+def whole_number(name: str, value: object, low: int = 1, high: int = 5) -> int:
+    """A slider value as an int in [low, high]; InputError for a fraction, text or a value out
+    of range (an API client can send any of them), never a silent truncation."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"The {name} must be a whole number from {low} to {high}, got {value!r}.") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise InputError(f"The {name} must be a whole number from {low} to {high}, got {value!r}.")
+    return int(number)

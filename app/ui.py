@@ -16,7 +16,7 @@ import gradio as gr
 
 from app.components import QueryImage
 from app.examples import example_rows
-from app.inputs import InputError
+from app.inputs import InputError, whole_number
 from app.service import NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
             method: str) -> Iterator[tuple[Any, ...]]:
         try:
             ready()
-            query = service.prepare(image, question, visual, int(severity), text, int(level))
+            query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
             answers = dict.fromkeys(ROLES, "")
@@ -77,7 +77,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
                    method: str) -> tuple[Any, Any]:
         try:
             ready()
-            query = service.prepare(image, question, visual, int(severity), text, int(level))
+            query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
             panels = service.panels(query, vittle, method)
         except gr.Error:
             raise

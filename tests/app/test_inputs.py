@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.inputs import MAX_QUESTION_CHARS, WORKING_SIDE, InputError, clean_question, load_query_image
+from app.inputs import MAX_QUESTION_CHARS, WORKING_SIDE, InputError, clean_question, load_query_image, whole_number
 
 
 @pytest.mark.parametrize(("name", "message"), [
@@ -61,3 +61,14 @@ def test_questions():
             clean_question(empty)
     with pytest.raises(InputError, match=f"10,000 characters long; the limit is {MAX_QUESTION_CHARS:,}"):
         clean_question("x" * 10_000)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(3, 3), (3.0, 3), ("5", 5), (1, 1)])
+def test_whole_numbers_pass(value, expected):
+    assert whole_number("severity", value) == expected
+
+
+@pytest.mark.parametrize("value", [2.7, 0, 6, "high", None, float("nan")])
+def test_fractions_text_and_out_of_range_are_refused(value):
+    with pytest.raises(InputError, match=r"The severity must be a whole number from 1 to 5, got "):
+        whole_number("severity", value)

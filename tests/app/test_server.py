@@ -60,6 +60,20 @@ def test_robustness_endpoint(client):
     assert "Models: Baseline, Vittle (F), Vittle (L) on cpu (ready)." == status
 
 
+@pytest.mark.parametrize(("severity", "level", "message"), [
+    (2.7, 3, "The severity must be a whole number from 1 to 5, got 2.7"),
+    (3, 1.5, "The text level must be a whole number from 1 to 5, got 1.5"),
+    (3, 0, "Value 0 is less than minimum value 1"),  # the slider's own range check
+    (6, 3, "Value 6 is greater than maximum value 5"),
+])
+def test_fractional_or_out_of_range_levels_are_refused_not_truncated(client, severity, level, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as caught:
+        run(client, EASYVQA[1], severity=severity, level=level, text="char_typo")
+    assert message in str(caught.value) and "Traceback" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("name", "message"), [
     ("text", "not an image this app can read"),
     ("empty", "empty (0 bytes)"),
