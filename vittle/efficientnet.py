@@ -19,14 +19,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "vittle_efficientnet_lite"
 IMAGE_SIZE = 224
@@ -75,42 +81,99 @@ def pretrained_state_dict() -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if not key.startswith("_fc.")}
 
 
+FEATURE_CACHE_ENV = "VITTLE_FEATURE_CACHE"
+"""A folder named here keeps the tower's features on disk as well, shared by processes and
+runs (one .npy of 63 KB per distinct image; `vittle lab` sets it to `<out>/features`)."""
+
+
+def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
+    """Keep features on disk under `path` (None: memory only). Set through the environment,
+    so worker processes started afterwards use the same folder."""
+    if path is None:
+        os.environ.pop(FEATURE_CACHE_ENV, None)
+    else:
+        os.environ[FEATURE_CACHE_ENV] = str(path)
+
+
 class _FeatureCache:
-    """A process-wide LRU of pre-head feature maps, bounded in bytes, thread-safe."""
+    """A process-wide LRU of pre-head feature maps, bounded in bytes, thread-safe; with
+    `VITTLE_FEATURE_CACHE` set, backed by .npy files (read without pickle, written atomically)."""
 
     def __init__(self) -> None:
         self._items: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
+        self.disk_hits = 0
         self.misses = 0
+        self._disk_failed = False
 
-    def get(self, key: tuple[str, str]) -> torch.Tensor | None:
+    @staticmethod
+    def _file(key: tuple[str, str]) -> Path | None:
+        folder = os.environ.get(FEATURE_CACHE_ENV)
+        if not folder:
+            return None
+        return Path(folder) / key[0][:16] / key[1][:2] / f"{key[1]}.npy"
+
+    def get(self, key: tuple[str, str], limit_bytes: int | None = None) -> torch.Tensor | None:
+        """The cached value: from memory, else from disk (then kept in memory when `limit_bytes`
+        is given), else None."""
         with self._lock:
             value = self._items.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return value
+            if value is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return value
+        file = self._file(key)
+        if file is not None and file.is_file():
+            try:
+                array = np.load(file, allow_pickle=False)
+            except (OSError, ValueError):
+                array = None
+            if array is None or array.dtype != np.float32 or array.ndim != 3:
+                file.unlink(missing_ok=True)  # damaged: computed again and rewritten
+            else:
+                value = torch.from_numpy(array)
+                with self._lock:
+                    self.disk_hits += 1
+                    if limit_bytes is not None:
+                        self._remember(key, value, limit_bytes)
+                return value
+        with self._lock:
+            self.misses += 1
+        return None
 
     def put(self, key: tuple[str, str], value: torch.Tensor, limit_bytes: int) -> None:
-        size = value.numel() * value.element_size()
         with self._lock:
-            if key in self._items or size > limit_bytes:
-                return
-            self._items[key] = value
-            self._bytes += size
-            while self._bytes > limit_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.numel() * old.element_size()
+            self._remember(key, value, limit_bytes)
+        file = self._file(key)
+        if file is None or self._disk_failed or file.is_file():
+            return
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_name(f"{file.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+            np.save(partial, value.detach().to("cpu", torch.float32).numpy())
+            os.replace(partial, file)  # readers see a whole file or none
+        except OSError as err:
+            self._disk_failed = True
+            logger.warning("feature cache: cannot write under %s (%s); keeping features in memory only", file.parent, err)
+
+    def _remember(self, key: tuple[str, str], value: torch.Tensor, limit_bytes: int) -> None:
+        size = value.numel() * value.element_size()  # the caller holds the lock
+        if key in self._items or size > limit_bytes:
+            return
+        self._items[key] = value
+        self._bytes += size
+        while self._bytes > limit_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
 
     def clear(self) -> None:
+        """Empty the memory cache (files on disk stay)."""
         with self._lock:
             self._items.clear()
             self._bytes = 0
-            self.hits = self.misses = 0
+            self.hits = self.disk_hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -201,7 +264,7 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
             return self._body(pixel_values)  # weights may change between calls: no cache
         fingerprint = self.fingerprint()
         keys = [(fingerprint, _pixel_key(pixels)) for pixels in pixel_values]
-        found = [FEATURE_CACHE.get(key) for key in keys]
+        found = [FEATURE_CACHE.get(key, limit) for key in keys]
         first: dict[tuple[str, str], int] = {}  # an image repeated in the batch is encoded once
         for i, value in enumerate(found):
             if value is None:

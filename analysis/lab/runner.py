@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -98,6 +99,10 @@ class Lab:
         self.clean_variants = Variants(self.slice)
         self.variants = Variants(self.grounded)
         self.data_dir = config.out / "data"
+        from vittle.efficientnet import FEATURE_CACHE_ENV, set_feature_cache_dir
+
+        if FEATURE_CACHE_ENV not in os.environ:  # the tower's features on disk: a resumed lab or a new worker reuses them
+            set_feature_cache_dir(config.out / "features")
 
     # ------------------------------------------------------------------ running
     def folder(self, arm: Arm | None, seed: int) -> Path:

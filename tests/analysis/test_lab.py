@@ -101,11 +101,16 @@ def _tiny_lab(tmp_path, **kwargs):
 
 
 @pytest.mark.slow
-def test_a_short_lab_trains_compares_reports_and_exports(tmp_path):
+def test_a_short_lab_trains_compares_reports_and_exports(tmp_path, monkeypatch):
     from analysis.lab.runner import Lab
+    from vittle.efficientnet import FEATURE_CACHE_ENV
 
+    monkeypatch.setenv(FEATURE_CACHE_ENV, "unset at teardown")
+    monkeypatch.delenv(FEATURE_CACHE_ENV)  # the lab's default: <out>/features
     lab = Lab(_tiny_lab(tmp_path, workers=2))  # two processes share the plan, as `make lab` runs it
     summary = lab.run()
+    features = list((tmp_path / "lab" / "features").rglob("*.npy"))
+    assert len(features) >= 3  # the tower's features, kept on disk for the workers and a resumed lab
     assert isinstance(summary, LabSummary)
     assert list(summary.arms) == ["baseline", "vittle-f", "noise"]
     assert summary.slice["questions"] == len(lab.slice) and summary.slice["grounded"] == len(lab.grounded) > 0

@@ -74,6 +74,32 @@ def test_feature_cache_returns_identical_features(effnet_llava, image):
     assert FEATURE_CACHE.hits == 1
 
 
+def test_feature_cache_on_disk_is_shared_and_survives_damage(effnet_llava, image, tmp_path, monkeypatch):
+    model, processor = effnet_llava
+    tower = model.model.vision_tower
+    pixels = _query(processor, image)["pixel_values"]
+    FEATURE_CACHE.clear()
+    reference = tower(pixels).last_hidden_state  # memory only: nothing written
+    assert not list(tmp_path.rglob("*.npy"))
+    monkeypatch.setenv(efficientnet.FEATURE_CACHE_ENV, str(tmp_path / "features"))
+    FEATURE_CACHE.clear()
+    first = tower(pixels).last_hidden_state
+    files = list((tmp_path / "features").rglob("*.npy"))
+    assert len(files) == 1 and files[0].stat().st_size > 320 * 49 * 4 and not list(tmp_path.rglob("*.tmp.npy"))
+    FEATURE_CACHE.clear()  # a new process: memory empty, the file is read
+    second = tower(pixels).last_hidden_state
+    assert (FEATURE_CACHE.disk_hits, FEATURE_CACHE.misses) == (1, 0) and torch.equal(first, second) and torch.equal(first, reference)
+    third = tower(pixels).last_hidden_state  # now from memory
+    assert FEATURE_CACHE.hits == 1 and torch.equal(first, third)
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated: computed again, same numbers
+    FEATURE_CACHE.clear()
+    fourth = tower(pixels).last_hidden_state
+    assert FEATURE_CACHE.misses == 1 and torch.equal(first, fourth)
+    assert files[0].stat().st_size > 320 * 49 * 4  # and rewritten whole
+    efficientnet.set_feature_cache_dir(None)
+    assert efficientnet.FEATURE_CACHE_ENV not in __import__("os").environ
+
+
 def test_checkpoint_leaves_the_tower_out_and_reloads_exactly(effnet_llava, image, tmp_path):
     from safetensors import safe_open
     from transformers import LlavaForConditionalGeneration
