@@ -197,7 +197,7 @@ def _deepspeed_config(path: str) -> str | None:
 
 def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
     train = recipe.train
-    return TrainingArguments(
+    explicit = dict(
         output_dir=train.output_dir,
         max_steps=train.max_steps,
         num_train_epochs=train.epochs,
@@ -218,8 +218,27 @@ def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
         report_to=train.report_to,
         dataloader_num_workers=train.num_workers,
         remove_unused_columns=False,
-        **train.extra,
     )
+    _check_extra(train.extra, explicit)
+    try:
+        return TrainingArguments(**explicit, **train.extra)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"TrainingArguments refused the recipe's train section: {err}") from err
+
+
+def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
+    """`train.extra` may name only TrainingArguments fields that the recipe does not set itself."""
+    import difflib
+
+    allowed = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    for key in sorted(extra):
+        if key in explicit:
+            raise ValueError(f"train.extra.{key} is set from the recipe's train section; change that field instead "
+                             "(see `vittle train --help`)")
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed - set(explicit)), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"train.extra.{key} is not a transformers.TrainingArguments field{hint}")
 
 
 def resumable_checkpoint(output_dir: str | Path) -> str | None:

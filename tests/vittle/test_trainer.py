@@ -166,3 +166,18 @@ def test_resume_from_the_older_checkpoint_trains_on(two_checkpoints, shapes_data
                                                  "train.save_steps=2", "train.logging_steps=1", "train.resume=true"]))
     steps = [entry["step"] for entry in resumed["log_history"] if "loss" in entry]
     assert steps[-2:] == [5, 6] and 3 in steps  # steps 3 and 4 trained again from checkpoint-2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("train.extra.foo=1", r"train.extra.foo is not a transformers.TrainingArguments field"),
+    ("train.extra.max_grad_nrm=1", r"train.extra.max_grad_nrm is not a transformers.TrainingArguments field; did you mean max_grad_norm"),
+    ("train.extra.learning_rate=0.1", r"train.extra.learning_rate is set from the recipe's train section"),
+])
+def test_train_extra_names_only_free_training_arguments(shapes_data, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        training_arguments(_recipe(shapes_data, tmp_path, extra))
+
+
+def test_train_extra_passes_a_real_field_through(shapes_data, tmp_path):
+    args = training_arguments(_recipe(shapes_data, tmp_path, "train.extra.max_grad_norm=0.5"))
+    assert args.max_grad_norm == 0.5
