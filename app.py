@@ -33,11 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="easy-vqa test images in the reference set of the embedding and distance panels")
     parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (the rest queue)")
     parser.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload, in MB")
+    parser.add_argument("--file-lifetime-min", type=float, default=60,
+                        help="delete uploads and output images after this many minutes (and all at shutdown)")
     args = parser.parse_args(argv)
     if args.reference_images < 3:
         parser.error(f"--reference-images must be at least 3, got {args.reference_images}")
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    if not args.file_lifetime_min > 0:
+        parser.error(f"--file-lifetime-min must be positive, got {args.file_lifetime_min:g}")
     if not args.max_upload_mb > 0:
         parser.error(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
     return args
@@ -54,7 +58,7 @@ def build(args: argparse.Namespace, service=None):
                                             reference_images=args.reference_images,
                                             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)))
     service.start()
-    demo = build_demo(service)
+    demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     return service, demo
 

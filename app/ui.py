@@ -44,7 +44,12 @@ def _user_error(err: Exception) -> gr.Error:
                     "Other requests are not affected.", title="Server error")
 
 
-def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
+FILE_LIFETIME_S = 3600
+"""Uploads and output images older than this are deleted (checked every 10 minutes), and all
+of them when the server stops: a long-running Space does not fill its disk."""
+
+
+def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
     """The whole app around a (started) service."""
 
     def ready() -> None:
@@ -94,7 +99,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo") -> gr.Blocks:
             raise _user_error(err) from err
         return table, figure, service.status()
 
-    with gr.Blocks(title=title) as demo:
+    with gr.Blocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown(service.status(), label="status", elem_id="status")
         with gr.Row():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import easy_vqa
 import httpx
@@ -126,3 +127,34 @@ def test_serves_no_file_outside_assets_and_uploads(server):
         response = httpx.get(f"{server}gradio_api/file={path}")
         assert response.status_code in (403, 404), path
         assert "root:" not in response.text
+
+
+@pytest.mark.parametrize("lifetime", [3600, 1])
+def test_uploads_and_outputs_are_deleted_when_old_and_when_the_server_stops(service, tmp_path, free_port, lifetime):
+    import shutil
+    import time
+
+    from app.ui import build_demo
+
+    demo = build_demo(service, file_lifetime_s=lifetime)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, quiet=True)
+    try:
+        upload = tmp_path / "cleanup-probe.png"
+        shutil.copy(EASYVQA[1], upload)
+        answers = run(Client(f"http://127.0.0.1:{free_port}/", verbose=False), upload)
+        assert answers[3]
+        kept = {p for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", set())}  # the example images
+        files = [Path(p) for group in demo.temp_file_sets for p in group if p not in kept]
+        assert any(p.name == "cleanup-probe.png" for p in files)
+        if lifetime == 3600:
+            assert len(files) >= 2 and all(p.exists() for p in files)  # the upload and the perturbed image, kept for now
+        else:  # swept while the server runs (every second here, every 10 minutes by default)
+            deadline = time.monotonic() + 10
+            while any(p.exists() for p in files) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not any(p.exists() for p in files)
+    finally:
+        demo.close()
+    left = [p for p in files if p.exists()]
+    assert not left, left
