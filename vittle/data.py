@@ -52,6 +52,8 @@ def read_conversations(json_path: str | Path, image_folder: str | Path | None = 
         raise DataError(f"{json_path} is not valid JSON: {err}") from err
     if not isinstance(samples, list):
         raise DataError(f"{json_path} must hold a JSON list of samples, found {type(samples).__name__}")
+    if not samples:
+        raise DataError(f"{json_path} holds no samples (an empty list)")
     resolved: dict[str, Path | None] = {}  # many samples share an image: resolve and check each path once
     return [_validate(sample, index, json_path, folder, resolved) for index, sample in enumerate(samples)]
 
@@ -72,6 +74,9 @@ def _validate(sample: Any, index: int, json_path: Path, folder: Path, resolved: 
     conversations = sample.get("conversations")
     if not isinstance(conversations, list) or len(conversations) < 2:
         raise DataError(f"{where} needs a 'conversations' list of at least one human and one gpt turn")
+    if len(conversations) % 2:
+        raise DataError(f"{where}: the last turn ({len(conversations) - 1}) has no answer after it; "
+                        "turns alternate human, gpt and end with a gpt turn")
     turns: list[tuple[str, str]] = []
     for position in range(0, len(conversations) - 1, 2):
         pair = conversations[position : position + 2]
@@ -79,6 +84,8 @@ def _validate(sample: Any, index: int, json_path: Path, folder: Path, resolved: 
         values = [turn.get("value") if isinstance(turn, dict) else None for turn in pair]
         if roles != ["human", "gpt"] or not all(isinstance(v, str) for v in values):
             raise DataError(f"{where}: turns {position} and {position + 1} must be a human then a gpt turn with string values")
+        if not values[1].strip():
+            raise DataError(f"{where}: turn {position + 1} (gpt) is empty; every answer needs text to learn from")
         turns.append((values[0], values[1]))
     image_path = None
     if sample.get("image"):
@@ -112,6 +119,44 @@ def load_image(path: str | Path, sample_id: str = "?") -> Image.Image:
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise DataError(f"sample {sample_id!r}: cannot read image {path}: {err}") from err
+
+
+def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> None:
+    """Open and decode every distinct image of `samples` once, before training, so that an
+    unreadable file is named with its sample id now, not at the step that draws it. Images
+    that decoded are listed in `record` (a JSON file, by path, size and mtime), so the check
+    costs nothing the next time for files that have not changed."""
+    from tqdm.auto import tqdm
+
+    known: dict[str, list[int]] = {}
+    if record is not None and record.is_file():
+        try:
+            known = json.loads(record.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            known = {}
+    first: dict[Path, str] = {}
+    for sample in samples:
+        if sample["image_path"] is not None:
+            first.setdefault(sample["image_path"], sample["id"])
+    checked: dict[str, list[int]] = {}
+    todo = []
+    for path, sample_id in first.items():
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        if known.get(str(path)) == stamp:
+            checked[str(path)] = stamp
+        else:
+            todo.append((path, sample_id, stamp))
+    for path, sample_id, stamp in tqdm(todo, desc="checking images", unit="image", disable=len(todo) < 1000):
+        load_image(path, sample_id)
+        checked[str(path)] = stamp
+    if record is not None and todo:
+        try:
+            partial = record.with_name(record.name + ".tmp")
+            partial.write_text(json.dumps(checked), encoding="utf-8")
+            partial.replace(record)
+        except OSError as err:
+            logger.warning("could not record the checked images in %s (%s); they will be checked again next time", record, err)
 
 
 class ImageEncoder:
@@ -167,8 +212,10 @@ class ConversationDataset(Dataset):
     """Tokenized LLaVA conversations for training."""
 
     def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048,
-                 system: str = SYSTEM_PROMPT, cache_images: bool = False):
+                 system: str = SYSTEM_PROMPT, cache_images: bool = False, check_images: bool = True):
         self.samples = read_conversations(json_path, image_folder)
+        if check_images:
+            verify_images(self.samples, Path(json_path).with_name(Path(json_path).name + ".images-ok.json"))
         self.system = system
         self._pixels: dict[Path, torch.Tensor] | None = {} if cache_images else None
         self.processor = processor

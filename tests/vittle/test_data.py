@@ -103,6 +103,9 @@ def test_pad_to_square_uses_the_mean_colour(tiny):
         ({"id": "m3", "conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}]}, "sample 'm3': turns 0 and 1 must be a human then a gpt turn"),
         ({"id": "m4", "conversations": _conv(("<image>\nq", "a"))}, "sample 'm4' has an <image> placeholder but no 'image'"),
         ({"id": "m5", "conversations": [{"from": "human", "value": 3}, {"from": "gpt", "value": "a"}]}, "sample 'm5': turns 0 and 1"),
+        ({"id": "m6", "conversations": [*_conv(("q", "a")), {"from": "human", "value": "and?"}]},
+         r"sample 'm6': the last turn \(2\) has no answer after it"),
+        ({"id": "m7", "conversations": _conv(("q", "a"), ("q2", "  "))}, r"sample 'm7': turn 3 \(gpt\) is empty"),
     ],
 )
 def test_malformed_samples_name_the_id_and_path(tmp_path, sample, message):
@@ -121,7 +124,30 @@ def test_broken_files_are_clear_errors(tmp_path, tiny):
     path = _write(tmp_path, [{"id": "broken", "image": "img.png", "conversations": _conv(("<image>\nq", "a"))}])
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(DataError, match="sample 'broken': cannot read image .*img.png"):
-        ConversationDataset(path, processor)[0]
+        ConversationDataset(path, processor)  # before training, not at the step that draws it
+    (tmp_path / "empty.json").write_text("[]")
+    with pytest.raises(DataError, match="empty.json holds no samples"):
+        read_conversations(tmp_path / "empty.json")
+
+
+def test_images_are_checked_once_and_rechecked_when_they_change(tmp_path, tiny, monkeypatch):
+    import vittle.data as data
+
+    _, processor = tiny
+    path = _write(tmp_path, [{"id": f"s{i}", "image": "img.png", "conversations": _conv(("<image>\nq", "a"))} for i in range(3)])
+    opened = []
+    real = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda p, sample_id="?": opened.append(sample_id) or real(p, sample_id))
+    ConversationDataset(path, processor)
+    assert opened == ["s0"]  # three samples, one distinct image, decoded once
+    record = json.loads((tmp_path / "data.json.images-ok.json").read_text())
+    assert list(record) == [str((tmp_path / "img.png").resolve())]
+    ConversationDataset(path, processor)
+    assert opened == ["s0"]  # unchanged since: not decoded again
+    (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # replaced by a broken file
+    with pytest.raises(DataError, match="sample 's0': cannot read image"):
+        ConversationDataset(path, processor)
+    assert ConversationDataset(path, processor, check_images=False)  # the check can be skipped
 
 
 def test_truncation_that_cuts_image_tokens_or_all_answers_is_an_error(tmp_path, tiny):
