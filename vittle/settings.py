@@ -30,10 +30,19 @@ def _allowed_types(hint: Any) -> tuple[type, ...]:
     return (origin or hint,)
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    return " ".join(str(getattr(err, "problem", None) or err).split())
+
+
 def coerce(key: str, raw: Any, hint: Any) -> Any:
     """Parse `raw` (YAML text or an already parsed value) as the type `hint` allows."""
-    value = yaml.safe_load(raw) if isinstance(raw, str) else raw
     allowed = _allowed_types(hint)
+    try:
+        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    except yaml.YAMLError as err:
+        if str not in allowed:
+            raise ValueError(f"{key}: {raw!r} is not a valid value ({_yaml_problem(err)})") from None
+        value = raw  # a string field takes the text as written
     if value is None and isinstance(raw, str) and raw.strip() not in ("null", "~", "Null", "NULL") and str in allowed:
         value = raw  # an empty string stays a string: only an explicit null means None
     if str in allowed and isinstance(raw, str) and not isinstance(value, tuple(allowed)):
@@ -87,7 +96,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value) if "extra" in path or leaf == "extra" else value  # passed through untyped
+        if "extra" in path or leaf == "extra":  # passed through untyped
+            try:
+                node[leaf] = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise ValueError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+        else:
+            node[leaf] = value
     return data
 
 

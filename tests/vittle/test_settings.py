@@ -48,3 +48,13 @@ def test_overrides_and_errors(tmp_path):
 def test_every_shipped_recipe_validates(path):
     recipe = load_recipe(path)
     assert recipe.data.path
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lr=!!value", r"train.lr: '!!value' is not a valid value \(could not determine a constructor"),
+    ("train.extra.foo=\x1f", r"override 'train.extra.foo=\\x1f': the value is not valid YAML \(unacceptable character #x001f"),
+])
+def test_override_values_that_are_not_yaml_are_value_errors(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_recipe("tiny-shapes", [override])
+    assert load_recipe("tiny-shapes", ["train.output_dir=a: b"]).train.output_dir == "a: b"  # a string field keeps the text
