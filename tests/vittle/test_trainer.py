@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +182,35 @@ def test_train_extra_names_only_free_training_arguments(shapes_data, tmp_path, e
 def test_train_extra_passes_a_real_field_through(shapes_data, tmp_path):
     args = training_arguments(_recipe(shapes_data, tmp_path, "train.extra.max_grad_norm=0.5"))
     assert args.max_grad_norm == 0.5
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes_to_bit_identical_weights(shapes_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vittle.checkpoint import load_pretrained
+
+    common = [f"data.path={shapes_data}", "train.max_steps=16", "train.save_steps=3", "train.logging_steps=4"]
+    straight = train(load_recipe("tiny-shapes", [*common, f"train.output_dir={tmp_path / 'straight'}"]))["output_dir"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "vittle.cli", "train", "--recipe", "tiny-shapes", *common, f"train.output_dir={killed}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 240
+        while not (killed / "checkpoint-3" / "trainer_state.json").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (killed / "model.safetensors").exists()
+    train(load_recipe("tiny-shapes", [*common, f"train.output_dir={killed}", "train.resume=true"]))
+    a, b = load_pretrained(straight).state_dict(), load_pretrained(killed).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[key], b[key]) for key in a)  # bit-identical, not merely close
