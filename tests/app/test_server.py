@@ -123,10 +123,15 @@ def test_serves_no_file_outside_assets_and_uploads(server):
     from pathlib import Path
 
     readme = Path(__file__).resolve().parents[2] / "README.md"
-    for path in ("/etc/passwd", str(readme), "../../etc/passwd"):
-        response = httpx.get(f"{server}gradio_api/file={path}")
-        assert response.status_code in (403, 404), path
-        assert "root:" not in response.text
+    secrets = ["/etc/passwd", str(readme), str(readme.parent / "app.py")]
+    variants = [*secrets, "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2e%2e/%2e%2e/etc/passwd", "....//....//etc/passwd",
+                "%252e%252e%252fetc%252fpasswd", "..\\..\\etc\\passwd", "/etc/./passwd", "//etc/passwd", "file:///etc/passwd",
+                "/proc/self/environ", f"{readme.parent}/assets/../README.md", f"{readme.parent}/assets/%2e%2e/README.md"]
+    for path in variants:
+        for route in ("gradio_api/file=", "file="):
+            response = httpx.get(f"{server}{route}{path}")
+            assert response.status_code in (403, 404), (route, path)
+            assert "root:" not in response.text and "# vittle" not in response.text
 
 
 @pytest.mark.parametrize("lifetime", [3600, 1])
