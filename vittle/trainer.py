@@ -287,7 +287,7 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
                                    cache_images=recipe.data.cache_images)
     if recipe.model.residual_rms:
         rescale_to(model, dataset, recipe.model.residual_rms)
-    trainer = VittleTrainer(model=model, args=args, train_dataset=dataset,
+    trainer = VittleTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,  # saved in every checkpoint-N
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -157,6 +157,13 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_names_the_file(two_checkpo
         resumable_checkpoint(out)
 
 
+def test_a_checkpoint_folder_loads_as_an_assistant(two_checkpoints, image):
+    from vittle.inference import Assistant
+
+    assistant = Assistant.load(two_checkpoints / "checkpoint-2", device="cpu")
+    assert assistant.has_bottleneck and isinstance(assistant.answer(image, "What colour is the shape?", max_new_tokens=3), str)
+
+
 def test_resume_from_the_older_checkpoint_trains_on(two_checkpoints, shapes_data, tmp_path):
     import shutil
 
