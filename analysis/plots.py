@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 PALETTE = {"baseline": "#7f7f7f", "vittle-f": "#1f77b4", "vittle-l": "#d62728"}
-_EXTRA_COLOURS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+_EXTRA_COLOURS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1f77b4", "#d62728", "#7f7f7f", "#aec7e8", "#ffbb78"]
 
 
 def colour_for(name: str, index: int = 0) -> str:
@@ -94,11 +94,16 @@ def interval_chart(intervals: Mapping[str, Mapping[str, tuple[float, float, floa
 
     fig = go.Figure()
     conditions = list(dict.fromkeys(c for per in intervals.values() for c in per))
+    used: set[str] = set()
     for index, (name, per) in enumerate(intervals.items()):
         shown = [c for c in conditions if c in per]
         means = [per[c][0] for c in shown]
+        colour = colour_for(name, index)
+        if colour in used:  # every comparison its own colour
+            colour = next((c for c in _EXTRA_COLOURS if c not in used), colour)
+        used.add(colour)
         fig.add_trace(go.Scatter(
-            x=means, y=shown, mode="markers", name=name, marker={"color": colour_for(name, index), "size": 9},
+            x=means, y=shown, mode="markers", name=name, marker={"color": colour, "size": 9},
             error_x={"type": "data", "symmetric": False, "array": [per[c][2] - per[c][0] for c in shown],
                      "arrayminus": [per[c][0] - per[c][1] for c in shown]},
             hovertemplate=f"{name}<br>%{{y}}<br>%{{x:+.2f}}<extra></extra>"))

@@ -157,10 +157,19 @@ def write_figures(summary: LabSummary, folder: Path, png: bool = True) -> list[P
             written += save_figure(bar_chart(values, "easy-vqa colour and shape questions under text shifts (mean ± std over seeds)"),
                                    folder / "text-main-grounded", png=png)
     intervals = {a.label: {g: (i.mean, i.low, i.high) for g, i in a.versus_baseline.items()} for a in summary.arms.values() if a.versus_baseline}
+    far = [label for label, per in intervals.items() if any(abs(v[0]) > OFF_SCALE for v in per.values())]
+    intervals = {label: per for label, per in intervals.items() if label not in far}
     if intervals:
-        written += save_figure(interval_chart(intervals, "Each arm minus the baseline from the same base: grounded accuracy, "
-                                                         "95% paired bootstrap intervals"), folder / "differences", png=png)
+        title = "Each arm minus the baseline from the same base: grounded accuracy, 95% paired bootstrap intervals"
+        if far:
+            title += f"<br><sup>not drawn, beyond {OFF_SCALE} points (see lab.md): {', '.join(far)}</sup>"
+        written += save_figure(interval_chart(intervals, title), folder / "differences", png=png)
     return written
+
+
+OFF_SCALE = 25
+"""An arm whose mean difference from the baseline exceeds this many points is left out of the
+differences figure (it would squeeze the others to a dot) and named in its title."""
 
 
 def write_report(summary: LabSummary, out: Path, png: bool = True) -> None:

@@ -38,7 +38,7 @@ def git_commit() -> str:
 def environment() -> dict[str, str]:
     import torch
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
     return {"device": device, "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}
 
 

@@ -116,3 +116,15 @@ def test_save_figure_writes_self_contained_html(tmp_path):
     assert text.lstrip().lower().startswith("<!doctype html") and text.rstrip().endswith("</html>")
     assert not re.search(r"<script[^>]*\bsrc=", text)  # plotly.js is embedded, not fetched
     assert len(text) > 1_000_000 and "Plotly.newPlot" in text
+
+
+def test_interval_chart_gives_every_comparison_its_own_colour_and_its_interval():
+    from analysis.plots import interval_chart
+
+    intervals = {f"arm {i}": {"clean": (0.1 * i, -1.0, 1.0 + i), "shifted": (-0.5, -2.0, 0.5)} for i in range(10)}
+    fig = interval_chart(intervals, "t")
+    colours = [trace.marker.color for trace in fig.data]
+    assert len(fig.data) == 10 and len(set(colours)) == 10
+    third = fig.data[3]
+    assert list(third.y) == ["clean", "shifted"] and list(third.x) == pytest.approx([0.3, -0.5])
+    assert list(third.error_x.array) == pytest.approx([3.7, 1.0]) and list(third.error_x.arrayminus) == pytest.approx([1.3, 1.5])
