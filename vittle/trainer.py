@@ -126,7 +126,10 @@ class VittleTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss):  # Trainer reads this value on every step anyway (its NaN filter)
+        # One process: stop at once (Trainer reads this value every step anyway, for its NaN
+        # filter). Several: leave it to the gradient norm, which every rank sees after the
+        # all-reduce, so that no rank stops alone while the others wait for it.
+        if self.args.world_size == 1 and not torch.isfinite(loss):
             self._stop("the loss is not finite")
         return loss
 
