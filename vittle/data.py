@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from vittle.files import write_text_atomic
 from vittle.template import (
     IMAGE_PLACEHOLDER,
     SYSTEM_PROMPT,
@@ -152,9 +153,7 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
         checked[str(path)] = stamp
     if record is not None and todo:
         try:
-            partial = record.with_name(record.name + ".tmp")
-            partial.write_text(json.dumps(checked), encoding="utf-8")
-            partial.replace(record)
+            write_text_atomic(record, json.dumps(checked))
         except OSError as err:
             logger.warning("could not record the checked images in %s (%s); they will be checked again next time", record, err)
 

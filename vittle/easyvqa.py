@@ -23,6 +23,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from vittle.files import write_text_atomic
+
 SPLITS = ("train", "test")
 COLORS = ("red", "green", "blue", "black", "gray", "yellow", "teal", "brown")
 SHAPES = ("circle", "rectangle", "triangle")
@@ -121,9 +123,7 @@ def convert(out_dir: str | Path, split: str = "train", *, balance: bool = False,
         )
     name = f"{split}-balanced.json" if balance else f"{split}.json"
     target = out_dir / name
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(samples), encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, json.dumps(samples))
     return target
 
 

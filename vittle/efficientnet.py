@@ -32,6 +32,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from vittle.files import save_npy_atomic
+
 logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "vittle_efficientnet_lite"
@@ -151,9 +153,7 @@ class _FeatureCache:
             return
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            partial = file.with_name(f"{file.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
-            np.save(partial, value.detach().to("cpu", torch.float32).numpy())
-            os.replace(partial, file)  # readers see a whole file or none
+            save_npy_atomic(file, value.detach().to("cpu", torch.float32).numpy())  # readers see a whole file or none
         except OSError as err:
             self._disk_failed = True
             logger.warning("feature cache: cannot write under %s (%s); keeping features in memory only", file.parent, err)
