@@ -164,4 +164,12 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                       concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
         demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_name=False)
+
+        def refresh_status() -> tuple[str, Any]:
+            done = service.startup_error is not None or service.wait_ready(0)
+            return service.status(), gr.Timer(active=not done)  # stops ticking once the warm-up is over
+
+        status_timer = gr.Timer(2.0)  # the status line follows the warm-up instead of keeping its first words
+        status_timer.tick(refresh_status, None, [status, status_timer], api_name=False, api_visibility="private",
+                          show_progress="hidden", queue=False)
     return demo

@@ -68,6 +68,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_selector(selector, timeout=20_000)
     assert page.locator("#tokens span[title^='posterior variance']").count() > 5
+    page.wait_for_function("document.querySelector('#status').innerText.includes('(ready)')", timeout=10_000)  # not stuck at "warming up"
     assert "| Vittle (F) |" not in page.inner_text("#robustness-table")  # rendered as a table, not raw markdown
     assert page.locator("#robustness-table table tr").count() == 5  # two rows and the header; one paired row and its header
     assert errors == []
@@ -87,3 +88,23 @@ def test_bad_upload_shows_a_message_in_the_page(browser, server, bad_files):
     toast.first.wait_for(timeout=20_000)
     assert "Traceback" not in page.content()
     page.close()
+
+
+def test_status_line_follows_the_warm_up(browser, free_port):
+    from app.service import DemoService, ServiceConfig
+    from app.ui import build_demo
+
+    service = DemoService(ServiceConfig(warm_umap=False, reference_images=24))
+    demo = build_demo(service.start())  # built while the models are still loading
+    initial = service.status()
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{free_port}/")
+        page.wait_for_selector("#status")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('(ready)')", timeout=120_000)
+        assert "warming up" in initial and "Baseline, Vittle (F)" in page.inner_text("#status")
+        page.close()
+    finally:
+        demo.close()
