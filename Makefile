@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # freedict dictionaries for the offline gloss translator, Chromium for the browser tests).
 APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin chromium
 
-.PHONY: venv apt apt-figures demo quickstart test bench lab lab-quick clean
+.PHONY: venv apt apt-figures demo quickstart test bench lab lab-report lab-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -53,7 +53,11 @@ apt-figures:
 # control on 3 seeds; refreshes the default models in assets/models. Two worker processes;
 # resumable: finished runs are skipped.
 lab: venv apt apt-figures
-	$(BIN)/vittle lab --out runs/lab --assets assets/models --workers 2
+	$(BIN)/vittle lab --out runs/lab --archive docs/robustness-lab/runs --assets assets/models --workers 2
+
+# Recompute lab.json, lab.md and the figures from the archived per-run results alone (seconds; no training).
+lab-report: venv apt-figures
+	$(BIN)/vittle lab --report-only --out runs/lab --archive docs/robustness-lab/runs
 
 # The same pipeline in under 10 minutes (one seed, short training on 300 images, a small slice).
 lab-quick: venv apt apt-figures

@@ -160,6 +160,11 @@ def export_assets(results: list[RunResult], summary: LabSummary, config: LabConf
     if not chosen or base is None:
         logger.warning("no runs of the export seed %d to export", config.export_seed)
         return []
+    absent = [r.run_id for r in (*chosen.values(), base) if not (Path(r.model_dir) / "config.json").exists()]
+    if absent:
+        logger.warning("not exporting: the models of %s are not on disk (their results came from the archive); "
+                       "the models in %s are left as they are", ", ".join(absent), config.assets)
+        return []
     samples = load_samples("easyvqa", config.card_images)
     images, questions = Variants(samples).get("clean")
     written = []

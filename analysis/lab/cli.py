@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--severities", default=None, help="comma-separated visual severities (default 1,3,5)")
     parser.add_argument("--specs", default=None, help="evaluate exactly these comma-separated specs or spec sets instead")
     parser.add_argument("--assets", type=Path, default=None, help="copy the export seed's models here with model cards")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="folder under version control that keeps every finished run's result (make lab: "
+                        "docs/robustness-lab/runs); runs found there count as finished")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=None, help="processes sharing the runs (default 1; 2 on a 2-core CPU is ~1.5x faster)")
     parser.add_argument("--no-png", action="store_true", help="skip PNG figures (no Chromium needed)")
@@ -47,7 +50,7 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> LabConfig:
-    values: dict[str, Any] = {"out": args.out, "device": args.device, "assets": args.assets, "png": not args.no_png,
+    values: dict[str, Any] = {"out": args.out, "device": args.device, "assets": args.assets, "archive": args.archive, "png": not args.no_png,
                               "train_only": args.train_only}
     for flag, key in (("--seeds", "seeds"), ("--sweep-seeds", "sweep_seeds"), ("--severities", "severities")):
         raw = getattr(args, key)

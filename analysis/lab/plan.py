@@ -131,6 +131,14 @@ class LabConfig:
     """Copy the export seed's baseline, Vittle (F) and Vittle (L) here with model cards."""
     card_images: int | None = None
     """Test images of the cards' clean accuracy (None: all 1,000, 9,673 questions)."""
+    archive: Path | None = None
+    """A folder kept under version control (`make lab`: docs/robustness-lab/runs) that gets a
+    copy of every finished run's result (`<run>.json`, one line: the answers and per-question
+    hits the statistics are computed from). A run found there counts as finished, so the lab's
+    numbers survive the loss of `out`, `--report-only` recomputes every interval from the
+    record alone, and a lab run elsewhere (another machine, a GPU) adds seeds to the same
+    record. Models are not archived: a base found only there is trained again when one of its
+    arms still has to run."""
     png: bool = True
     train_only: bool = False
     only: tuple[str, ...] = ()

@@ -51,11 +51,13 @@ class JsonRecord:
     def from_json(cls, data: dict[str, Any]) -> Any:
         return _decode(cls, data)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, compact: bool = False) -> Path:
+        """Write atomically; `compact`: one line, no indentation (the lab's archived results)."""
+        from vittle.files import write_text_atomic
+
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
-        tmp.replace(path)
+        text = json.dumps(self.to_json(), separators=(",", ":")) + "\n" if compact else json.dumps(self.to_json(), indent=1)
+        write_text_atomic(path, text)
         return path
 
     @classmethod

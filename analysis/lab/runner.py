@@ -151,6 +151,7 @@ class Lab:
         results = [self.result(arm, seed) for arm, seed in planned]
         missing = [run_id for run_id, result in zip(ids, results) if result is None]
         results = [r for r in results if r is not None]
+        self.archive_missing(results)
         if missing and not report_only:
             raise RuntimeError(f"runs not finished: {', '.join(missing)} (see the log; rerun to resume)")
         if not results:
@@ -165,10 +166,20 @@ class Lab:
             export_assets(results, summary, config, device=config.device)
         return summary
 
+    def archived(self, arm: Arm | None, seed: int) -> Path | None:
+        """The run's result in `config.archive`, if it is there."""
+        if self.config.archive is None:
+            return None
+        path = self.config.archive / f"{self.folder(arm, seed).name}.json"
+        return path if path.exists() else None
+
     def result(self, arm: Arm | None, seed: int) -> RunResult | None:
-        """A finished run's result, checked against this lab's slice; None if not finished."""
+        """A finished run's result (its folder's, else the archive's), checked against this
+        lab's slice; None if not finished."""
         path = self.folder(arm, seed) / "result.json"
         if not path.exists():
+            path = self.archived(arm, seed)
+        if path is None:
             return None
         result = RunResult.load(path)
         if len(result.clean_predictions) != len(self.slice) or len(result.hits["clean"]) != len(self.grounded):
@@ -176,9 +187,29 @@ class Lab:
                              f"{len(self.slice)}): use the same --slice-images, or another --out")
         return result
 
-    def done(self, arm: Arm | None, seed: int) -> bool:
+    def archive_missing(self, results: Sequence[RunResult]) -> list[Path]:
+        """Copy finished runs that the archive lacks into it (runs of a lab started without
+        `archive`, or before it existed)."""
+        archive = self.config.archive
+        if archive is None:
+            return []
+        archive.mkdir(parents=True, exist_ok=True)
+        return [r.save(archive / f"{r.run_id}.json", compact=True) for r in results if not (archive / f"{r.run_id}.json").exists()]
+
+    def done(self, arm: Arm | None, seed: int, planned: Sequence[tuple[Arm | None, int]] = ()) -> bool:
+        """Finished: its result is in its folder or the archive (with --train-only: trained).
+        An archived base whose model is gone is not finished while an arm of its seed in
+        `planned` still has to run: that arm fine-tunes from it."""
         folder = self.folder(arm, seed)
-        return (folder / ("train_log.json" if self.config.train_only else "result.json")).exists()
+        if self.config.train_only:
+            return (folder / "train_log.json").exists()
+        if (folder / "result.json").exists():
+            return True
+        if self.archived(arm, seed) is None:
+            return False
+        if arm is not None or (folder / "model" / "config.json").exists():
+            return True
+        return all(self.done(a, s) for a, s in planned if a is not None and s == seed)
 
     def work(self, planned: Sequence[tuple[Arm | None, int]], progress: bool = False) -> None:
         """Run what is not done, in plan order; a run waits for its seed's base. Several
@@ -187,9 +218,9 @@ class Lab:
         from analysis.lab.workers import alive_claim, claim, release
 
         bar = tqdm(total=len(planned), desc="lab runs", unit="run", disable=not progress)
-        bar.update(sum(self.done(arm, seed) for arm, seed in planned))
+        bar.update(sum(self.done(arm, seed, planned) for arm, seed in planned))
         while True:
-            todo = [(arm, seed) for arm, seed in planned if not self.done(arm, seed)]
+            todo = [(arm, seed) for arm, seed in planned if not self.done(arm, seed, planned)]
             if not todo:
                 break
             ready = [(arm, seed) for arm, seed in todo if arm is None or (self.folder(None, seed) / "train_log.json").exists()]
@@ -223,6 +254,9 @@ class Lab:
             return None
         result = self.evaluate(arm, seed, recipe, trained)
         result.save(folder / "result.json")
+        if self.config.archive is not None:
+            self.config.archive.mkdir(parents=True, exist_ok=True)
+            result.save(self.config.archive / f"{folder.name}.json", compact=True)
         return result
 
     def train(self, recipe_name: str, overrides: list[str], folder: Path) -> dict[str, Any]:

@@ -178,3 +178,32 @@ def test_bad_arguments_are_clear_errors(capsys):
     assert "groups: unknown ['extra']" in capsys.readouterr().err
     assert main(["--seeds", "a,b"]) == 2
     assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path):
+    import shutil
+
+    from analysis.lab.runner import Lab
+
+    archive = tmp_path / "archive"
+    config = _tiny_lab(tmp_path, only=("noise",), assets=None, archive=archive)
+    first = Lab(config).run()
+    assert sorted(p.name for p in archive.iterdir()) == ["base-s0.json", "baseline-s0.json", "noise-s0.json"]
+    kept = RunResult.load(archive / "noise-s0.json")
+    assert kept == RunResult.load(tmp_path / "lab" / "runs" / "noise-s0" / "result.json")
+    assert len((archive / "noise-s0.json").read_text().splitlines()) == 1  # compact: one line per run
+    # the lab's folder is lost: the report comes back from the archive alone, interval for interval
+    shutil.rmtree(tmp_path / "lab")
+    again = Lab(config).run(report_only=True)
+    assert again.arms["noise"].versus_baseline == first.arms["noise"].versus_baseline
+    assert again.arms["noise"].clean == first.arms["noise"].clean and again.bases == first.bases
+    # a new arm needs the base's model, which was not archived: the base trains again, the archived arms do not
+    stamp = (archive / "noise-s0.json").stat().st_mtime_ns
+    lab = Lab(_tiny_lab(tmp_path, only=("noise", "vittle-f"), assets=None, archive=archive))
+    assert not lab.done(None, 0, lab.config.planned()) and lab.done(None, 0)
+    summary = lab.run()
+    assert (tmp_path / "lab" / "runs" / "base-s0" / "model" / "config.json").exists()
+    assert not (tmp_path / "lab" / "runs" / "noise-s0").exists() and (archive / "noise-s0.json").stat().st_mtime_ns == stamp
+    assert (archive / "vittle-f-s0.json").exists() and set(summary.arms) == {"baseline", "vittle-f", "noise"}
+    assert summary.arms["noise"].clean == first.arms["noise"].clean  # read back, not retrained
