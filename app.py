@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 when present, else CPU), cpu, cuda, cuda:1...")
     parser.add_argument("--reference-images", type=int, default=defaults.reference_images,
                         help="easy-vqa test images in the reference set of the embedding and distance panels")
-    parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (the rest queue)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="requests in progress at once (default 16; the rest queue): each model batches what they ask")
     parser.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload, in MB")
     parser.add_argument("--file-lifetime-min", type=float, default=60,
                         help="delete uploads and output images after this many minutes (and all at shutdown)")

@@ -149,19 +149,60 @@ def _span(ranges: tuple[float, float], values: list[float]) -> tuple[float, floa
     return (low, high) if (low, high) == ranges else (low - 0.05 * (high - low), high + 0.05 * (high - low))
 
 
-def embedding_scatter(projection: Any, points: Mapping[str, Mapping[str, np.ndarray]],
-                      query: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                      title: str = "Layer-l query embeddings, clean vs perturbed") -> Any:
-    """One panel per model of 2-D embedding coordinates on the same axes (the paper's Figure 8).
-
-    `points[model]` maps "clean" and each perturbation spec to (n, 2) coordinates from
-    `projection` (one trace each, legend names "clean" / the spec). `query[model]` = (clean
-    xy, perturbed xy) adds the current query's two positions joined by a line (two traces:
-    "query: clean" and "query: perturbed"). Axis ranges are `projection.axis_ranges()`,
-    widened (for every panel alike) only if a query point falls outside them."""
+def figure(spec: Mapping[str, Any] | None) -> Any:
+    """A plotly Figure (plotly_white) from a figure dict made by one of the `*_spec` builders;
+    None stays None."""
+    if spec is None:
+        return None
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
+    layout = {k: v for k, v in spec["layout"].items() if k != "template"}
+    return go.Figure({"data": spec["data"], "layout": layout}).update_layout(template="plotly_white")
+
+
+_THEME: dict[str, Any] = {}
+
+
+def figure_json(spec: Mapping[str, Any] | None) -> str | None:
+    """A figure dict as plotly JSON with the plotly_white look, without building a Figure:
+    plotly's validation costs tens of milliseconds per figure, the dicts microseconds (the app
+    draws four figures per turn for every user)."""
+    if spec is None:
+        return None
+    import json
+
+    if not _THEME:
+        import plotly.io as pio
+
+        _THEME["layout"] = pio.templates["plotly_white"].layout.to_plotly_json()
+    return json.dumps({"data": spec["data"], "layout": {**spec["layout"], "template": _THEME}})
+
+
+def _grid_layout(rows: int, cols: int, titles: Sequence[str], h_spacing: float, v_spacing: float) -> tuple[dict[str, Any], list[str]]:
+    """Axes and subplot titles of a rows x cols grid (what `make_subplots` lays out), and each
+    cell's axis suffix ("", "2", ...) in row-major order."""
+    width = (1 - h_spacing * (cols - 1)) / cols
+    height = (1 - v_spacing * (rows - 1)) / rows
+    layout: dict[str, Any] = {"annotations": [], "shapes": []}
+    suffixes = []
+    for cell in range(rows * cols):
+        row, col = divmod(cell, cols)
+        suffix = "" if cell == 0 else str(cell + 1)
+        x0 = col * (width + h_spacing)
+        y1 = 1 - row * (height + v_spacing)
+        layout[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"domain": [y1 - height, y1], "anchor": f"x{suffix}"}
+        if cell < len(titles):
+            layout["annotations"].append({"text": titles[cell], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
+                                          "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16}})
+        suffixes.append(suffix)
+    return layout, suffixes
+
+
+def embedding_scatter_spec(projection: Any, points: Mapping[str, Mapping[str, np.ndarray]],
+                           query: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                           title: str = "Layer-l query embeddings, clean vs perturbed") -> dict[str, Any]:
+    """The figure dict of `embedding_scatter`."""
     models = list(points)
     if not models:
         raise ValueError("no models to plot")
@@ -172,34 +213,83 @@ def embedding_scatter(projection: Any, points: Mapping[str, Mapping[str, np.ndar
     pairs = {m: (_as_xy(c, f"query[{m!r}][0]"), _as_xy(p, f"query[{m!r}][1]")) for m, (c, p) in (query or {}).items()}
     x_range = _span(x_range, [xy[0] for pair in pairs.values() for xy in pair])
     y_range = _span(y_range, [xy[1] for pair in pairs.values() for xy in pair])
-    fig = make_subplots(rows=1, cols=len(models), subplot_titles=models, horizontal_spacing=0.05)
+    layout, suffixes = _grid_layout(1, len(models), models, 0.05, 0.0)
     shifted = list(dict.fromkeys(role for per_model in points.values() for role in per_model if role != "clean"))
-    for col, model in enumerate(models, start=1):
+    data: list[dict[str, Any]] = []
+    method = projection.method or "map"
+    for col, (model, suffix) in enumerate(zip(models, suffixes)):
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
         for role, xy in points[model].items():
             xy = np.asarray(xy, dtype=float)
             if xy.ndim != 2 or xy.shape[1] != 2:
                 raise ValueError(f"points[{model!r}][{role!r}] must have shape (n, 2), got {xy.shape}")
             colour = _CLEAN_COLOUR if role == "clean" else _SHIFT_COLOURS[shifted.index(role) % len(_SHIFT_COLOURS)]
-            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=role, legendgroup=role, showlegend=col == 1,
-                                     marker={"color": colour, "size": 5, "opacity": 0.6},
-                                     hovertemplate=f"{model}<br>{role}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"),
-                          row=1, col=col)
+            data.append({"type": "scatter", "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "mode": "markers", "name": role,
+                         "legendgroup": role, "showlegend": col == 0, "marker": {"color": colour, "size": 5, "opacity": 0.6},
+                         "hovertemplate": f"{model}<br>{role}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>", **axes})
         if model in pairs:
             (cx, cy), (px, py) = pairs[model]
-            fig.add_trace(go.Scatter(x=[cx], y=[cy], mode="markers", name="query: clean", legendgroup="query-clean",
-                                     showlegend=col == 1, marker={"color": _QUERY_COLOUR, "size": 13, "symbol": "star"}),
-                          row=1, col=col)
-            fig.add_trace(go.Scatter(x=[cx, px], y=[cy, py], mode="lines+markers", name="query: perturbed",
-                                     legendgroup="query-perturbed", showlegend=col == 1,
-                                     line={"color": _QUERY_COLOUR, "dash": "dot"},
-                                     marker={"color": _QUERY_COLOUR, "size": [0, 12], "symbol": "x"}),
-                          row=1, col=col)
-    fig.update_xaxes(range=list(x_range), title_text=f"{projection.method or 'map'} 1")
-    fig.update_yaxes(range=list(y_range))
-    fig.update_yaxes(title_text=f"{projection.method or 'map'} 2", col=1)
-    fig.update_layout(title=title, height=460, width=max(520, 440 * len(models)), template="plotly_white",
-                      legend={"orientation": "h", "y": -0.15})
-    return fig
+            data.append({"type": "scatter", "x": [cx], "y": [cy], "mode": "markers", "name": "query: clean",
+                         "legendgroup": "query-clean", "showlegend": col == 0,
+                         "marker": {"color": _QUERY_COLOUR, "size": 13, "symbol": "star"}, **axes})
+            data.append({"type": "scatter", "x": [cx, px], "y": [cy, py], "mode": "lines+markers", "name": "query: perturbed",
+                         "legendgroup": "query-perturbed", "showlegend": col == 0, "line": {"color": _QUERY_COLOUR, "dash": "dot"},
+                         "marker": {"color": _QUERY_COLOUR, "size": [0, 12], "symbol": "x"}, **axes})
+        layout[f"xaxis{suffix}"].update(range=list(x_range), title={"text": f"{method} 1"})
+        layout[f"yaxis{suffix}"].update(range=list(y_range), **({"title": {"text": f"{method} 2"}} if col == 0 else {}))
+    layout.update(title={"text": title}, height=460, width=max(520, 440 * len(models)), legend={"orientation": "h", "y": -0.15})
+    return {"data": data, "layout": layout}
+
+
+def embedding_scatter(projection: Any, points: Mapping[str, Mapping[str, np.ndarray]],
+                      query: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                      title: str = "Layer-l query embeddings, clean vs perturbed") -> Any:
+    """One panel per model of 2-D embedding coordinates on the same axes (the paper's Figure 8).
+
+    `points[model]` maps "clean" and each perturbation spec to (n, 2) coordinates from
+    `projection` (one trace each, legend names "clean" / the spec). `query[model]` = (clean
+    xy, perturbed xy) adds the current query's two positions joined by a line (two traces:
+    "query: clean" and "query: perturbed"). Axis ranges are `projection.axis_ranges()`,
+    widened (for every panel alike) only if a query point falls outside them."""
+    return figure(embedding_scatter_spec(projection, points, query, title))
+
+
+def cosine_histograms_spec(distances: Mapping[str, Mapping[str, np.ndarray]], marker: Mapping[str, float] | None = None,
+                           title: str = "Cosine distance between clean and perturbed embeddings", columns: int = 3,
+                           bins: int = 30) -> dict[str, Any]:
+    """The figure dict of `cosine_histograms`."""
+    specs = list(distances)
+    if not specs:
+        raise ValueError("no distances to plot")
+    columns = min(columns, len(specs))
+    rows = (len(specs) + columns - 1) // columns
+    layout, suffixes = _grid_layout(rows, columns, specs, 0.06, 0.12)
+    models = list(dict.fromkeys(m for per_model in distances.values() for m in per_model))
+    data: list[dict[str, Any]] = []
+    for panel, spec in enumerate(specs):
+        suffix = suffixes[panel]
+        for index, model in enumerate(models):
+            if model not in distances[spec]:
+                continue
+            values = np.asarray(distances[spec][model], dtype=float).reshape(-1)
+            if values.size == 0:
+                raise ValueError(f"distances[{spec!r}][{model!r}] is empty")
+            data.append({"type": "histogram", "x": values.tolist(), "name": f"{model} (mean {values.mean():.3f})", "legendgroup": model,
+                         "marker": {"color": colour_for(model, index)}, "opacity": 0.6, "nbinsx": bins,
+                         "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
+        for index, (model, value) in enumerate((marker or {}).items()):
+            colour = colour_for(model, models.index(model) if model in models else index)
+            layout["shapes"].append({"type": "line", "x0": float(value), "x1": float(value), "xref": f"x{suffix}", "y0": 0, "y1": 1,
+                                     "yref": f"y{suffix} domain", "line": {"color": colour, "dash": "dash", "width": 2}})
+            layout["annotations"].append({"text": f"query ({model})", "x": float(value), "xref": f"x{suffix}", "y": 1,
+                                          "yref": f"y{suffix} domain", "showarrow": False, "xanchor": "center", "yanchor": "bottom"})
+    for panel, suffix in enumerate(suffixes):
+        layout[f"xaxis{suffix}"]["title"] = {"text": "cosine distance"}
+        if panel % columns == 0:
+            layout[f"yaxis{suffix}"]["title"] = {"text": "samples"}
+    layout.update(title={"text": title}, barmode="overlay", height=300 * rows + 120, width=max(520, 380 * columns),
+                  legend={"orientation": "h", "y": -0.15})
+    return {"data": data, "layout": layout}
 
 
 def cosine_histograms(distances: Mapping[str, Mapping[str, np.ndarray]], marker: Mapping[str, float] | None = None,
@@ -209,54 +299,28 @@ def cosine_histograms(distances: Mapping[str, Mapping[str, np.ndarray]], marker:
     spec, one trace per model: `distances[spec][model]` is (n,). Legend names carry each
     model's mean, e.g. "baseline (mean 0.123)". `marker[model]` draws a vertical line at the
     current query's distance in every panel (meant for a one-spec figure)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    return figure(cosine_histograms_spec(distances, marker, title, columns, bins))
 
-    specs = list(distances)
-    if not specs:
-        raise ValueError("no distances to plot")
-    columns = min(columns, len(specs))
-    rows = (len(specs) + columns - 1) // columns
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=specs, horizontal_spacing=0.06, vertical_spacing=0.12)
-    models = list(dict.fromkeys(m for per_model in distances.values() for m in per_model))
-    for panel, spec in enumerate(specs):
-        row, col = divmod(panel, columns)
-        for index, model in enumerate(models):
-            if model not in distances[spec]:
-                continue
-            values = np.asarray(distances[spec][model], dtype=float).reshape(-1)
-            if values.size == 0:
-                raise ValueError(f"distances[{spec!r}][{model!r}] is empty")
-            fig.add_trace(go.Histogram(x=values, name=f"{model} (mean {values.mean():.3f})", legendgroup=model,
-                                       marker_color=colour_for(model, index), opacity=0.6, nbinsx=bins),
-                          row=row + 1, col=col + 1)
-        for index, (model, value) in enumerate((marker or {}).items()):
-            fig.add_vline(x=float(value), line={"color": colour_for(model, models.index(model) if model in models else index),
-                                                "dash": "dash", "width": 2},
-                          annotation_text=f"query ({model})", annotation_position="top", row=row + 1, col=col + 1)
-    fig.update_xaxes(title_text="cosine distance")
-    fig.update_yaxes(title_text="samples", col=1)
-    fig.update_layout(title=title, barmode="overlay", height=300 * rows + 120, width=max(520, 380 * columns),
-                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
-    return fig
+
+def variance_heatmap_spec(values: np.ndarray, grid: tuple[int, int], title: str = "Posterior variance per image token",
+                          label: str = "variance") -> dict[str, Any]:
+    """The figure dict of `variance_heatmap`."""
+    rows, cols = grid
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if rows < 1 or cols < 1 or values.size != rows * cols:
+        raise ValueError(f"{values.size} values do not fill a grid of {rows} x {cols} = {rows * cols} tokens")
+    data = [{"type": "heatmap", "z": values.reshape(rows, cols).tolist(), "colorscale": "Viridis", "colorbar": {"title": {"text": label}},
+             "hovertemplate": f"row %{{y}}, col %{{x}}<br>{label} %{{z:.4g}}<extra></extra>"}]
+    layout = {"yaxis": {"autorange": "reversed", "scaleanchor": "x", "constrain": "domain", "title": {"text": "row"}},
+              "xaxis": {"constrain": "domain", "title": {"text": "column"}}, "title": {"text": title}, "height": 420, "width": 480}
+    return {"data": data, "layout": layout}
 
 
 def variance_heatmap(values: np.ndarray, grid: tuple[int, int], title: str = "Posterior variance per image token",
                      label: str = "variance") -> Any:
     """Per-image-token values (e.g. posterior variance or KL, mean over dims) as a
     (rows, cols) heatmap, read row-major like `ProbeResult.grid`; row 0 is drawn at the top."""
-    import plotly.graph_objects as go
-
-    rows, cols = grid
-    values = np.asarray(values, dtype=float).reshape(-1)
-    if rows < 1 or cols < 1 or values.size != rows * cols:
-        raise ValueError(f"{values.size} values do not fill a grid of {rows} x {cols} = {rows * cols} tokens")
-    fig = go.Figure(go.Heatmap(z=values.reshape(rows, cols), colorscale="Viridis", colorbar={"title": {"text": label}},
-                               hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.4g}}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title_text="row")
-    fig.update_xaxes(constrain="domain", title_text="column")
-    fig.update_layout(title=title, height=420, width=480, template="plotly_white")
-    return fig
+    return figure(variance_heatmap_spec(values, grid, title, label))
 
 
 _BPE_MARKERS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}

@@ -8,8 +8,11 @@
 
 Slow work (model loading, reference embeddings, UMAP's numba JIT) runs once, in a background
 thread started by `start()`; the first request waits for it instead of paying it again. Each
-model has a lock: generation and probing read the bottleneck's per-forward state, so one
-model serves one request at a time (different models run in parallel).
+model runs on its own worker thread (`app.worker.ModelWorker`) that serves every user: the
+answers queued by concurrent requests go through one batched `generate`, their probes
+through one forward, and a new perturbation's reference embeddings run in chunks between
+them. Each reference set, perturbed input set and map is computed once however many requests
+ask for it at the same time (`SingleFlight`), and its perturbation runs outside the workers.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from app.inputs import MAX_UPLOAD_BYTES, InputError, QueryImage, clean_question, load_query_image
+from app.worker import ModelWorker, SingleFlight, ViaWorker
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +77,46 @@ class Query:
     notes: list[str] = field(default_factory=list)
 
 
+FIGURES = ("embeddings", "distances", "variance", "kl")
+
+
 @dataclass
 class Panels:
-    embeddings: Any
-    distances: Any
-    variance: Any
-    kl: Any
+    """The panels of one turn. The figures are kept as plotly figure dicts (`specs`): the page
+    gets them as JSON (`json`) without plotly building and validating a Figure per panel per
+    user; `embeddings`, `distances`, `variance` and `kl` give plotly Figures for code."""
+
+    specs: dict[str, dict[str, Any] | None]
+    """FIGURES -> figure dict, or None where the turn has no such panel."""
     tokens_html: str
     summary: str
     numbers: dict[str, Any]
+
+    def json(self, name: str) -> str | None:
+        from analysis.plots import figure_json
+
+        return figure_json(self.specs[name])
+
+    def figure(self, name: str) -> Any:
+        from analysis.plots import figure
+
+        return figure(self.specs[name])
+
+    @property
+    def embeddings(self) -> Any:
+        return self.figure("embeddings")
+
+    @property
+    def distances(self) -> Any:
+        return self.figure("distances")
+
+    @property
+    def variance(self) -> Any:
+        return self.figure("variance")
+
+    @property
+    def kl(self) -> Any:
+        return self.figure("kl")
 
 
 def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NONE, level: int = 3) -> str:
@@ -108,11 +143,15 @@ class DemoService:
             paths["vittle-l"] = self.config.vittle_l
         self.paths = paths
         self._assistants: dict[str, Any] = {}
-        self._locks = {name: threading.Lock() for name in paths}
+        self._workers: dict[str, ModelWorker] = {}
         self._load_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._reference: dict[tuple[str, str], np.ndarray] = {}
-        self._maps: dict[tuple[str, str, str], Any] = {}
+        self._reference = SingleFlight()
+        """(model, spec) -> (n, d) reference-set embeddings."""
+        self._perturbed = SingleFlight()
+        """spec -> the reference set's perturbed inputs (shared by the models)."""
+        self._maps = SingleFlight()
+        """(method, spec, vittle) -> fitted Projection."""
         self._samples: list[dict[str, Any]] | None = None
         self._variants: Any = None
         self._warm: threading.Thread | None = None
@@ -187,8 +226,20 @@ class DemoService:
                 from vittle.inference import Assistant
 
                 logger.info("loading %s from %s", name, self.paths[name])
-                self._assistants[name] = Assistant.load(self.paths[name], device=self.config.device)
+                assistant = Assistant.load(self.paths[name], device=self.config.device)
+                self._workers[name] = ModelWorker(assistant, name).start()
+                self._assistants[name] = assistant
             return self._assistants[name]
+
+    def worker(self, name: str) -> ModelWorker:
+        """The thread that runs model `name` for every request (loads the model on first use)."""
+        self.assistant(name)
+        return self._workers[name]
+
+    def close(self) -> None:
+        """Stop the model workers (after the jobs they hold)."""
+        for worker in list(self._workers.values()):
+            worker.close()
 
     # ---------------------------------------------------------------- queries
     def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
@@ -218,30 +269,28 @@ class DemoService:
         return Query(pil, question, perturbed_image, perturbed_question or question, spec, describe(spec), notes)
 
     def _check_length(self, image: Any, question: str) -> None:
-        assistant = self.assistant("baseline")
-        limit = assistant.context_length
-        with self._locks["baseline"]:  # a fast tokenizer used from two threads at once can fail ("Already borrowed")
-            tokens = assistant.prompt_length(image, question)
+        limit = self.assistant("baseline").context_length
+        tokens = self.worker("baseline").prompt_length(image, question)  # the tokenizer is used on its worker only
         if limit and tokens + self.config.max_new_tokens > limit:
             raise InputError(f"The query takes {tokens:,} tokens (image and question); this model reads at most "
                              f"{limit - self.config.max_new_tokens:,} before its answer.")
 
     def answers(self, query: Query, vittle: str = "vittle-f") -> Iterator[dict[str, str]]:
-        """The four answers (baseline/Vittle x clean/perturbed), streamed: yields the dict of
-        all four after every new piece of text."""
+        """The four answers (baseline/Vittle x clean/perturbed): yields the dict of all four
+        each time one arrives. The four are queued at once, so each model answers the clean
+        and the perturbed query (and whatever other users queued) in one batched pass."""
+        from concurrent.futures import as_completed
+
         self._check_vittle(vittle)
         answers = dict.fromkeys(ROLES, "")
-        jobs = [("baseline_clean", "baseline", query.image, query.question),
-                ("vittle_clean", vittle, query.image, query.question),
-                ("baseline_perturbed", "baseline", query.perturbed_image, query.perturbed_question),
-                ("vittle_perturbed", vittle, query.perturbed_image, query.perturbed_question)]
-        for role, name, image, question in jobs:
-            assistant = self.assistant(name)
-            with self._locks[name]:
-                for piece in assistant.answer(image, question, max_new_tokens=self.config.max_new_tokens, stream=True):
-                    answers[role] += piece
-                    yield dict(answers)
-            answers[role] = answers[role].strip() or "(empty answer)"
+        jobs = {self.worker(name).answer(image, question, max_new_tokens=self.config.max_new_tokens): role
+                for role, name, image, question in [
+                    ("baseline_clean", "baseline", query.image, query.question),
+                    ("baseline_perturbed", "baseline", query.perturbed_image, query.perturbed_question),
+                    ("vittle_clean", vittle, query.image, query.question),
+                    ("vittle_perturbed", vittle, query.perturbed_image, query.perturbed_question)]}
+        for future in as_completed(jobs):
+            answers[jobs[future]] = future.result().strip() or "(empty answer)"
             yield dict(answers)
 
     def _check_vittle(self, vittle: str) -> None:
@@ -264,49 +313,49 @@ class DemoService:
             return self._samples, self._variants
 
     def reference(self, name: str, spec: str) -> dict[str, np.ndarray]:
-        """{"clean": (n, d), spec: (n, d)} reference-set embeddings of model `name`."""
+        """{"clean": (n, d), spec: (n, d)} reference-set embeddings of model `name`, each
+        computed once (from the disk cache when it has them)."""
         from analysis.perturb import CLEAN
         from analysis.representations import extract
 
-        missing = [s for s in dict.fromkeys([CLEAN, spec]) if (name, s) not in self._reference]
-        if missing:
-            samples, variants = self._reference_samples()
-            assistant = self.assistant(name)
-            with self._locks[name]:
-                arrays = extract(assistant, samples, missing, cache_dir=self.config.cache_dir, progress=False,
-                                 variants=variants, desc=f"reference {name}")
-            self._reference.update({(name, s): a for s, a in arrays.items()})
-        return {CLEAN: self._reference[(name, CLEAN)], spec: self._reference[(name, spec)]}
+        samples, variants = self._reference_samples()
+        worker = self.worker(name)
+
+        def embed(wanted: str) -> np.ndarray:
+            self._perturbed.get(wanted, lambda: variants.get(wanted))  # perturbed once for every model, on this thread
+            return extract(ViaWorker(worker), samples, [wanted], cache_dir=self.config.cache_dir, progress=False,
+                           variants=variants, desc=f"reference {name}")[wanted]
+
+        return {s: self._reference.get((name, s), lambda s=s: embed(s)) for s in dict.fromkeys([CLEAN, spec])}
 
     def _projection(self, method: str, spec: str, vittle: str) -> Any:
         from analysis.projection import Projection
 
-        key = (method, spec, vittle)
-        if key not in self._maps:
+        def fit() -> Any:
             if method == "umap" and self._umap_warm is not None:
                 self._umap_warm.join(120)  # the warm-up compiles what the fit needs: do not compile twice
             arrays = {name: np.vstack(list(self.reference(name, spec).values())) for name in ("baseline", vittle)}
-            self._maps[key] = Projection().fit(arrays, method=method, seed=self.config.seed)
-        return self._maps[key]
+            return Projection().fit(arrays, method=method, seed=self.config.seed)
+
+        return self._maps.get((method, spec, vittle), fit)
 
     def probe(self, name: str, image: Any, question: str) -> Any:
-        assistant = self.assistant(name)
-        with self._locks[name]:
-            return assistant.probe(image, question)
+        return self.worker(name).probe(image, question).result()
 
     def panels(self, query: Query, vittle: str = "vittle-f", method: str = "pca") -> Panels:
         """Figures for the embedding map, the cosine-distance histograms and the posterior
         panels, plus the numbers behind them."""
         from analysis.metrics import cosine_distances
         from analysis.perturb import CLEAN
-        from analysis.plots import cosine_histograms, embedding_scatter
+        from analysis.plots import cosine_histograms_spec, embedding_scatter_spec
 
         self._check_vittle(vittle)
         if method not in ("pca", "umap"):
             raise InputError(f"Unknown map method {method!r}; choose pca or umap.")
         models = {"baseline": self.label("baseline"), vittle: self.label(vittle)}
-        probes = {name: (self.probe(name, query.image, query.question),
-                         self.probe(name, query.perturbed_image, query.perturbed_question)) for name in models}
+        queued = {name: (self.worker(name).probe(query.image, query.question),  # all four queued: one pass per model
+                         self.worker(name).probe(query.perturbed_image, query.perturbed_question)) for name in models}
+        probes = {name: (clean.result(), perturbed.result()) for name, (clean, perturbed) in queued.items()}
         numbers: dict[str, Any] = {"spec": query.spec, "layer": {n: p[0].layer for n, p in probes.items()}}
         query_distance = {models[n]: float(cosine_distances(p[0].hidden_after[None], p[1].hidden_after[None])[0])
                           for n, p in probes.items()}
@@ -325,10 +374,10 @@ class DemoService:
                 points[label] = {CLEAN: xy[:n_ref], spec: xy[n_ref:]}
                 ends = projection.transform(name, np.vstack([probes[name][0].hidden_after, probes[name][1].hidden_after]))
                 placed[label] = (ends[0], ends[1])
-            embeddings = embedding_scatter(projection, points, placed,
+            embeddings = embedding_scatter_spec(projection, points, placed,
                                            title=f"Layer-l last-token states, reference set clean vs {spec} ({method.upper()})")
             shift = {models[n]: cosine_distances(r[CLEAN], r[spec]) for n, r in references.items()}
-            distances = cosine_histograms({spec: shift}, marker=query_distance,
+            distances = cosine_histograms_spec({spec: shift}, marker=query_distance,
                                           title=f"Cosine distance clean vs {spec} over {len(next(iter(shift.values())))} reference queries")
             numbers["reference_cosine_mean"] = {label: float(v.mean()) for label, v in shift.items()}
             summary = ["Cosine distance between the clean and perturbed query's layer-l state: "
@@ -338,12 +387,13 @@ class DemoService:
         variance, kl, tokens_html, posterior_notes = self._posterior(probes[vittle][1], models[vittle])
         numbers["posterior"] = posterior_notes["numbers"]
         summary += posterior_notes["lines"]
-        return Panels(embeddings, distances, variance, kl, tokens_html, "\n\n".join(summary), numbers)
+        figures = {"embeddings": embeddings, "distances": distances, "variance": variance, "kl": kl}
+        return Panels(figures, tokens_html, "\n\n".join(summary), numbers)
 
     def _posterior(self, probe: Any, label: str) -> tuple[Any, Any, str, dict[str, Any]]:
         import html
 
-        from analysis.plots import token_colours_html, variance_heatmap
+        from analysis.plots import token_colours_html, variance_heatmap_spec
 
         if not probe.has_bottleneck:
             text = f"{label} has no bottleneck, so there is no posterior to show."
@@ -351,8 +401,8 @@ class DemoService:
         numbers = {"text_variance_mean": float(np.mean(probe.text_variance)), "text_kl_mean": float(np.mean(probe.text_kl))}
         variance = kl = None
         if probe.grid is not None and probe.visual_variance is not None and len(probe.visual_variance):
-            variance = variance_heatmap(probe.visual_variance, probe.grid, f"{label}: posterior variance per image token (perturbed query)")
-            kl = variance_heatmap(probe.visual_kl, probe.grid, f"{label}: KL to the prior per image token (nats per dim)", label="KL")
+            variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}: posterior variance per image token (perturbed query)")
+            kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}: KL to the prior per image token (nats per dim)", label="KL")
             numbers.update(visual_variance_mean=float(np.mean(probe.visual_variance)), visual_kl_mean=float(np.mean(probe.visual_kl)))
         text_tokens = probe.text_tokens
         tokens_html = (token_colours_html(text_tokens, probe.text_variance, "posterior variance")

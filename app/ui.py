@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+from gradio.components.plot import PlotData
 
 from app.components import QueryImage
 from app.examples import example_rows
 from app.inputs import InputError, whole_number
-from app.service import NONE, ROLES, DemoService
+from app.service import FIGURES, NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ def _user_error(err: Exception) -> gr.Error:
     logger.exception("request failed")
     return gr.Error(f"The server could not complete this request ({type(err).__name__}: {err}). "
                     "Other requests are not affected.", title="Server error")
+
+
+def _plots(panels: Any) -> list[PlotData | None]:
+    """The turn's four figures as plotly JSON for `gr.Plot` (no Figure objects to build)."""
+    return [None if (text := panels.json(name)) is None else PlotData(type="plotly", plot=text) for name in FIGURES]
 
 
 FILE_LIFETIME_S = 3600
@@ -71,8 +77,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             for answers in service.answers(query, vittle):
                 yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), *([gr.skip()] * 6))
             panels = service.panels(query, vittle, method)
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), panels.embeddings, panels.distances,
-                   panels.variance, panels.kl, panels.tokens_html, panels.summary)
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
+                   panels.summary)
         except gr.Error:
             raise
         except Exception as err:
@@ -88,7 +94,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise
         except Exception as err:
             raise _user_error(err) from err
-        return panels.embeddings, panels.summary
+        return _plots(panels)[0], panels.summary
 
     def robustness(vittle: str) -> tuple[str, Any, str]:
         try:

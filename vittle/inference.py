@@ -3,6 +3,7 @@
     assistant = Assistant.load("assets/models/tiny-vittle-f")
     assistant.answer(image, "What colour is the shape?")
     assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
+    assistant.probe_batch(images, questions)                # the same for many queries, one forward
     assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
 """
 
@@ -256,35 +257,41 @@ class Assistant:
         if errors:
             raise errors[0]
 
-    @torch.no_grad()
     def probe(self, image: ImageInput, question: str) -> ProbeResult:
         """The layer-l state of the last input token and the per-token posterior statistics."""
-        inputs = self._batch([image], [question])
-        after = run_to_layer(self.model, self.layer, **inputs)[0, -1]
-        ids = inputs["input_ids"][0]
-        visual = (ids == self.model.config.image_token_id).nonzero().flatten().tolist()
-        result = ProbeResult(
-            layer=self.layer,
-            hidden_before=after.float().cpu().numpy(),
-            hidden_after=after.float().cpu().numpy(),
-            tokens=self.processor.tokenizer.convert_ids_to_tokens(ids.tolist()),
-            visual_positions=visual,
-            grid=_grid(len(visual)) if visual else None,
-            has_bottleneck=self.has_bottleneck,
-        )
-        if self.has_bottleneck:
-            self._add_posterior(result)
-        return result
+        return self.probe_batch([image], [question])[0]
 
-    def _add_posterior(self, result: ProbeResult) -> None:
-        bottleneck = get_bottleneck(self.model)
-        state = bottleneck.last
-        result.hidden_before = state.hidden[0, -1].float().cpu().numpy()
-        variance = state.logvar[0].float().exp().mean(dim=-1).cpu().numpy()
-        kl = bottleneck.token_kl(state)[0].mean(dim=-1).cpu().numpy()
-        mask = state.visual_mask[0].cpu().numpy()
-        result.visual_variance, result.text_variance = variance[mask], variance[~mask]
-        result.visual_kl, result.text_kl = kl[mask], kl[~mask]
+    @torch.no_grad()
+    def probe_batch(self, images: Sequence[ImageInput], questions: Sequence[str]) -> list[ProbeResult]:
+        """`probe` for several queries in one forward (right-padded: each row's real tokens
+        come first, so its states are those of the query alone, up to float rounding)."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if not questions:
+            return []
+        inputs = self._batch(images, questions)
+        hidden = run_to_layer(self.model, self.layer, **inputs)
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        state = get_bottleneck(self.model).last if self.has_bottleneck else None
+        if state is not None:
+            variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
+            kl = get_bottleneck(self.model).token_kl(state).mean(dim=-1).cpu().numpy()
+            masks = state.visual_mask.cpu().numpy()
+        results = []
+        for row, length in enumerate(lengths):
+            ids = inputs["input_ids"][row, :length]
+            after = hidden[row, length - 1].float().cpu().numpy()
+            visual = (ids == self.model.config.image_token_id).nonzero().flatten().tolist()
+            result = ProbeResult(layer=self.layer, hidden_before=after, hidden_after=after,
+                                 tokens=self.processor.tokenizer.convert_ids_to_tokens(ids.tolist()), visual_positions=visual,
+                                 grid=_grid(len(visual)) if visual else None, has_bottleneck=self.has_bottleneck)
+            if state is not None:
+                result.hidden_before = state.hidden[row, length - 1].float().cpu().numpy()
+                mask = masks[row, :length]
+                result.visual_variance, result.text_variance = variance[row, :length][mask], variance[row, :length][~mask]
+                result.visual_kl, result.text_kl = kl[row, :length][mask], kl[row, :length][~mask]
+            results.append(result)
+        return results
 
     @torch.no_grad()
     def embed(self, images: Sequence[ImageInput], questions: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:

@@ -181,10 +181,13 @@ def test_bad_arguments_are_clear_errors(capsys):
 
 
 @pytest.mark.slow
-def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path):
+def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path, monkeypatch):
     import shutil
 
     from analysis.lab.runner import Lab
+    from vittle.efficientnet import FEATURE_CACHE_ENV
+
+    monkeypatch.setenv(FEATURE_CACHE_ENV, str(tmp_path / "features"))  # restored afterwards, not left to later tests
 
     archive = tmp_path / "archive"
     config = _tiny_lab(tmp_path, only=("noise",), assets=None, archive=archive)

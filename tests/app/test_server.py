@@ -41,7 +41,8 @@ def test_run_returns_four_answers_and_panels(client, service):
     names = [trace.get("name") for trace in figures["embeddings"]["data"]]
     assert names.count("clean") == 2 and names.count(query.spec) == 2
     assert sum(trace["type"] == "histogram" for trace in figures["distances"]["data"]) == 2
-    assert figures["variance"]["data"][0]["z"]["shape"] == "7, 7"
+    assert len(figures["variance"]["data"][0]["z"]) == 7 and {len(row) for row in figures["variance"]["data"][0]["z"]} == {7}
+    assert figures["variance"]["layout"]["template"]["layout"]["plot_bgcolor"] == "white"  # the plotly_white look
     assert "<span" in tokens and "Cosine distance between the clean and perturbed query" in summary
 
 

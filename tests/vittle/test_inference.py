@@ -47,6 +47,21 @@ def test_probe_reports_the_layer_state_and_posterior(vittle_assistant, image):
     assert len(data["text_tokens"]) == len(data["text_variance"])
 
 
+def test_probe_batch_equals_one_probe_per_query(vittle_assistant, image):
+    images = [image, image.rotate(90), None]
+    questions = ["What colour is the shape?", "Is there a red square in the image, or not?", "Shape?"]
+    batched = vittle_assistant.probe_batch(images, questions)
+    assert len(batched) == 3 and vittle_assistant.probe_batch([], []) == []
+    for got, image_, question in zip(batched, images, questions):
+        alone = vittle_assistant.probe(image_, question)
+        assert got.tokens == alone.tokens and got.visual_positions == alone.visual_positions and got.grid == alone.grid
+        for name in ("hidden_before", "hidden_after", "visual_variance", "text_variance", "visual_kl", "text_kl"):
+            np.testing.assert_allclose(getattr(got, name), getattr(alone, name), rtol=1e-4, atol=1e-5, err_msg=name)
+    assert batched[2].grid is None and batched[2].visual_variance.shape == (0,)
+    with pytest.raises(ValueError, match="1 images but 2 questions"):
+        vittle_assistant.probe_batch([image], questions[:2])
+
+
 def test_probe_of_a_plain_model(tiny, image):
     model, processor = tiny
     result = Assistant(model, processor).probe(image, "What colour?")

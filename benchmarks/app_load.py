@@ -1,0 +1,213 @@
+"""The demo app under load: N concurrent users for a fixed time, over HTTP like real users.
+
+`python app.py` runs in a fresh process with an empty reference-embedding cache. Each user is
+a `gradio_client.Client` in its own thread that sends a whole turn (`/run`: perturb, four
+answers, four probes, map, histograms, posterior panels), waits for it to finish and sends the
+next one at once (no think time: the server is saturated, the worst case for N users). Two
+phases of `--seconds` each:
+
+- seen settings: the four perturbations of `app_latency.py`, each warmed once before;
+- unseen settings: every turn asks for a perturbation no earlier turn used (each visual
+  corruption at each severity, then combined with text shifts), so every turn needs a new
+  reference set (perturbed and embedded) besides its own answers.
+
+Per turn: the time until all four answers are on the page and until the whole turn is done.
+Also errors, turns per second and the server's peak resident memory (sampled every 0.25 s).
+
+    python benchmarks/app_load.py                      # 16 users, 2 x 120 s -> benchmarks/results/app_load_cpu.json
+    python benchmarks/app_load.py --users 4 --seconds 20 --out /tmp/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_latency import PERTURBATIONS, QUESTIONS, free_port, stats  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def unseen_settings() -> itertools.chain:
+    """Perturbation settings in an order where each is new: every visual corruption at every
+    severity not in PERTURBATIONS, then each of those with a text shift."""
+    from analysis.perturb import list_perturbations
+
+    seen = {(v, s, t, lv) for v, s, t, lv in PERTURBATIONS}
+    visual = [(p.name, s, "none", 3) for s in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
+    visual = [v for v in visual if v not in seen]
+    texts = [(p.name, lv) for p in list_perturbations("text") if p.name not in ("arabic", "greek", "hindi") for lv in (1, 2, 3, 4, 5)]
+    combined = ((v, s, t, lv) for (t, lv) in texts for (v, s, _, _) in visual)
+    return itertools.chain(visual, combined)
+
+
+class Memory:
+    """Peak resident memory of a process, sampled in a thread."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        self.pid, self.every, self.peak_mb, self.start_mb = pid, every, 0.0, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> Memory:
+        self.start_mb = self.rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed_turn(client, index: int, setting: tuple) -> tuple[float, float]:
+    """(seconds until the four answers are shown, seconds until the turn is done)."""
+    from gradio_client import handle_file
+
+    import easy_vqa
+
+    visual, severity, text, level = setting
+    image = easy_vqa.get_test_image_paths()[index % 50]
+    started = time.perf_counter()
+    job = client.submit(handle_file(image), QUESTIONS[index % len(QUESTIONS)], visual, severity, text, level, "vittle-f", "pca",
+                        api_name="/run")
+    answered = None
+    for output in job:  # the streamed updates
+        if answered is None and all(output[3:7]):
+            answered = time.perf_counter() - started
+    result = job.result()
+    done = time.perf_counter() - started
+    if not all(result[3:7]):
+        raise RuntimeError(f"turn {index} ({setting}) came back without four answers: {result[3:7]}")
+    return (answered if answered is not None else done), done
+
+
+def phase(url: str, users: int, seconds: float, settings) -> dict:
+    """`users` closed-loop users for `seconds`; `settings()` gives each turn's setting."""
+    from gradio_client import Client
+
+    answers, turns, errors, count = [], [], [], itertools.count()
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def user(number: int) -> None:
+        try:
+            client = Client(url, verbose=False)
+        except Exception as err:
+            with lock:
+                errors.append(f"user {number} could not connect: {type(err).__name__}: {err}")
+            return
+        while time.perf_counter() < deadline:
+            with lock:
+                index = next(count)
+                setting = settings(index)
+            if setting is None:
+                return
+            try:
+                answered, done = timed_turn(client, index, setting)
+                with lock:
+                    answers.append(answered)
+                    turns.append(done)
+            except Exception as err:  # counted and reported
+                with lock:
+                    errors.append(f"user {number}, turn {index} {setting}: {type(err).__name__}: {err}")
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"users": users, "seconds": round(wall, 1), "turns": len(turns), "turns_per_s": round(len(turns) / wall, 3),
+            "errors": errors, "answers_shown": stats(answers) if answers else {}, "turn_done": stats(turns) if turns else {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=120, help="length of each phase")
+    parser.add_argument("--concurrency", type=int, default=None, help="the app's --concurrency (default: the app's default)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_load_cpu.json")
+    args = parser.parse_args(argv)
+    from gradio_client import Client
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cache = tempfile.TemporaryDirectory(prefix="vittle-load-")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VITTLE_CACHE_DIR": cache.name}  # nothing embedded before this run
+    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
+    if args.concurrency:
+        command += ["--concurrency", str(args.concurrency)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = time.perf_counter()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app.py exited with code {process.returncode} before serving")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - started > 300:
+                raise RuntimeError("the app did not serve its page within 300 s")
+            time.sleep(0.2)
+        with Memory(process.pid) as memory:
+            client = Client(url, verbose=False)
+            for index, setting in enumerate(PERTURBATIONS):  # the seen settings, once each
+                timed_turn(client, index, setting)
+            idle_mb = memory.rss_mb()
+            seen = phase(url, args.users, args.seconds, lambda i: PERTURBATIONS[i % len(PERTURBATIONS)])
+            fresh = unseen_settings()
+            unseen = phase(url, args.users, args.seconds, lambda i: next(fresh, None))
+            after_mb = memory.rss_mb()
+    finally:
+        process.terminate()
+        process.wait(30)
+        cache.cleanup()
+    result = {
+        "benchmark": "app_load",
+        "device": f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
+        "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
+        "load": "closed loop: each user sends its next turn as soon as the last one is done (no think time)",
+        "app_concurrency": args.concurrency or "app default",
+        "seen": seen,
+        "unseen": unseen,
+        "memory_mb": {"after_warm_up": round(idle_mb, 1), "peak": round(memory.peak_mb, 1), "at_end": round(after_mb, 1)},
+        "targets": {"errors": 0, "seen_turn_p95_s": 5, "unseen_turn_p95_s": 15},
+        "python": platform.python_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0 if not (seen["errors"] or unseen["errors"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

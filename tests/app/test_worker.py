@@ -1,0 +1,164 @@
+"""Serving many users: the model worker batches their queries, single-flight memos compute once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import easy_vqa
+import numpy as np
+import pytest
+
+from app.worker import ModelWorker, SingleFlight, ViaWorker
+from vittle.data import load_image
+
+
+@pytest.fixture(scope="module")
+def assistant():
+    from app.service import ASSETS
+    from vittle.inference import Assistant
+
+    return Assistant.load(ASSETS / "tiny-vittle-f", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def queries():
+    paths = [easy_vqa.get_test_image_paths()[i] for i in range(12)]
+    questions = ["What color is the shape?", "What shape is this?", "Is there a red shape?"]
+    return [load_image(p) for p in paths], [questions[i % 3] for i in range(len(paths))]
+
+
+class Slow:
+    """An assistant whose batched calls take a while (so that jobs pile up behind them) and
+    record their sizes; `fail_on` makes any batch holding that question raise."""
+
+    def __init__(self, inner, fail_on: str | None = None):
+        self.inner, self.fail_on, self.sizes = inner, fail_on, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _check(self, questions):
+        self.sizes.append(len(questions))
+        time.sleep(0.2)
+        if self.fail_on in questions:
+            raise ValueError(f"cannot answer {self.fail_on!r}")
+
+    def answer(self, image, question, max_new_tokens=24):
+        self._check([question])
+        return self.inner.answer(image, question, max_new_tokens=max_new_tokens)
+
+    def answer_batch(self, images, questions, max_new_tokens=8, batch_size=32):
+        self._check(questions)
+        return self.inner.answer_batch(images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def test_concurrent_answers_are_batched_and_equal_the_single_answers(assistant, queries):
+    images, questions = queries
+    slow = Slow(assistant)
+    worker = ModelWorker(slow, "vittle-f").start()
+    try:
+        with ThreadPoolExecutor(12) as pool:  # twelve users ask at once
+            got = list(pool.map(lambda i: worker.answer(images[i], questions[i], max_new_tokens=8).result(), range(12)))
+    finally:
+        worker.close()
+    expected = [assistant.answer(image, question, max_new_tokens=8) for image, question in zip(images, questions)]
+    assert got == expected
+    assert sum(slow.sizes) == 12 and len(slow.sizes) <= 4 and max(slow.sizes) >= 4  # a few batched passes, not 12
+    assert worker.jobs["answer"] == 12 and worker.passes["answer"] == len(slow.sizes)
+
+
+def test_one_bad_query_fails_alone(assistant, queries):
+    images, questions = queries
+    slow = Slow(assistant, fail_on="bad question")
+    worker = ModelWorker(slow, "vittle-f").start()
+    try:
+        blocker = worker.answer(images[0], questions[0])  # holds the worker while the others queue
+        time.sleep(0.05)
+        futures = [worker.answer(images[i], questions[i]) for i in (1, 2)] + [worker.answer(images[3], "bad question")]
+        blocker.result()
+        assert [f.result() for f in futures[:2]] == [assistant.answer(images[i], questions[i]) for i in (1, 2)]
+        with pytest.raises(ValueError, match="cannot answer 'bad question'"):
+            futures[2].result()
+    finally:
+        worker.close()
+    with pytest.raises(RuntimeError, match="the vittle-f worker is closed"):
+        worker.answer(images[0], questions[0])
+
+
+def test_probes_are_batched_and_an_embedding_job_lets_answers_through(assistant, queries):
+    images, questions = queries
+    worker = ModelWorker(assistant, "vittle-f", embed_chunk=2).start()
+    try:
+        probes = [worker.probe(images[i], questions[i]) for i in range(6)]
+        results = [p.result() for p in probes]
+        for result, image, question in zip(results, images, questions):
+            np.testing.assert_allclose(result.hidden_after, assistant.probe(image, question).hidden_after, rtol=1e-4, atol=1e-5)
+        assert worker.passes["probe"] < 6
+        order: list[str] = []
+        done = threading.Event()
+
+        def embed() -> None:
+            rows = ViaWorker(worker).embed(images, questions)
+            order.append("embed")
+            np.testing.assert_allclose(rows, assistant.embed(images, questions), rtol=1e-4, atol=1e-5)
+            done.set()
+
+        thread = threading.Thread(target=embed)
+        thread.start()
+        time.sleep(0.02)
+        answer = worker.answer(images[0], questions[0]).result()  # queued behind at most one chunk of 2
+        order.append("answer")
+        thread.join(60)
+        assert done.is_set() and order == ["answer", "embed"] and answer == assistant.answer(images[0], questions[0])
+        assert worker.jobs["embed"] == 6 and worker.passes["embed"] == 6  # twelve queries in chunks of two
+    finally:
+        worker.close()
+    with pytest.raises(ValueError, match="max_batch=0"):
+        ModelWorker(assistant, max_batch=0)
+
+
+def test_single_flight_computes_once_and_does_not_remember_failures():
+    flight = SingleFlight()
+    calls = []
+
+    def slow_value():
+        calls.append(1)
+        time.sleep(0.2)
+        return 42
+
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda _: flight.get("key", slow_value), range(8)))
+    assert values == [42] * 8 and len(calls) == 1 and flight.computed == 1 and "key" in flight
+    failures = []
+
+    def broken():
+        failures.append(1)
+        raise OSError("disk full")
+
+    for _ in range(2):
+        with pytest.raises(OSError, match="disk full"):
+            flight.get("other", broken)
+    assert len(failures) == 2 and "other" not in flight
+
+
+def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
+    from analysis.perturb import CLEAN
+
+    spec = "shot_noise:2"  # a setting no other test uses
+    before = service._reference.computed
+    path = easy_vqa.get_test_image_paths()[5]
+
+    def user(k: int):
+        query = service.prepare(path, "What shape is this?", "shot_noise", 2, "none", 3)
+        answers = list(service.answers(query, "vittle-f"))[-1]
+        panels = service.panels(query, "vittle-f", "pca")
+        return answers, panels.numbers["reference_cosine_mean"]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(user, range(16)))
+    assert all(r == results[0] for r in results)  # every user got the same answers and numbers
+    assert service._reference.computed - before == 2  # the new spec, once per model; clean was already there
+    assert (("baseline", spec) in service._reference and ("vittle-f", spec) in service._reference
+            and ("baseline", CLEAN) in service._reference)
