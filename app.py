@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="easy-vqa test images in the reference set of the embedding and distance panels")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="requests in progress at once (default 16; the rest queue): each model batches what they ask")
+    parser.add_argument("--no-precompute", action="store_true",
+                        help="do not embed every visual setting's reference set in the background after start-up")
     parser.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload, in MB")
     parser.add_argument("--file-lifetime-min", type=float, default=60,
                         help="delete uploads and output images after this many minutes (and all at shutdown)")
@@ -56,7 +58,7 @@ def build(args: argparse.Namespace, service=None):
     if service is None:
         vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
         service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
-                                            reference_images=args.reference_images,
+                                            reference_images=args.reference_images, precompute=not args.no_precompute,
                                             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)))
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))

@@ -60,6 +60,11 @@ class ServiceConfig:
     seed: int = 0
     lab: Path | None = LAB_JSON
     warm_umap: bool = True
+    precompute: bool = True
+    """After the warm-up, embed the reference set under every visual corruption at every severity
+    for the baseline and the default Vittle model, in the background (each is an embedding job
+    between the users' batches, so answers go on): a later query on any visual setting finds
+    its reference set ready. Cached on disk, so a restart reads them back."""
     cache_dir: Path | None = None
     """Where reference embeddings are cached on disk (None: the analysis default)."""
 
@@ -158,6 +163,8 @@ class DemoService:
         self._umap_warm: threading.Thread | None = None
         self.startup_error: str | None = None
         self.timings: dict[str, float] = {}
+        self.precomputed: tuple[int, int] | None = None
+        """(done, total) reference sets of the background precompute; None before it starts."""
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -197,6 +204,28 @@ class DemoService:
         except Exception as err:  # reported in the UI's status line, and again on use
             logger.exception("warm-up failed")
             self.startup_error = f"{type(err).__name__}: {err}"
+            return
+        if self.config.precompute:
+            threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
+
+    def precompute_settings(self) -> list[str]:
+        """The visual settings whose reference sets `precompute` embeds."""
+        from analysis.perturb import list_perturbations
+
+        return [f"{p.name}:{level}" for level in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
+
+    def _precompute(self) -> None:
+        settings = self.precompute_settings()
+        self.precomputed = (0, len(settings))
+        started = time.perf_counter()
+        for done, spec in enumerate(settings, start=1):
+            try:
+                for name in ("baseline", "vittle-f"):
+                    self.reference(name, spec)
+            except Exception:
+                logger.exception("precomputing the reference set of %s failed; it is computed on first use", spec)
+            self.precomputed = (done, len(settings))
+        self.timings["precompute_seconds"] = round(time.perf_counter() - started, 2)
 
     def _warm_umap(self) -> None:
         try:
@@ -214,6 +243,8 @@ class DemoService:
             return f"Start-up failed: {self.startup_error}"
         loaded = [self.label(n) for n in self.paths if n in self._assistants]
         state = "ready" if self._warm is not None and not self._warm.is_alive() else "warming up"
+        if state == "ready" and self.precomputed and self.precomputed[0] < self.precomputed[1]:
+            state += f"; reference sets of the visual shifts {self.precomputed[0]}/{self.precomputed[1]} embedded"
         device = next(iter(self._assistants.values())).device if self._assistants else self.config.device
         return f"Models: {', '.join(loaded) or 'loading...'} on {device} ({state})."
 

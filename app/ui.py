@@ -78,7 +78,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), *([gr.skip()] * 6))
             panels = service.panels(query, vittle, method)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
-                   panels.summary)
+                   panels.summary)  # the whole turn again: an API caller's final result holds every output
         except gr.Error:
             raise
         except Exception as err:

@@ -7,9 +7,12 @@ next one at once (no think time: the server is saturated, the worst case for N u
 phases of `--seconds` each:
 
 - seen settings: the four perturbations of `app_latency.py`, each warmed once before;
-- unseen settings: every turn asks for a perturbation no earlier turn used (each visual
-  corruption at each severity, then combined with text shifts), so every turn needs a new
-  reference set (perturbed and embedded) besides its own answers.
+- unseen settings: every turn asks for a perturbation no earlier turn used and the server has
+  not embedded (a visual corruption combined with a text shift), so every turn needs a new
+  reference set (its questions perturbed, 2 x 48 queries embedded) besides its own answers.
+
+Both phases start once the app's background precompute (the reference sets of every visual
+corruption at every severity) is done; how long that took after start-up is reported too.
 
 Per turn: the time until all four answers are on the page and until the whole turn is done.
 Also errors, turns per second and the server's peak resident memory (sampled every 0.25 s).
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,17 +44,30 @@ from app_latency import PERTURBATIONS, QUESTIONS, free_port, stats  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def unseen_settings() -> itertools.chain:
-    """Perturbation settings in an order where each is new: every visual corruption at every
-    severity not in PERTURBATIONS, then each of those with a text shift."""
+def unseen_settings() -> Iterator[tuple[str, int, str, int]]:
+    """Settings in an order where each is new to the server: every visual corruption at every
+    severity (all precomputed alone) combined with each text shift at each level (never
+    precomputed). Translations are left out: they need a translation backend."""
     from analysis.perturb import list_perturbations
 
+    visual = [(p.name, s) for s in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
+    texts = [(p.name, lv) for lv in (1, 2, 3, 4, 5) for p in list_perturbations("text") if p.has_levels]
     seen = {(v, s, t, lv) for v, s, t, lv in PERTURBATIONS}
-    visual = [(p.name, s, "none", 3) for s in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
-    visual = [v for v in visual if v not in seen]
-    texts = [(p.name, lv) for p in list_perturbations("text") if p.name not in ("arabic", "greek", "hindi") for lv in (1, 2, 3, 4, 5)]
-    combined = ((v, s, t, lv) for (t, lv) in texts for (v, s, _, _) in visual)
-    return itertools.chain(visual, combined)
+    return (setting for (t, lv) in texts for (v, s) in visual if (setting := (v, s, t, lv)) not in seen)
+
+
+def wait_for_precompute(url: str, timeout: float = 900) -> str:
+    """Poll the status line (the /robustness endpoint returns it) until the background
+    precompute is over; the last status."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    deadline = time.perf_counter() + timeout
+    while True:
+        status = client.predict("vittle-f", api_name="/robustness")[2]
+        if "(ready)" in status or time.perf_counter() > deadline:
+            return status
+        time.sleep(1)
 
 
 class Memory:
@@ -178,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             if time.perf_counter() - started > 300:
                 raise RuntimeError("the app did not serve its page within 300 s")
             time.sleep(0.2)
+        page_s = time.perf_counter() - started
         with Memory(process.pid) as memory:
+            status = wait_for_precompute(url)
+            precompute_s = time.perf_counter() - started
+            if "(ready)" not in status:
+                raise RuntimeError(f"the precompute did not finish: {status}")
             client = Client(url, verbose=False)
             for index, setting in enumerate(PERTURBATIONS):  # the seen settings, once each
                 timed_turn(client, index, setting)
@@ -197,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
         "load": "closed loop: each user sends its next turn as soon as the last one is done (no think time)",
         "app_concurrency": args.concurrency or "app default",
+        "start_up": {"page_served_s": round(page_s, 1), "precompute_done_s": round(precompute_s, 1)},
         "seen": seen,
         "unseen": unseen,
         "memory_mb": {"after_warm_up": round(idle_mb, 1), "peak": round(memory.peak_mb, 1), "at_end": round(after_mb, 1)},

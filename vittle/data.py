@@ -12,8 +12,11 @@ Images are padded to a square with the image processor's mean colour (LLaVA-1.5'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,16 +162,33 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
 
 
 class ImageEncoder:
-    """Pads to square and runs the processor's image processor; counts image tokens."""
+    """Pads to square and runs the processor's image processor; counts image tokens. The last
+    `memo` images' pixels are kept by content (a query's image is answered and probed by
+    several calls; hashing its bytes costs a fraction of resizing and normalising it)."""
 
-    def __init__(self, processor: Any):
+    def __init__(self, processor: Any, memo: int = 64):
         self.processor = processor
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
         self.background = tuple(int(round(255 * m)) for m in mean)
+        self.memo = memo
+        self._memo: OrderedDict[tuple[str, tuple[int, int], bytes], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """(3, H, W) float pixels; do not modify the returned tensor in place (it may be shared)."""
+        key = (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
         square = expand_to_square(image.convert("RGB"), self.background)
-        return self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"][0]
+        value = self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"][0]
+        if self.memo > 0:
+            with self._lock:
+                self._memo[key] = value
+                while len(self._memo) > self.memo:
+                    self._memo.popitem(last=False)
+        return value
 
     def num_tokens(self, pixel_values: torch.Tensor) -> int:
         processor = self.processor

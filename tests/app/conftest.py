@@ -70,7 +70,7 @@ def service():
     UMAP test pays the JIT itself)."""
     from app.service import DemoService, ServiceConfig
 
-    started = DemoService(ServiceConfig(warm_umap=False, reference_images=24)).start()
+    started = DemoService(ServiceConfig(warm_umap=False, reference_images=24, precompute=False)).start()
     assert started.wait_ready(300), "warm-up did not finish"
     assert started.startup_error is None, started.startup_error
     return started

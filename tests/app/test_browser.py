@@ -94,7 +94,7 @@ def test_status_line_follows_the_warm_up(browser, free_port):
     from app.service import DemoService, ServiceConfig
     from app.ui import build_demo
 
-    service = DemoService(ServiceConfig(warm_umap=False, reference_images=24))
+    service = DemoService(ServiceConfig(warm_umap=False, reference_images=24, precompute=False))
     demo = build_demo(service.start())  # built while the models are still loading
     initial = service.status()
     demo.queue()

@@ -136,6 +136,28 @@ def test_robustness_reads_the_lab(service):
 def test_robustness_without_lab_results(service, tmp_path):
     from app.service import DemoService, ServiceConfig
 
-    other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False))
+    other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
     assert figure is None and "No lab results for Baseline" in table and "vittle eval easyvqa" in table
+
+
+def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
+    import time
+
+    from app.service import DemoService, ServiceConfig
+
+    class TwoSettings(DemoService):
+        def precompute_settings(self):
+            return ["contrast:1", "fog:1"]
+
+    assert len(DemoService.precompute_settings(None)) == 45  # 9 visual corruptions x 5 severities
+    service = TwoSettings(ServiceConfig(warm_umap=False, reference_images=6, vittle_l=None, cache_dir=tmp_path)).start()
+    assert service.wait_ready(300) and service.startup_error is None
+    deadline = time.monotonic() + 120
+    while service.precomputed != (2, 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert service.precomputed == (2, 2) and service.status().endswith("(ready).")
+    for name in ("baseline", "vittle-f"):
+        assert (name, "contrast:1") in service._reference and (name, "fog:1") in service._reference
+    assert service._reference.computed == 8  # clean, the default setting and the two, per model; nothing twice
+    service.close()
