@@ -178,6 +178,13 @@ class DemoService:
     def start(self) -> DemoService:
         """Start the background warm-up (idempotent); returns self."""
         if self._warm is None:
+            # modules that request threads would otherwise import lazily, several at once: two
+            # threads importing plotly's circular submodules can deadlock (seen under load)
+            import analysis.lab.report  # noqa: F401
+            import plotly.graph_objects  # noqa: F401
+            import plotly.io  # noqa: F401
+            import plotly.subplots  # noqa: F401
+
             self._warm = threading.Thread(target=self._warm_up, name="vittle-warm-up", daemon=True)
             self._warm.start()
             if self.config.warm_umap:
