@@ -71,11 +71,14 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
+            # Three updates, each with every output's value: gr.skip() would be cheaper to write but
+            # makes Gradio rebuild the component's config, the costliest part of a turn under load
             answers = dict.fromkeys(ROLES, "")
             cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
-            for answers in service.answers(query, vittle):
-                yield (gr.skip(), gr.skip(), gr.skip(), *answers.values(), *([gr.skip()] * 6))
+            for answers in service.answers(query, vittle):  # the four arrive together: each model batches its two
+                pass
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
             panels = service.panels(query, vittle, method)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
                    panels.summary)  # the whole turn again: an API caller's final result holds every output
