@@ -16,7 +16,7 @@ Modules: `plan` (arms, shift groups, LabConfig), `runner` (train and measure; re
 
 from analysis.lab.plan import ARMS, MAIN_ARMS, SHIFT_GROUPS, SWEEP_ARMS, Arm, LabConfig, lab_specs, spec_group
 from analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, Stat
-from analysis.lab.stats import Interval, paired_bootstrap
+from analysis.lab.stats import Interval, paired_bootstrap, seed_interval
 
 __all__ = ["ARMS", "MAIN_ARMS", "SHIFT_GROUPS", "SWEEP_ARMS", "Arm", "ArmSummary", "BaseSummary", "Interval", "LabConfig",
-           "LabSummary", "RunResult", "Stat", "lab_specs", "paired_bootstrap", "spec_group"]
+           "LabSummary", "RunResult", "Stat", "lab_specs", "paired_bootstrap", "seed_interval", "spec_group"]

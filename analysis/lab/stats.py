@@ -68,3 +68,19 @@ def difference_matrix(arm: Sequence[Sequence[np.ndarray]], baseline: Sequence[Se
             raise ValueError(f"arm hits {a.shape} and baseline hits {b.shape} differ in shape")
         rows.append(100.0 * (a - b).mean(axis=0))
     return np.stack(rows)
+
+
+def seed_interval(per_seed: Sequence[float], level: float = 0.95) -> Interval:
+    """A t-interval for the mean of per-seed differences: the seed-level analysis, for pooling
+    seeds whose per-question records are not all at hand (it treats each seed's mean as one
+    observation, so it leaves out the question-sampling part that `paired_bootstrap` adds)."""
+    values = np.asarray(per_seed, dtype=np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise ValueError(f"need at least two per-seed values, got {values.size}")
+    if not np.isfinite(values).all():
+        raise ValueError("per-seed values hold NaN or inf")
+    from scipy.stats import t
+
+    mean = float(values.mean())
+    half = float(t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    return Interval(mean, mean - half, mean + half, [float(v) for v in values])

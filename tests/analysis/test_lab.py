@@ -210,3 +210,15 @@ def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_wh
     assert not (tmp_path / "lab" / "runs" / "noise-s0").exists() and (archive / "noise-s0.json").stat().st_mtime_ns == stamp
     assert (archive / "vittle-f-s0.json").exists() and set(summary.arms) == {"baseline", "vittle-f", "noise"}
     assert summary.arms["noise"].clean == first.arms["noise"].clean  # read back, not retrained
+
+
+def test_seed_interval_is_the_t_interval_over_seeds():
+    from analysis.lab.stats import seed_interval
+
+    interval = seed_interval([1.0, 2.0, 3.0])
+    assert interval.mean == pytest.approx(2.0) and interval.per_seed == [1.0, 2.0, 3.0]
+    assert interval.half_width == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd / sqrt(n)
+    with pytest.raises(ValueError, match="at least two"):
+        seed_interval([1.0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        seed_interval([1.0, float("nan")])
