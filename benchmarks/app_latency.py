@@ -40,6 +40,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_page(process: subprocess.Popen, url: str, started: float, timeout: float = 300) -> float:
+    """Seconds from `started` until `url` answers 200; an error if the app exits or is too slow."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {process.returncode} before serving")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"the app did not serve its page within {timeout:g} s")
+        time.sleep(0.1)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -83,18 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with code {process.returncode} before serving")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - started > 300:
-                raise RuntimeError("the app did not serve its page within 300 s")
-            time.sleep(0.1)
-        page_s = time.perf_counter() - started
+        page_s = wait_for_page(process, url, started)
         client = Client(url, verbose=False)
         first_turn_s = turn(client, 0)
         first_result_s = time.perf_counter() - started

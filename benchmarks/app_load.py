@@ -36,10 +36,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_latency import PERTURBATIONS, QUESTIONS, free_port, stats  # noqa: E402
+from app_latency import PERTURBATIONS, QUESTIONS, free_port, stats, wait_for_page  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,18 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         started = time.perf_counter()
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with code {process.returncode} before serving")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - started > 300:
-                raise RuntimeError("the app did not serve its page within 300 s")
-            time.sleep(0.2)
-        page_s = time.perf_counter() - started
+        page_s = wait_for_page(process, url, started)
         with Memory(process.pid) as memory:
             status = wait_for_precompute(url)
             precompute_s = time.perf_counter() - started
