@@ -1,9 +1,9 @@
 """The demo app under load: N concurrent users for a fixed time, over HTTP like real users.
 
 `python app.py` runs in a fresh process with an empty reference-embedding cache. Each user is
-a `gradio_client.Client` in its own thread that sends a whole turn (`/run`: perturb, four
-answers, four probes, map, histograms, posterior panels), waits for it to finish and sends the
-next one at once (no think time: the server is saturated, the worst case for N users). Two
+a thread with its own HTTP connection that uploads the image and sends a whole turn over the
+app's HTTP API (`/gradio_api/call/run`: perturb, four answers, four probes, map, histograms,
+posterior panels), reads the turn's event stream until it is done and sends the next one at once (no think time: the server is saturated, the worst case for N users). Two
 phases of `--seconds` each:
 
 - seen settings: the four perturbations of `app_latency.py`, each warmed once before;
@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,22 +101,60 @@ class Memory:
         self._thread.join()
 
 
-def timed_turn(client, index: int, setting: tuple) -> tuple[float, float]:
-    """(seconds until the four answers are shown, seconds until the turn is done)."""
-    from gradio_client import handle_file
+class User:
+    """One user over the app's HTTP API, as its page talks to it: upload the image, start a
+    turn (`POST /gradio_api/call/run`), read the turn's event stream until it completes. A
+    `gradio_client.Client` per user (its job threads and status polling) took more CPU than
+    the server did on 2 cores, where the clients compete with the server; this needs one
+    HTTP connection and no thread of its own."""
 
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/gradio_api", timeout=600)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def upload(self, path: str) -> dict:
+        with open(path, "rb") as file:
+            response = self.http.post("/upload", files=[("files", (Path(path).name, file, "image/png"))])
+        response.raise_for_status()
+        return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+    def submit(self, data: list) -> Iterator[tuple[str, Any]]:
+        """(event, data) of the turn's stream: "generating" with each update's outputs,
+        then "complete" (or "error")."""
+        response = self.http.post("/call/run", json={"data": data})
+        response.raise_for_status()
+        event_id = response.json()["event_id"]
+        with self.http.stream("GET", f"/call/run/{event_id}") as stream:
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("generating", "complete", "error"):
+                    yield event, json.loads(line[5:])
+                    if event != "generating":
+                        return
+        raise RuntimeError(f"the event stream of {event_id} ended without a result")
+
+
+def timed_turn(user: User, index: int, setting: tuple) -> tuple[float, float]:
+    """(seconds until the four answers are shown, seconds until the turn is done)."""
     import easy_vqa
 
     visual, severity, text, level = setting
     image = easy_vqa.get_test_image_paths()[index % 50]
     started = time.perf_counter()
-    job = client.submit(handle_file(image), QUESTIONS[index % len(QUESTIONS)], visual, severity, text, level, "vittle-f", "pca",
-                        api_name="/run")
-    answered = None
-    for output in job:  # the streamed updates
+    data = [user.upload(image), QUESTIONS[index % len(QUESTIONS)], visual, severity, text, level, "vittle-f", "pca"]
+    answered = result = None
+    for event, output in user.submit(data):  # the streamed updates
+        if event == "error":
+            raise RuntimeError(f"turn {index} ({setting}) failed: {output}")
         if answered is None and all(output[3:7]):
             answered = time.perf_counter() - started
-    result = job.result()
+        result = output
     done = time.perf_counter() - started
     if not all(result[3:7]):
         raise RuntimeError(f"turn {index} ({setting}) came back without four answers: {result[3:7]}")
@@ -131,19 +170,12 @@ def cpu_seconds(pid: int) -> float:
 def phase(url: str, users: int, seconds: float, settings, server_pid: int) -> dict:
     """`users` closed-loop users for `seconds`; `settings()` gives each turn's setting. Also
     the CPU seconds the server and these clients used (they share the machine's cores)."""
-    from gradio_client import Client
-
     answers, turns, errors, count = [], [], [], itertools.count()
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
     def user(number: int) -> None:
-        try:
-            client = Client(url, verbose=False, download_files=False)
-        except Exception as err:
-            with lock:
-                errors.append(f"user {number} could not connect: {type(err).__name__}: {err}")
-            return
+        client = User(url)
         while time.perf_counter() < deadline:
             with lock:
                 index = next(count)
@@ -158,6 +190,7 @@ def phase(url: str, users: int, seconds: float, settings, server_pid: int) -> di
             except Exception as err:  # counted and reported
                 with lock:
                     errors.append(f"user {number}, turn {index} {setting}: {type(err).__name__}: {err}")
+        client.close()
 
     started = time.perf_counter()
     server_cpu, client_cpu = cpu_seconds(server_pid), cpu_seconds(os.getpid())
@@ -181,8 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seen-only", action="store_true", help="skip the unseen phase and the precompute (a quick check)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_load_cpu.json")
     args = parser.parse_args(argv)
-    from gradio_client import Client
-
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     cache = tempfile.TemporaryDirectory(prefix="vittle-load-")
@@ -201,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             precompute_s = time.perf_counter() - started
             if "(ready)" not in status:
                 raise RuntimeError(f"the precompute did not finish: {status}")
-            client = Client(url, verbose=False, download_files=False)
+            user = User(url)
             for index, setting in enumerate(PERTURBATIONS):  # the seen settings, once each
-                timed_turn(client, index, setting)
+                timed_turn(user, index, setting)
+            user.close()
             idle_mb = memory.rss_mb()
             seen = phase(url, args.users, args.seconds, lambda i: PERTURBATIONS[i % len(PERTURBATIONS)], process.pid)
             fresh = unseen_settings()

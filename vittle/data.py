@@ -161,33 +161,56 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
             logger.warning("could not record the checked images in %s (%s); they will be checked again next time", record, err)
 
 
-class ImageEncoder:
-    """Pads to square and runs the processor's image processor; counts image tokens. The last
-    `memo` images' pixels are kept by content (a query's image is answered and probed by
-    several calls; hashing its bytes costs a fraction of resizing and normalising it)."""
+class _PixelMemo:
+    """A process-wide LRU of processed pixels, keyed by the image processor's settings and the
+    image's content: the baseline and Vittle models of the app share their processor settings,
+    so an image preprocessed for one is not preprocessed again for the other."""
 
-    def __init__(self, processor: Any, memo: int = 64):
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: torch.Tensor) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+PIXEL_MEMO = _PixelMemo(128)
+"""Pixels of the last 128 distinct images (about 77 MB at 224 x 224), shared by every ImageEncoder."""
+
+
+class ImageEncoder:
+    """Pads to square and runs the processor's image processor; counts image tokens. Pixels
+    are kept by content in `PIXEL_MEMO` (a query's image is answered and probed by several
+    calls and several models; hashing its bytes costs a fraction of resizing and normalising it)."""
+
+    def __init__(self, processor: Any, memo: bool = True):
         self.processor = processor
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
         self.background = tuple(int(round(255 * m)) for m in mean)
         self.memo = memo
-        self._memo: OrderedDict[tuple[str, tuple[int, int], bytes], torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
+        settings = processor.image_processor.to_json_string() if hasattr(processor.image_processor, "to_json_string") else repr(processor.image_processor)
+        self._settings = hashlib.blake2b(f"{settings}|{self.background}".encode(), digest_size=16).digest()
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
         """(3, H, W) float pixels; do not modify the returned tensor in place (it may be shared)."""
-        key = (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
-        with self._lock:
-            if key in self._memo:
-                self._memo.move_to_end(key)
-                return self._memo[key]
+        key = (self._settings, image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        if self.memo and (value := PIXEL_MEMO.get(key)) is not None:
+            return value
         square = expand_to_square(image.convert("RGB"), self.background)
         value = self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"][0]
-        if self.memo > 0:
-            with self._lock:
-                self._memo[key] = value
-                while len(self._memo) > self.memo:
-                    self._memo.popitem(last=False)
+        if self.memo:
+            PIXEL_MEMO.put(key, value)
         return value
 
     def num_tokens(self, pixel_values: torch.Tensor) -> int:

@@ -91,14 +91,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(service):
-    """The app launched in-process on 127.0.0.1 with app.py's launch options (upload cap 1 MB);
-    yields its URL."""
+def app_main():
+    """The top-level app.py as a module (it shares its name with the app/ package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("vittle_app_main", Path(__file__).resolve().parents[2] / "app.py")
     main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(main)
+    return main
+
+
+@pytest.fixture(scope="session")
+def server(service, app_main):
+    """The app launched in-process on 127.0.0.1 with app.py's launch options (upload cap 1 MB);
+    yields its URL."""
+    main = app_main
     args = main.parse_args(["--port", str(_free_port()), "--max-upload-mb", "1"])
     _, demo = main.build(args, service)
     demo.launch(prevent_thread_lock=True, quiet=True, **main.launch_options(args))

@@ -165,3 +165,20 @@ def test_synthetic_shapes_are_valid_llava_data(shapes_data, tiny):
     assert len(samples) == 48 * 3
     answers = {s["turns"][0][1] for s in samples}
     assert {"yes", "no", "red", "circle"} <= answers
+
+
+def test_encoders_with_the_same_processor_settings_share_pixels_and_others_do_not(tiny):
+    import copy
+
+    _, processor = tiny
+    image = Image.new("RGB", (20, 10), (10, 200, 10))
+    first, second = ImageEncoder(processor), ImageEncoder(processor)
+    pixels = first.pixel_values(image)
+    assert second.pixel_values(image.copy()) is pixels  # same settings, same content: preprocessed once
+    assert first.pixel_values(Image.new("RGB", (20, 10), (10, 200, 11))) is not pixels  # one value differs
+    other = copy.deepcopy(processor)
+    other.image_processor.image_mean = [0.0, 0.0, 0.0]  # another background and normalisation
+    different = ImageEncoder(other).pixel_values(image)
+    assert different is not pixels and not torch.allclose(different, pixels)
+    off = ImageEncoder(processor, memo=False).pixel_values(image)
+    assert off is not pixels and torch.allclose(off, pixels, atol=1e-6)

@@ -1,0 +1,26 @@
+"""app.py's thread settings: torch threads per process and one BLAS thread."""
+
+import pytest
+import torch
+
+
+def test_threads_auto_is_half_the_cores_and_blas_runs_on_one(app_main, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = torch.get_num_threads()
+    with threadpool_limits(None):  # numpy's BLAS threads are restored afterwards
+        try:
+            monkeypatch.setattr("os.cpu_count", lambda: 6)
+            assert app_main.configure_threads(0) == 3 and torch.get_num_threads() == 3
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+            monkeypatch.setattr("os.cpu_count", lambda: 1)
+            assert app_main.configure_threads(0) == 1
+            assert app_main.configure_threads(2) == 2 and torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(before)
+
+
+def test_negative_threads_are_refused(app_main, capsys):
+    with pytest.raises(SystemExit):
+        app_main.parse_args(["--threads", "-1"])
+    assert "--threads must be 0 (auto) or positive, got -1" in capsys.readouterr().err
