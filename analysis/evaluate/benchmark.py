@@ -1,0 +1,86 @@
+"""Answer a LLaVA question file, clean or under a perturbation spec, into a LLaVA answer file.
+
+    questions = read_questions("llava_pope_test.jsonl")
+    answers = AnswerFile("runs/pope/vittle/gaussian_noise:3/answers.jsonl", model_id="vittle", tag="gaussian_noise:3")
+    answer_questions(assistant, questions, "val2014/", answers, spec="gaussian_noise:3")
+
+Questions already in the answer file are skipped, so a rerun after a crash continues where
+the last run stopped. A visual shift corrupts each image once per spec (seeded by the image
+name, so every question about an image sees the same corrupted image); a text shift edits the
+question's first line only, not the answer-format instruction that follows it (LLaVA's
+"Answer the question using a single word or phrase."), seeded by the question id.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from analysis.evaluate.llava_files import AnswerFile, Question
+from analysis.evaluate.runner import _stable_int
+from analysis.perturb import CLEAN, apply, parse_spec
+
+
+class _Images:
+    """Clean and perturbed images of one spec, the last `size` of each kept."""
+
+    def __init__(self, folder: Path | None, spec: str, seed: int, size: int = 64):
+        self.folder, self.seed, self.size = folder, seed, size
+        parsed = parse_spec(spec)
+        self.visual = str(parsed.visual) if parsed.visual is not None else None
+        self._memo: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, name: str | None) -> Any:
+        if name is None:
+            return None
+        if name in self._memo:
+            self._memo.move_to_end(name)
+            return self._memo[name]
+        from vittle.data import load_image
+
+        if self.folder is None:
+            raise ValueError(f"the questions name images ({name}) but no image folder was given")
+        image = load_image(self.folder / name, name)
+        if self.visual is not None:
+            image = apply(self.visual, image=image, seed=self.seed + _stable_int(Path(name).name))[0]
+        self._memo[name] = image
+        while len(self._memo) > self.size:
+            self._memo.popitem(last=False)
+        return image
+
+
+def perturb_prompt(text: str, spec: str, seed: int) -> str:
+    """The prompt under the text part of `spec`: the first line edited, the rest kept."""
+    parsed = parse_spec(spec)
+    if parsed.text is None:
+        return text
+    question, newline, rest = text.partition("\n")
+    return apply(str(parsed.text), text=question, seed=seed)[1] + newline + rest
+
+
+def answer_questions(assistant: Any, questions: Sequence[Question], image_folder: str | Path | None, answers: AnswerFile,
+                     spec: str = CLEAN, seed: int = 0, batch_size: int = 16, max_new_tokens: int = 128,
+                     progress: bool = True, desc: str | None = None) -> int:
+    """Answer the questions not yet in `answers`, `batch_size` at a time, each batch appended
+    as soon as it is generated. Returns how many were answered now."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+    done = answers.done()
+    todo = [q for q in questions if q.question_id not in done]
+    images = _Images(Path(image_folder) if image_folder is not None else None, spec, seed)
+    bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=desc or spec, unit="q", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        pictures = [images.get(q.image) for q in batch]
+        prompts = [perturb_prompt(q.text, spec, seed + _stable_int(q.question_id)) for q in batch]
+        texts = assistant.answer_batch(pictures, prompts, max_new_tokens=max_new_tokens, batch_size=len(batch))
+        answers.append(batch, prompts, texts, [{"spec": spec} for _ in batch])
+        bar.update(len(batch))
+    bar.close()
+    return len(todo)

@@ -1,0 +1,158 @@
+"""`vittle eval pope`: POPE in LLaVA's files, clean and under shifts, resumable.
+
+    vittle eval pope --model base=PATH --model vittle=PATH --questions llava_pope_test.jsonl \\
+        --images val2014/ --labels coco/ --specs clean,paper-visual --out runs/pope
+    vittle eval pope --score-only answers.jsonl --questions llava_pope_test.jsonl --labels coco/
+
+Writes `<out>/<model>/<spec>/answers.jsonl` (LLaVA's answer format, appended batch by batch:
+a rerun continues after the last answer written), `<out>/results.json` (per model, spec and
+category: accuracy, precision, recall, F1, yes-ratio) and `<out>/results.md` (the paper's
+Table 11 layout: models as rows, clean / visual / text / joint columns; then each model's
+specs by category).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "vittle eval pope"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     epilog="Spec sets: paper-visual (the paper's 9 visual shifts at severity 3), "
+                                     "visual, text, paper-text, paper-joint, paper; or specs such as frost:3,zoom_blur:5.")
+    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
+                        help="checkpoint folder or hub id; repeat for several models")
+    parser.add_argument("--questions", type=Path, required=True, help="LLaVA's question file (llava_pope_test.jsonl)")
+    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name (COCO val2014)")
+    parser.add_argument("--labels", type=Path, required=True, help="folder of POPE's coco_pope_<category>.json label files")
+    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
+    parser.add_argument("--out", type=Path, default=Path("runs/pope"), help="folder for answers, results.json and results.md")
+    parser.add_argument("--limit", type=int, default=None, help="the first N questions of each category only")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer (LLaVA's default is 128)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    parser.add_argument("--score-only", type=Path, default=None, metavar="ANSWERS",
+                        help="score an existing LLaVA answers.jsonl (ours or LLaVA's) and print the metrics")
+    return parser
+
+
+def limit_questions(questions: list, limit: int | None) -> list:
+    """The first `limit` questions of each category, in file order."""
+    if limit is None:
+        return questions
+    if limit < 1:
+        raise ValueError(f"--limit={limit} must be at least 1")
+    counts: dict[Any, int] = {}
+    kept = []
+    for question in questions:
+        counts[question.category] = counts.get(question.category, 0) + 1
+        if counts[question.category] <= limit:
+            kept.append(question)
+    return kept
+
+
+def spec_kind(spec: str) -> str:
+    """"clean", "visual", "text" or "joint"."""
+    from analysis.perturb import CLEAN, parse_spec
+
+    if spec == CLEAN:
+        return "clean"
+    parsed = parse_spec(spec)
+    if parsed.visual is not None and parsed.text is not None:
+        return "joint"
+    return "visual" if parsed.visual is not None else "text"
+
+
+def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Table 11 layout (F1 over all categories; V, T, J are means over the specs of each kind),
+    then each model's specs by category."""
+    kinds = ("clean", "visual", "text", "joint")
+    present = [k for k in kinds if any(spec_kind(s) == k for specs in results.values() for s in specs)]
+    lines = ["## POPE: F1 (%) over all categories", "",
+             "| model | " + " | ".join({"clean": "clean", "visual": "V", "text": "T", "joint": "J"}[k] for k in present) + " |",
+             "|---|" + "---|" * len(present)]
+    for model, specs in results.items():
+        cells = []
+        for kind in present:
+            values = [r["all"]["f1"] for s, r in specs.items() if spec_kind(s) == kind]
+            cells.append(f"{sum(values) / len(values):.2f}" + (f" ({len(values)})" if kind != "clean" else "") if values else "–")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for model, specs in results.items():
+        categories = [c for c in next(iter(specs.values())) if c not in ("all", "missing")]
+        lines += ["", f"## {model}: accuracy / F1 (%) by category", "",
+                  "| spec | " + " | ".join(categories) + " | all | yes-ratio |", "|---|" + "---|" * (len(categories) + 2)]
+        for spec, r in specs.items():
+            lines.append(f"| {spec} | " + " | ".join(f"{r[c]['accuracy']:.2f} / {r[c]['f1']:.2f}" for c in categories)
+                         + f" | {r['all']['accuracy']:.2f} / {r['all']['f1']:.2f} | {r['all']['yes_ratio']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from analysis.evaluate.benchmark import answer_questions
+    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
+    from analysis.evaluate.pope import align_labels, read_labels, score_pope
+    from analysis.evaluate.runner import expand_specs
+
+    questions = limit_questions(read_questions(args.questions), args.limit)
+    labels = align_labels(questions, read_labels(args.labels))
+    if args.score_only is not None:
+        return {"answers": str(args.score_only), "scores": score_pope(read_jsonl(args.score_only), questions, labels)}
+    if not args.model:
+        raise ValueError("give --model (one or more) or --score-only ANSWERS")
+    models = parse_models(args.model)
+    specs = expand_specs(args.specs)
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
+    from vittle.inference import Assistant
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, path in models.items():
+        print(f"{PROG}: {name} ({path}): {len(questions)} questions x {len(specs)} specs", file=sys.stderr)
+        assistant = Assistant.load(path, device=args.device)
+        results[name] = {}
+        for spec in specs:
+            answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
+            answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                             max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
+            results[name][spec] = score_pope(answers.rows(), questions, labels)
+        del assistant
+    return {"benchmark": "pope", "questions": str(args.questions), "limit": args.limit, "specs": specs,
+            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "models": models, "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from vittle.checkpoint import CheckpointError
+    from vittle.data import DataError
+
+    try:
+        report = run(args)
+    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    if args.score_only is not None:
+        print(json.dumps(report["scores"], indent=1))
+        return 0
+    from vittle.files import write_text_atomic
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(report["results"])
+    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
+    write_text_atomic(args.out / "results.md", table)
+    print(table)
+    print(f"{PROG}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
