@@ -84,3 +84,28 @@ def answer_questions(assistant: Any, questions: Sequence[Question], image_folder
         bar.update(len(batch))
     bar.close()
     return len(todo)
+
+
+def spec_kind(spec: str) -> str:
+    """"clean", "visual", "text" or "joint"."""
+    if spec == CLEAN:
+        return "clean"
+    parsed = parse_spec(spec)
+    if parsed.visual is not None and parsed.text is not None:
+        return "joint"
+    return "visual" if parsed.visual is not None else "text"
+
+
+def table11(values: dict[str, dict[str, float]], title: str) -> list[str]:
+    """The paper's Table 11 layout: models as rows; clean, V, T, J columns, each shift column
+    the mean over that kind's specs (their count in brackets)."""
+    kinds = [k for k in ("clean", "visual", "text", "joint") if any(spec_kind(s) == k for specs in values.values() for s in specs)]
+    lines = [f"## {title}", "", "| model | " + " | ".join({"clean": "clean", "visual": "V", "text": "T", "joint": "J"}[k] for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    for model, specs in values.items():
+        cells = []
+        for kind in kinds:
+            found = [v for s, v in specs.items() if spec_kind(s) == kind]
+            cells.append("–" if not found else f"{sum(found) / len(found):.2f}" + (f" ({len(found)})" if kind != "clean" else ""))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines

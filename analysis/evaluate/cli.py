@@ -3,6 +3,7 @@
     vittle eval easyvqa --model assets/models/tiny-vittle-f --specs paper --out runs/eval
     vittle eval test.json --model base=PATH --model vittle=PATH --specs visual,text --limit-images 100
     vittle eval pope --model PATH --questions llava_pope_test.jsonl --images val2014/ --labels coco/   (see pope_cli)
+    vittle eval llava-bench --model PATH --questions questions.jsonl --context ... --rules rule.json  (llava_bench_cli)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Score models by exact match on a VQA test set, clean and under perturbations. "
         "Yes/no questions are also scored POPE-style (precision, recall, F1, yes-ratio).",
-        epilog="Benchmarks in LLaVA's files: `vittle eval pope --help`. "
+        epilog="Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval llava-bench --help`. "
         "Spec sets: paper (27 variants), paper-visual, paper-text, paper-joint (its 9 of each kind), visual (9 corruptions x severities 1..5), text (9 text "
         "perturbations), full (visual + text); or specs such as frost:3,char_typo:2,zoom_blur:3+greek.")
     parser.add_argument("data", help="'easyvqa' (the package's test split) or a LLaVA conversation JSON")
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pope_cli import main as pope
 
         return pope(argv[1:])
+    if argv and argv[0] == "llava-bench":
+        from .llava_bench_cli import main as llava_bench
+
+        return llava_bench(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from vittle.checkpoint import CheckpointError

@@ -79,6 +79,47 @@ def answer_id(model_id: str, question_id: Any, tag: str = "") -> str:
     return hashlib.blake2b(f"{model_id}|{tag}|{question_id}".encode(), digest_size=11).hexdigest()
 
 
+def read_appended(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file that is appended to as work is done (answers, reviews).
+    A last line cut off by a crash is dropped from the file; a broken line before the last is
+    a FormatError (the file was not written that way)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    rows, offset, keep = [], 0, len(raw)
+    for index, line in enumerate(lines):
+        start, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if any(rest.strip() for rest in lines[index + 1:]):
+                raise FormatError(f"{path}: line {index + 1} is not JSON and is not the last line; "
+                                  "it was not written by an interrupted run: move the file away") from None
+            keep = start  # a write cut off by a crash: drop the partial line
+            break
+    if keep < len(raw):
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+    elif raw and not raw.endswith(b"\n"):  # whole last line, its newline lost: the next append starts a new line
+        with path.open("ab") as handle:
+            handle.write(b"\n")
+    return rows
+
+
+def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Append JSON lines in one write, flushed and fsynced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class AnswerFile:
     """An answers.jsonl that grows one batch at a time and survives interruption: `done()`
     gives the question ids already answered (a last line cut off by a crash is dropped from
@@ -91,30 +132,7 @@ class AnswerFile:
 
     def rows(self) -> list[dict[str, Any]]:
         """The answers written so far (after dropping a truncated last line)."""
-        if not self.path.is_file():
-            return []
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        rows, offset, keep = [], 0, len(raw)
-        for index, line in enumerate(lines):
-            start, offset = offset, offset + len(line) + 1
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if any(rest.strip() for rest in lines[index + 1:]):
-                    raise FormatError(f"{self.path}: line {index + 1} is not JSON and is not the last line; "
-                                      "it was not written by an interrupted run: move the file away") from None
-                keep = start  # a write cut off by a crash: drop the partial line
-                break
-        if keep < len(raw):
-            with self.path.open("r+b") as handle:
-                handle.truncate(keep)
-        elif raw and not raw.endswith(b"\n"):  # whole last line, its newline lost: the next append starts a new line
-            with self.path.open("ab") as handle:
-                handle.write(b"\n")
-        return rows
+        return read_appended(self.path)
 
     def done(self) -> set[Any]:
         return {row["question_id"] for row in self.rows()}
@@ -124,13 +142,7 @@ class AnswerFile:
         metadata = list(metadata) if metadata is not None else [{} for _ in questions]
         if not len(questions) == len(prompts) == len(answers) == len(metadata):
             raise ValueError(f"{len(questions)} questions, {len(prompts)} prompts, {len(answers)} answers, {len(metadata)} metadata")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(
-            json.dumps({"question_id": q.question_id, "prompt": prompt, "text": text,
-                        "answer_id": answer_id(self.model_id, q.question_id, self.tag), "model_id": self.model_id,
-                        "metadata": meta}, ensure_ascii=False) + "\n"
-            for q, prompt, text, meta in zip(questions, prompts, answers, metadata))
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_rows(self.path, [
+            {"question_id": q.question_id, "prompt": prompt, "text": text, "answer_id": answer_id(self.model_id, q.question_id, self.tag),
+             "model_id": self.model_id, "metadata": meta}
+            for q, prompt, text, meta in zip(questions, prompts, answers, metadata)])

@@ -59,32 +59,13 @@ def limit_questions(questions: list, limit: int | None) -> list:
     return kept
 
 
-def spec_kind(spec: str) -> str:
-    """"clean", "visual", "text" or "joint"."""
-    from analysis.perturb import CLEAN, parse_spec
-
-    if spec == CLEAN:
-        return "clean"
-    parsed = parse_spec(spec)
-    if parsed.visual is not None and parsed.text is not None:
-        return "joint"
-    return "visual" if parsed.visual is not None else "text"
-
-
 def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Table 11 layout (F1 over all categories; V, T, J are means over the specs of each kind),
     then each model's specs by category."""
-    kinds = ("clean", "visual", "text", "joint")
-    present = [k for k in kinds if any(spec_kind(s) == k for specs in results.values() for s in specs)]
-    lines = ["## POPE: F1 (%) over all categories", "",
-             "| model | " + " | ".join({"clean": "clean", "visual": "V", "text": "T", "joint": "J"}[k] for k in present) + " |",
-             "|---|" + "---|" * len(present)]
-    for model, specs in results.items():
-        cells = []
-        for kind in present:
-            values = [r["all"]["f1"] for s, r in specs.items() if spec_kind(s) == kind]
-            cells.append(f"{sum(values) / len(values):.2f}" + (f" ({len(values)})" if kind != "clean" else "") if values else "–")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    from analysis.evaluate.benchmark import table11
+
+    lines = table11({model: {spec: r["all"]["f1"] for spec, r in specs.items()} for model, specs in results.items()},
+                    "POPE: F1 (%) over all categories")
     for model, specs in results.items():
         categories = [c for c in next(iter(specs.values())) if c not in ("all", "missing")]
         lines += ["", f"## {model}: accuracy / F1 (%) by category", "",

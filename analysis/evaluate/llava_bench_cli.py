@@ -1,0 +1,145 @@
+"""`vittle eval llava-bench`: LLaVA-Bench (COCO or In-the-Wild) judged by an LLM, clean and shifted.
+
+    export VITTLE_JUDGE_URL=https://api.openai.com/v1 VITTLE_JUDGE_MODEL=gpt-4-0613 VITTLE_JUDGE_KEY=...
+    vittle eval llava-bench --model base=PATH --model vittle=PATH --questions questions.jsonl --images images/ \\
+        --context context.jsonl --reference answers_gpt4.jsonl --rules rule.json --specs clean,paper --out runs/llava-bench
+    vittle eval llava-bench --answers llava=answers.jsonl ...      # judge answers made elsewhere (LLaVA's own)
+
+Per model and spec: `answers.jsonl` (LLaVA's format, appended per batch), `reviews-<run>.jsonl`
+for each of `--judge-runs` runs (appended per review; a rerun continues), then
+`results.json` (per category: reference and model means, relative score, failures; mean and
+std of the relative score over the runs) and `results.md` (Table 11 layout of the overall
+relative score, then each model by category). See analysis.evaluate.judge for the judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "vittle eval llava-bench"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH", help="checkpoint to answer the questions; repeatable")
+    parser.add_argument("--answers", action="append", default=[], metavar="NAME=ANSWERS",
+                        help="an existing LLaVA answers.jsonl to judge instead (clean spec); repeatable")
+    parser.add_argument("--questions", type=Path, required=True, help="the benchmark's questions.jsonl")
+    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name")
+    parser.add_argument("--context", type=Path, required=True, help="context.jsonl (captions per image)")
+    parser.add_argument("--reference", type=Path, required=True, help="the reference answers (answers_gpt4.jsonl)")
+    parser.add_argument("--rules", type=Path, required=True, help="LLaVA's rule.json (llava_bench_conv, _detail, _complex)")
+    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
+    parser.add_argument("--out", type=Path, default=Path("runs/llava-bench"))
+    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible API root (default: $VITTLE_JUDGE_URL or $OPENAI_BASE_URL)")
+    parser.add_argument("--judge-model", default=None, help="default: $VITTLE_JUDGE_MODEL")
+    parser.add_argument("--judge-runs", type=int, default=3, help="independent judge runs (the paper: 3)")
+    parser.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
+    parser.add_argument("--judge-retries", type=int, default=5, help="retries after a timeout, 429 or 5xx")
+    parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer (LLaVA-Bench answers are long)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    return parser
+
+
+def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
+    from analysis.evaluate.benchmark import answer_questions
+    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
+    from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
+    from analysis.evaluate.runner import expand_specs
+
+    if args.judge_runs < 1:
+        raise ValueError(f"--judge-runs={args.judge_runs} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit={args.limit} must be at least 1")
+    if not args.model and not args.answers:
+        raise ValueError("give --model (to answer) or --answers NAME=FILE (to judge existing answers)")
+    questions = read_questions(args.questions)[: args.limit]
+    contexts, rules = read_contexts(args.context), read_rules(args.rules)
+    references = {row["question_id"]: row for row in read_jsonl(args.reference) if "question_id" in row}
+    settings = JudgeSettings.from_env(base_url=args.judge_url, model=args.judge_model, timeout_s=args.judge_timeout, retries=args.judge_retries)
+    judge = (judge_factory or Judge)(settings)
+    specs = expand_specs(args.specs)
+    work: dict[str, dict[str, Path]] = {}  # model -> spec -> answers file
+    for item in args.answers:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--answers {item!r}: expected NAME=FILE")
+        work[name] = {"clean": Path(path)}
+    models = parse_models(args.model) if args.model else {}
+    results: dict[str, Any] = {}
+    try:
+        for name, path in models.items():
+            from vittle.inference import Assistant
+
+            assistant = Assistant.load(path, device=args.device)
+            work[name] = {}
+            for spec in specs:
+                answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
+                answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                                 max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
+                work[name][spec] = answers.path
+            del assistant
+        for name, files in work.items():
+            results[name] = {}
+            for spec, file in files.items():
+                answers = {row["question_id"]: row for row in read_jsonl(file)}
+                runs = [summarize(run_reviews(judge, questions, contexts, references, answers, rules,
+                                              args.out / name / spec / f"reviews-{index + 1}.jsonl"))
+                        for index in range(args.judge_runs)]
+                results[name][spec] = {"runs": runs, "combined": combine_runs(runs)}
+    finally:
+        judge.close()
+    return {"benchmark": "llava-bench", "questions": str(args.questions), "specs": specs, "judge": {"url": settings.base_url,
+            "model": settings.model, "temperature": settings.temperature, "runs": args.judge_runs}, "results": results}
+
+
+def markdown(results: dict[str, dict[str, Any]]) -> str:
+    from analysis.evaluate.benchmark import table11
+
+    lines = table11({m: {s: r["combined"]["all"]["relative_mean"] for s, r in specs.items() if "all" in r["combined"]}
+                     for m, specs in results.items()}, "LLaVA-Bench: relative score (%) over all categories, mean over judge runs")
+    for model, specs in results.items():
+        categories = sorted({c for r in specs.values() for c in r["combined"]}, key=lambda c: (c == "all", c))
+        lines += ["", f"## {model}: relative score (%) by category, mean ± std over judge runs", "",
+                  "| spec | " + " | ".join(categories) + " | failures |", "|---|" + "---|" * (len(categories) + 1)]
+        for spec, r in specs.items():
+            cells = [f"{r['combined'][c]['relative_mean']:.1f} ± {r['combined'][c]['relative_std']:.1f}" if c in r["combined"] else "–"
+                     for c in categories]
+            failures = r["combined"].get("all", {}).get("failures", 0)
+            lines.append(f"| {spec} | " + " | ".join(cells) + f" | {failures} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None, judge_factory: Any = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from analysis.evaluate.judge import JudgeError
+    from vittle.checkpoint import CheckpointError
+    from vittle.data import DataError
+    from vittle.files import write_text_atomic
+
+    try:
+        report = run(args, judge_factory)
+    except (ValueError, JudgeError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(report["results"])
+    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
+    write_text_atomic(args.out / "results.md", table)
+    print(table)
+    print(f"{PROG}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
