@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Score models by exact match on a VQA test set, clean and under perturbations. "
         "Yes/no questions are also scored POPE-style (precision, recall, F1, yes-ratio).",
-        epilog="Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval llava-bench --help`. "
+        epilog="Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval llava-bench --help`, "
+        "`vittle eval mc --help` (multiple choice), `vittle eval mme --help`. "
         "Spec sets: paper (27 variants), paper-visual, paper-text, paper-joint (its 9 of each kind), visual (9 corruptions x severities 1..5), text (9 text "
         "perturbations), full (visual + text); or specs such as frost:3,char_typo:2,zoom_blur:3+greek.")
     parser.add_argument("data", help="'easyvqa' (the package's test split) or a LLaVA conversation JSON")
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pope_cli import main as pope
 
         return pope(argv[1:])
+    if argv and argv[0] in ("mc", "mme"):
+        from .closed_cli import main as closed
+
+        return closed(argv[0], argv[1:])
     if argv and argv[0] == "llava-bench":
         from .llava_bench_cli import main as llava_bench
 

@@ -1,0 +1,122 @@
+"""`vittle eval mc` and `vittle eval mme`: closed-form benchmarks, clean and shifted, resumable.
+
+    vittle eval mc --model PATH --questions scienceqa_img.jsonl --images images/ --specs clean,paper-visual --out runs/sqa
+    vittle eval mme --model PATH --questions mme.jsonl --images MME/ --out runs/mme
+
+File formats: analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answers.jsonl`
+(LLaVA's answer format, appended per batch), `<out>/results.json` and `<out>/results.md`
+(Table 11 layout: accuracy for mc, the perception score for mme).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def build_parser(kind: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"vittle eval {kind}", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH", help="checkpoint; repeatable")
+    parser.add_argument("--questions", type=Path, required=True, help="questions as JSON lines (see analysis.evaluate.closed_form)")
+    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name")
+    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
+    parser.add_argument("--out", type=Path, default=Path(f"runs/{kind}"))
+    parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
+    """(Question list with the prompts, question_id -> the row) from a closed-form questions file."""
+    from analysis.evaluate.closed_form import YES_NO_INSTRUCTION, gold_letter, mc_prompt
+    from analysis.evaluate.llava_files import FormatError, Question, read_jsonl
+
+    questions, rows = [], {}
+    for number, row in enumerate(read_jsonl(path), 1):
+        needed = ("question_id", "question", "options", "answer") if kind == "mc" else ("question_id", "text", "answer", "category")
+        missing = [key for key in needed if key not in row]
+        if missing:
+            raise FormatError(f"{path}: question {number} has no {', '.join(missing)}")
+        if row["question_id"] in rows:
+            raise FormatError(f"{path}: question_id {row['question_id']!r} appears twice")
+        try:
+            if kind == "mc":
+                row = {**row, "gold": gold_letter(row["answer"], row["options"])}
+                text = mc_prompt(row["question"], row["options"], row.get("context"))
+            else:
+                if str(row["answer"]).strip().lower() not in ("yes", "no"):
+                    raise ValueError(f"the answer must be Yes or No, got {row['answer']!r}")
+                text = row["text"] if YES_NO_INSTRUCTION in row["text"] else f"{row['text'].rstrip()}\n{YES_NO_INSTRUCTION}"
+        except ValueError as err:
+            raise FormatError(f"{path}: question {row['question_id']!r}: {err}") from None
+        rows[row["question_id"]] = row
+        questions.append(Question(row["question_id"], row.get("image"), text, row.get("category")))
+    if not questions:
+        raise FormatError(f"{path}: no questions")
+    return questions, rows
+
+
+def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    from analysis.evaluate.closed_form import extract_letter, mc_scores, mme_scores
+
+    if kind == "mc":
+        picked = [(extract_letter(a["text"], rows[a["question_id"]]["options"]), rows[a["question_id"]]) for a in answers]
+        return mc_scores([p for p, _ in picked], [r["gold"] for _, r in picked], [r.get("category") for _, r in picked])
+    return mme_scores([{"category": rows[a["question_id"]]["category"], "image": rows[a["question_id"]].get("image"),
+                        "answer": rows[a["question_id"]]["answer"], "prediction": a["text"]} for a in answers])
+
+
+def main(kind: str, argv: list[str] | None = None) -> int:
+    args = build_parser(kind).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    prog = f"vittle eval {kind}"
+    from analysis.evaluate.benchmark import answer_questions, table11
+    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.llava_files import AnswerFile
+    from analysis.evaluate.runner import expand_specs
+    from vittle.checkpoint import CheckpointError
+    from vittle.data import DataError
+    from vittle.files import write_text_atomic
+
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit={args.limit} must be at least 1")
+        questions, rows = load(kind, args.questions)
+        questions = questions[: args.limit]
+        models, specs = parse_models(args.model), expand_specs(args.specs)
+        from vittle.inference import Assistant
+
+        for name, path in models.items():
+            assistant = Assistant.load(path, device=args.device)
+            results[name] = {}
+            for spec in specs:
+                answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
+                answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                                 max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
+                results[name][spec] = score(kind, answers.rows(), rows)
+            del assistant
+    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    if kind == "mc":
+        lines = table11({m: {s: r["all"]["accuracy"] for s, r in v.items()} for m, v in results.items()}, "Multiple choice: accuracy (%)")
+    else:
+        lines = table11({m: {s: r["perception"] for s, r in v.items()} for m, v in results.items()}, "MME: perception score")
+        lines += ["", "| model | spec | perception | cognition |", "|---|---|---|---|"]
+        lines += [f"| {m} | {s} | {r['perception']:.1f} | {r['cognition']:.1f} |" for m, v in results.items() for s, r in v.items()]
+    table = "\n".join(lines) + "\n"
+    report = {"benchmark": kind, "questions": str(args.questions), "specs": expand_specs(args.specs), "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
+    write_text_atomic(args.out / "results.md", table)
+    print(table)
+    print(f"{prog}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    return 0
