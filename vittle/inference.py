@@ -92,9 +92,17 @@ class Assistant:
         self.system = system_prompt_of(model.config)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> Assistant:
+    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", device_map: str | dict | None = None,
+             quantize: str | None = None) -> Assistant:
         """Load a checkpoint folder (or hub id) saved with model + processor. On CUDA the
-        default dtype is bfloat16 (float16 where the GPU lacks bf16), on CPU float32."""
+        default dtype is bfloat16 (float16 where the GPU lacks bf16), on CPU float32.
+
+        `device_map` ("auto", "balanced", a dict) spreads a big model over the GPUs (accelerate);
+        `quantize` "8bit" or "4bit" loads the language model's linear layers with bitsandbytes
+        (CUDA; `pip install bitsandbytes`) so that a 7B pair fits one 24 GB GPU. The
+        bottleneck itself stays in the compute dtype either way."""
+        if quantize not in (None, "8bit", "4bit"):
+            raise ValueError(f"quantize={quantize!r}; choose 8bit, 4bit or leave it out")
         target = pick_device(device)
         if dtype == "auto":
             dtype = "float32" if target.type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -103,6 +111,23 @@ class Assistant:
             processor = AutoProcessor.from_pretrained(folder)
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder} has no usable processor (tokenizer + image processor): {err}") from err
+        extra: dict[str, Any] = {}
+        if quantize is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise ImportError(f"quantize={quantize} needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
+            from transformers import BitsAndBytesConfig
+
+            compute = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, torch.float16)
+            extra["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if quantize == "8bit" else
+                                            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute, bnb_4bit_quant_type="nf4"))
+            extra["device_map"] = device_map or "auto"
+        elif device_map is not None:
+            extra["device_map"] = device_map
+        if extra.get("device_map") is not None:
+            model = load_pretrained(folder, device=None, dtype=dtype, **extra)  # placed by accelerate: no .to()
+            return cls(model, processor, model.get_input_embeddings().weight.device)
         model = load_pretrained(folder, device=target, dtype=dtype)
         return cls(model, processor, target)
 

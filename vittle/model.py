@@ -86,7 +86,9 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
         logger.warning("the bottleneck sits after the last decoder layer (%d): its image-token posterior gets no "
                        "gradient from the answer loss", layer)
     config = dataclasses.replace(config, layer=layer)
-    reference = next(layers[layer].parameters())
+    # a floating-point weight of the layer (under 8-/4-bit loading its linear weights are integers; its norms are not)
+    reference = next((p for p in layers[layer].parameters() if p.is_floating_point()), None)
+    reference = reference if reference is not None else next(layers[layer].parameters())
     text_config = model.config.text_config
     init_std = config.init_std if config.init_std is not None else getattr(text_config, "initializer_range", 0.02)
     bottleneck = VittleBottleneck(config, text_config.hidden_size, init_std=init_std)

@@ -109,3 +109,18 @@ def table11(values: dict[str, dict[str, float]], title: str) -> list[str]:
             cells.append("–" if not found else f"{sum(found) / len(found):.2f}" + (f" ({len(found)})" if kind != "clean" else ""))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return lines
+
+
+def add_loading_arguments(parser: Any) -> None:
+    """--device, --dtype, --device-map and --quantize, as `Assistant.load` takes them."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
+    parser.add_argument("--device-map", default=None, help="auto or balanced: spread a big model over the GPUs (accelerate)")
+    parser.add_argument("--quantize", choices=("8bit", "4bit"), default=None,
+                        help="load the language model's linear layers in 8 or 4 bits (bitsandbytes, CUDA)")
+
+
+def load_assistant(path: str, args: Any) -> Any:
+    from vittle.inference import Assistant
+
+    return Assistant.load(path, device=args.device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize)

@@ -28,8 +28,10 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    from analysis.evaluate.benchmark import add_loading_arguments
+
+    add_loading_arguments(parser)
     return parser
 
 
@@ -77,7 +79,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     args = build_parser(kind).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prog = f"vittle eval {kind}"
-    from analysis.evaluate.benchmark import answer_questions, table11
+    from analysis.evaluate.benchmark import answer_questions, load_assistant, table11
     from analysis.evaluate.cli import parse_models
     from analysis.evaluate.llava_files import AnswerFile
     from analysis.evaluate.runner import expand_specs
@@ -92,10 +94,8 @@ def main(kind: str, argv: list[str] | None = None) -> int:
         questions, rows = load(kind, args.questions)
         questions = questions[: args.limit]
         models, specs = parse_models(args.model), expand_specs(args.specs)
-        from vittle.inference import Assistant
-
         for name, path in models.items():
-            assistant = Assistant.load(path, device=args.device)
+            assistant = load_assistant(path, args)
             results[name] = {}
             for spec in specs:
                 answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)

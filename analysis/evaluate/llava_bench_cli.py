@@ -44,13 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer (LLaVA-Bench answers are long)")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    from analysis.evaluate.benchmark import add_loading_arguments
+
+    add_loading_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_questions
+    from analysis.evaluate.benchmark import answer_questions, load_assistant
     from analysis.evaluate.cli import parse_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
     from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
@@ -78,9 +80,7 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         for name, path in models.items():
-            from vittle.inference import Assistant
-
-            assistant = Assistant.load(path, device=args.device)
+            assistant = load_assistant(path, args)
             work[name] = {}
             for spec in specs:
                 answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)

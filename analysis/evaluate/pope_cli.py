@@ -37,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="the first N questions of each category only")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer (LLaVA's default is 128)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.add_argument("--score-only", type=Path, default=None, metavar="ANSWERS",
                         help="score an existing LLaVA answers.jsonl (ours or LLaVA's) and print the metrics")
+    from analysis.evaluate.benchmark import add_loading_arguments
+
+    add_loading_arguments(parser)
     return parser
 
 
@@ -77,7 +79,7 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_questions
+    from analysis.evaluate.benchmark import answer_questions, load_assistant
     from analysis.evaluate.cli import parse_models
     from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
     from analysis.evaluate.pope import align_labels, read_labels, score_pope
@@ -93,12 +95,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     specs = expand_specs(args.specs)
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
-    from vittle.inference import Assistant
-
     results: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         print(f"{PROG}: {name} ({path}): {len(questions)} questions x {len(specs)} specs", file=sys.stderr)
-        assistant = Assistant.load(path, device=args.device)
+        assistant = load_assistant(path, args)
         results[name] = {}
         for spec in specs:
             answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)

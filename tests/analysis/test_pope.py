@@ -10,7 +10,7 @@ import pytest
 
 from analysis.evaluate.benchmark import answer_questions, perturb_prompt
 from analysis.evaluate.llava_files import AnswerFile, FormatError, Question, answer_id, read_jsonl, read_questions
-from analysis.evaluate.pope import align_labels, parse_yes_no, pope_metrics, read_labels, score_pope
+from analysis.evaluate.pope import align_labels, parse_yes_no, pope_metrics, read_labels
 from analysis.evaluate.pope_cli import limit_questions
 from analysis.evaluate.pope_cli import main as pope_main
 

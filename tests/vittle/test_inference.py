@@ -160,3 +160,30 @@ def test_context_length_and_prompt_length(tiny):
     image = Image.new("RGB", (16, 16))
     grid = assistant.probe(image, "What color is the shape?").grid
     assert assistant.prompt_length(image, "What color is the shape?") > text_only + grid[0] * grid[1] - 5
+
+
+def test_device_map_loading_answers_the_same_and_bad_loading_options_are_refused(vittle_assistant, image, tmp_path):
+    import importlib.util
+
+    vittle_assistant.model.save_pretrained(tmp_path)
+    vittle_assistant.processor.save_pretrained(tmp_path)
+    mapped = Assistant.load(tmp_path, device="cpu", device_map="cpu")  # placed by accelerate, not moved afterwards
+    assert mapped.has_bottleneck and str(mapped.device) == "cpu"
+    assert mapped.answer(image, "What colour?", max_new_tokens=6) == vittle_assistant.answer(image, "What colour?", max_new_tokens=6)
+    with pytest.raises(ValueError, match="quantize='2bit'; choose 8bit, 4bit or leave it out"):
+        Assistant.load(tmp_path, quantize="2bit")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(ImportError, match="quantize=8bit needs bitsandbytes and a CUDA GPU"):
+            Assistant.load(tmp_path, quantize="8bit")
+
+
+def test_the_bottleneck_takes_a_floating_weights_dtype_when_the_layers_linear_weights_are_integers(tiny):
+    import torch
+
+    model, _ = tiny
+    layer = decoder_layers(model)[1]
+    first = next(layer.parameters())  # the attention's first projection, as 8-bit loading stores it
+    first.requires_grad_(False)
+    first.data = first.data.to(torch.int8)
+    attach_bottleneck(model, BottleneckConfig(layer=1))
+    assert all(p.dtype == torch.float32 for p in model.vittle_bottleneck.parameters())
