@@ -14,7 +14,7 @@ question's first line only, not the answer-format instruction that follows it (L
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +124,38 @@ def load_assistant(path: str, args: Any) -> Any:
     from vittle.inference import Assistant
 
     return Assistant.load(path, device=args.device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize)
+
+
+def answer_models(models: dict[str, str], specs: Sequence[str], questions: Sequence[Question], args: Any,
+                  prog: str = "vittle eval") -> Iterator[tuple[str, str, AnswerFile]]:
+    """Load each model in turn (the `--dtype`/`--device-map`/`--quantize` of `args`), answer
+    `questions` under each spec into `<args.out>/<model>/<spec>/answers.jsonl` (resuming what
+    is there) and yield (model, spec, its answer file)."""
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
+    import sys
+
+    for name, path in models.items():
+        print(f"{prog}: {name} ({path}): {len(questions)} questions x {len(specs)} specs", file=sys.stderr)
+        assistant = load_assistant(path, args)
+        for spec in specs:
+            answers = AnswerFile(Path(args.out) / name / spec / "answers.jsonl", model_id=name, tag=spec)
+            answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                             max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
+            yield name, spec, answers
+        del assistant
+
+
+def write_results(prog: str, out: str | Path, report: dict[str, Any], table: str) -> None:
+    """results.json and results.md under `out` (atomically), the table printed."""
+    import json
+    import sys
+
+    from vittle.files import write_text_atomic
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "results.json", json.dumps(report, indent=1))
+    write_text_atomic(out / "results.md", table)
+    print(table)
+    print(f"{prog}: wrote {out / 'results.json'} and {out / 'results.md'}", file=sys.stderr)

@@ -11,7 +11,6 @@ File formats: analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answer
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -79,13 +78,11 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     args = build_parser(kind).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prog = f"vittle eval {kind}"
-    from analysis.evaluate.benchmark import answer_questions, load_assistant, table11
+    from analysis.evaluate.benchmark import answer_models, table11, write_results
     from analysis.evaluate.cli import parse_models
-    from analysis.evaluate.llava_files import AnswerFile
     from analysis.evaluate.runner import expand_specs
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
-    from vittle.files import write_text_atomic
 
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -94,15 +91,8 @@ def main(kind: str, argv: list[str] | None = None) -> int:
         questions, rows = load(kind, args.questions)
         questions = questions[: args.limit]
         models, specs = parse_models(args.model), expand_specs(args.specs)
-        for name, path in models.items():
-            assistant = load_assistant(path, args)
-            results[name] = {}
-            for spec in specs:
-                answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
-                answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
-                                 max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
-                results[name][spec] = score(kind, answers.rows(), rows)
-            del assistant
+        for name, spec, answers in answer_models(models, specs, questions, args, prog):
+            results.setdefault(name, {})[spec] = score(kind, answers.rows(), rows)
     except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -113,10 +103,5 @@ def main(kind: str, argv: list[str] | None = None) -> int:
         lines += ["", "| model | spec | perception | cognition |", "|---|---|---|---|"]
         lines += [f"| {m} | {s} | {r['perception']:.1f} | {r['cognition']:.1f} |" for m, v in results.items() for s, r in v.items()]
     table = "\n".join(lines) + "\n"
-    report = {"benchmark": kind, "questions": str(args.questions), "specs": expand_specs(args.specs), "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
-    write_text_atomic(args.out / "results.md", table)
-    print(table)
-    print(f"{prog}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    write_results(prog, args.out, {"benchmark": kind, "questions": str(args.questions), "specs": specs, "results": results}, table)
     return 0

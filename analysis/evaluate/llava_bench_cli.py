@@ -15,7 +15,6 @@ relative score, then each model by category). See analysis.evaluate.judge for th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -52,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_questions, load_assistant
+    from analysis.evaluate.benchmark import answer_models
     from analysis.evaluate.cli import parse_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
-    from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
+    from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.runner import expand_specs
 
     if args.judge_runs < 1:
@@ -79,15 +78,8 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     models = parse_models(args.model) if args.model else {}
     results: dict[str, Any] = {}
     try:
-        for name, path in models.items():
-            assistant = load_assistant(path, args)
-            work[name] = {}
-            for spec in specs:
-                answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
-                answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
-                                 max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
-                work[name][spec] = answers.path
-            del assistant
+        for name, spec, answers in answer_models(models, specs, questions, args, PROG):
+            work.setdefault(name, {})[spec] = answers.path
         for name, files in work.items():
             results[name] = {}
             for spec, file in files.items():
@@ -125,19 +117,14 @@ def main(argv: list[str] | None = None, judge_factory: Any = None) -> int:
     from analysis.evaluate.judge import JudgeError
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
-    from vittle.files import write_text_atomic
+    from analysis.evaluate.benchmark import write_results
 
     try:
         report = run(args, judge_factory)
     except (ValueError, JudgeError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(report["results"])
-    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
-    write_text_atomic(args.out / "results.md", table)
-    print(table)
-    print(f"{PROG}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    write_results(PROG, args.out, report, markdown(report["results"]))
     return 0
 
 

@@ -79,9 +79,9 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_questions, load_assistant
+    from analysis.evaluate.benchmark import answer_models
     from analysis.evaluate.cli import parse_models
-    from analysis.evaluate.llava_files import AnswerFile, read_jsonl, read_questions
+    from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.pope import align_labels, read_labels, score_pope
     from analysis.evaluate.runner import expand_specs
 
@@ -93,19 +93,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("give --model (one or more) or --score-only ANSWERS")
     models = parse_models(args.model)
     specs = expand_specs(args.specs)
-    if args.batch_size < 1 or args.max_new_tokens < 1:
-        raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
     results: dict[str, dict[str, Any]] = {}
-    for name, path in models.items():
-        print(f"{PROG}: {name} ({path}): {len(questions)} questions x {len(specs)} specs", file=sys.stderr)
-        assistant = load_assistant(path, args)
-        results[name] = {}
-        for spec in specs:
-            answers = AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
-            answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
-                             max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
-            results[name][spec] = score_pope(answers.rows(), questions, labels)
-        del assistant
+    for name, spec, answers in answer_models(models, specs, questions, args, PROG):
+        results.setdefault(name, {})[spec] = score_pope(answers.rows(), questions, labels)
     return {"benchmark": "pope", "questions": str(args.questions), "limit": args.limit, "specs": specs,
             "max_new_tokens": args.max_new_tokens, "seed": args.seed, "models": models, "results": results}
 
@@ -124,14 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_only is not None:
         print(json.dumps(report["scores"], indent=1))
         return 0
-    from vittle.files import write_text_atomic
+    from analysis.evaluate.benchmark import write_results
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(report["results"])
-    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1))
-    write_text_atomic(args.out / "results.md", table)
-    print(table)
-    print(f"{PROG}: wrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
+    write_results(PROG, args.out, report, markdown(report["results"]))
     return 0
 
 
