@@ -222,3 +222,20 @@ def test_seed_interval_is_the_t_interval_over_seeds():
         seed_interval([1.0])
     with pytest.raises(ValueError, match="NaN or inf"):
         seed_interval([1.0, float("nan")])
+
+
+def test_the_lab_archive_folder_is_under_version_control():
+    """`make lab` archives every run in docs/robustness-lab/runs so that its records survive
+    the loss of runs/: a .gitignore rule that catches that folder (a bare `runs/` does)
+    would silently keep them out of git."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("docs/robustness-lab/runs/base-s9.json", "docs/robustness-lab/runs/vittle-f-s9.json"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+        assert not ignored, f"{path} is ignored by .gitignore"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/lab/lab.json"], cwd=root).returncode == 0  # the work folder stays out
