@@ -195,15 +195,24 @@ def _check_inputs(samples: Sequence[Mapping[str, Any]], specs: Sequence[str], va
     return specs
 
 
+def cache_key(assistant: Any, samples: Sequence[Mapping[str, Any]], seed: int = 0) -> str:
+    """The cache subfolder of a model's embeddings of `samples`: model fingerprint / data fingerprint."""
+    return f"{model_fingerprint(assistant)}/{data_fingerprint(samples, seed)}"
+
+
 def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequence[str], cache_dir: str | Path | None = None,
             batch_size: int = 32, progress: bool = True, variants: Variants | None = None,
-            desc: str = "embedding") -> dict[str, np.ndarray]:
+            desc: str = "embedding", key: str | None = None) -> dict[str, np.ndarray]:
     """{spec: (N, d) float32} layer-l embeddings of every sample's query under each spec, in
-    sample order; cached specs are read from disk, the others embedded and stored."""
+    sample order; cached specs are read from disk, the others embedded and stored.
+
+    `key` is the cache subfolder `cache_key(assistant, samples, seed)` when the caller has it
+    already (a server asking for many specs of the same frozen models and samples); by
+    default it is computed here, which hashes the model's state dict and the sample files."""
     specs = _check_inputs(samples, specs, variants)
     variants = variants if variants is not None else Variants(samples)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = folder / model_fingerprint(assistant) / data_fingerprint(samples, variants.seed)
+    folder = folder / (key or cache_key(assistant, samples, variants.seed))
     result: dict[str, np.ndarray] = {}
     bar = tqdm(specs, desc=desc, unit="spec", disable=not progress)
     for spec in bar:

@@ -157,6 +157,12 @@ class DemoService:
         """spec -> the reference set's perturbed inputs (shared by the models)."""
         self._maps = SingleFlight()
         """(method, spec, vittle) -> fitted Projection."""
+        self._cache_keys = SingleFlight()
+        """model -> its reference embeddings' cache folder (model and data fingerprints)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vittle-reference")
+        """Runs each model's reference embedding of a turn side by side, started with the turn's answers."""
         self._samples: list[dict[str, Any]] | None = None
         self._variants: Any = None
         self._warm: threading.Thread | None = None
@@ -276,6 +282,7 @@ class DemoService:
 
     def close(self) -> None:
         """Stop the model workers (after the jobs they hold)."""
+        self._background.shutdown(wait=False, cancel_futures=True)
         for worker in list(self._workers.values()):
             worker.close()
 
@@ -320,6 +327,7 @@ class DemoService:
         from concurrent.futures import as_completed
 
         self._check_vittle(vittle)
+        self.prefetch(query.spec, vittle)
         answers = dict.fromkeys(ROLES, "")
         jobs = {self.worker(name).answer(image, question, max_new_tokens=self.config.max_new_tokens): role
                 for role, name, image, question in [
@@ -356,15 +364,42 @@ class DemoService:
         from analysis.perturb import CLEAN
         from analysis.representations import extract
 
+        from analysis.representations import cache_key
+
         samples, variants = self._reference_samples()
         worker = self.worker(name)
+        # the models are frozen: their cache folder is hashed once, not on every new setting
+        key = self._cache_keys.get(name, lambda: cache_key(worker.assistant, samples, variants.seed))
 
         def embed(wanted: str) -> np.ndarray:
             self._perturbed.get(wanted, lambda: variants.get(wanted))  # perturbed once for every model, on this thread
             return extract(ViaWorker(worker), samples, [wanted], cache_dir=self.config.cache_dir, progress=False,
-                           variants=variants, desc=f"reference {name}")[wanted]
+                           variants=variants, desc=f"reference {name}", key=key)[wanted]
 
         return {s: self._reference.get((name, s), lambda s=s: embed(s)) for s in dict.fromkeys([CLEAN, spec])}
+
+    def references(self, models: list[str], spec: str) -> dict[str, dict[str, np.ndarray]]:
+        """`reference` of several models at once: each model's worker queues its own chunks,
+        so the two embeddings of a new setting run side by side, not one after the other."""
+        futures = {name: self._background.submit(self.reference, name, spec) for name in models}
+        return {name: future.result() for name, future in futures.items()}
+
+    def prefetch(self, spec: str, vittle: str) -> None:
+        """Start a new setting's reference embeddings while its answers are made (the panels
+        that follow find them done or under way: each is computed once); errors surface in
+        the panels."""
+        from analysis.perturb import CLEAN
+
+        if spec == CLEAN:
+            return
+        for name in ("baseline", vittle):
+            self._background.submit(self._quiet_reference, name, spec)
+
+    def _quiet_reference(self, name: str, spec: str) -> None:
+        try:
+            self.reference(name, spec)
+        except Exception as err:  # reported by the panels, which ask again
+            logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
 
     def _projection(self, method: str, spec: str, vittle: str) -> Any:
         from analysis.projection import Projection
@@ -372,7 +407,7 @@ class DemoService:
         def fit() -> Any:
             if method == "umap" and self._umap_warm is not None:
                 self._umap_warm.join(120)  # the warm-up compiles what the fit needs: do not compile twice
-            arrays = {name: np.vstack(list(self.reference(name, spec).values())) for name in ("baseline", vittle)}
+            arrays = {name: np.vstack(list(refs.values())) for name, refs in self.references(["baseline", vittle], spec).items()}
             return Projection().fit(arrays, method=method, seed=self.config.seed)
 
         return self._maps.get((method, spec, vittle), fit)
@@ -403,7 +438,7 @@ class DemoService:
             embeddings = distances = None
             summary = ["Clean query: choose a perturbation to compare clean and perturbed representations."]
         else:
-            references = {n: self.reference(n, spec) for n in models}
+            references = self.references(list(models), spec)
             projection = self._projection(method, spec, vittle)
             points, placed = {}, {}
             for name, label in models.items():

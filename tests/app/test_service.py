@@ -161,3 +161,25 @@ def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
         assert (name, "contrast:1") in service._reference and (name, "fog:1") in service._reference
     assert service._reference.computed == 8  # clean, the default setting and the two, per model; nothing twice
     service.close()
+
+
+def test_a_new_settings_reference_sets_start_with_its_answers_and_run_side_by_side(service):
+    """The answers of a turn on a new setting start both models' reference embeddings in the
+    background (the panels then find them done or under way), and `references` asks the two
+    models' workers at the same time."""
+    import time
+
+    query = service.prepare(easy_vqa.get_test_image_paths()[1], "What shape is it?", "zoom_blur", 5, "word_delete", 1)
+    assert query.spec == "zoom_blur:5+word_delete:1"
+    assert ("baseline", query.spec) not in service._reference and ("vittle-f", query.spec) not in service._reference
+    list(service.answers(query, "vittle-f"))  # no panels asked for
+    deadline = time.monotonic() + 120
+    while not all((name, query.spec) in service._reference for name in ("baseline", "vittle-f")):
+        assert time.monotonic() < deadline, "the reference sets were not prefetched"
+        time.sleep(0.05)
+    embeds = {name: service.worker(name).jobs["embed"] for name in ("baseline", "vittle-f")}
+    panels = service.panels(query, "vittle-f")
+    assert {name: service.worker(name).jobs["embed"] for name in embeds} == embeds  # nothing embedded twice
+    assert panels.specs["embeddings"] is not None and len(panels.numbers["reference_cosine_mean"]) == 2
+    refs = service.references(["baseline", "vittle-f"], query.spec)
+    assert set(refs) == {"baseline", "vittle-f"} and refs["baseline"][query.spec].shape == (service.config.reference_images, 128)
