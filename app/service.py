@@ -65,6 +65,10 @@ class ServiceConfig:
     for the baseline and the default Vittle model, in the background (each is an embedding job
     between the users' batches, so answers go on): a later query on any visual setting finds
     its reference set ready. Cached on disk, so a restart reads them back."""
+    precompute_quiet_s: float = 1.0
+    """The precompute embeds its next setting only once the models have had no user query for
+    this long: it uses idle time and never slows a user's turn (under constant load it waits,
+    and a setting it has not reached is embedded when a user first asks for it)."""
     cache_dir: Path | None = None
     """Where reference embeddings are cached on disk (None: the analysis default)."""
 
@@ -232,6 +236,7 @@ class DemoService:
         self.precomputed = (0, len(settings))
         started = time.perf_counter()
         for done, spec in enumerate(settings, start=1):
+            self.wait_quiet(self.config.precompute_quiet_s)
             try:
                 for name in ("baseline", "vittle-f"):
                     self.reference(name, spec)
@@ -239,6 +244,15 @@ class DemoService:
                 logger.exception("precomputing the reference set of %s failed; it is computed on first use", spec)
             self.precomputed = (done, len(settings))
         self.timings["precompute_seconds"] = round(time.perf_counter() - started, 2)
+
+    def wait_quiet(self, seconds: float) -> None:
+        """Return once no model worker has had a user query for `seconds`."""
+        while True:
+            last = max((worker.last_query for worker in list(self._workers.values())), default=float("-inf"))
+            idle = time.monotonic() - last
+            if idle >= seconds:
+                return
+            time.sleep(min(seconds - idle, 0.25))
 
     def _warm_umap(self) -> None:
         try:

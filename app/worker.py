@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
@@ -67,6 +68,8 @@ class ModelWorker:
         """Batched passes run per kind (for tests and the load benchmark)."""
         self.jobs: dict[str, int] = dict.fromkeys(PRIORITY, 0)
         """Jobs served per kind."""
+        self.last_query = float("-inf")
+        """time.monotonic() of the last user query (answer, probe, length) submitted."""
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> ModelWorker:
@@ -89,6 +92,8 @@ class ModelWorker:
             if self._closed:
                 raise RuntimeError(f"the {self.name} worker is closed")
             self._queues[job.kind].append(job)
+            if job.kind != "embed":
+                self.last_query = time.monotonic()
             self._wake.notify()
         self.start()
         return job.future

@@ -87,15 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--user-turns", type=int, default=3)
+    parser.add_argument("--app-args", default="", help="extra app.py options, e.g. '--no-precompute --threads 2'")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency_cpu.json")
     args = parser.parse_args(argv)
+    import shlex
+
     from gradio_client import Client
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *shlex.split(args.app_args)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         page_s = wait_for_page(process, url, started)
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "app_latency",
         "device": f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
+        "app_args": args.app_args,
         "cold_start": {"page_served_s": round(page_s, 2), "first_turn_s": round(first_turn_s, 2),
                        "first_turn_done_after_start_s": round(first_result_s, 2)},
         "turn": stats(timings),

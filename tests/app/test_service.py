@@ -183,3 +183,18 @@ def test_a_new_settings_reference_sets_start_with_its_answers_and_run_side_by_si
     assert panels.specs["embeddings"] is not None and len(panels.numbers["reference_cosine_mean"]) == 2
     refs = service.references(["baseline", "vittle-f"], query.spec)
     assert set(refs) == {"baseline", "vittle-f"} and refs["baseline"][query.spec].shape == (service.config.reference_images, 128)
+
+
+def test_the_precompute_waits_until_users_have_been_quiet(service):
+    """The background precompute embeds its next setting only after `precompute_quiet_s`
+    without a user query, so it never slows a user's turn."""
+    import time
+
+    started = time.monotonic()
+    service.wait_quiet(0.0)
+    assert time.monotonic() - started < 0.1
+    before = time.monotonic()
+    service.worker("baseline").probe(None, "What color is the shape?").result()  # a user query, just now
+    service.wait_quiet(0.6)
+    assert 0.6 <= time.monotonic() - before < 10
+    assert time.monotonic() - service.worker("baseline").last_query >= 0.6
