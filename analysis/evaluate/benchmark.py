@@ -13,14 +13,16 @@ question's first line only, not the answer-format instruction that follows it (L
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from analysis.evaluate.llava_files import AnswerFile, Question
+from analysis.evaluate.llava_files import AnswerFile, Question, read_appended
 from analysis.evaluate.runner import _stable_int
 from analysis.perturb import CLEAN, apply, parse_spec
 
@@ -64,14 +66,14 @@ def perturb_prompt(text: str, spec: str, seed: int) -> str:
 
 def answer_questions(assistant: Any, questions: Sequence[Question], image_folder: str | Path | None, answers: AnswerFile,
                      spec: str = CLEAN, seed: int = 0, batch_size: int = 16, max_new_tokens: int = 128,
-                     progress: bool = True, desc: str | None = None) -> int:
-    """Answer the questions not yet in `answers`, `batch_size` at a time, each batch appended
-    as soon as it is generated. Returns how many were answered now."""
+                     progress: bool = True, desc: str | None = None, skip: set | None = None) -> int:
+    """Answer the questions not yet in `answers` (nor in `skip`), `batch_size` at a time, each
+    batch appended as soon as it is generated. Returns how many were answered now."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
-    done = answers.done()
+    done = answers.done() | (skip or set())
     todo = [q for q in questions if q.question_id not in done]
     images = _Images(Path(image_folder) if image_folder is not None else None, spec, seed)
     bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=desc or spec, unit="q", disable=not progress)
@@ -120,36 +122,115 @@ def add_loading_arguments(parser: Any) -> None:
                         help="load the language model's linear layers in 8 or 4 bits (bitsandbytes, CUDA)")
 
 
-def load_assistant(path: str, args: Any) -> Any:
+def load_assistant(path: str, args: Any, shard: Shard | None = None) -> Any:
+    """The model for `args`; under a data-parallel run with --device auto, on this rank's GPU (LOCAL_RANK)."""
+    import torch
+
     from vittle.inference import Assistant
 
-    return Assistant.load(path, device=args.device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize)
+    device = args.device
+    if device == "auto" and shard is not None and shard.world > 1 and torch.cuda.is_available() and args.device_map is None:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard.rank)) % torch.cuda.device_count()}"
+    return Assistant.load(path, device=device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a data-parallel run: `torchrun --nproc-per-node N` and
+    `accelerate launch` set RANK and WORLD_SIZE (and LOCAL_RANK, the GPU); no process group
+    is needed, the ranks meet through the answer files."""
+
+    rank: int = 0
+    world: int = 1
+
+    def __post_init__(self) -> None:
+        if self.world < 1 or not 0 <= self.rank < self.world:
+            raise ValueError(f"RANK={self.rank} and WORLD_SIZE={self.world}: need 0 <= RANK < WORLD_SIZE")
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        try:
+            return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+        except ValueError as err:
+            raise ValueError(f"RANK and WORLD_SIZE must be integers: {err}") from None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def part(self, questions: Sequence[Question], rank: int | None = None) -> list[Question]:
+        """Every world-th question from `rank` (default: this process's)."""
+        return list(questions[self.rank if rank is None else rank :: self.world])
+
+
+def _merge_shards(folder: Path, answers: AnswerFile, questions: Sequence[Question], shard: Shard, timeout_s: float) -> None:
+    """On rank 0: wait until every rank's shard file holds its part, then write answers.jsonl
+    with all answers in question order."""
+    import json
+    import time
+
+    from vittle.files import write_text_atomic
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = {row["question_id"]: row for row in answers.rows()}
+        for rank in range(shard.world):
+            rows.update({row["question_id"]: row for row in read_appended(folder / f"answers.rank{rank}-of-{shard.world}.jsonl")})
+        missing = [rank for rank in range(shard.world) if any(q.question_id not in rows for q in shard.part(questions, rank))]
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{folder}: ranks {missing} of {shard.world} did not finish their answers within {timeout_s:g} s")
+        time.sleep(2.0)
+    write_text_atomic(answers.path, "".join(json.dumps(rows[q.question_id], ensure_ascii=False) + "\n" for q in questions))
 
 
 def answer_models(models: dict[str, str], specs: Sequence[str], questions: Sequence[Question], args: Any,
-                  prog: str = "vittle eval") -> Iterator[tuple[str, str, AnswerFile]]:
+                  prog: str = "vittle eval", shard: Shard | None = None, wait_s: float = 24 * 3600) -> Iterator[tuple[str, str, AnswerFile]]:
     """Load each model in turn (the `--dtype`/`--device-map`/`--quantize` of `args`), answer
     `questions` under each spec into `<args.out>/<model>/<spec>/answers.jsonl` (resuming what
-    is there) and yield (model, spec, its answer file)."""
+    is there) and yield (model, spec, its answer file).
+
+    Data-parallel (`shard.world` > 1, from RANK / WORLD_SIZE): each rank answers every
+    world-th question into `answers.rank<r>-of-<world>.jsonl` (resumable like the whole
+    file); rank 0 then waits for the others, merges the parts into answers.jsonl in question
+    order and yields; the other ranks yield nothing."""
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
     import sys
 
+    shard = shard or Shard.from_env()
     for name, path in models.items():
-        print(f"{prog}: {name} ({path}): {len(questions)} questions x {len(specs)} specs", file=sys.stderr)
-        assistant = load_assistant(path, args)
+        where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
+        print(f"{prog}: {name} ({path}): {len(questions)} questions x {len(specs)} specs{where}", file=sys.stderr)
+        assistant = load_assistant(path, args, shard)
         for spec in specs:
-            answers = AnswerFile(Path(args.out) / name / spec / "answers.jsonl", model_id=name, tag=spec)
-            answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
-                             max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
-            yield name, spec, answers
+            folder = Path(args.out) / name / spec
+            answers = AnswerFile(folder / "answers.jsonl", model_id=name, tag=spec)
+            if shard.world == 1:
+                answer_questions(assistant, questions, args.images, answers, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                                 max_new_tokens=args.max_new_tokens, desc=f"{name} {spec}")
+                yield name, spec, answers
+                continue
+            part = AnswerFile(folder / f"answers.rank{shard.rank}-of-{shard.world}.jsonl", model_id=name, tag=spec)
+            answer_questions(assistant, shard.part(questions), args.images, part, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                             max_new_tokens=args.max_new_tokens, desc=f"{name} {spec} [rank {shard.rank}]", skip=answers.done())
+            if shard.main:
+                _merge_shards(folder, answers, questions, shard, wait_s)
+                yield name, spec, answers
         del assistant
 
 
 def write_results(prog: str, out: str | Path, report: dict[str, Any], table: str) -> None:
-    """results.json and results.md under `out` (atomically), the table printed."""
+    """results.json and results.md under `out` (atomically), the table printed; on ranks other
+    than 0 of a data-parallel run, only a line saying the rank's part is done."""
     import json
     import sys
+
+    shard = Shard.from_env()
+    if not shard.main:
+        print(f"{prog}: rank {shard.rank} of {shard.world}: its answers are written; rank 0 writes the results", file=sys.stderr)
+        return
 
     from vittle.files import write_text_atomic
 

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_models
+    from analysis.evaluate.benchmark import Shard, answer_models
     from analysis.evaluate.cli import parse_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
     from analysis.evaluate.llava_files import read_jsonl, read_questions
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     try:
         for name, spec, answers in answer_models(models, specs, questions, args, PROG):
             work.setdefault(name, {})[spec] = answers.path
+        if not Shard.from_env().main:  # a data-parallel rank: its answers are written; rank 0 judges
+            work = {}
         for name, files in work.items():
             results[name] = {}
             for spec, file in files.items():

@@ -213,3 +213,53 @@ def test_vittle_eval_pope_reports_bad_input_without_a_traceback(tmp_path, capsys
     assert "none.jsonl: no such file" in capsys.readouterr().err
     assert pope_main(["--model", "x", "--questions", str(questions_file), "--labels", str(label_dir), "--limit", "0"]) == 2
     assert "--limit=0 must be at least 1" in capsys.readouterr().err
+
+
+def test_a_data_parallel_run_over_two_processes_equals_one_process(tmp_path):
+    """Two ranks (RANK/WORLD_SIZE as torchrun sets them), real processes at the same time:
+    each answers every other question, rank 0 merges and scores; the answers and results
+    equal a one-process run's."""
+    import os
+    import subprocess
+    import sys
+
+    questions_file, image_dir, label_dir = write_pope(tmp_path / "pope", images=4)
+    common = ["--model", f"base={ASSETS / 'tiny-baseline'}", "--questions", str(questions_file), "--images", str(image_dir),
+              "--labels", str(label_dir), "--specs", "clean,zoom_blur:2", "--device", "cpu", "--max-new-tokens", "4", "--batch-size", "4"]
+    code = "import sys; from analysis.evaluate.pope_cli import main; sys.exit(main(sys.argv[1:]))"
+    root = Path(__file__).resolve().parents[2]
+
+    def launch(out, rank, world):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen([sys.executable, "-c", code, *common, "--out", str(out)], cwd=root, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    ranks = [launch(tmp_path / "dp", rank, 2) for rank in (1, 0)]
+    outputs = [process.communicate(timeout=300) for process in ranks]
+    assert [process.returncode for process in ranks] == [0, 0], outputs
+    assert "rank 1 of 2: its answers are written" in outputs[0][1]
+    single = launch(tmp_path / "one", 0, 1)
+    assert single.wait(timeout=300) == 0
+    for spec in ("clean", "zoom_blur:2"):
+        merged = read_jsonl(tmp_path / "dp" / "base" / spec / "answers.jsonl")
+        assert merged == read_jsonl(tmp_path / "one" / "base" / spec / "answers.jsonl")
+        parts = [read_jsonl(tmp_path / "dp" / "base" / spec / f"answers.rank{r}-of-2.jsonl") for r in (0, 1)]
+        assert [len(p) for p in parts] == [6, 6] and not {r["question_id"] for r in parts[0]} & {r["question_id"] for r in parts[1]}
+    dp, one = (json.loads((tmp_path / d / "results.json").read_text())["results"] for d in ("dp", "one"))
+    assert dp == one
+
+
+def test_shard_settings_come_from_the_launcher_and_are_checked(monkeypatch):
+    from analysis.evaluate.benchmark import Shard
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    shard = Shard.from_env()
+    assert (shard.rank, shard.world, shard.main) == (1, 3, False)
+    assert [q.question_id for q in shard.part([Question(i, None, "q") for i in range(8)])] == [1, 4, 7]
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match="RANK=3 and WORLD_SIZE=3: need 0 <= RANK < WORLD_SIZE"):
+        Shard.from_env()
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ValueError, match="RANK and WORLD_SIZE must be integers"):
+        Shard.from_env()
