@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit-images", type=int, default=None, help="keep the questions of the first N images")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.md")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=4, help="longest answer (easy-vqa answers are one word)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     return parser
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         models = parse_models(args.model)
         specs = expand_specs(args.specs)
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+        if args.batch_size < 1 or args.max_new_tokens < 1:
+            raise ValueError(f"--batch-size={args.batch_size} and --max-new-tokens={args.max_new_tokens} must be >= 1")
         samples = load_samples(args.data, args.limit_images)
         variants = Variants(samples, seed=args.seed)
         from vittle.inference import Assistant
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in models.items():
             print(f"{PROG}: {name} ({path}) on {len(samples)} questions x {len(specs)} specs", file=sys.stderr)
             assistant = Assistant.load(path, device=args.device)
-            result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size)
+            result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
             report["models"][name] = {"path": path, **result}
             tables.append(markdown_table(result, title=name))
     except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:

@@ -190,3 +190,8 @@ def test_perturbed_images_do_not_depend_on_call_order(tmp_path):
     a, _ = first.get("fog:3")
     b, _ = Variants(rows, seed=0).get("fog:3")
     assert [x.tobytes() for x in a] == [y.tobytes() for y in b]
+
+
+def test_eval_max_new_tokens_is_an_option_and_is_checked(capsys):
+    assert eval_main(["easyvqa", "--model", "x", "--max-new-tokens", "0"]) == 2
+    assert "--max-new-tokens=0 must be >= 1" in capsys.readouterr().err
