@@ -175,6 +175,23 @@ class Assistant:
         return self._stream(inputs, settings)
 
     @torch.no_grad()
+    def loglikelihood(self, image: ImageInput, question: str, continuation: str) -> tuple[float, bool]:
+        """Log-probability of `continuation` as the start of the answer to `question` (its
+        tokens after the prompt's "ASSISTANT:", without special tokens; write a leading space
+        where the answer would have one), and whether greedy decoding would produce exactly
+        those tokens."""
+        inputs = self._batch([image], [question])
+        target = self.processor.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
+        if target.shape[1] == 0:
+            raise ValueError(f"the continuation {continuation!r} has no tokens")
+        prompt_length = inputs["input_ids"].shape[1]
+        ids = torch.cat([inputs["input_ids"], target], dim=1)
+        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, prompt_length - 1 : -1].float()
+        picked = torch.log_softmax(logits, dim=-1).gather(1, target[0][:, None])[:, 0]
+        return float(picked.sum()), bool((logits.argmax(-1) == target[0]).all())
+
+    @torch.no_grad()
     def answer_batch(self, images: Sequence[ImageInput], questions: Sequence[str], max_new_tokens: int = 8,
                      batch_size: int = 32, progress: bool = False) -> list[str]:
         """Greedy answers to many questions, batched (left-padded); same answers as `answer`."""

@@ -22,8 +22,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from vittle.template import IMAGE_PLACEHOLDER
 
 logger = logging.getLogger(__name__)
@@ -120,10 +118,7 @@ class Vittle(_base()):  # type: ignore[misc]
                     results[i] = answer
         return [r if r is not None else "" for r in results]
 
-    @torch.no_grad()
     def loglikelihood(self, requests: Sequence[Any]) -> list[tuple[float, bool]]:
-        assistant = self.assistant
-        tokenizer = assistant.processor.tokenizer
         out = []
         for request in requests:
             context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
@@ -132,18 +127,10 @@ class Vittle(_base()):  # type: ignore[misc]
             if isinstance(continuation, (list, tuple)):
                 continuation = continuation[0]
             image = self._visual(doc_to_visual, doc_id, task, split)
-            inputs = assistant._batch([image], [self._question(context)])
-            target = tokenizer(str(continuation), add_special_tokens=False, return_tensors="pt")["input_ids"].to(inputs["input_ids"].device)
-            if target.shape[1] == 0:
-                raise ValueError(f"request {doc_id!r} of {task}: the continuation {continuation!r} has no tokens")
-            prompt_length = inputs["input_ids"].shape[1]
-            ids = torch.cat([inputs["input_ids"], target], dim=1)
-            mask = torch.ones_like(ids)
-            extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-            logits = assistant.model(input_ids=ids, attention_mask=mask, **extra).logits[0, prompt_length - 1 : -1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            picked = logprobs.gather(1, target[0][:, None])[:, 0]
-            out.append((float(picked.sum()), bool((logits.argmax(-1) == target[0]).all())))
+            try:
+                out.append(self.assistant.loglikelihood(image, self._question(context), str(continuation)))
+            except ValueError as err:
+                raise ValueError(f"request {doc_id!r} of {task}: {err}") from None
         return out
 
     def generate_until_multi_round(self, requests: Sequence[Any]) -> list[str]:

@@ -81,3 +81,9 @@ def test_unsupported_requests_are_refused_clearly(model):
         model.generate_until([Request((docs[0]["question"], {}, two, 0, "shapes", "test"))])
     with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
         Vittle(pretrained="x", batch_size=0, assistant=model.assistant)
+
+
+def test_an_empty_continuation_is_refused_with_its_request(model):
+    docs = model.task_dict["shapes"]["test"]
+    with pytest.raises(ValueError, match="request 0 of shapes: the continuation '' has no tokens"):
+        model.loglikelihood([Request((docs[0]["question"], "", _visual, 0, "shapes", "test"))])
