@@ -38,6 +38,10 @@ _LAZY = {
     "DataError": "vittle.data",
     "load_recipe": "vittle.settings",
     "train": "vittle.trainer",
+    "VittleTrainer": "vittle.trainer",
+    "schedule_alpha": "vittle.trainer",
+    "vittle_loss": "vittle.trainer",
+    "alpha_at": "vittle.trainer",
 }
 
 __all__ = ["BottleneckConfig", "DataConfig", "ModelConfig", "RecipeConfig", "TrainConfig", *_LAZY]

@@ -9,6 +9,8 @@ regularizer (PAPER.md, "The objective").
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from vittle.config import BottleneckConfig
+
+logger = logging.getLogger(__name__)
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
@@ -110,11 +114,24 @@ class VittleBottleneck(nn.Module):
         learnable = config.prior == "learnable"
         self.visual_prior = GaussianPrior(hidden_size, learnable, config.logvar_clamp)
         self.text_prior = GaussianPrior(hidden_size, learnable, config.logvar_clamp)
-        self.train_alpha = 0.0
-        """alpha in training mode; the trainer sets it from the schedule every step."""
+        self._train_alpha = 0.0
+        self._scheduled = False
+        self._warned_unscheduled = False
         self.inference_alpha: float | None = None
         """Overrides alpha_max in eval mode when set (0.0 switches the bottleneck off)."""
         self.last: BottleneckState | None = None
+
+    @property
+    def train_alpha(self) -> float:
+        """alpha in training mode; the trainer (or `vittle.schedule_alpha`) sets it from the
+        schedule every step. Training while it was never set warns once: the bottleneck then
+        does nothing."""
+        return self._train_alpha
+
+    @train_alpha.setter
+    def train_alpha(self, value: float) -> None:
+        self._train_alpha = float(value)
+        self._scheduled = True
 
     @property
     def alpha(self) -> float:
@@ -156,6 +173,11 @@ class VittleBottleneck(nn.Module):
     def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
         if visual_mask.shape != hidden.shape[:2]:
             raise ValueError(f"visual mask of shape {tuple(visual_mask.shape)} does not match hidden states {tuple(hidden.shape)}")
+        if self.training and not self._scheduled and not self._warned_unscheduled:
+            self._warned_unscheduled = True
+            logger.warning("the Vittle bottleneck is training with alpha 0 because no schedule ever set it: it changes "
+                           "nothing and adds no KL. Train with vittle.VittleTrainer, or each step call "
+                           "vittle.schedule_alpha(model, step / total_steps) and add the KL of vittle.vittle_loss")
         scale = self.token_scale(hidden)
         mu, logvar = self.posterior(hidden if scale is None else hidden / scale, visual_mask)
         alpha = self.alpha

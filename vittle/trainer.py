@@ -93,6 +93,37 @@ class NonFiniteTrainingError(ValueError):
     """A loss or gradient became NaN or infinite; the run stopped before the update."""
 
 
+def schedule_alpha(model: torch.nn.Module, progress: float) -> float:
+    """Set the attached bottleneck's training alpha for `progress` (optimizer steps done /
+    total, in [0, 1]) from its config's schedule; returns it (0.0 without a bottleneck).
+    Call it every step when training with your own loop or another trainer (TRL's
+    SFTTrainer, LLaVA's train.py); `VittleTrainer` does it for you."""
+    bottleneck = get_bottleneck(model)
+    if bottleneck is None:
+        return 0.0
+    bottleneck.train_alpha = alpha_at(bottleneck.config, progress)
+    return bottleneck.train_alpha
+
+
+def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The Vittle objective after a forward pass: (loss, terms) with loss = CE (`outputs.loss`)
+    + kl_weight * (KL_v + KL_t) and terms {"ce", "kl_v", "kl_t"} (only "ce" without a
+    bottleneck). With text_kl_scope "prompt", `labels` and `attention_mask` of the batch pick
+    the text tokens whose KL counts (the prompt's, not the answer's)."""
+    bottleneck = get_bottleneck(model)
+    loss, terms = outputs.loss, {"ce": outputs.loss}
+    if bottleneck is None:
+        return loss, terms
+    scope = None
+    if bottleneck.config.text_kl_scope == "prompt":
+        if labels is None or attention_mask is None:
+            raise ValueError("text_kl_scope='prompt' needs the batch's labels and attention_mask to find the prompt tokens")
+        scope = (labels == IGNORE_INDEX) & attention_mask.bool()
+    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope)
+    return loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"]), terms
+
+
 class VittleTrainer(Trainer):
     """Trainer with the KL terms, the alpha schedule and CE / KL / alpha logging."""
 
@@ -104,17 +135,12 @@ class VittleTrainer(Trainer):
         self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
+        unwrapped = self.accelerator.unwrap_model(model)
+        bottleneck = get_bottleneck(unwrapped)
         if bottleneck is not None and model.training:
-            bottleneck.train_alpha = alpha_at(bottleneck.config, self.state.global_step / max(1, self.state.max_steps))
+            schedule_alpha(unwrapped, self.state.global_step / max(1, self.state.max_steps))
         outputs = model(**inputs)
-        loss, terms = outputs.loss, {"ce": outputs.loss}
-        if bottleneck is not None:
-            scope = None
-            if bottleneck.config.text_kl_scope == "prompt":
-                scope = (inputs["labels"] == IGNORE_INDEX) & inputs["attention_mask"].bool()
-            terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope)
-            loss = loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"])
+        loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"))
         if model.training:
             # Detached tensors, turned into numbers only when logged: no device sync per step.
             for key, value in terms.items():

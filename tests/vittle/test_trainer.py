@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from pathlib import Path
 
@@ -221,3 +222,34 @@ def test_a_run_killed_mid_training_resumes_to_bit_identical_weights(shapes_data,
     a, b = load_pretrained(straight).state_dict(), load_pretrained(killed).state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)  # bit-identical, not merely close
+
+
+def test_training_outside_the_cli_schedule_alpha_and_vittle_loss(tiny, image, caplog):
+    """A custom loop (or TRL's / LLaVA's trainer) gets the objective from two public helpers;
+    a bottleneck trained without its schedule warns once instead of silently doing nothing."""
+    import logging
+
+    import vittle
+    from vittle.data import ImageEncoder, encode_query
+
+    model, processor = tiny
+    item = encode_query(processor, ImageEncoder(processor), image, "What colour is the shape?")
+    inputs = {"input_ids": item["input_ids"][None], "pixel_values": item["pixel_values"][None]}
+    inputs["labels"], inputs["attention_mask"] = inputs["input_ids"].clone(), torch.ones_like(inputs["input_ids"])
+    vittle.attach_bottleneck(model, vittle.BottleneckConfig(layer=1, kl_weight=0.1, schedule="cosine", alpha_max=0.5, text_kl_scope="all"))
+    model.train()
+    with caplog.at_level(logging.WARNING, logger="vittle.bottleneck"):
+        model(**inputs)
+        model(**inputs)
+    warnings = [r.getMessage() for r in caplog.records if "no schedule ever set it" in r.getMessage()]
+    assert len(warnings) == 1  # once, not every step
+    assert vittle.schedule_alpha(model, 0.0) == 0.0 and vittle.schedule_alpha(model, 1.0) == pytest.approx(0.5)
+    assert vittle.schedule_alpha(model, 0.5) == pytest.approx(0.25) == model.vittle_bottleneck.train_alpha
+    outputs = model(**inputs)
+    loss, terms = vittle.vittle_loss(model, outputs, inputs["labels"], inputs["attention_mask"])
+    assert set(terms) == {"ce", "kl_v", "kl_t"} and terms["kl_v"] > 0 and terms["kl_t"] > 0
+    torch.testing.assert_close(loss, terms["ce"] + 0.1 * (terms["kl_v"] + terms["kl_t"]))
+    model.vittle_bottleneck.config = dataclasses.replace(model.vittle_bottleneck.config, text_kl_scope="prompt")
+    with pytest.raises(ValueError, match="text_kl_scope='prompt' needs the batch's labels and attention_mask"):
+        vittle.vittle_loss(model, outputs)
+    assert vittle.VittleTrainer.__name__ == "VittleTrainer" and vittle.alpha_at is not None
