@@ -24,11 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--baseline", default=defaults.baseline, help="baseline model: local folder or hub id")
-    parser.add_argument("--vittle", default=defaults.vittle, help="Vittle model: local folder or hub id")
-    parser.add_argument("--vittle-l", default=defaults.vittle_l,
-                        help="a second selectable Vittle model (folder or hub id); 'none' to leave it out")
-    parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 when present, else CPU), cpu, cuda, cuda:1...")
+    env = os.environ.get  # a Gradio-SDK Space passes no flags: its variables choose the models
+    parser.add_argument("--baseline", default=env("VITTLE_BASELINE", defaults.baseline),
+                        help="baseline model: local folder or hub id (env VITTLE_BASELINE)")
+    parser.add_argument("--vittle", default=env("VITTLE_VITTLE", defaults.vittle), help="Vittle model: local folder or hub id (env VITTLE_VITTLE)")
+    parser.add_argument("--vittle-l", default=env("VITTLE_VITTLE_L", defaults.vittle_l),
+                        help="a second selectable Vittle model (folder or hub id); 'none' to leave it out (env VITTLE_VITTLE_L)")
+    parser.add_argument("--device", default=env("VITTLE_DEVICE", "auto"),
+                        help="auto (CUDA with bf16 when present, else CPU), cpu, cuda, cuda:1... (env VITTLE_DEVICE)")
     parser.add_argument("--reference-images", type=int, default=defaults.reference_images,
                         help="easy-vqa test images in the reference set of the embedding and distance panels")
     parser.add_argument("--concurrency", type=int, default=16,

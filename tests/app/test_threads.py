@@ -1,4 +1,4 @@
-"""app.py's thread settings: torch threads per process and one BLAS thread."""
+"""app.py's settings: threads, and models chosen by environment variables."""
 
 import pytest
 import torch
@@ -24,3 +24,19 @@ def test_negative_threads_are_refused(app_main, capsys):
     with pytest.raises(SystemExit):
         app_main.parse_args(["--threads", "-1"])
     assert "--threads must be 0 (auto) or positive, got -1" in capsys.readouterr().err
+
+
+def test_a_space_chooses_its_models_through_environment_variables(app_main, monkeypatch):
+    """A Gradio-SDK Space cannot pass flags; its variables set the models and the device, and
+    flags still win."""
+    monkeypatch.setenv("VITTLE_BASELINE", "org/base")
+    monkeypatch.setenv("VITTLE_VITTLE", "org/vittle-f")
+    monkeypatch.setenv("VITTLE_VITTLE_L", "none")
+    monkeypatch.setenv("VITTLE_DEVICE", "cuda")
+    args = app_main.parse_args([])
+    assert (args.baseline, args.vittle, args.vittle_l, args.device) == ("org/base", "org/vittle-f", "none", "cuda")
+    assert app_main.parse_args(["--vittle", "here"]).vittle == "here"
+    monkeypatch.delenv("VITTLE_BASELINE")
+    from app.service import ServiceConfig
+
+    assert app_main.parse_args([]).baseline == ServiceConfig().baseline
