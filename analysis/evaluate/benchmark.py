@@ -27,6 +27,21 @@ from analysis.evaluate.runner import _stable_int
 from analysis.perturb import CLEAN, apply, parse_spec
 
 
+def parse_models(items: list[str]) -> dict[str, str]:
+    """["base=PATH", "PATH2"] -> {"base": "PATH", "PATH2's folder name": "PATH2"}; names unique."""
+    models: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item.rstrip("/")).name or item, item
+        if not name or not path:
+            raise ValueError(f"--model {item!r}: expected NAME=PATH or PATH")
+        if name in models:
+            raise ValueError(f"--model: the name {name!r} is used twice; write NAME=PATH")
+        models[name] = path
+    return models
+
+
 class _Images:
     """Clean and perturbed images of one spec, the last `size` of each kept."""
 

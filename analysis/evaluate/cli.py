@@ -14,6 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
+from analysis.evaluate.benchmark import parse_models
+
 PROG = "vittle eval"
 
 
@@ -37,21 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     return parser
-
-
-def parse_models(items: list[str]) -> dict[str, str]:
-    """["base=PATH", "PATH2"] -> {"base": "PATH", "PATH2's folder name": "PATH2"}; names unique."""
-    models: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            name, path = Path(item.rstrip("/")).name or item, item
-        if not name or not path:
-            raise ValueError(f"--model {item!r}: expected NAME=PATH or PATH")
-        if name in models:
-            raise ValueError(f"--model: the name {name!r} is used twice; write NAME=PATH")
-        models[name] = path
-    return models
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,8 +78,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     args = build_parser(kind).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prog = f"vittle eval {kind}"
-    from analysis.evaluate.benchmark import answer_models, table11, write_results
-    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.benchmark import answer_models, parse_models, table11, write_results
     from analysis.evaluate.runner import expand_specs
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError

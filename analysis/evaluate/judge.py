@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.llava_files import FormatError, Question
+from analysis.evaluate.llava_files import FormatError, Question, append_rows, read_appended, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +168,6 @@ def read_rules(path: str | Path) -> dict[str, dict[str, str]]:
 
 def read_contexts(path: str | Path) -> dict[str, str]:
     """image -> its captions joined by newlines (LLaVA-Bench's context.jsonl: `image`, `caption` list or string)."""
-    from analysis.evaluate.llava_files import read_jsonl
-
     contexts = {}
     for number, row in enumerate(read_jsonl(path), 1):
         if "image" not in row or "caption" not in row:
@@ -185,8 +183,6 @@ def run_reviews(judge: Judge, questions: Sequence[Question], contexts: Mapping[s
     """Review every answered question not yet in `out` (a reviews.jsonl, appended and fsynced
     per review); returns all reviews of the file."""
     from tqdm.auto import tqdm
-
-    from analysis.evaluate.llava_files import append_rows, read_appended
 
     out = Path(out)
     done = {row["question_id"] for row in read_appended(out)}

@@ -51,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import Shard, answer_models
-    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.benchmark import Shard, answer_models, parse_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
     from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.runner import expand_specs

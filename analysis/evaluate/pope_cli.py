@@ -79,8 +79,7 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_models
-    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.benchmark import answer_models, parse_models
     from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.pope import align_labels, read_labels, score_pope
     from analysis.evaluate.runner import expand_specs

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from analysis.evaluate.cli import parse_models
+    from analysis.evaluate.benchmark import parse_models
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
 
