@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,6 @@ class DemoService:
         """(method, spec, vittle) -> fitted Projection."""
         self._cache_keys = SingleFlight()
         """model -> its reference embeddings' cache folder (model and data fingerprints)."""
-        from concurrent.futures import ThreadPoolExecutor
-
         self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vittle-reference")
         """Runs each model's reference embedding of a turn side by side, started with the turn's answers."""
         self._samples: list[dict[str, Any]] | None = None
@@ -376,9 +375,7 @@ class DemoService:
         """{"clean": (n, d), spec: (n, d)} reference-set embeddings of model `name`, each
         computed once (from the disk cache when it has them)."""
         from analysis.perturb import CLEAN
-        from analysis.representations import extract
-
-        from analysis.representations import cache_key
+        from analysis.representations import cache_key, extract
 
         samples, variants = self._reference_samples()
         worker = self.worker(name)
