@@ -1,109 +1,20 @@
-"""The vittle demo: baseline vs Vittle side by side on the same perturbed query.
+"""The vittle demo as a script: `python app.py [flags]` (what a Hugging Face Space runs) or
+`gradio app.py` (reload mode: edits to the UI code reload the page; the models load once).
+The flags and the environment variables are those of `vittle demo` (app/main.py)."""
 
-    python app.py                                   # embedded tiny models, 127.0.0.1:7860, CPU
-    python app.py --baseline llava-hf/llava-1.5-7b-hf --vittle PATH --device cuda
-
-On a Hugging Face Space this file runs as is (the Space sets GRADIO_SERVER_NAME/PORT).
-"""
-
-from __future__ import annotations
-
-import argparse
 import logging
-import os
-import sys
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app runs offline
+import gradio as gr
 
+from app.main import build_ui, configure_threads, launch_options, make_service, parse_args
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from app.service import ServiceConfig
-
-    defaults = ServiceConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    env = os.environ.get  # a Gradio-SDK Space passes no flags: its variables choose the models
-    parser.add_argument("--baseline", default=env("VITTLE_BASELINE", defaults.baseline),
-                        help="baseline model: local folder or hub id (env VITTLE_BASELINE)")
-    parser.add_argument("--vittle", default=env("VITTLE_VITTLE", defaults.vittle), help="Vittle model: local folder or hub id (env VITTLE_VITTLE)")
-    parser.add_argument("--vittle-l", default=env("VITTLE_VITTLE_L", defaults.vittle_l),
-                        help="a second selectable Vittle model (folder or hub id); 'none' to leave it out (env VITTLE_VITTLE_L)")
-    parser.add_argument("--device", default=env("VITTLE_DEVICE", "auto"),
-                        help="auto (CUDA with bf16 when present, else CPU), cpu, cuda, cuda:1... (env VITTLE_DEVICE)")
-    parser.add_argument("--reference-images", type=int, default=defaults.reference_images,
-                        help="easy-vqa test images in the reference set of the embedding and distance panels")
-    parser.add_argument("--concurrency", type=int, default=16,
-                        help="requests in progress at once (default 16; the rest queue): each model batches what they ask")
-    parser.add_argument("--no-precompute", action="store_true",
-                        help="do not embed every visual setting's reference set in the background after start-up")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads on a CPU (0: half the cores, at least 1: the two models of a turn run side by side, "
-                        "and threads that wait for each other only spin); numpy's BLAS runs on one")
-    parser.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload, in MB")
-    parser.add_argument("--file-lifetime-min", type=float, default=60,
-                        help="delete uploads and output images after this many minutes (and all at shutdown)")
-    args = parser.parse_args(argv)
-    if args.reference_images < 3:
-        parser.error(f"--reference-images must be at least 3, got {args.reference_images}")
-    if args.concurrency < 1:
-        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
-    if args.threads < 0:
-        parser.error(f"--threads must be 0 (auto) or positive, got {args.threads}")
-    if not args.file_lifetime_min > 0:
-        parser.error(f"--file-lifetime-min must be positive, got {args.file_lifetime_min:g}")
-    if not args.max_upload_mb > 0:
-        parser.error(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
-    return args
-
-
-def build(args: argparse.Namespace, service=None):
-    """The started service (made from `args` unless given) and its queued Blocks."""
-    from app.service import DemoService, ServiceConfig
-    from app.ui import build_demo
-
-    if service is None:
-        vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
-        service = DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,
-                                            reference_images=args.reference_images, precompute=not args.no_precompute,
-                                            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)))
-    service.start()
-    demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    return service, demo
-
-
-def configure_threads(threads: int) -> int:
-    """Torch's intra-op threads for the server (0: half the cores, at least 1) and one BLAS
-    thread for numpy (its matrices here are a few hundred rows). Each model has a worker
-    thread that batches its requests, so the parallelism is across the models; on a 2-core
-    machine under load, two threads per forward made each core spin waiting for the other
-    (CPU per new reference set 1.2 s -> 0.7 s with one). Returns the torch thread count."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    count = threads or max(1, (os.cpu_count() or 2) // 2)
-    torch.set_num_threads(count)
-    threadpool_limits(1, user_api="blas")
-    return count
-
-
-def launch_options(args: argparse.Namespace) -> dict:
-    from app.examples import examples_dir
-
-    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": int(args.max_upload_mb * 1024 * 1024),
-            "allowed_paths": [str(examples_dir())], "show_error": True}
-
-
-def main(argv: list[str] | None = None) -> int:
+if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models stay loaded
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    args = parse_args()
     configure_threads(args.threads)
-    _, demo = build(args)
-    demo.launch(**launch_options(args))
-    return 0
+    service = make_service(args)
 
+demo = build_ui(args, service)  # module level, so `gradio app.py` finds it
 
 if __name__ == "__main__":
-    sys.exit(main())
+    demo.launch(**launch_options(args))

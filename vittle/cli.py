@@ -1,4 +1,4 @@
-"""The `vittle` command: train, answer, probe, quickstart, and the analysis tools.
+"""The `vittle` command: train, answer, probe, quickstart, the analysis tools and the demo.
 
 Options of each subcommand are generated from a dataclass (vittle.settings), so the command
 line, the recipes and the Python API cannot drift apart.
@@ -122,18 +122,23 @@ def _quickstart(args: QuickstartArgs) -> int:
     return 0
 
 
-def _dispatch(module: str, argv: list[str]) -> int:
+EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab.cli",
+            "analyze": "analysis.report.cli", "demo": "app.main"}
+EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app"}
+"""The pip extra each command's dependencies come with (pyproject.toml)."""
+
+
+def _dispatch(command: str, argv: list[str]) -> int:
     import importlib
 
     try:
-        entry = importlib.import_module(module)
+        return importlib.import_module(EXTERNAL[command]).main(argv)
     except ModuleNotFoundError as err:
-        raise SystemExit(f"vittle: this command is not available in this installation ({module}: {err})") from err
-    return entry.main(argv)
-
-
-EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab.cli",
-            "analyze": "analysis.report.cli"}
+        if err.name and err.name.split(".")[0] in ("vittle", "analysis", "app"):
+            raise
+        extra = EXTRA_OF_COMMAND[command]
+        raise SystemExit(f"vittle {command}: needs {err.name!r}, which comes with the {extra!r} extra: "
+                         f"pip install 'vittle[{extra}]'") from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTERNAL:
-        return _dispatch(EXTERNAL[argv[0]], argv[1:])
+        return _dispatch(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from vittle.checkpoint import CheckpointError

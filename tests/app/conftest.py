@@ -92,18 +92,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app_main():
-    """The top-level app.py as a module (it shares its name with the app/ package)."""
-    import importlib.util
+    """app.main: the flags, the build and the launch options of `vittle demo` and app.py."""
+    import app.main
 
-    spec = importlib.util.spec_from_file_location("vittle_app_main", Path(__file__).resolve().parents[2] / "app.py")
-    main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main)
-    return main
+    return app.main
 
 
 @pytest.fixture(scope="session")
 def server(service, app_main):
-    """The app launched in-process on 127.0.0.1 with app.py's launch options (upload cap 1 MB);
+    """The app launched in-process on 127.0.0.1 with the app's launch options (upload cap 1 MB);
     yields its URL."""
     main = app_main
     args = main.parse_args(["--port", str(_free_port()), "--max-upload-mb", "1"])

@@ -26,12 +26,15 @@ def test_space_front_matter_matches_the_code():
     assert (ROOT / meta["app_file"]).is_file() and meta["app_file"] == "app.py"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert f">={meta['python_version']}" in pyproject["project"]["requires-python"]
-    gradio_pin = [d for d in pyproject["project"]["dependencies"] if d.startswith("gradio")]
+    gradio_pin = [d for d in pyproject["project"]["optional-dependencies"]["app"] if d.startswith("gradio")]
     assert gradio_pin == [f"gradio=={gradio.__version__.rsplit('.', 1)[0]}.*"]
     assert meta["suggested_hardware"] == "cpu-basic"  # the default app runs the embedded tiny models on a CPU
     requirements = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#")]
-    assert requirements == ["."]  # the package itself, so the Space gets pyproject's pins
+    # the package with the app's extra, at the tested versions (gradio's agrees with sdk_version)
+    assert requirements == ["-c constraints.txt", ".[app]"]
+    constraints = (ROOT / "constraints.txt").read_text()
+    assert f"gradio=={meta['sdk_version']}" in constraints.splitlines()
 
 
 def test_packages_txt_installs_what_the_perturbations_read():
@@ -88,3 +91,39 @@ def test_ui_layer_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_without_the_embedded_models_the_app_says_where_they_are(app_main, monkeypatch, capsys):
+    """An installed package has no assets/models: the error says so before anything loads."""
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda self: False)
+    with pytest.raises(SystemExit):
+        app_main.parse_args([])
+    err = capsys.readouterr().err
+    assert "--baseline: the embedded model" in err and "not with the installed package" in err
+    monkeypatch.undo()
+    assert app_main.parse_args([]).baseline.endswith("tiny-baseline")
+
+
+def test_gradio_reload_mode_finds_the_module_level_demo(free_port):
+    """`gradio app.py` runs app.py with its watcher, which needs a module-level `demo`."""
+    import os
+    import time
+    import urllib.request
+
+    gradio_cli = Path(sys.executable).with_name("gradio")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    process = subprocess.Popen([str(gradio_cli), "app.py", "--", "--port", str(free_port), "--no-precompute"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{free_port}/", timeout=5).status
+                break
+            except OSError:
+                time.sleep(1)
+        assert status == 200, "the page was not served"
+    finally:
+        os.killpg(process.pid, 15)
+        output = process.communicate(timeout=30)[0]
+    assert "Watching demo: demo" in output, output[-2000:]
