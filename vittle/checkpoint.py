@@ -86,10 +86,13 @@ def checkpoint_problem(folder: str | Path) -> str | None:
         json.loads(state.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         return f"trainer_state.json is damaged ({err})"
-    try:
-        files = _weight_files(folder)
-    except (CheckpointError, ValueError, KeyError) as err:
-        return str(err)
+    if (folder / "adapter_model.safetensors").is_file():  # a LoRA run (vittle.lora): adapters + fully trained weights
+        files = [folder / "adapter_model.safetensors", folder / "vittle_trained.safetensors"]
+    else:
+        try:
+            files = _weight_files(folder)
+        except (CheckpointError, ValueError, KeyError) as err:
+            return str(err)
     for file in files:
         if not file.is_file():
             return f"{file.name} is missing"
@@ -129,6 +132,25 @@ def _quiet_transformers() -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+
+
+def quantization_config(quantize: str, compute_dtype: torch.dtype = torch.bfloat16) -> Any:
+    """transformers' BitsAndBytesConfig for "8bit" or "4bit" (NF4, computing in
+    `compute_dtype`); a clear error without bitsandbytes or without a CUDA GPU."""
+    import importlib.util
+
+    if quantize not in ("8bit", "4bit"):
+        raise ValueError(f"quantize={quantize!r}; choose 8bit or 4bit")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError(f"{quantize} weights need bitsandbytes and a CUDA GPU: pip install 'vittle[quant]'")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{quantize} weights (bitsandbytes) need a CUDA GPU; none is visible here")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True)
 
 
 def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto", **kwargs: Any) -> LlavaForConditionalGeneration:

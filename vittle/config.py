@@ -18,6 +18,8 @@ SCALES = ("none", "rms")
 TEXT_KL_SCOPES = ("prompt", "all")
 KINDS = ("ib", "noise")
 STAGES = ("align", "instruct", "baseline")
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+QUANTIZE = ("", "4bit", "8bit")
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -156,6 +158,9 @@ class ModelConfig:
     """"tiny-efficientnet" only: tie the Llama's input and output embeddings."""
     dtype: str = "auto"
     """Weights dtype when loading a checkpoint: "auto", "float32", "bfloat16" or "float16"."""
+    attn_implementation: str = "auto"
+    """Attention kernel: "auto" (transformers' default, sdpa where it can), "eager", "sdpa" or
+    "flash_attention_2" (needs the flash-attn package and a CUDA GPU)."""
     residual_rms: float = 0.0
     """Before training, rescale the language model's residual stream so that the state at the
     bottleneck layer has this per-dimension RMS on the first training samples, without changing
@@ -165,6 +170,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _check_choice("model.attn_implementation", self.attn_implementation, ATTENTION)
         if not self.init:
             raise ValueError("model.init must be 'tiny', 'tiny-efficientnet', 'compose' or a checkpoint folder / hub id")
         _check_range("model.hidden_size", self.hidden_size, 0)
@@ -254,6 +260,61 @@ class TrainConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA / QLoRA (peft, the `train` extra): the language model's linear layers get low-rank
+    adapters, while the projector and the bottleneck MLPs are trained in full; the adapters are
+    merged into the weights at the end, so the saved model loads like any other."""
+
+    r: int = 0
+    """Adapter rank; 0 turns LoRA off (full fine-tuning). LLaVA-1.5's LoRA recipe: 128."""
+    alpha: float = 0.0
+    """LoRA scaling numerator (scale = alpha / r); 0 takes 2 * r, as LLaVA-1.5's recipe."""
+    dropout: float = 0.05
+    target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    """Comma-separated names of the language model's linear layers that get adapters (the
+    vision tower and the projector never do)."""
+    quantize: str = ""
+    """"4bit" or "8bit": QLoRA, the frozen language model loaded through bitsandbytes (CUDA
+    and the `quant` extra); "" keeps the weights as they are."""
+
+    def __post_init__(self) -> None:
+        _check_range("lora.r", self.r, 0)
+        if isinstance(self.r, float):
+            raise ValueError(f"lora.r={self.r!r} must be an integer")
+        _check_range("lora.alpha", self.alpha, 0.0)
+        _check_range("lora.dropout", self.dropout, 0.0, 0.999)
+        _check_choice("lora.quantize", self.quantize, QUANTIZE)
+        if self.quantize and not self.r:
+            raise ValueError(f"lora.quantize={self.quantize!r} is QLoRA and needs adapters: set lora.r (e.g. 64)")
+        if not [m for m in self.modules if m]:
+            raise ValueError("lora.target_modules is empty; name the linear layers, e.g. q_proj,v_proj")
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+    @property
+    def modules(self) -> list[str]:
+        return [m.strip() for m in self.target_modules.split(",") if m.strip()]
+
+    @property
+    def scale_numerator(self) -> float:
+        return self.alpha or 2.0 * self.r
+
+
+TRAIN_ALIASES = {
+    "learning_rate": "lr",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "num_train_epochs": "epochs",
+    "lr_scheduler_type": "lr_scheduler",
+    "dataloader_num_workers": "num_workers",
+    "activation_checkpointing": "gradient_checkpointing",
+}
+"""transformers.TrainingArguments names accepted in a recipe's train section for our fields."""
+
+
+@dataclass
 class RecipeConfig:
     """A whole training recipe: what `vittle train --recipe FILE` reads."""
 
@@ -261,7 +322,15 @@ class RecipeConfig:
     data: DataConfig = field(default_factory=DataConfig)
     bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         if not self.data.path:
             raise ValueError("data.path is required: the LLaVA conversation JSON to train on")
+        if self.lora.enabled and self.train.stage == "align":
+            raise ValueError("lora.r is set, but train.stage='align' trains the projector alone, which LoRA does not touch; "
+                             "use LoRA in the instruct or baseline stage")
+
+
+FIELD_ALIASES: dict[type, dict[str, str]] = {TrainConfig: TRAIN_ALIASES}
+"""Other accepted names of a section's fields (`vittle.settings.build` maps them)."""

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoProcessor, TextIteratorStreamer
 
-from vittle.checkpoint import CheckpointError, load_pretrained, resolve_checkpoint
+from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.template import system_prompt_of
@@ -113,15 +113,8 @@ class Assistant:
             raise CheckpointError(f"{folder} has no usable processor (tokenizer + image processor): {err}") from err
         extra: dict[str, Any] = {}
         if quantize is not None:
-            import importlib.util
-
-            if importlib.util.find_spec("bitsandbytes") is None:
-                raise ImportError(f"quantize={quantize} needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
-            from transformers import BitsAndBytesConfig
-
             compute = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, torch.float16)
-            extra["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if quantize == "8bit" else
-                                            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute, bnb_4bit_quant_type="nf4"))
+            extra["quantization_config"] = quantization_config(quantize, compute)
             extra["device_map"] = device_map or "auto"
         elif device_map is not None:
             extra["device_map"] = device_map

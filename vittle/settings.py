@@ -67,6 +67,7 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         raise ValueError(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
+    data = _resolve_aliases(cls, data, prefix)
     unknown = sorted(set(data) - fields)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(fields))}")
@@ -84,6 +85,22 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         raise ValueError(message if message.startswith(prefix) else prefix + message) from err
 
 
+def _resolve_aliases(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Rename accepted other names (e.g. TrainingArguments' learning_rate -> train.lr)."""
+    from vittle.config import FIELD_ALIASES
+
+    aliases = FIELD_ALIASES.get(cls, {})
+    if not aliases or not set(data) & set(aliases):
+        return data
+    renamed = dict(data)
+    for alias, name in aliases.items():
+        if alias in renamed:
+            if name in data:
+                raise ValueError(f"{prefix}{alias} and {prefix}{name} are the same setting; give one")
+            renamed[name] = renamed.pop(alias)
+    return renamed
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `section.key=value` overrides (values as YAML) to a nested mapping, in place."""
     for item in overrides:
@@ -91,6 +108,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.max_steps=50")
         *path, leaf = key.split(".")
+        if path == ["train"]:  # an override by a TrainingArguments name replaces the recipe's value
+            from vittle.config import TRAIN_ALIASES
+
+            leaf = TRAIN_ALIASES.get(leaf, leaf)
         node = data
         for part in path:
             node = node.setdefault(part, {})

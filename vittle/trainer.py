@@ -20,7 +20,7 @@ from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from vittle.checkpoint import DTYPES, load_pretrained
-from vittle.config import BottleneckConfig, RecipeConfig
+from vittle.config import BottleneckConfig, RecipeConfig, TrainConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
@@ -75,7 +75,17 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
         dtype = DTYPES.get(recipe.model.dtype, torch.float32)
         model, processor = compose_llava(recipe.model.vision_tower, recipe.model.language_model, dtype=dtype)
     else:
-        model, processor = load_pretrained(init, dtype=recipe.model.dtype), AutoProcessor.from_pretrained(init)
+        extra: dict[str, Any] = {}
+        if recipe.model.attn_implementation != "auto":
+            extra["attn_implementation"] = recipe.model.attn_implementation
+        if recipe.lora.quantize:  # QLoRA: the frozen weights in 4/8 bits, computing in the recipe's dtype
+            from vittle.checkpoint import quantization_config
+
+            compute = DTYPES.get(recipe.model.dtype, torch.bfloat16)
+            extra.update(quantization_config=quantization_config(recipe.lora.quantize, compute), device_map={"": _local_device()})
+        model, processor = load_pretrained(init, dtype=recipe.model.dtype, **extra), AutoProcessor.from_pretrained(init)
+    if recipe.model.attn_implementation != "auto" and init in ("tiny", "tiny-efficientnet", "compose"):
+        model.set_attn_implementation(recipe.model.attn_implementation)
     existing = get_bottleneck(model)
     if stage == "instruct" and existing is None:
         attach_bottleneck(model, recipe.bottleneck)
@@ -84,9 +94,23 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     elif existing is not None:
         raise ValueError(f"stage {stage!r} trains a model without a bottleneck, but {init} has one; start from a plain LLaVA checkpoint")
     trainable = configure_stage(model, stage)
+    if recipe.lora.enabled:
+        from vittle.lora import apply_lora
+
+        if recipe.train.gradient_checkpointing:
+            model.enable_input_require_grads()  # the frozen embeddings would cut the checkpointed graph
+        model = apply_lora(model, recipe.lora)
+        trainable = [name for name, param in model.named_parameters() if param.requires_grad]
     logger.info("stage %s: %d trainable tensors, %.2fM parameters", stage, len(trainable),
                 sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
     return model.train(), processor
+
+
+def _local_device() -> int | str:
+    """This process's GPU under torchrun / accelerate (LOCAL_RANK), for a quantized load."""
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
 
 
 class NonFiniteTrainingError(ValueError):
@@ -179,13 +203,25 @@ class VittleTrainer(Trainer):
             f"training stopped at step {step}: {what}{f' ({terms})' if terms else ''}; {kept}. Try a lower train.lr "
             f"(now {self.args.learning_rate:g}) or check the data. No final model was saved.")
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        from vittle.lora import is_lora, save_trained
+
+        if is_lora(self.model):  # peft's adapter file leaves out the projector and the bottleneck
+            save_trained(self.model, output_dir or self.args.output_dir)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         """Trainer restores weights with a plain load_state_dict, but LLaVA checkpoints are
         written with transformers' legacy key names, so nothing would match. Load through
-        from_pretrained's key conversion instead (DeepSpeed and FSDP keep their own path)."""
+        from_pretrained's key conversion instead (DeepSpeed and FSDP keep their own path).
+        A LoRA run restores its adapters and its fully trained weights (vittle.lora)."""
+        from vittle.lora import is_lora, load_adapter_checkpoint
+
+        target = model if model is not None else self.model
+        if is_lora(target):
+            return load_adapter_checkpoint(target, resume_from_checkpoint)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        target = model if model is not None else self.model
         restored = load_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
         target.load_state_dict(restored.state_dict(), strict=True)
         logger.info("restored weights from %s", resume_from_checkpoint)
@@ -259,11 +295,17 @@ def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
     """`train.extra` may name only TrainingArguments fields that the recipe does not set itself."""
     import difflib
 
+    from vittle.config import TRAIN_ALIASES
+
     allowed = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    ours = {**{k: k for k in explicit if k in fields}, **TRAIN_ALIASES, "warmup_steps": "warmup_ratio"}
     for key in sorted(extra):
         if key in explicit:
-            raise ValueError(f"train.extra.{key} is set from the recipe's train section; change that field instead "
-                             "(see `vittle train --help`)")
+            if key not in ours:
+                raise ValueError(f"train.extra.{key} is fixed by vittle's training ({key}={explicit[key]!r}); leave it out")
+            raise ValueError(f"train.extra.{key} clashes with the recipe's train.{ours[key]}, which sets it; "
+                             f"set train.{ours[key]} instead")
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed - set(explicit)), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -294,6 +336,20 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
                           + ". Delete them, or set train.resume=false to start again.")
 
 
+def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> None:
+    """A LoRA run's final model: adapters merged into the weights, saved as a plain Vittle
+    checkpoint. QLoRA cannot merge into 4/8-bit weights, so its base is built again in the
+    recipe's dtype without quantization and the trained weights copied onto it first."""
+    from vittle.lora import merged, merge_into_fresh_base
+
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    final = merge_into_fresh_base(recipe, model) if recipe.lora.quantize else merged(model)
+    final.save_pretrained(output_dir)
+    logger.info("LoRA adapters merged; saved the full model to %s", output_dir)
+
+
 def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Run a recipe to the end; saves model, processor and the recipe in output_dir.
     Returns the log history."""
@@ -320,7 +376,10 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(args.output_dir)
+    if recipe.lora.enabled:
+        save_merged(recipe, trainer, args.output_dir)
+    else:
+        trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         processor.save_pretrained(args.output_dir)
         recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"

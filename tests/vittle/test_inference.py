@@ -173,7 +173,7 @@ def test_device_map_loading_answers_the_same_and_bad_loading_options_are_refused
     with pytest.raises(ValueError, match="quantize='2bit'; choose 8bit, 4bit or leave it out"):
         Assistant.load(tmp_path, quantize="2bit")
     if importlib.util.find_spec("bitsandbytes") is None:
-        with pytest.raises(ImportError, match="quantize=8bit needs bitsandbytes and a CUDA GPU"):
+        with pytest.raises(ImportError, match="8bit weights need bitsandbytes and a CUDA GPU"):
             Assistant.load(tmp_path, quantize="8bit")
 
 

@@ -58,3 +58,40 @@ def test_override_values_that_are_not_yaml_are_value_errors(override, message):
     with pytest.raises(ValueError, match=message):
         load_recipe("tiny-shapes", [override])
     assert load_recipe("tiny-shapes", ["train.output_dir=a: b"]).train.output_dir == "a: b"  # a string field keeps the text
+
+
+def test_training_arguments_names_are_aliases_of_the_train_fields():
+    recipe = load_recipe("tiny-shapes", ["train.learning_rate=3e-4", "train.per_device_train_batch_size=2",
+                                         "train.gradient_accumulation_steps=4", "train.lr_scheduler_type=linear"])
+    assert (recipe.train.lr, recipe.train.batch_size, recipe.train.grad_accum, recipe.train.lr_scheduler) == (3e-4, 2, 4, "linear")
+    assert load_recipe("tiny-shapes", ["train.learning_rate=3e-4", "train.lr=1e-4"]).train.lr == 1e-4  # the last wins
+    from vittle.config import RecipeConfig
+    from vittle.settings import build
+
+    with pytest.raises(ValueError, match="train.learning_rate and train.lr are the same setting; give one"):
+        build(RecipeConfig, {"data": {"path": "x.json"}, "train": {"learning_rate": 3e-4, "lr": 1e-4}})
+    with pytest.raises(ValueError, match="train.learning_rate=-1.0 is out of range|train.lr=-1.0 is out of range"):
+        load_recipe("tiny-shapes", ["train.learning_rate=-1"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (["lora.r=-1"], r"lora.r=-1 is out of range"),
+    (["lora.quantize=4bit"], r"lora.quantize='4bit' is QLoRA and needs adapters: set lora.r"),
+    (["lora.quantize=2bit", "lora.r=8"], r"lora.quantize='2bit' is not allowed; choose one of , 4bit, 8bit"),
+    (["lora.r=8", "lora.target_modules= , "], r"lora.target_modules is empty"),
+    (["lora.r=8", "train.stage=align"], r"train.stage='align' trains the projector alone"),
+    (["lora.dropout=nan", "lora.r=8"], r"lora.dropout=nan must be a finite number"),
+    (["model.attn_implementation=flash"], r"model.attn_implementation='flash' is not allowed; choose one of auto, eager, sdpa, flash_attention_2"),
+])
+def test_lora_and_attention_settings_are_checked(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_recipe("tiny-shapes", override)
+
+
+def test_big_recipes_checkpoint_within_an_epoch():
+    """LLaVA-665K at batch 128 is about 5,200 optimizer steps: a 7B/13B recipe must save well
+    within that, or train.resume has nothing to resume from after a crash."""
+    for path in RECIPES:
+        recipe = load_recipe(path)
+        if "llava-1.5" in path.stem:
+            assert recipe.train.save_steps <= 1000, path.stem

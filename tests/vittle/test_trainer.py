@@ -180,7 +180,10 @@ def test_resume_from_the_older_checkpoint_trains_on(two_checkpoints, shapes_data
 @pytest.mark.parametrize(("extra", "message"), [
     ("train.extra.foo=1", r"train.extra.foo is not a transformers.TrainingArguments field"),
     ("train.extra.max_grad_nrm=1", r"train.extra.max_grad_nrm is not a transformers.TrainingArguments field; did you mean max_grad_norm"),
-    ("train.extra.learning_rate=0.1", r"train.extra.learning_rate is set from the recipe's train section"),
+    ("train.extra.learning_rate=0.1", r"train.extra.learning_rate clashes with the recipe's train.lr, which sets it; set train.lr instead"),
+    ("train.extra.per_device_train_batch_size=2", r"clashes with the recipe's train.batch_size"),
+    ("train.extra.save_steps=2", r"clashes with the recipe's train.save_steps"),
+    ("train.extra.remove_unused_columns=true", r"train.extra.remove_unused_columns is fixed by vittle's training"),
 ])
 def test_train_extra_names_only_free_training_arguments(shapes_data, tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
