@@ -1,4 +1,4 @@
-"""The `vittle` command: train, answer, probe, quickstart, the analysis tools and the demo.
+"""The `vittle` command: train, answer, probe, push, quickstart, the analysis tools and the demo.
 
 Options of each subcommand are generated from a dataclass (vittle.settings), so the command
 line, the recipes and the Python API cannot drift apart.
@@ -45,6 +45,26 @@ class AnswerArgs(QueryArgs):
 class ProbeArgs(QueryArgs):
     json: bool = False
     """Print every number as JSON instead of a summary."""
+
+
+@dataclass
+class PushArgs:
+    model: str
+    """The saved model folder (a `vittle train` output: model, processor, recipe)."""
+    repo_id: str
+    """Where on the Hub: ORG/NAME or USER/NAME (created if it does not exist)."""
+    private: bool = False
+    """Create the repository as private."""
+    base_model: str = ""
+    """The model it was fine-tuned from, for the card's metadata (default: the recipe's model.init if it is a hub id)."""
+    datasets: str = ""
+    """Comma-separated dataset ids for the card's metadata, e.g. liuhaotian/LLaVA-Instruct-150K."""
+    license: str = "mit"
+    """The card's license (that of the weights you start from may bind you: LLaVA-1.5 is Llama 2's)."""
+    endpoint: str = ""
+    """The Hub's URL (default: HF_ENDPOINT, else huggingface.co)."""
+    token: str = ""
+    """Access token (default: HF_TOKEN or the login saved by `hf auth login`)."""
 
 
 @dataclass
@@ -100,6 +120,16 @@ def _probe(args: ProbeArgs) -> int:
     return 0
 
 
+def _push(args: PushArgs) -> int:
+    from vittle.hub import push
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    url = push(args.model, args.repo_id, private=args.private, token=args.token or None, endpoint=args.endpoint or None,
+               base_model=args.base_model or None, datasets=datasets, license=args.license)
+    print(f"uploaded {args.model} to {args.repo_id}: {url}")
+    return 0
+
+
 def _quickstart(args: QuickstartArgs) -> int:
     import random
 
@@ -152,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cls, handler, text in (
         ("answer", AnswerArgs, _answer, "answer a question about an image"),
         ("probe", ProbeArgs, _probe, "layer-l state and posterior statistics of one query"),
+        ("push", PushArgs, _push, "upload a trained model to the Hugging Face Hub with a model card"),
         ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"),
     ):
         command = sub.add_parser(name, help=text, description=text)

@@ -241,6 +241,9 @@ class TrainConfig:
     num_workers: int = 0
     resume: bool = False
     """Resume from the newest checkpoint in output_dir."""
+    push_to_hub: str = ""
+    """A Hub repository (ORG/NAME) to upload the final model to, with its model card, once
+    training ends (as `vittle push`; HF_TOKEN or a saved login). Checkpoints stay local."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -257,6 +260,8 @@ class TrainConfig:
             raise ValueError("train.epochs=0 with train.max_steps=-1 would train nothing; set a positive train.epochs or train.max_steps")
         if not isinstance(self.extra, dict):
             raise ValueError(f"train.extra must be a mapping, got {type(self.extra).__name__}")
+        if self.push_to_hub and (self.push_to_hub.count("/") != 1 or not all(self.push_to_hub.split("/"))):
+            raise ValueError(f"train.push_to_hub={self.push_to_hub!r} must look like ORG/NAME (or USER/NAME)")
 
 
 @dataclass

@@ -301,6 +301,9 @@ def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     ours = {**{k: k for k in explicit if k in fields}, **TRAIN_ALIASES, "warmup_steps": "warmup_ratio"}
     for key in sorted(extra):
+        if key.startswith("hub_") or key == "push_to_hub":
+            raise ValueError(f"train.extra.{key}: Trainer's own upload would push checkpoints without the bottleneck's card "
+                             "and with the trainer's pickles; set train.push_to_hub=ORG/NAME instead")
         if key in explicit:
             if key not in ours:
                 raise ValueError(f"train.extra.{key} is fixed by vittle's training ({key}={explicit[key]!r}); leave it out")
@@ -384,4 +387,8 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         processor.save_pretrained(args.output_dir)
         recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+        if recipe.train.push_to_hub:
+            from vittle.hub import push
+
+            push(args.output_dir, recipe.train.push_to_hub)
     return {"output_dir": args.output_dir, "log_history": trainer.state.log_history}
