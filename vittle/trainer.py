@@ -207,7 +207,7 @@ class VittleTrainer(Trainer):
         super()._save(output_dir, state_dict)
         from vittle.lora import is_lora, save_trained
 
-        if is_lora(self.model):  # peft's adapter file leaves out the projector and the bottleneck
+        if is_lora(self.model) and self.args.should_save:  # peft's adapter file leaves out the projector and the bottleneck
             save_trained(self.model, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
@@ -283,12 +283,29 @@ def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
         report_to=train.report_to,
         dataloader_num_workers=train.num_workers,
         remove_unused_columns=False,
+        # The KL terms read the bottleneck's posterior after the forward, so DDP's search for
+        # unused parameters (which walks back from the forward's outputs) would mark the
+        # posterior MLPs and a learnable prior as unused while their gradient is still to come:
+        # "marked as ready twice" at the first step, where alpha is 0. Every trainable parameter
+        # gets a gradient each step (text-only batches included, vittle.bottleneck), so no search.
+        ddp_find_unused_parameters=False,
     )
+    if not _has_accelerator():
+        # Without it, TrainingArguments on a CPU-only machine sets up no data parallelism under
+        # torchrun: every process would train its own copy on the whole data (seen: 2 ranks,
+        # same 4 steps each, "parallel_mode != DISTRIBUTED"). With it, DDP over gloo.
+        explicit["use_cpu"] = True
     _check_extra(train.extra, explicit)
     try:
         return TrainingArguments(**explicit, **train.extra)
     except (TypeError, ValueError) as err:
         raise ValueError(f"TrainingArguments refused the recipe's train section: {err}") from err
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
 
 
 def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
@@ -339,23 +356,31 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
                           + ". Delete them, or set train.resume=false to start again.")
 
 
-def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> None:
-    """A LoRA run's final model: adapters merged into the weights, saved as a plain Vittle
-    checkpoint. QLoRA cannot merge into 4/8-bit weights, so its base is built again in the
-    recipe's dtype without quantization and the trained weights copied onto it first."""
-    from vittle.lora import merged, merge_into_fresh_base
+def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torch.nn.Module:
+    """A LoRA run's final model: adapters merged into the weights (on every process, so each
+    returns the same model), saved by the main one as a plain Vittle checkpoint. QLoRA cannot
+    merge into 4/8-bit weights: the main process builds its base again in the recipe's dtype
+    without quantization and copies the trained weights onto it first; the others return the
+    peft model."""
+    from vittle.lora import merge_into_fresh_base, merged
 
-    if not trainer.is_world_process_zero():
-        return
     model = trainer.accelerator.unwrap_model(trainer.model)
-    final = merge_into_fresh_base(recipe, model) if recipe.lora.quantize else merged(model)
-    final.save_pretrained(output_dir)
-    logger.info("LoRA adapters merged; saved the full model to %s", output_dir)
+    if recipe.lora.quantize:
+        if not trainer.is_world_process_zero():
+            return model
+        final = merge_into_fresh_base(recipe, model)
+    else:
+        final = merged(model)
+    if trainer.is_world_process_zero():
+        final.save_pretrained(output_dir)
+        logger.info("LoRA adapters merged; saved the full model to %s", output_dir)
+    return final
 
 
 def train(recipe: RecipeConfig) -> dict[str, Any]:
     """Run a recipe to the end; saves model, processor and the recipe in output_dir.
-    Returns the log history."""
+    Returns {"output_dir", "log_history", "max_steps" (optimizer steps), "model" (the trained model;
+    with LoRA the merged one)}."""
     set_seed(recipe.train.seed)
     if recipe.data.synthetic == "shapes" and not Path(recipe.data.path).exists():
         from vittle.shapes import make_shapes_dataset
@@ -379,8 +404,9 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
     checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
+    final = trainer.model
     if recipe.lora.enabled:
-        save_merged(recipe, trainer, args.output_dir)
+        final = save_merged(recipe, trainer, args.output_dir)
     else:
         trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
@@ -391,4 +417,5 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
             from vittle.hub import push
 
             push(args.output_dir, recipe.train.push_to_hub)
-    return {"output_dir": args.output_dir, "log_history": trainer.state.log_history}
+    return {"output_dir": args.output_dir, "log_history": trainer.state.log_history, "max_steps": trainer.state.max_steps,
+            "model": final}
