@@ -303,7 +303,7 @@ class DemoService:
     def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
                 text: str | None = NONE, level: int = 3) -> Query:
         """Check the inputs and perturb them. `image` is a file path, a PIL image or None."""
-        from analysis.perturb import TranslationUnavailable, apply, describe
+        from analysis.perturb import TranslationUnavailable, apply, describe, get_perturbation, unavailable
 
         notes: list[str] = []
         if image is None or isinstance(image, (str, Path)):
@@ -317,6 +317,9 @@ class DemoService:
             spec = spec_of(visual, severity, text, level)
         except ValueError as err:
             raise InputError(str(err)) from err
+        for name in (visual, text):
+            if name not in (None, NONE, "") and (why := unavailable(name)):
+                raise InputError(f"{get_perturbation(name).label} is not available on this server: {why}")
         self._check_length(pil, question)
         try:
             perturbed_image, perturbed_question = apply(spec, image=pil, text=question, seed=self.config.seed)

@@ -31,9 +31,24 @@ its shape, or whether there is a given shape or colour)."""
 
 
 def _choices(modality: str) -> list[tuple[str, str]]:
-    from analysis.perturb import list_perturbations
+    """The menu: every perturbation of `modality` whose data is installed here."""
+    from analysis.perturb import list_perturbations, unavailable
 
-    return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality)]
+    return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality) if unavailable(p.name) is None]
+
+
+def hidden_note() -> str:
+    """A line naming the perturbations hidden on this server and what they need ("" if none)."""
+    from analysis.perturb import list_perturbations, unavailable
+
+    reasons: dict[str, list[str]] = {}
+    for perturbation in list_perturbations():
+        why = unavailable(perturbation.name)
+        if why:
+            reasons.setdefault(why, []).append(perturbation.label)
+    if not reasons:
+        return ""
+    return "Not offered on this server: " + "; ".join(f"{', '.join(labels)} ({why})" for why, labels in reasons.items()) + "."
 
 
 def _user_error(err: Exception) -> gr.Error:
@@ -123,6 +138,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 with gr.Row():
                     text = gr.Dropdown(_choices("text"), value=NONE, label="Text perturbation", elem_id="text")
                     level = gr.Slider(1, 5, value=3, step=1, label="Level (translations have none)")
+                if note := hidden_note():
+                    gr.Markdown(note, elem_id="hidden-perturbations")
                 with gr.Row():
                     vittle = gr.Radio(service.vittle_choices, value="vittle-f", label="Vittle model", elem_id="vittle")
                     method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
@@ -168,17 +185,17 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                    vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary]
         inputs = [image, question, visual, severity, text, level, vittle, method]
         button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
-        question.submit(run, inputs, outputs, api_name=False, concurrency_id="models")
+        question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
         method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
                       concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
-        demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_name=False)
+        demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private")
 
         def refresh_status() -> tuple[str, Any]:
             done = service.startup_error is not None or service.wait_ready(0)
             return service.status(), gr.Timer(active=not done)  # stops ticking once the warm-up is over
 
         status_timer = gr.Timer(2.0)  # the status line follows the warm-up instead of keeping its first words
-        status_timer.tick(refresh_status, None, [status, status_timer], api_name=False, api_visibility="private",
+        status_timer.tick(refresh_status, None, [status, status_timer], api_visibility="private",
                           show_progress="hidden", queue=False)
     return demo

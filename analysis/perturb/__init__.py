@@ -17,6 +17,7 @@ from .registry import (
     all_paper_variants,
     get_perturbation,
     list_perturbations,
+    unavailable,
 )
 from .spec import CLEAN, Spec, Step, parse_spec
 from .translate import (
@@ -42,6 +43,7 @@ __all__ = [
     "TranslationUnavailable",
     "Translator",
     "all_paper_variants",
+    "unavailable",
     "apply",
     "describe",
     "get_perturbation",

@@ -106,3 +106,19 @@ def all_paper_variants(severity: int = PAPER_SEVERITY, level: int = PAPER_TEXT_L
     text = [f"{p.name}:{level}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
     joint = [f"{v}:{severity}+{t}" for v in PAPER_JOINT_VISUAL for t in TRANSLATIONS]
     return visual + text + joint
+
+
+def unavailable(name: str) -> str | None:
+    """Why perturbation `name` cannot run on this machine (its data is not installed: WordNet
+    for synonym insertion, a translation backend for the translations), or None. Cheap: checks
+    files and settings, loads nothing. Menus hide what is unavailable (the app)."""
+    perturbation = get_perturbation(name)
+    if perturbation.name == "word_insert":
+        from .wordnet import wordnet_unavailable
+
+        return wordnet_unavailable()
+    if perturbation.category is Category.SENTENCE:
+        from .translate import translation_unavailable
+
+        return translation_unavailable()
+    return None

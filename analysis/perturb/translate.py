@@ -139,6 +139,27 @@ HOW_TO_CONFIGURE = (
 )
 
 
+def translation_unavailable(settings: TranslationSettings | None = None) -> str | None:
+    """Why no translation can be made with `settings` (environment settings by default), or
+    None when a backend is configured. Cheap: checks files and settings, loads nothing."""
+    from .freedict import APT_PACKAGES, dictionaries_present
+
+    settings = settings or TranslationSettings.from_env()
+    backend = settings.backend
+    if backend in ("auto", "openai") and settings.base_url and settings.model:
+        return None
+    if backend in ("auto", "hf") and settings.hf_model:
+        return None
+    if backend in ("auto", "gloss") and dictionaries_present(settings.dict_dir):
+        return None
+    if backend == "openai":
+        return "the openai translation backend needs VITTLE_TRANSLATE_BASE_URL and VITTLE_TRANSLATE_MODEL"
+    if backend == "hf":
+        return "the hf translation backend needs VITTLE_TRANSLATE_HF_MODEL"
+    return (f"no translation backend: the freedict dictionaries are not in {settings.dict_dir} "
+            f"(apt-get install {APT_PACKAGES}) and no translation API or model is configured")
+
+
 def _build_backend(settings: TranslationSettings) -> Translator:
     backend = settings.backend
     if backend == "auto":

@@ -57,6 +57,13 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "vittle" / "nltk_data")
 
 
+def wordnet_unavailable(source: Path = DEBIAN_WORDNET) -> str | None:
+    """Why WordNet cannot be loaded here, or None (installed by apt, or already laid out)."""
+    if (data_dir() / "corpora" / "wordnet" / _DONE_MARKER).is_file() or (source / "data.noun").is_file():
+        return None
+    return f"WordNet is not installed (apt-get install {APT_PACKAGES})"
+
+
 def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
     """Lay out WordNet for nltk on first use and put its data dir on nltk's path."""
     import nltk  # nltk costs ~1 s to import: only when WordNet is wanted

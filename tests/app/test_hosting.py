@@ -127,3 +127,39 @@ def test_gradio_reload_mode_finds_the_module_level_demo(free_port):
         os.killpg(process.pid, 15)
         output = process.communicate(timeout=30)[0]
     assert "Watching demo: demo" in output, output[-2000:]
+
+
+def test_perturbations_without_their_data_are_hidden_and_refused(service, tmp_path, monkeypatch):
+    """A Space without packages.txt's data: synonym insertion (WordNet) and the translations
+    (freedict, or a configured API/model) leave the menu, a note says why, and a request for
+    one through the API is refused with the same reason."""
+    import analysis.perturb.wordnet as wordnet
+    from app.inputs import InputError
+    from app.ui import _choices, hidden_note
+
+    names = [name for _, name in _choices("text")]
+    if "word_insert" not in names or "greek" not in names:
+        pytest.skip("this machine lacks WordNet or freedict itself")
+    assert hidden_note() == ""
+    monkeypatch.setenv("VITTLE_NLTK_DATA", str(tmp_path / "nltk"))
+    monkeypatch.setattr(wordnet, "DEBIAN_WORDNET", tmp_path / "no-wordnet")
+    monkeypatch.setattr(wordnet.wordnet_unavailable, "__defaults__", (tmp_path / "no-wordnet",))
+    monkeypatch.setenv("VITTLE_FREEDICT_DIR", str(tmp_path / "no-dictd"))
+    for key in ("VITTLE_TRANSLATE_BASE_URL", "VITTLE_TRANSLATE_HF_MODEL", "VITTLE_TRANSLATOR"):
+        monkeypatch.delenv(key, raising=False)
+    names = [name for _, name in _choices("text")]
+    assert "word_insert" not in names and not {"arabic", "greek", "hindi"} & set(names)
+    assert {"char_typo", "word_swap", "word_delete"} <= set(names)
+    assert len(_choices("visual")) == 10  # None + the nine visual shifts need no extra data
+    note = hidden_note()
+    assert "Synonym insertion (WordNet is not installed (apt-get install wordnet-base wordnet-sense-index))" in note
+    assert "Translation to Arabic, Translation to Greek, Translation to Hindi (no translation backend" in note
+    with pytest.raises(InputError, match="Synonym insertion is not available on this server: WordNet is not installed"):
+        service.prepare(None, "What color is the shape?", "none", 3, "word_insert", 3)
+    with pytest.raises(InputError, match="Translation to Greek is not available on this server: no translation backend"):
+        service.prepare(None, "What color is the shape?", "none", 3, "greek", 3)
+
+
+def test_the_ui_uses_api_visibility_not_the_legacy_api_name_false():
+    source = (ROOT / "app" / "ui.py").read_text()
+    assert "api_name=False" not in source and source.count('api_visibility="private"') >= 3
