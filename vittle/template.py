@@ -45,3 +45,30 @@ def build_prompt(question: str, has_image: bool, system: str = SYSTEM_PROMPT) ->
     if has_image and IMAGE_PLACEHOLDER not in question:
         question = f"{IMAGE_PLACEHOLDER}\n{question}"
     return format_conversation([(question, "")], system=system)[0]
+
+
+def chat_template(system: str = SYSTEM_PROMPT, eos: str = EOS) -> str:
+    """A Jinja chat template that renders Hugging Face chat messages exactly as
+    `format_conversation` does, so `processor.apply_chat_template(messages)` gives the prompt
+    the model was trained with (a leading "system" message replaces `system`). Images come
+    first in a user turn, each as "<image>\\n". Every user turn ends with "ASSISTANT:", so the
+    prompt is open for the answer with or without add_generation_prompt."""
+    default = system.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        "{%- set ns = namespace(system='" + default + "') -%}"
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+        "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+        "{%- endif -%}{%- endif -%}"
+        "{%- if ns.system -%}{{ ns.system }} {% endif -%}"
+        "{%- for message in messages if message['role'] != 'system' -%}"
+        "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
+        "{%- else -%}"
+        "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+        "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+        "{%- endif -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "USER: {{ '<image>\\n' * images }}{{ text }} ASSISTANT:"
+        "{%- else -%}{{ ' ' + text }}" + eos + "{%- endif -%}"
+        "{%- endfor -%}"
+    )

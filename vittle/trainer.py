@@ -23,7 +23,7 @@ from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import BottleneckConfig, RecipeConfig, TrainConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import attach_bottleneck, get_bottleneck
-from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
+from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,7 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
     if recipe.data.system_prompt is not None:
         system = recipe.data.system_prompt
         setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
+    processor.chat_template = chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
                                    cache_images=recipe.data.cache_images)
     if recipe.model.residual_rms:

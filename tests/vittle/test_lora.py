@@ -106,3 +106,23 @@ def test_lora_targets_that_do_not_exist_are_named(shapes_data, tmp_path):
 def test_attention_implementation_reaches_the_model(shapes_data, tmp_path):
     model, _ = prepare_model(load_recipe("tiny-shapes", [f"data.path={shapes_data}", "model.attn_implementation=eager"]))
     assert model.config.text_config._attn_implementation == "eager"
+
+
+def test_every_checkpoint_holds_the_processor_with_the_trained_chat_template(shapes_data, tmp_path):
+    """checkpoint-N folders load with Assistant.load, and their processor's chat template
+    renders the exact prompt the model was trained with."""
+    from transformers import AutoProcessor
+
+    from vittle.template import format_conversation
+
+    out = tmp_path / "full"
+    train(load_recipe("tiny-shapes", [f"data.path={shapes_data}", f"train.output_dir={out}", "train.max_steps=2", "train.save_steps=1",
+                                      "data.system_prompt=Answer briefly."]))
+    for folder in (out / "checkpoint-1", out / "checkpoint-2", out):
+        processor = AutoProcessor.from_pretrained(folder)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
+                    {"role": "user", "content": "And the shape?"}]
+        expected = format_conversation([("<image>\nWhat colour?", "red"), ("And the shape?", "")], system="Answer briefly.")[0]
+        assert processor.apply_chat_template(messages, add_generation_prompt=True) == expected
+        assert Assistant.load(folder, device="cpu").has_bottleneck
