@@ -72,6 +72,11 @@ class ServiceConfig:
     and a setting it has not reached is embedded when a user first asks for it)."""
     cache_dir: Path | None = None
     """Where reference embeddings are cached on disk (None: the analysis default)."""
+    prefix_cache_mb: int = 512
+    """Per model: keep each reference image's prompt prefix (layers up to the bottleneck's) in
+    memory, so that a text shift of a visual setting already embedded runs only the questions'
+    tokens (vittle.inference.PrefixCache; about 0.2 MB per image for the embedded models: every
+    visual setting's 48 images fit, about 430 MB). 0 turns it off."""
 
 
 @dataclass
@@ -284,6 +289,8 @@ class DemoService:
 
                 logger.info("loading %s from %s", name, self.paths[name])
                 assistant = Assistant.load(self.paths[name], device=self.config.device)
+                if self.config.prefix_cache_mb > 0:
+                    assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
                 self._workers[name] = ModelWorker(assistant, name).start()
                 self._assistants[name] = assistant
             return self._assistants[name]

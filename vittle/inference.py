@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from transformers import AutoProcessor, TextIteratorStreamer
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
-from vittle.template import system_prompt_of
+from vittle.template import IMAGE_PLACEHOLDER, build_prompt, system_prompt_of
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,67 @@ def _grid(count: int) -> tuple[int, int]:
     return (side, side) if side * side == count else (1, count)
 
 
+class PrefixCache:
+    """Keys and values of decoder layers 0..l for each image's prompt prefix, kept by image
+    content, so that more questions about an image already seen need only their own tokens.
+
+    The prompt is "{system} USER: <image tokens>\\n{question} ASSISTANT:". Attention is causal,
+    so the states of every position up to the last image token do not depend on the question,
+    and layers 0..l do not depend on the bottleneck (it acts on layer l's output): an embedding
+    (`Assistant.embed`, which stops at layer l) computed from the cached prefix plus the
+    question's tokens equals the full computation up to float rounding. The positions before
+    the image (system prompt, "USER: ") are the same for every image and stored once. Bounded
+    by `max_bytes`, least recently used first out. Assumes the model's weights do not change
+    while it is on (`Assistant.clear_prefix_cache()` after an edit)."""
+
+    def __init__(self, max_bytes: int):
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes={max_bytes} must be positive")
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.shared: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._entries: OrderedDict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(image: Image.Image) -> tuple:
+        return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+
+    def get(self, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: tuple, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = layers
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self.bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+            self.shared = None
+
+
 class Assistant:
     """A loaded model (baseline or Vittle) with its processor, ready to answer and probe."""
 
@@ -88,6 +151,8 @@ class Assistant:
         self.device = device or next(model.parameters()).device
         self.images = ImageEncoder(processor)
         self.pad_token_id = processor.tokenizer.pad_token_id
+        self.prefix_cache: PrefixCache | None = None
+        """Off by default; `enable_prefix_cache()` turns it on (embedding many questions per image)."""
         self.layer = bottleneck_layer(model)
         self.system = system_prompt_of(model.config)
 
@@ -328,10 +393,73 @@ class Assistant:
             results.append(result)
         return results
 
+    def enable_prefix_cache(self, max_bytes: int = 256 * 1024 * 1024) -> PrefixCache:
+        """Keep each image's prompt prefix (layers 0..l) so that `embed` of more questions
+        about images already embedded runs only the questions' tokens (`PrefixCache`)."""
+        self.prefix_cache = PrefixCache(max_bytes)
+        return self.prefix_cache
+
+    def clear_prefix_cache(self) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
+    def _store_prefixes(self, input_ids: torch.Tensor, cache: Any, keys: list[tuple]) -> None:
+        """Keep the batch's per-image prefixes from a full forward's cache (layers 0..l)."""
+        image_token = self.model.config.image_token_id
+        is_image = input_ids == image_token
+        if not bool(is_image.any(dim=1).all()):
+            return
+        first = is_image.int().argmax(dim=1)
+        end = input_ids.shape[1] - is_image.flip(1).int().argmax(dim=1)  # one past the last image token
+        if bool((first != first[0]).any()) or bool((end != end[0]).any()):
+            return  # prefixes of different shapes (a question with its own placeholder): nothing to share
+        start, stop = int(first[0]), int(end[0])
+        if not bool(is_image[:, start:stop].all()):
+            return
+        layers = [(layer.keys, layer.values) for layer in cache.layers[: self.layer + 1]]
+        prefix = self.prefix_cache
+        if prefix.shared is None:
+            prefix.shared = (input_ids[0, :start].clone(), [(k[:1, :, :start].clone(), v[:1, :, :start].clone()) for k, v in layers])
+        for row, key in enumerate(keys):
+            prefix.put(key, [(k[row : row + 1, :, start:stop].clone(), v[row : row + 1, :, start:stop].clone()) for k, v in layers])
+
+    def _embed_from_prefixes(self, entries: list[list[tuple[torch.Tensor, torch.Tensor]]], questions: Sequence[str]) -> np.ndarray | None:
+        """Layer-l rows for queries whose image prefixes are all cached; None when a question's
+        tokens do not continue the shared prefix (then the full path runs)."""
+        from transformers import DynamicCache
+
+        shared_ids, shared_layers = self.prefix_cache.shared
+        start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
+        image = self.processor.image_token
+        suffixes = []
+        for question in questions:
+            prompt = build_prompt(question, has_image=True, system=self.system).replace(IMAGE_PLACEHOLDER, image * count, 1)
+            ids = torch.tensor(self.processor.tokenizer(prompt)["input_ids"])
+            if ids.shape[0] <= start + count or not torch.equal(ids[:start], shared_ids.to(ids.device)) \
+                    or not bool((ids[start : start + count] == self.model.config.image_token_id).all()):
+                return None
+            suffixes.append(ids[start + count :])
+        lengths = torch.tensor([s.shape[0] for s in suffixes])
+        width = int(lengths.max())
+        suffix_ids = torch.full((len(suffixes), width), self.pad_token_id, dtype=torch.long)
+        suffix_mask = torch.zeros((len(suffixes), width), dtype=torch.long)
+        for row, ids in enumerate(suffixes):
+            suffix_ids[row, : ids.shape[0]] = ids
+            suffix_mask[row, : ids.shape[0]] = 1
+        mask = torch.cat([torch.ones((len(suffixes), start + count), dtype=torch.long), suffix_mask], dim=1)
+        cache = DynamicCache()
+        for index, (shared_k, shared_v) in enumerate(shared_layers):
+            keys = torch.cat([torch.cat([shared_k, entry[index][0]], dim=2) for entry in entries])
+            values = torch.cat([torch.cat([shared_v, entry[index][1]], dim=2) for entry in entries])
+            cache.update(keys, values, index)
+        hidden = run_to_layer(self.model, self.layer, cache=cache, input_ids=suffix_ids.to(self.device), attention_mask=mask.to(self.device))
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), (lengths - 1).to(hidden.device)].float().cpu().numpy()
+
     @torch.no_grad()
     def embed(self, images: Sequence[ImageInput], questions: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
         """Layer-l states of each query's last input token, (N, d) float32, after the
-        bottleneck. Runs no decoder layer after l."""
+        bottleneck. Runs no decoder layer after l. With `enable_prefix_cache`, queries
+        about images already embedded run only their own tokens."""
         if len(images) != len(questions):
             raise ValueError(f"{len(images)} images but {len(questions)} questions")
         if batch_size < 1:
@@ -339,12 +467,31 @@ class Assistant:
         rows = []
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
-            inputs = self._batch(images[start : start + batch_size], questions[start : start + batch_size])
-            hidden = run_to_layer(self.model, self.layer, **inputs)
-            last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
-            rows.append(hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy())
+            rows.append(self._embed_chunk(images[start : start + batch_size], questions[start : start + batch_size]))
         width = self.model.config.text_config.hidden_size
         return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
+
+    def _embed_chunk(self, images: Sequence[ImageInput], questions: Sequence[str]) -> np.ndarray:
+        loaded = [_as_image(image) for image in images]
+        prefix, keys = self.prefix_cache, None
+        if prefix is not None and all(image is not None for image in loaded):
+            keys = [PrefixCache.key(image) for image in loaded]
+            entries = [prefix.get(key) for key in keys]
+            if prefix.shared is not None and all(entry is not None for entry in entries):
+                rows = self._embed_from_prefixes(entries, questions)
+                if rows is not None:
+                    return rows
+        inputs = self._batch(loaded, questions)
+        cache = None
+        if keys is not None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+        hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
+        if cache is not None:
+            self._store_prefixes(inputs["input_ids"], cache, keys)
+        last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy()
 
 
 def _shared_images(images: Sequence[ImageInput]) -> bool:

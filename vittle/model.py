@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -134,10 +135,11 @@ class _StopForward(Exception):
         self.hidden = hidden
 
 
-def run_to_layer(model: nn.Module, layer: int | None = None, **inputs) -> torch.Tensor:
+def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, **inputs) -> torch.Tensor:
     """Run the model up to decoder layer `layer` (default: the bottleneck layer) and return
     that layer's output as it flows on (after the bottleneck, if one is attached). No later
-    decoder layer, final norm or LM head runs."""
+    decoder layer, final norm or LM head runs. `cache` (a transformers Cache) is read as the
+    past of `inputs` and filled with layers 0..layer's keys and values."""
     layers = decoder_layers(model)
     layer = bottleneck_layer(model) if layer is None else layer
     if not 0 <= layer < len(layers):
@@ -148,7 +150,10 @@ def run_to_layer(model: nn.Module, layer: int | None = None, **inputs) -> torch.
 
     handle = layers[layer].register_forward_hook(stop)  # registered last: runs after the bottleneck
     try:
-        model.model(**inputs, use_cache=False)
+        if cache is None:
+            model.model(**inputs, use_cache=False)
+        else:
+            model.model(**inputs, use_cache=True, cache=cache)
     except _StopForward as stopped:
         return stopped.hidden
     finally:
