@@ -116,19 +116,13 @@ def merged(model: torch.nn.Module) -> torch.nn.Module:
     return model.merge_and_unload()
 
 
-def merge_into_fresh_base(recipe: Any, model: torch.nn.Module) -> torch.nn.Module:
-    """Merge a trained peft `model` into its base built again without quantization (QLoRA's
-    final save): the same start as `recipe`, adapters and fully trained weights copied over."""
-    import dataclasses
-
-    from vittle.trainer import prepare_model
-
+def copy_trained(trained: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Module:
+    """Copy a trained peft model's adapters and fully trained weights onto `fresh`, a peft
+    model of the same recipe built again (unquantized, for QLoRA's final merge); returns it."""
     peft = _peft()
-    plain = dataclasses.replace(recipe, lora=dataclasses.replace(recipe.lora, quantize=""))
-    fresh, _ = prepare_model(plain)
-    peft.set_peft_model_state_dict(fresh, peft.get_peft_model_state_dict(model))
+    peft.set_peft_model_state_dict(fresh, peft.get_peft_model_state_dict(trained))
     params = dict(fresh.get_base_model().named_parameters())
     with torch.no_grad():
-        for name, value in fully_trained_state(model).items():
+        for name, value in fully_trained_state(trained).items():
             params[name].copy_(value.to(params[name].dtype))
-    return merged(fresh.eval())
+    return fresh.eval()

@@ -356,19 +356,25 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
                           + ". Delete them, or set train.resume=false to start again.")
 
 
+def unquantized_base(recipe: RecipeConfig) -> torch.nn.Module:
+    """The recipe's starting peft model built again without quantization (QLoRA's merge)."""
+    plain = dataclasses.replace(recipe, lora=dataclasses.replace(recipe.lora, quantize=""))
+    return prepare_model(plain)[0]
+
+
 def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torch.nn.Module:
     """A LoRA run's final model: adapters merged into the weights (on every process, so each
     returns the same model), saved by the main one as a plain Vittle checkpoint. QLoRA cannot
     merge into 4/8-bit weights: the main process builds its base again in the recipe's dtype
     without quantization and copies the trained weights onto it first; the others return the
     peft model."""
-    from vittle.lora import merge_into_fresh_base, merged
+    from vittle.lora import copy_trained, merged
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if recipe.lora.quantize:
         if not trainer.is_world_process_zero():
             return model
-        final = merge_into_fresh_base(recipe, model)
+        final = merged(copy_trained(model, unquantized_base(recipe)))
     else:
         final = merged(model)
     if trainer.is_world_process_zero():

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,23 @@ def _install(source: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-@functools.cache
+_LOCK = threading.RLock()
+"""nltk's reader seeks and reads shared file objects: one thread at a time."""
+
+
 def wordnet() -> Any:
-    """An nltk WordNetCorpusReader over our layout, ready to use.
+    """An nltk WordNetCorpusReader over our layout, ready to use (built once, also when many
+    threads ask at once: a server's first synonym insertion for 16 users built it 16 times).
 
     nltk's stock `nltk.corpus.wordnet` spends ~6 s at load building a WordNet-version map
     that only its multilingual (OMW) functions use; ours skips that map.
     """
+    with _LOCK:
+        return _load_wordnet()
+
+
+@functools.cache
+def _load_wordnet() -> Any:
     root = ensure_wordnet()
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
@@ -125,10 +136,15 @@ def wordnet() -> Any:
         return _EnglishWordNet(str(root / "corpora" / "wordnet"), None)
 
 
-@functools.lru_cache(maxsize=4096)
 def synonyms(word: str) -> tuple[str, ...]:
     """Single-word WordNet lemmas sharing a synset with `word`, other than the word itself,
-    in WordNet order (deterministic)."""
+    in WordNet order (deterministic). Thread-safe."""
+    with _LOCK:
+        return _synonyms(word)
+
+
+@functools.lru_cache(maxsize=4096)
+def _synonyms(word: str) -> tuple[str, ...]:
     found: dict[str, None] = {}
     lowered = word.lower()
     for synset in wordnet().synsets(lowered):

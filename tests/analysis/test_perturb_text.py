@@ -203,3 +203,34 @@ def test_same_output_in_another_process():
     result = subprocess.run([sys.executable, "-c", code, PROMPT], capture_output=True, text=True, env=env,
                             check=True, cwd=Path(__file__).resolve().parents[2])
     assert json.loads(result.stdout) == [perturb_text(PROMPT, op, 4, seed=11) for op in TEXT_OPS]
+
+
+def test_synonym_insertion_is_thread_safe_from_a_cold_start():
+    """nltk's WordNet reader seeks and reads shared files: unguarded, 16 server threads asking
+    at once built it 16 times (74 s) and read torn lines (WordNetError). Results from 8
+    threads at once must equal the sequential ones."""
+    import threading
+
+    from analysis.perturb import wordnet as wordnet_module
+
+    need_wordnet()
+    questions = [f"Is there a red circle near the big square number {i}?" for i in range(8)]
+    expected = [perturb_text(q, "word_insert", 3, seed=i) for i, q in enumerate(questions)]
+    wordnet_module._load_wordnet.cache_clear()
+    wordnet_module._synonyms.cache_clear()
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            results[index] = perturb_text(questions[index], "word_insert", 3, seed=index)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:1]
+    assert [results[i] for i in range(8)] == expected

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from vittle.inference import Assistant
-from vittle.lora import ADAPTER_FILE, TRAINED_FILE, fully_trained_state, merge_into_fresh_base, merged
+from vittle.lora import ADAPTER_FILE, TRAINED_FILE, copy_trained, fully_trained_state, merged
 from vittle.model import CONFIG_KEY, get_bottleneck
 from vittle.settings import load_recipe
-from vittle.trainer import prepare_model, train
+from vittle.trainer import prepare_model, train, unquantized_base
 
 pytest.importorskip("peft")
 
@@ -83,7 +83,7 @@ def test_qlora_merge_path_equals_the_in_memory_merge(shapes_data, tmp_path):
             if param.requires_grad:
                 param.add_(torch.randn_like(param) * 0.01)
     trained = fully_trained_state(model)
-    fresh = merge_into_fresh_base(recipe, model)
+    fresh = merged(copy_trained(model, unquantized_base(recipe)))
     direct = merged(model)
     a, b = dict(fresh.state_dict()), dict(direct.state_dict())
     assert a.keys() == b.keys()
