@@ -198,3 +198,26 @@ def test_the_precompute_waits_until_users_have_been_quiet(service):
     service.wait_quiet(0.6)
     assert 0.6 <= time.monotonic() - before < 10
     assert time.monotonic() - service.worker("baseline").last_query >= 0.6
+
+
+def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(tmp_path):
+    """The app keeps each reference image's prompt prefix: a combination whose visual part is
+    already embedded runs only the perturbed questions, and its embeddings equal the full
+    computation's."""
+    from analysis.representations import extract
+    from app.service import DemoService, ServiceConfig
+    from vittle.inference import Assistant
+
+    service = DemoService(ServiceConfig(warm_umap=False, reference_images=12, precompute=False, cache_dir=tmp_path,
+                                        default_spec="frost:2")).start()
+    assert service.wait_ready(300) and service.startup_error is None
+    prefixes = service.assistant("baseline").prefix_cache
+    assert prefixes is not None and len(prefixes) == 24  # the warm-up embedded the clean and the frost:2 images
+    hits = prefixes.hits
+    combined = service.reference("baseline", "frost:2+word_delete:4")["frost:2+word_delete:4"]
+    assert prefixes.hits - hits == 12
+    samples, variants = service._reference_samples()
+    plain = Assistant.load(service.paths["baseline"], device="cpu")
+    expected = extract(plain, samples, ["frost:2+word_delete:4"], cache_dir=tmp_path / "plain", progress=False, variants=variants)
+    assert np.allclose(combined, expected["frost:2+word_delete:4"], atol=1e-4)
+    service.close()
