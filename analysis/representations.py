@@ -5,7 +5,7 @@
     summarize_shift(embeddings)   # {"frost:3": {"cosine_mean": ..., "jsd": ...}, ...}
 
 Each embedding is `Assistant.embed`'s row: the last input token's layer-l hidden state after
-the bottleneck (PAPER.md, "Representation analysis"). Extraction is cached as one `.npy` per
+the bottleneck (the paper's representation analysis; docs/method.md). Extraction is cached as one `.npy` per
 (model fingerprint, data fingerprint, spec) under `cache_dir` (default
 `$VITTLE_CACHE_DIR`, else `~/.cache/vittle/representations`), laid out as
 `<model>/<data>/<spec>-<hash>.npy`, so a second call with the same model, samples and spec
@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analysis.evaluate.runner import Variants
+from analysis.perturb._atomic import atomic_file
 from analysis.metrics import cosine_distances, representation_jsd
 from analysis.perturb import CLEAN, parse_spec
 from vittle.model import get_bottleneck
@@ -168,18 +168,6 @@ def _read_cached(path: Path, rows: int) -> np.ndarray | None:
     return array
 
 
-def _write_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _check_inputs(samples: Sequence[Mapping[str, Any]], specs: Sequence[str], variants: Variants | None) -> list[str]:
     if len(samples) == 0:
         raise ValueError("no samples to embed: the sample list is empty")
@@ -222,7 +210,8 @@ def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequenc
         if cached is None:
             images, questions = variants.get(spec)
             cached = np.asarray(assistant.embed(images, questions, batch_size=batch_size, progress=False), dtype=np.float32)
-            _write_atomic(path, cached)
+            with atomic_file(path) as handle:  # a killed run never leaves half a file
+                np.save(handle, cached, allow_pickle=False)
             logger.info("embedded %d queries for %s -> %s", len(samples), spec, path)
         result[spec] = cached
     return result

@@ -4,7 +4,7 @@ For a hidden state h of one token, a posterior MLP g (Linear(d, d) -> GELU -> Li
 gives a mean mu and a log-variance. In training one sample z = mu + sigma * eps is drawn and
 (1 - alpha) * h + alpha * z flows on; at inference the sample is replaced by its mean. Visual
 tokens and text tokens have their own MLP and their own prior. The KL to the prior is the
-regularizer (PAPER.md, "The objective").
+regularizer (docs/method.md, after the paper's objective).
 """
 
 from __future__ import annotations

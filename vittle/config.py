@@ -2,7 +2,7 @@
 
 Every option lives in exactly one dataclass field with its default and a docstring-style
 comment. Validation happens at construction, so a bad recipe fails before any model loads.
-The command line and YAML recipes are generated from these classes (see `vittle.cliargs`).
+The command line and YAML recipes are generated from these classes (see `vittle.settings`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def default_layer(depth: int) -> int:
 
 @dataclass(frozen=True)
 class BottleneckConfig:
-    """Where the bottleneck sits and how it is trained (PAPER.md, "The architecture")."""
+    """Where the bottleneck sits and how it is trained (docs/method.md)."""
 
     layer: int | None = None
     """0-based index of the decoder layer after which the bottleneck sits. None: the paper's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -43,16 +43,6 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 def write_text(target: Path, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
-
-
-def write_with(target: Path, writer: Callable[[BinaryIO], None]) -> None:
-    """Let `writer` fill the file (e.g. PIL's save to a handle)."""
-    with atomic_file(target) as handle:
-        writer(handle)
-
-
-def is_temp(path: Path) -> bool:
-    return TEMP_MARK in path.name
 
 
 def remove_stale_temps(folder: Path) -> int:

@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
@@ -122,8 +122,6 @@ class TranslationSettings:
     def cache_path(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else Path.home() / ".cache" / "vittle" / "translations"
 
-    def with_overrides(self, **overrides: object) -> TranslationSettings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 HOW_TO_CONFIGURE = (
