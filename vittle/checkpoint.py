@@ -47,7 +47,7 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
         raise CheckpointError(f"checkpoint folder not found: {path_or_id}, and fetching it as a Hugging Face hub id failed: {err}") from err
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -90,7 +90,7 @@ def checkpoint_problem(folder: str | Path) -> str | None:
         files = [folder / "adapter_model.safetensors", folder / "vittle_trained.safetensors"]
     else:
         try:
-            files = _weight_files(folder)
+            files = weight_files(folder)
         except (CheckpointError, ValueError, KeyError) as err:
             return str(err)
     for file in files:
@@ -159,7 +159,7 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
     if isinstance(dtype, str) and dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not allowed; choose one of auto, {', '.join(DTYPES)}")
     folder = resolve_checkpoint(path_or_id)
-    files = _weight_files(folder)
+    files = weight_files(folder)
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     try:
         with _quiet_transformers():

@@ -189,6 +189,11 @@ PIXEL_MEMO = _PixelMemo(128)
 """Pixels of the last 128 distinct images (about 77 MB at 224 x 224), shared by every ImageEncoder."""
 
 
+def image_digest(image: Image.Image) -> tuple:
+    """An image's identity by content: mode, size and a hash of its pixels."""
+    return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+
+
 class ImageEncoder:
     """Pads to square and runs the processor's image processor; counts image tokens. Pixels
     are kept by content in `PIXEL_MEMO` (a query's image is answered and probed by several
@@ -204,7 +209,7 @@ class ImageEncoder:
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
         """(3, H, W) float pixels; do not modify the returned tensor in place (it may be shared)."""
-        key = (self._settings, image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        key = (self._settings, *image_digest(image))
         if self.memo and (value := PIXEL_MEMO.get(key)) is not None:
             return value
         square = expand_to_square(image.convert("RGB"), self.background)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from vittle.checkpoint import CheckpointError, _weight_files
+from vittle.checkpoint import CheckpointError, weight_files
 from vittle.model import CONFIG_KEY
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def check_folder(folder: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder} is not a folder")
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder} has no config.json: not a saved model")
-    _weight_files(folder)  # safetensors present (pickles refused), or a CheckpointError that says what is there
+    weight_files(folder)  # safetensors present (pickles refused), or a CheckpointError that says what is there
     if not any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json")):
         raise CheckpointError(f"{folder} has no processor (processor_config.json): save it with processor.save_pretrained "
                               "next to the model, or upload a folder written by `vittle train`")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import AutoProcessor, TextIteratorStreamer
 
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
-from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
+from vittle.data import ConversationCollator, ImageEncoder, encode_query, image_digest, load_image
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.template import IMAGE_PLACEHOLDER, build_prompt, system_prompt_of
 
@@ -110,7 +109,7 @@ class PrefixCache:
 
     @staticmethod
     def key(image: Image.Image) -> tuple:
-        return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        return image_digest(image)
 
     def get(self, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         with self._lock:
@@ -122,8 +121,12 @@ class PrefixCache:
             self.hits += 1
             return entry
 
+    @staticmethod
+    def _size(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+
     def put(self, key: tuple, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        size = self._size(layers)
         if size > self.max_bytes:
             return
         with self._lock:
@@ -133,7 +136,7 @@ class PrefixCache:
             self.bytes += size
             while self.bytes > self.max_bytes:
                 _, old = self._entries.popitem(last=False)
-                self.bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in old)
+                self.bytes -= self._size(old)
 
     def clear(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from vittle.checkpoint import CheckpointError
 from vittle.config import LoraConfig
 from vittle.model import BOTTLENECK_ATTR
 
@@ -86,8 +87,6 @@ def save_trained(model: torch.nn.Module, folder: str | Path) -> None:
 
 def load_adapter_checkpoint(model: torch.nn.Module, folder: str | Path) -> None:
     """Restore a LoRA checkpoint into the peft `model`: adapters and fully trained weights."""
-    from vittle.checkpoint import CheckpointError
-
     peft = _peft()
     folder = Path(folder)
     for name in (ADAPTER_FILE, TRAINED_FILE):

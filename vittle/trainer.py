@@ -20,7 +20,7 @@ from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from vittle.checkpoint import DTYPES, load_pretrained
-from vittle.config import BottleneckConfig, RecipeConfig, TrainConfig
+from vittle.config import TRAIN_ALIASES, BottleneckConfig, RecipeConfig, TrainConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
@@ -311,8 +311,6 @@ def _has_accelerator() -> bool:
 def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
     """`train.extra` may name only TrainingArguments fields that the recipe does not set itself."""
     import difflib
-
-    from vittle.config import TRAIN_ALIASES
 
     allowed = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
