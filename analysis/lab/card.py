@@ -7,10 +7,10 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from analysis.lab.plan import EXPORTED, LabConfig
+from analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS, LabConfig
 from analysis.lab.results import JsonRecord, LabSummary, RunResult
+from analysis.lab.summary import clean_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,6 @@ def export_assets(results: list[RunResult], summary: LabSummary, config: LabConf
     """Copy the export seed's baseline, Vittle (F) and Vittle (L) to `config.assets`, each
     evaluated clean on the whole easy-vqa test set, with README.md (the card) and metrics.json."""
     from analysis.evaluate import Variants, load_samples
-    from analysis.lab.runner import BATCH_SIZE, MAX_NEW_TOKENS
-    from analysis.lab.summary import clean_metrics
     from vittle.inference import Assistant
 
     chosen = {r.name: r for r in results if r.seed == config.export_seed and r.name in EXPORTED}

@@ -15,6 +15,10 @@ from typing import Any
 
 from analysis.perturb.registry import Modality
 
+BATCH_SIZE = 64
+"""Evaluation batch of the lab's models."""
+MAX_NEW_TOKENS = 4  # easy-vqa answers are one word
+
 DEFAULT_KL = 0.1
 BASE_RECIPE = "tiny-easyvqa-base"
 

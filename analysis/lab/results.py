@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
+import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
@@ -197,3 +199,19 @@ class LabSummary(JsonRecord):
 
     def arm(self, name: str) -> ArmSummary | None:
         return self.arms.get(name)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict[str, str]:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
+    return {"device": device, "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}

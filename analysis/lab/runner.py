@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,30 +15,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from analysis.evaluate.scoring import GROUNDED_KINDS, normalize_answer
-from analysis.lab.plan import BASE_RECIPE, Arm, LabConfig, lab_specs
-from analysis.lab.results import LabSummary, RunResult
+from analysis.lab.card import export_assets
+from analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
+from analysis.lab.results import LabSummary, RunResult, environment, git_commit
+from analysis.lab.summary import summarize
+from analysis.lab.workers import alive_claim, claim, release, run_workers
 
 logger = logging.getLogger(__name__)
-
-BATCH_SIZE = 64
-MAX_NEW_TOKENS = 4  # easy-vqa answers are one word
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def environment() -> dict[str, str]:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
-    return {"device": device, "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}
-
 
 def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
     """The last logged value of ce, kl_v, kl_t, alpha and loss."""
@@ -140,9 +121,7 @@ class Lab:
         started = time.perf_counter()
         if not report_only:
             if config.workers > 1:
-                from analysis.lab.workers import run_workers
-
-                run_workers(config)
+                run_workers(config, _work_in_process)
             else:
                 self.work(planned, progress=True)
         ids = [f"{'base' if arm is None else arm.name}-s{seed}" for arm, seed in planned]
@@ -156,13 +135,9 @@ class Lab:
             raise RuntimeError(f"runs not finished: {', '.join(missing)} (see the log; rerun to resume)")
         if not results:
             raise ValueError(f"no finished runs in {config.out / 'runs'}")
-        from analysis.lab.summary import summarize
-
         summary = summarize(results, self, planned, seconds=time.perf_counter() - started)
         write_report(summary, config.out, png=config.png)
         if config.assets is not None:
-            from analysis.lab.card import export_assets
-
             export_assets(results, summary, config, device=config.device)
         return summary
 
@@ -215,8 +190,6 @@ class Lab:
         """Run what is not done, in plan order; a run waits for its seed's base. Several
         processes may share the plan: each claims a run before starting it (a claim file
         with its process id; a dead process's claim is taken over)."""
-        from analysis.lab.workers import alive_claim, claim, release
-
         bar = tqdm(total=len(planned), desc="lab runs", unit="run", disable=not progress)
         bar.update(sum(self.done(arm, seed, planned) for arm, seed in planned))
         while True:
@@ -343,3 +316,8 @@ class Lab:
             hits = hits_string(off, [s["answer"] for s in self.grounded])
             out["grounded_bottleneck_off"] = 100.0 * hits.count("1") / len(hits)
         return out
+
+
+def _work_in_process(config: LabConfig) -> None:
+    """A lab worker process's job: its share of the plan (`run_workers`)."""
+    Lab(config).work(config.planned())

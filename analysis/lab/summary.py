@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis.evaluate.scoring import score
 from analysis.lab.plan import ARMS, LABEL_KEEPING, SHIFT_GROUPS, Arm, LabConfig, spec_group
-from analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, RunRow, Stat
+from analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, RunRow, Stat, environment
 from analysis.lab.stats import Interval, difference_matrix, paired_bootstrap
 
 COLOUR_TARGET, SHAPE_TARGET = 95.0, 99.0
@@ -96,7 +96,6 @@ def summarize_base(result: RunResult, samples: Sequence[dict[str, Any]]) -> Base
 
 def summarize(results: Sequence[RunResult], lab: Any, planned: Sequence[tuple[Arm | None, int]], seconds: float) -> LabSummary:
     """The typed summary of finished runs. `lab` gives the slice, the specs and the config."""
-    from analysis.lab.runner import environment
     from analysis.report import to_jsonable
 
     config: LabConfig = lab.config

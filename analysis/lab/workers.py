@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from analysis.lab.plan import LabConfig
@@ -54,24 +55,23 @@ def release(folder: Path) -> None:
     (folder / ".claim").unlink(missing_ok=True)
 
 
-def _worker(config: LabConfig, threads: int) -> None:
+def _worker(work: Callable[[LabConfig], None], config: LabConfig, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {os.getpid()} %(name)s: %(message)s")
-    from analysis.lab.runner import Lab
-
-    Lab(config).work(config.planned())
+    work(config)
 
 
-def run_workers(config: LabConfig) -> None:
-    """`config.workers` processes share the plan, each with its share of the CPU threads
+def run_workers(config: LabConfig, work: Callable[[LabConfig], None]) -> None:
+    """`config.workers` processes share the plan (each runs `work(config)`, a module-level
+    function: the processes are spawned), each with its share of the CPU threads
     (small models train faster as two one-thread processes than as one two-thread one)."""
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // config.workers)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(config, threads), name=f"vittle-lab-{i}") for i in range(config.workers)]
+    workers = [context.Process(target=_worker, args=(work, config, threads), name=f"vittle-lab-{i}") for i in range(config.workers)]
     for process in workers:
         process.start()
     for process in workers:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ._atomic import write_text
-from .translate import Language, Translator
+from .translation_types import Language, Translator
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from .prompt import Layout
-from .translate import Language, TranslationUnavailable, Translator
+from .translation_types import Language, TranslationUnavailable, Translator
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .translate import Language, TranslationUnavailable, Translator
+from .translation_types import Language, TranslationUnavailable, Translator
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from .translate import TRANSLATOR_PROMPT, Language, TranslationError, Translator
+from .translation_types import TRANSLATOR_PROMPT, Language, TranslationError, Translator
 
 logger = logging.getLogger(__name__)
 

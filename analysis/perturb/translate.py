@@ -14,67 +14,22 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from enum import Enum
 from pathlib import Path
 
+from .cache import CachedTranslator
+from .freedict import APT_PACKAGES, FreedictGlossTranslator, dictionaries_present
+from .hf_seq2seq import HFSeq2SeqTranslator
+from .openai_chat import OpenAIChatTranslator
 from .prompt import split_prompt
+from .translation_types import TRANSLATOR_PROMPT, Language, TranslationError, TranslationUnavailable, Translator
+
+__all__ = ["BACKENDS", "TRANSLATOR_PROMPT", "Language", "TranslationError", "TranslationSettings", "TranslationUnavailable",
+           "Translator", "get_translator", "translate_prompt", "translation_unavailable"]
 
 logger = logging.getLogger(__name__)
 
-TRANSLATOR_PROMPT = "Translate the following English text into {language}. Output only the translation."
 BACKENDS = ("auto", "openai", "hf", "gloss")
-
-
-class Language(str, Enum):
-    ARABIC = "arabic"
-    GREEK = "greek"
-    HINDI = "hindi"
-
-    @property
-    def display(self) -> str:
-        return self.value.capitalize()
-
-    @property
-    def iso(self) -> str:
-        return {"arabic": "ar", "greek": "el", "hindi": "hi"}[self.value]
-
-    @property
-    def nllb(self) -> str:
-        return {"arabic": "arb_Arab", "greek": "ell_Grek", "hindi": "hin_Deva"}[self.value]
-
-    @property
-    def freedict(self) -> str:
-        return {"arabic": "ara", "greek": "ell", "hindi": "hin"}[self.value]
-
-
-class TranslationUnavailable(RuntimeError):
-    """No translation backend is configured or installed."""
-
-
-class TranslationError(RuntimeError):
-    """A backend was reached but did not produce a translation."""
-
-
-class Translator(ABC):
-    """Translates English text into one of the paper's languages."""
-
-    is_gloss: bool = False  # True for word-by-word glosses, which are not translations
-
-    @property
-    @abstractmethod
-    def backend_id(self) -> str:
-        """A stable identity (backend and model) that keys the cache."""
-
-    @abstractmethod
-    def translate(self, text: str, language: Language) -> str:
-        """The translation of `text` (plain English, no placeholders) into `language`."""
-
-    def label(self, language: Language) -> str:
-        """How to present the output, e.g. "Greek (word gloss, freedict)"."""
-        kind = "word gloss, freedict" if self.is_gloss else self.backend_id
-        return f"{language.display} ({kind})"
 
 
 def _env(name: str) -> str | None:
@@ -140,8 +95,6 @@ HOW_TO_CONFIGURE = (
 def translation_unavailable(settings: TranslationSettings | None = None) -> str | None:
     """Why no translation can be made with `settings` (environment settings by default), or
     None when a backend is configured. Cheap: checks files and settings, loads nothing."""
-    from .freedict import APT_PACKAGES, dictionaries_present
-
     settings = settings or TranslationSettings.from_env()
     backend = settings.backend
     if backend in ("auto", "openai") and settings.base_url and settings.model:
@@ -166,8 +119,6 @@ def _build_backend(settings: TranslationSettings) -> Translator:
         elif settings.hf_model:
             backend = "hf"
         else:
-            from .freedict import dictionaries_present
-
             if not dictionaries_present(settings.dict_dir):
                 raise TranslationUnavailable("No translation backend is available. " + HOW_TO_CONFIGURE)
             backend = "gloss"
@@ -175,17 +126,11 @@ def _build_backend(settings: TranslationSettings) -> Translator:
     if backend == "openai":
         if not (settings.base_url and settings.model):
             raise TranslationUnavailable("The openai backend needs a base URL and a model. " + HOW_TO_CONFIGURE)
-        from .openai_chat import OpenAIChatTranslator
-
         return OpenAIChatTranslator(settings.base_url, settings.model, settings.api_key, settings.timeout_s)
     if backend == "hf":
         if not settings.hf_model:
             raise TranslationUnavailable("The hf backend needs a model folder. " + HOW_TO_CONFIGURE)
-        from .hf_seq2seq import HFSeq2SeqTranslator
-
         return HFSeq2SeqTranslator(settings.hf_model)
-    from .freedict import FreedictGlossTranslator
-
     return FreedictGlossTranslator(settings.dict_dir)
 
 
@@ -197,8 +142,6 @@ def get_translator(settings: TranslationSettings | None = None) -> Translator:
 @functools.lru_cache(maxsize=8)
 def _cached_translator(settings: TranslationSettings) -> Translator:
     # One instance per settings: backends hold loaded dictionaries, models and clients.
-    from .cache import CachedTranslator
-
     return CachedTranslator(_build_backend(settings), settings.cache_path)
 
 

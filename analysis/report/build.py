@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from analysis.report.render import render_html
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -27,14 +29,6 @@ CATEGORICAL_MAX_CLASSES = 50
 at most a fifth as many as there are questions); CLUB otherwise."""
 MIN_EMID_SAMPLES = 5  # CLUB holds out 30% of the pairs: fewer than 5 leave < 2 to fit or to score
 DEFAULT_MAP_SPECS = 3
-SECTIONS = {
-    "accuracy": "Accuracy per perturbation",
-    "maps": "Layer-l embedding maps",
-    "cosine": "Cosine distance between clean and perturbed embeddings",
-    "metrics": "JSD and EMID",
-    "diagnostics": "Posterior diagnostics",
-}
-"""Section id -> title, in page order."""
 
 
 @dataclass
@@ -304,8 +298,6 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         "summary": summary,
         "timings": timings,
     }
-    from analysis.report.render import render_html
-
     page = render_html(report, projection)
     timings["total_s"] = time.perf_counter() - started
     content = to_jsonable(report)

@@ -8,7 +8,14 @@ import io
 import math
 from typing import Any
 
-from analysis.report.build import SECTIONS
+SECTIONS = {
+    "accuracy": "Accuracy per perturbation",
+    "maps": "Layer-l embedding maps",
+    "cosine": "Cosine distance between clean and perturbed embeddings",
+    "metrics": "JSD and EMID",
+    "diagnostics": "Posterior diagnostics",
+}
+"""Section id -> title, in page order."""
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
