@@ -60,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
 
-    from .runner import Variants, evaluate, expand_specs, load_samples, markdown_table
+    from analysis.perturb import expand_specs
+
+    from .runner import Variants, evaluate, load_samples, markdown_table
 
     try:
         models = parse_models(args.model)
-        specs = expand_specs(args.specs)
+        specs = expand_specs(args.specs, clean=True)
         if args.batch_size < 1 or args.max_new_tokens < 1:
             raise ValueError(f"--batch-size={args.batch_size} and --max-new-tokens={args.max_new_tokens} must be >= 1")
         samples = load_samples(args.data, args.limit_images)

@@ -79,7 +79,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prog = f"vittle eval {kind}"
     from analysis.evaluate.benchmark import answer_models, parse_models, table11, write_results
-    from analysis.evaluate.runner import expand_specs
+    from analysis.perturb import expand_specs
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
 
@@ -89,7 +89,7 @@ def main(kind: str, argv: list[str] | None = None) -> int:
             raise ValueError(f"--limit={args.limit} must be at least 1")
         questions, rows = load(kind, args.questions)
         questions = questions[: args.limit]
-        models, specs = parse_models(args.model), expand_specs(args.specs)
+        models, specs = parse_models(args.model), expand_specs(args.specs, clean=True)
         for name, spec, answers in answer_models(models, specs, questions, args, prog):
             results.setdefault(name, {})[spec] = score(kind, answers.rows(), rows)
     except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:

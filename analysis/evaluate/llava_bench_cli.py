@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     from analysis.evaluate.benchmark import Shard, answer_models, parse_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
     from analysis.evaluate.llava_files import read_jsonl, read_questions
-    from analysis.evaluate.runner import expand_specs
+    from analysis.perturb import expand_specs
 
     if args.judge_runs < 1:
         raise ValueError(f"--judge-runs={args.judge_runs} must be at least 1")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     references = {row["question_id"]: row for row in read_jsonl(args.reference) if "question_id" in row}
     settings = JudgeSettings.from_env(base_url=args.judge_url, model=args.judge_model, timeout_s=args.judge_timeout, retries=args.judge_retries)
     judge = (judge_factory or Judge)(settings)
-    specs = expand_specs(args.specs)
+    specs = expand_specs(args.specs, clean=True)
     work: dict[str, dict[str, Path]] = {}  # model -> spec -> answers file
     for item in args.answers:
         name, sep, path = item.partition("=")

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from analysis.evaluate.benchmark import answer_models, parse_models
     from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.pope import align_labels, read_labels, score_pope
-    from analysis.evaluate.runner import expand_specs
+    from analysis.perturb import expand_specs
 
     questions = limit_questions(read_questions(args.questions), args.limit)
     labels = align_labels(questions, read_labels(args.labels))
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.model:
         raise ValueError("give --model (one or more) or --score-only ANSWERS")
     models = parse_models(args.model)
-    specs = expand_specs(args.specs)
+    specs = expand_specs(args.specs, clean=True)
     results: dict[str, dict[str, Any]] = {}
     for name, spec, answers in answer_models(models, specs, questions, args, PROG):
         results.setdefault(name, {})[spec] = score_pope(answers.rows(), questions, labels)

@@ -21,41 +21,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from analysis.evaluate.scoring import score
-from analysis.perturb import (
-    CLEAN,
-    PAPER_TEXT_LEVEL,
-    all_paper_variants,
-    apply,
-    list_perturbations,
-    parse_spec,
-)
-from analysis.perturb.registry import LEVELS, Modality
+from analysis.perturb import apply, parse_spec
 
 logger = logging.getLogger(__name__)
-
-
-def spec_sets() -> dict[str, list[str]]:
-    """Named spec lists: "paper" (the 27 variants at severity 3) and its thirds "paper-visual",
-    "paper-text", "paper-joint" (9 each); "visual" (every visual perturbation at severities
-    1..5), "text" (every text perturbation at the paper's level, translations included),
-    "full" (visual + text)."""
-    visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in LEVELS]
-    text = [f"{p.name}:{PAPER_TEXT_LEVEL}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
-    paper = all_paper_variants()
-    return {"paper": paper, "paper-visual": paper[:9], "paper-text": paper[9:18], "paper-joint": paper[18:],
-            "visual": visual, "text": text, "full": visual + text}
-
-
-def expand_specs(text: str | Sequence[str]) -> list[str]:
-    """A comma-separated list of spec-set names and specs -> ["clean", specs...], validated,
-    duplicates dropped."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    sets = spec_sets()
-    specs = [CLEAN]
-    for item in (part.strip() for part in items):
-        if item:
-            specs.extend(sets[item] if item in sets else [str(parse_spec(item))])
-    return list(dict.fromkeys(specs))
 
 
 def load_samples(data: str | Path, limit_images: int | None = None) -> list[dict[str, Any]]:

@@ -69,10 +69,11 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
 
 class Lab:
     def __init__(self, config: LabConfig):
-        from analysis.evaluate import Variants, expand_specs, load_samples
+        from analysis.evaluate import Variants, load_samples
+        from analysis.perturb import expand_specs
 
         self.config = config
-        self.specs = lab_specs(config.severities) if not config.specs else expand_specs(list(config.specs))
+        self.specs = lab_specs(config.severities) if not config.specs else expand_specs(list(config.specs), clean=True)
         self.slice = load_samples("easyvqa", config.slice_images)
         self.grounded = [s for s in self.slice if s["kind"] in GROUNDED_KINDS]
         if not self.grounded:

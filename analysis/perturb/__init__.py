@@ -17,9 +17,10 @@ from .registry import (
     all_paper_variants,
     get_perturbation,
     list_perturbations,
+    spec_sets,
     unavailable,
 )
-from .spec import CLEAN, Spec, Step, parse_spec
+from .spec import CLEAN, Spec, Step, expand_specs, parse_spec
 from .translate import (
     Language,
     TranslationSettings,
@@ -43,6 +44,8 @@ __all__ = [
     "TranslationUnavailable",
     "Translator",
     "all_paper_variants",
+    "expand_specs",
+    "spec_sets",
     "unavailable",
     "apply",
     "describe",

@@ -110,7 +110,8 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .dataset import BuildConfig, build_variants, expand_specs
+    from .dataset import BuildConfig, build_variants
+    from .spec import expand_specs
 
     config = BuildConfig(data=args.data, images=args.images, out=args.out, specs=expand_specs(args.specs),
                          workers=args.workers, seed=args.seed, translation=_settings(args))

@@ -57,18 +57,7 @@ class BuildConfig:
         self.specs = [str(parse_spec(s)) for s in self.specs]  # fail early on a bad spec
 
 
-def expand_specs(text: str) -> list[str]:
-    """`paper` -> the 27 paper variants; otherwise a comma-separated list of specs."""
-    specs: list[str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if item:
-            specs.extend(all_paper_variants() if item == "paper" else [str(parse_spec(item))])
-    if not specs:
-        raise ValueError("no specs given; use 'paper' or a comma-separated list such as 'frost:3,greek'")
-    return list(dict.fromkeys(specs))
-
-
-def load_samples(path: Path) -> list[dict[str, Any]]:
+def read_samples(path: Path) -> list[dict[str, Any]]:
     """Read a LLaVA conversation list, checking the fields the builder relies on."""
     samples = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(samples, list):
@@ -84,7 +73,7 @@ def load_samples(path: Path) -> list[dict[str, Any]]:
 
 def build_variants(config: BuildConfig) -> list[Path]:
     """Build every spec of `config`; returns the variant folders."""
-    samples = load_samples(config.data)
+    samples = read_samples(config.data)
     _check_images(samples, config.images)
     with _ImageWorkers(config.workers) as workers:
         build = _Build(config, samples, hashlib.sha256(config.data.read_bytes()).hexdigest(), workers)

@@ -122,3 +122,15 @@ def unavailable(name: str) -> str | None:
 
         return translation_unavailable()
     return None
+
+
+def spec_sets() -> dict[str, list[str]]:
+    """Named spec lists: "paper" (the 27 variants at severity 3) and its thirds "paper-visual",
+    "paper-text", "paper-joint" (9 each); "visual" (every visual perturbation at severities
+    1..5), "text" (every text perturbation at the paper's level, translations included),
+    "full" (visual + text)."""
+    visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in LEVELS]
+    text = [f"{p.name}:{PAPER_TEXT_LEVEL}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
+    paper = all_paper_variants()
+    return {"paper": paper, "paper-visual": paper[:9], "paper-text": paper[9:18], "paper-joint": paper[18:],
+            "visual": visual, "text": text, "full": visual + text}

@@ -6,9 +6,10 @@ Steps with levels need `name:level`; translations take none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .registry import LEVELS, REGISTRY, Modality, Perturbation, get_perturbation
+from .registry import LEVELS, REGISTRY, Modality, Perturbation, get_perturbation, spec_sets
 
 CLEAN = "clean"
 
@@ -100,3 +101,19 @@ def parse_spec(spec: str | Spec) -> Spec:
 def valid_levels_text() -> str:
     """A one-line reminder of the grammar, for error messages and --help."""
     return f"name:level with level in {list(LEVELS)} (translations take no level), joined by '+', or {CLEAN!r}"
+
+
+def expand_specs(text: str | Sequence[str], clean: bool = False) -> list[str]:
+    """Spec-set names (`spec_sets()`: paper, paper-visual, paper-text, paper-joint, visual,
+    text, full) and specs, comma-separated or as a list -> validated specs in order, duplicates
+    dropped. `clean=True` puts "clean" first (what evaluation compares against); without it
+    an empty list is an error."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    sets = spec_sets()
+    specs = [CLEAN] if clean else []
+    for item in (str(part).strip() for part in items):
+        if item:
+            specs.extend(sets[item] if item in sets else [str(parse_spec(item))])
+    if not specs:
+        raise ValueError(f"no specs given; use a set ({', '.join(sets)}) or a comma-separated list such as 'frost:3,greek'")
+    return list(dict.fromkeys(specs))

@@ -82,16 +82,16 @@ class ReportConfig:
 
 def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
     """(["clean", specs...], map specs) with the map specs checked against the specs."""
-    from analysis.evaluate import expand_specs
+    from analysis.perturb import expand_specs
     from analysis.perturb import CLEAN
 
-    specs = expand_specs(config.specs)
+    specs = expand_specs(config.specs, clean=True)
     perturbed = [s for s in specs if s != CLEAN]
     if not perturbed:
         raise ValueError(f"--specs {config.specs!r} names no perturbation; add e.g. frost:3")
     if config.map_specs is None:
         return specs, perturbed[:DEFAULT_MAP_SPECS]
-    chosen = [s for s in expand_specs(config.map_specs) if s != CLEAN]
+    chosen = [s for s in expand_specs(config.map_specs, clean=True) if s != CLEAN]
     missing = [s for s in chosen if s not in perturbed]
     if missing or not chosen:
         raise ValueError(f"--map-specs must name perturbed specs of --specs; not among them: {missing or config.map_specs!r}")

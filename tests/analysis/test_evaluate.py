@@ -10,14 +10,13 @@ import torch
 from analysis.evaluate import (
     Variants,
     evaluate,
-    expand_specs,
     load_samples,
     markdown_table,
     normalize_answer,
     score,
-    spec_sets,
     yes_no_metrics,
 )
+from analysis.perturb import expand_specs, spec_sets
 from analysis.evaluate.cli import main as eval_main
 from analysis.evaluate.cli import parse_models
 
@@ -63,10 +62,14 @@ def test_spec_sets_and_expansion():
     assert len(sets["visual"]) == 45 and "frost:5" in sets["visual"]
     assert len(sets["text"]) == 9 and "greek" in sets["text"]
     assert len(sets["paper"]) == 27
-    specs = expand_specs("visual,text,frost:3")
+    specs = expand_specs("visual,text,frost:3", clean=True)
     assert specs[0] == "clean" and len(specs) == 55  # frost:3 is already in "visual"
+    assert expand_specs("paper-text") == sets["paper-text"] and expand_specs(["frost:2", "greek"]) == ["frost:2", "greek"]
+    assert expand_specs("", clean=True) == ["clean"]
     with pytest.raises(ValueError, match="unknown perturbation 'snow'"):
         expand_specs("snow:2")
+    with pytest.raises(ValueError, match="no specs given; use a set \\(paper, paper-visual"):
+        expand_specs(" , ")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from PIL import Image
 from skimage import data
 
 from analysis.perturb.cli import main
-from analysis.perturb.dataset import BuildConfig, build_variants, expand_specs
+from analysis.perturb import expand_specs
+from analysis.perturb.dataset import BuildConfig, build_variants
 from analysis.perturb.freedict import dictionaries_present
 from analysis.perturb.translate import TranslationSettings
 from vittle.data import read_conversations
