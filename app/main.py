@@ -21,7 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from app.service import ServiceConfig
+    from app.config import ServiceConfig
 
     defaults = ServiceConfig()
     parser = argparse.ArgumentParser(prog="vittle demo", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_service(args: argparse.Namespace):
     """The service for `args`, not started."""
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
 
     vittle_l = None if str(args.vittle_l).lower() in ("", "none") else args.vittle_l
     return DemoService(ServiceConfig(baseline=args.baseline, vittle=args.vittle, vittle_l=vittle_l, device=args.device,

@@ -19,12 +19,12 @@ embedders differ from the EMID paper's CLIP / XLM-R: see `analysis.embedders`.
 from analysis.report.build import (
     CATEGORICAL_MAX_CLASSES,
     FORMAT_VERSION,
-    ReportConfig,
     build_report,
     diagnosis_notes,
     severity_table,
     to_jsonable,
 )
+from analysis.report.config import ReportConfig
 from analysis.report.render import SECTIONS, render_html
 
 __all__ = ["CATEGORICAL_MAX_CLASSES", "FORMAT_VERSION", "SECTIONS", "ReportConfig", "build_report", "diagnosis_notes",

@@ -68,7 +68,8 @@ def odd_images(tmp_path_factory) -> dict[str, Path]:
 def service():
     """The app's service on the embedded default models, warmed up (UMAP warm-up off: the
     UMAP test pays the JIT itself)."""
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
 
     started = DemoService(ServiceConfig(warm_umap=False, reference_images=24, precompute=False)).start()
     assert started.wait_ready(300), "warm-up did not finish"

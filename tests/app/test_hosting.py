@@ -65,7 +65,8 @@ def test_app_rejects_bad_flags(argv, message):
 
 
 def test_missing_model_is_reported_in_the_status(tmp_path, free_port):
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
 
     from gradio_client import Client
     from gradio_client.exceptions import AppError

@@ -134,7 +134,8 @@ def test_robustness_reads_the_lab(service):
 
 
 def test_robustness_without_lab_results(service, tmp_path):
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
 
     other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
@@ -144,7 +145,8 @@ def test_robustness_without_lab_results(service, tmp_path):
 def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
     import time
 
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
 
     class TwoSettings(DemoService):
         def precompute_settings(self):
@@ -205,7 +207,8 @@ def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(
     already embedded runs only the perturbed questions, and its embeddings equal the full
     computation's."""
     from analysis.representations import extract
-    from app.service import DemoService, ServiceConfig
+    from app.config import ServiceConfig
+    from app.service import DemoService
     from vittle.inference import Assistant
 
     service = DemoService(ServiceConfig(warm_umap=False, reference_images=12, precompute=False, cache_dir=tmp_path,

@@ -37,6 +37,6 @@ def test_a_space_chooses_its_models_through_environment_variables(app_main, monk
     assert (args.baseline, args.vittle, args.vittle_l, args.device) == ("org/base", "org/vittle-f", "none", "cuda")
     assert app_main.parse_args(["--vittle", "here"]).vittle == "here"
     monkeypatch.delenv("VITTLE_BASELINE")
-    from app.service import ServiceConfig
+    from app.config import ServiceConfig
 
     assert app_main.parse_args([]).baseline == ServiceConfig().baseline

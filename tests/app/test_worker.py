@@ -16,7 +16,7 @@ from vittle.data import load_image
 
 @pytest.fixture(scope="module")
 def assistant():
-    from app.service import ASSETS
+    from app.config import ASSETS
     from vittle.inference import Assistant
 
     return Assistant.load(ASSETS / "tiny-vittle-f", device="cpu")
