@@ -1,8 +1,8 @@
-"""Layer-l query embeddings under perturbations, cached on disk, and how far they shift.
+"""Layer-l query embeddings under perturbations, cached on disk.
 
     samples = load_samples("easyvqa", limit_images=100)
     embeddings = extract(assistant, samples, ["clean", "frost:3", "char_typo:3"])
-    summarize_shift(embeddings)   # {"frost:3": {"cosine_mean": ..., "jsd": ...}, ...}
+    ShiftAnalysis.compute({"model": embeddings})   # how far they shift: analysis.shift
 
 Each embedding is `Assistant.embed`'s row: the last input token's layer-l hidden state after
 the bottleneck (the paper's representation analysis; docs/method.md). Extraction is cached as one `.npy` per
@@ -45,7 +45,6 @@ from tqdm.auto import tqdm
 
 from analysis.evaluate.runner import Variants
 from analysis.perturb._atomic import atomic_file
-from analysis.metrics import cosine_distances, representation_jsd
 from analysis.perturb import CLEAN, parse_spec
 from vittle.model import get_bottleneck
 
@@ -228,27 +227,3 @@ def extract_models(assistants: Mapping[str, Any], samples: Sequence[Mapping[str,
     variants = variants if variants is not None else Variants(samples)
     return {name: extract(assistant, samples, specs, cache_dir, batch_size, progress, variants, desc=f"embedding {name}")
             for name, assistant in assistants.items()}
-
-
-def shift_distances(embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{spec: (N,)} cosine distance between each clean embedding and its perturbed twin, for
-    every spec but "clean" (rows are paired by sample)."""
-    if CLEAN not in embeddings:
-        raise ValueError(f"the embeddings need a {CLEAN!r} entry to compare against; got {list(embeddings)}")
-    clean = embeddings[CLEAN]
-    return {spec: cosine_distances(clean, X) for spec, X in embeddings.items() if spec != CLEAN}
-
-
-def summarize_shift(embeddings: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per non-clean spec: mean and median clean-vs-perturbed cosine distance (in [0, 2]), the
-    matrix-based JSD between the clean and perturbed sets (nats, in [0, log 2]) and n."""
-    clean = embeddings.get(CLEAN)
-    summary = {}
-    for spec, distances in shift_distances(embeddings).items():
-        summary[spec] = {
-            "cosine_mean": float(np.mean(distances)),
-            "cosine_median": float(np.median(distances)),
-            "jsd": representation_jsd(clean, embeddings[spec]),
-            "n": len(distances),
-        }
-    return summary

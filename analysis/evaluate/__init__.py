@@ -10,6 +10,7 @@ from .runner import (
            load_samples,
            markdown_table,
 )
+from .result import EvalResult, SpecScore
 from .scoring import normalize_answer, score, yes_no_metrics
 
-__all__ = ["Variants", "evaluate", "load_samples", "markdown_table", "normalize_answer", "score", "yes_no_metrics"]
+__all__ = ["EvalResult", "SpecScore", "Variants", "evaluate", "load_samples", "markdown_table", "normalize_answer", "score", "yes_no_metrics"]

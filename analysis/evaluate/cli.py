@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: {name} ({path}) on {len(samples)} questions x {len(specs)} specs", file=sys.stderr)
             assistant = Assistant.load(path, device=args.device)
             result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-            report["models"][name] = {"path": path, **result}
+            report["models"][name] = {"path": path, **result.to_json()}
             tables.append(markdown_table(result, title=name))
     except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
     samples = load_samples("easyvqa", limit_images=100)
     variants = Variants(samples)                      # perturbed inputs, made once per spec
-    report = evaluate(assistant, samples, ["clean", "frost:3", "char_typo:3"], variants)
+    result = evaluate(assistant, samples, ["clean", "frost:3", "char_typo:3"], variants)   # an EvalResult
 
 A `Variants` object can be shared by several models so each perturbed image and question is
 made once (the lab evaluates nine models on the same variants).
@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from analysis.evaluate.result import EvalResult, SpecScore
 from analysis.evaluate.scoring import score
 from analysis.perturb import apply, parse_spec
 
@@ -113,35 +114,31 @@ class Variants:
 
 
 def evaluate(assistant: Any, samples: Sequence[dict[str, Any]], specs: Sequence[str], variants: Variants | None = None,
-             batch_size: int = 64, progress: bool = True, max_new_tokens: int = 4) -> dict[str, Any]:
-    """Score `assistant` on every spec; returns {"results": {spec: metrics}, "seconds": ...}."""
+             batch_size: int = 64, progress: bool = True, max_new_tokens: int = 4) -> EvalResult:
+    """Score `assistant` on every spec, keeping every question and prediction."""
     variants = variants or Variants(samples)
     if variants.samples != list(samples):
         raise ValueError("the Variants object was made for other samples")
-    results: dict[str, Any] = {}
+    scores: dict[str, SpecScore] = {}
     started = time.perf_counter()
     bar = tqdm(specs, desc="specs", unit="spec", disable=not progress)
     for spec in bar:
         bar.set_postfix_str(spec)
         images, questions = variants.get(spec)
         predictions = assistant.answer_batch(images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        results[spec] = score(samples, predictions)
-        results[spec]["examples"] = [
-            {"question": q, "answer": s["answer"], "prediction": p}
-            for q, s, p in list(zip(questions, samples, predictions))[:3]
-        ]
-    return {"n_questions": len(samples), "results": results, "seconds": round(time.perf_counter() - started, 1)}
+        scores[spec] = SpecScore.from_scores(spec, score(samples, predictions), questions, predictions)
+    return EvalResult(n_questions=len(samples), scores=scores, seconds=round(time.perf_counter() - started, 1),
+                      answers=[str(s["answer"]) for s in samples])
 
 
-def markdown_table(report: dict[str, Any], title: str = "") -> str:
+def markdown_table(result: EvalResult, title: str = "") -> str:
     """One row per spec: accuracy, per-kind accuracy and the yes/no POPE metrics."""
-    results = report["results"]
-    kinds = sorted({k for r in results.values() for k in r.get("by_kind", {})})
+    kinds = sorted({k for r in result.scores.values() for k in r.by_kind})
     header = ["spec", "accuracy", *kinds, "yes/no F1", "yes ratio"]
     lines = [f"### {title}" if title else "", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for spec, r in results.items():
-        yes_no = r.get("yes_no", {})
-        cells = [spec, f"{r['accuracy']:.1f}", *(f"{r['by_kind'].get(k, float('nan')):.1f}" for k in kinds),
+    for spec, r in result.scores.items():
+        yes_no = r.yes_no or {}
+        cells = [spec, f"{r.accuracy:.1f}", *(f"{r.by_kind.get(k, float('nan')):.1f}" for k in kinds),
                  f"{yes_no.get('f1', float('nan')):.1f}", f"{yes_no.get('yes_ratio', float('nan')):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines).strip() + "\n"

@@ -11,19 +11,18 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from analysis.report.config import ReportConfig
 from analysis.report.render import render_html
+from analysis.report.result import ModelInfo, Report
+from analysis.shift import ShiftAnalysis
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 CATEGORICAL_MAX_CLASSES = 50
 """EMID uses the categorical estimator when a model gives at most this many distinct answers (and
 at most a fifth as many as there are questions); CLUB otherwise."""
@@ -39,26 +38,14 @@ def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
     specs = expand_specs(config.specs, clean=True)
     perturbed = [s for s in specs if s != CLEAN]
     if not perturbed:
-        raise ValueError(f"--specs {config.specs!r} names no perturbation; add e.g. frost:3")
+        raise ValueError(f"specs={config.specs!r} names no perturbation; add e.g. frost:3")
     if config.map_specs is None:
         return specs, perturbed[:DEFAULT_MAP_SPECS]
     chosen = [s for s in expand_specs(config.map_specs, clean=True) if s != CLEAN]
     missing = [s for s in chosen if s not in perturbed]
     if missing or not chosen:
-        raise ValueError(f"--map-specs must name perturbed specs of --specs; not among them: {missing or config.map_specs!r}")
+        raise ValueError(f"map_specs must name perturbed specs of specs; not among them: {missing or config.map_specs!r}")
     return specs, chosen
-
-
-class _Recorder:
-    """Passes `answer_batch` through to an assistant and keeps every answer list, in call order."""
-
-    def __init__(self, assistant: Any) -> None:
-        self.assistant, self.calls = assistant, []
-
-    def answer_batch(self, *args: Any, **kwargs: Any) -> list[str]:
-        answers = self.assistant.answer_batch(*args, **kwargs)
-        self.calls.append(list(answers))
-        return answers
 
 
 def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[str], variants: Any,
@@ -70,8 +57,7 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    recorder = _Recorder(assistant)
-    evaluation = evaluate(recorder, samples, specs, variants, batch_size=config.batch_size, progress=config.progress,
+    evaluation = evaluate(assistant, samples, specs, variants, batch_size=config.batch_size, progress=config.progress,
                           max_new_tokens=config.max_new_tokens)
     timings["evaluate_s"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -79,7 +65,7 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
                          desc="embedding")
     timings["embed_s"] = time.perf_counter() - started
     result = {"info": {"has_bottleneck": assistant.has_bottleneck, "layer": assistant.layer}, "evaluation": evaluation,
-              "answers": dict(zip(specs, recorder.calls, strict=True)), "embeddings": embeddings, "timings": timings}
+              "embeddings": embeddings, "timings": timings}
     if assistant.has_bottleneck:
         started = time.perf_counter()
         images, questions = variants.get(specs[0])
@@ -91,30 +77,6 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
                              "text_variance": probe.text_variance, "visual_kl": probe.visual_kl, "text_kl": probe.text_kl}
         timings["diagnostics_s"] = time.perf_counter() - started
     return result
-
-
-def severity_table(accuracy: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, dict[int, float]]]:
-    """{perturbation: {model: {level: accuracy}}} from {model: {spec: accuracy}}, for specs
-    with one perturbation at a level (joint specs and translations have no curve)."""
-    from analysis.perturb import parse_spec
-
-    curves: dict[str, dict[str, dict[int, float]]] = {}
-    for model, per_spec in accuracy.items():
-        for spec, value in per_spec.items():
-            steps = parse_spec(spec).steps
-            if len(steps) == 1 and steps[0].level is not None:
-                curves.setdefault(steps[0].name, {}).setdefault(model, {})[steps[0].level] = value
-    return curves
-
-
-def _fit_maps(embeddings: Mapping[str, Mapping[str, np.ndarray]], map_specs: list[str], method: str, seed: int) -> tuple[Any, dict]:
-    """One projection over every model's clean + map-spec embeddings; {model: {role: (n, 2)}}."""
-    from analysis.projection import Projection
-
-    roles = ["clean", *map_specs]
-    arrays = {f"{model}\t{role}": per_spec[role] for model, per_spec in embeddings.items() for role in roles}
-    projection = Projection().fit(arrays, method=method, seed=seed)
-    return projection, {model: {role: projection.coordinates(f"{model}\t{role}") for role in roles} for model in embeddings}
 
 
 def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants: Any, config: ReportConfig) -> dict[str, Any]:
@@ -132,7 +94,7 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
     estimators: dict[str, str] = {}
     bar = tqdm(total=len(per_model) * len(specs), desc="EMID", disable=not config.progress)
     for model, data in per_model.items():
-        labels = {spec: [answer.strip().lower() for answer in data["answers"][spec]] for spec in specs}
+        labels = {spec: [answer.strip().lower() for answer in data["evaluation"].predictions(spec)] for spec in specs}
         distinct = len({answer for spec in specs for answer in labels[spec]})
         # Few distinct answers (easy-vqa's one-word answers): CLUB's Gaussian q collapses onto the answer points and
         # its estimate grows without bound, so use the categorical estimator (H(A) - held-out CE, <= log k).
@@ -142,7 +104,7 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
             def estimate(spec: str) -> float:
                 return categorical_mutual_information(queries[spec], labels[spec], seed=config.seed)
         else:
-            answers = {spec: text.encode(data["answers"][spec]) for spec in specs}
+            answers = {spec: text.encode(data["evaluation"].predictions(spec)) for spec in specs}
 
             def estimate(spec: str) -> float:
                 return club_mutual_information(queries[spec], answers[spec], **club)
@@ -167,36 +129,10 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
             "values": result}
 
 
-def diagnosis_notes(diagnostics: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Plain-language findings: a collapsed posterior (active share 0) is stated, never hidden."""
-    notes = []
-    for model, found in diagnostics.items():
-        for modality in ("visual", "text"):
-            entry = found.get(modality)
-            if not entry or "active_share" not in entry:
-                continue
-            share = entry["active_share"]
-            if share == 0:
-                notes.append(f"{model}: the {modality}-token posterior has collapsed. No dimension's mean KL to the prior "
-                             f"exceeds {found['threshold']:g} nats (active share 0; mean KL {entry['kl']:.3g} nats per "
-                             f"dimension), so the posterior mean carries almost no information about the input, and at "
-                             f"inference the bottleneck only pulls these hidden states towards an input-independent mean.")
-            else:
-                notes.append(f"{model}: {100 * share:.1f}% of the {modality}-token dimensions are active (mean KL to the "
-                             f"prior above {found['threshold']:g} nats); mean KL {entry['kl']:.3g} nats per dimension.")
-    return notes
-
-
-def _mean(values: list[float]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else None
-
-
-def build_report(config: ReportConfig) -> dict[str, Any]:
+def build_report(config: ReportConfig) -> Report:
     """Compute everything, write `report.json` and `report.html` under `config.out`; returns
-    the JSON content."""
+    the report."""
     from analysis.evaluate import Variants, load_samples
-    from analysis.representations import shift_distances, summarize_shift
     from vittle.checkpoint import resolve_checkpoint
     from vittle.inference import Assistant
 
@@ -205,7 +141,7 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     samples = load_samples(config.data, config.limit_images)
     if config.emid and len(samples) < MIN_EMID_SAMPLES:
         raise ValueError(f"EMID needs at least {MIN_EMID_SAMPLES} questions, the data gives {len(samples)}: "
-                         "raise --limit-images or pass --no-emid")
+                         "raise limit_images or turn emid off")
     folders = {name: resolve_checkpoint(path) for name, path in config.models.items()}  # fail before any work
     variants = Variants(samples, seed=config.seed)
     per_model: dict[str, dict[str, Any]] = {}
@@ -217,59 +153,25 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    embeddings = {name: data["embeddings"] for name, data in per_model.items()}
-    shift = {name: summarize_shift(per_spec) for name, per_spec in embeddings.items()}
-    distances = {name: shift_distances(per_spec) for name, per_spec in embeddings.items()}
     timings: dict[str, Any] = {"models": {name: data["timings"] for name, data in per_model.items()}}
     step = time.perf_counter()
-    projection, coordinates = _fit_maps(embeddings, map_specs, config.projection, config.seed)
+    shift = ShiftAnalysis.compute({name: data["embeddings"] for name, data in per_model.items()}, map_specs,
+                                  method=config.projection, seed=config.seed)
+    shift.summary()  # the JSDs, timed with the maps
     timings["maps_s"], step = time.perf_counter() - step, time.perf_counter()
     emid = _emid(per_model, specs, variants, config) if config.emid else None
     timings["emid_s"] = time.perf_counter() - step
-    accuracy = {name: {spec: r["accuracy"] for spec, r in data["evaluation"]["results"].items()} for name, data in per_model.items()}
-    diagnostics = {name: data["diagnostics"] for name, data in per_model.items() if "diagnostics" in data}
-    summary = {name: {"accuracy_clean": accuracy[name][specs[0]],
-                      "accuracy_perturbed_mean": _mean([accuracy[name][s] for s in specs[1:]]),
-                      "cosine_mean": _mean([v["cosine_mean"] for v in shift[name].values()]),
-                      "jsd_mean": _mean([v["jsd"] for v in shift[name].values()]),
-                      "emid_mean": _mean([v["emid"] for v in emid["values"][name].values()]) if emid else None}
-               for name in per_model}
-    report = {
-        "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "data": config.data, "limit_images": config.limit_images, "n_questions": len(samples), "seed": config.seed,
-        "specs": specs, "map_specs": map_specs,
-        "models": {name: {"path": config.models[name], **data["info"]} for name, data in per_model.items()},
-        "accuracy": accuracy, "evaluation": {name: data["evaluation"] for name, data in per_model.items()},
-        "answers": {name: data["answers"] for name, data in per_model.items()},
-        "severity": severity_table(accuracy), "shift": shift,
-        "cosine_distances": distances,
-        "projection": {"method": config.projection, "fitted_on": ["clean", *map_specs], "coordinates": coordinates},
-        "emid": emid, "diagnostics": diagnostics, "diagnosis_notes": diagnosis_notes(diagnostics),
-        "examples": {name: data["example"] for name, data in per_model.items() if "example" in data},
-        "summary": summary,
-        "timings": timings,
-    }
-    page = render_html(report, projection)
+    models = {name: ModelInfo(path=str(config.models[name]), **data["info"])
+              for name, data in per_model.items()}
+    report = Report(data=str(config.data), n_questions=len(samples), specs=specs, models=models,
+                    evaluation={name: data["evaluation"] for name, data in per_model.items()}, shift=shift, emid=emid,
+                    diagnostics={name: data["diagnostics"] for name, data in per_model.items() if "diagnostics" in data},
+                    examples={name: data["example"] for name, data in per_model.items() if "example" in data},
+                    limit_images=config.limit_images, seed=config.seed, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    timings=timings)
+    page = render_html(report)
     timings["total_s"] = time.perf_counter() - started
-    content = to_jsonable(report)
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "report.json").write_text(json.dumps(content, indent=1, allow_nan=False), encoding="utf-8")
+    (config.out / "report.json").write_text(json.dumps(report.to_json(), indent=1, allow_nan=False), encoding="utf-8")
     (config.out / "report.html").write_text(page, encoding="utf-8")
-    return content
-
-
-def to_jsonable(value: Any) -> Any:
-    """Arrays to lists, numpy scalars to Python, non-finite floats to None, keys to strings."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    return report

@@ -6,7 +6,10 @@ import base64
 import html
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.report.result import Report
 
 SECTIONS = {
     "accuracy": "Accuracy per perturbation",
@@ -67,50 +70,50 @@ def _image_tag(path: Any) -> str:
     return f'<img alt="query image" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _accuracy_section(report: dict[str, Any], figure: _FigureHtml) -> str:
+def _accuracy_section(report: Report, figure: _FigureHtml) -> str:
     from analysis.plots import severity_curves
 
-    models, specs = list(report["models"]), report["specs"]
-    parts = [_table(["spec", *(f"{m} accuracy (%)" for m in models)], [[s, *(report["accuracy"][m][s] for m in models)]
+    models, specs, accuracy, severity = list(report.models), report.specs, report.accuracy, report.severity()
+    parts = [_table(["spec", *(f"{m} accuracy (%)" for m in models)], [[s, *(accuracy[m][s] for m in models)]
                                                                        for s in specs], digits=3)]
-    if report["severity"]:
+    if severity:
         curves = {p: {m: {lvl: (acc, 0.0) for lvl, acc in per.items()} for m, per in by_model.items()}
-                  for p, by_model in report["severity"].items()}
-        clean = {m: (report["accuracy"][m][specs[0]], 0.0) for m in models}
+                  for p, by_model in severity.items()}
+        clean = {m: (accuracy[m][specs[0]], 0.0) for m in models}
         parts.append(figure(severity_curves(curves, clean, title="Accuracy vs severity (one run: no error bands)")))
     return "".join(parts)
 
 
-def _maps_section(report: dict[str, Any], projection: Any, figure: _FigureHtml) -> str:
+def _maps_section(report: Report, figure: _FigureHtml) -> str:
     from analysis.plots import embedding_scatter
 
-    coordinates, method = report["projection"]["coordinates"], report["projection"]["method"].upper()
+    coordinates, method = report.shift.coordinates, report.shift.method.upper()
     parts = [(f'<p class="muted">One {method} map fitted on every model\'s clean and perturbed embeddings of '
-             f'{html.escape(", ".join(report["map_specs"]))}; all panels share their axes.</p>')]
-    for spec in report["map_specs"]:
+             f'{html.escape(", ".join(report.map_specs))}; all panels share their axes.</p>')]
+    for spec in report.map_specs:
         points = {m: {"clean": per["clean"], spec: per[spec]} for m, per in coordinates.items()}
-        parts.append(figure(embedding_scatter(projection, points, title=f"{spec}: layer-l query embeddings ({method})")))
+        parts.append(figure(embedding_scatter(report.shift, points, title=f"{spec}: layer-l query embeddings ({method})")))
     return "".join(parts)
 
 
-def _cosine_section(report: dict[str, Any], figure: _FigureHtml) -> str:
+def _cosine_section(report: Report, figure: _FigureHtml) -> str:
     from analysis.plots import cosine_histograms
 
-    distances = {s: {m: report["cosine_distances"][m][s] for m in report["models"]} for s in report["specs"][1:]}
+    distances = {s: {m: report.shift.distances[m][s] for m in report.models} for s in report.specs[1:]}
     return figure(cosine_histograms(distances))
 
 
-def _metrics_section(report: dict[str, Any], figure: _FigureHtml) -> str:
+def _metrics_section(report: Report, figure: _FigureHtml) -> str:
     from analysis.plots import metric_table
 
-    models, emid = list(report["models"]), report["emid"]
-    rows = {m: {k.replace("_", " "): v for k, v in report["summary"][m].items()} for m in models}
+    models, emid, summary, shift = list(report.models), report.emid, report.summary(), report.shift.summary()
+    rows = {m: {k.replace("_", " "): v for k, v in summary[m].items()} for m in models}
     parts = [figure(metric_table(rows, title="Means over the perturbed specs")),
              ("<p>JSD: matrix-based Jensen-Shannon divergence between the clean and perturbed embedding sets (nats, "
              "0 to log 2). EMID: CLUB MI(clean query; clean answer) minus MI(perturbed query; perturbed answer), in "
              "nats; lower is more robust.</p>")]
     if emid is None:
-        parts.append('<p class="note">EMID was skipped (--no-emid).</p>')
+        parts.append('<p class="note">EMID was skipped.</p>')
     else:
         parts.append(f'<p class="muted">EMID embedders: query {html.escape(emid["embedders"]["query"])}, answer '
                      f'{html.escape(emid["embedders"]["answer"])} (the paper uses CLIP and XLM-R, which cannot be '
@@ -131,27 +134,27 @@ def _metrics_section(report: dict[str, Any], figure: _FigureHtml) -> str:
                          "bounded variance.</p>")
     header = ["spec", *(f"{m} {metric}" for m in models for metric in ("cosine", "JSD", "EMID"))]
     table_rows = []
-    for spec in report["specs"][1:]:
+    for spec in report.specs[1:]:
         row: list[Any] = [spec]
         for m in models:
-            values = report["shift"][m][spec]
+            values = shift[m][spec]
             row += [values["cosine_mean"], values["jsd"], emid["values"][m][spec]["emid"] if emid else None]
         table_rows.append(row)
     parts.append(_table(header, table_rows))
     return "".join(parts)
 
 
-def _diagnostics_section(report: dict[str, Any], figure: _FigureHtml) -> str:
+def _diagnostics_section(report: Report, figure: _FigureHtml) -> str:
     from analysis.plots import token_colours_html, variance_heatmap
 
-    if not report["diagnostics"]:
+    if not report.diagnostics:
         return "<p>No model has a bottleneck: there is no posterior to diagnose.</p>"
-    parts = [f'<p class="note">{html.escape(note)}</p>' for note in report["diagnosis_notes"]]
+    parts = [f'<p class="note">{html.escape(note)}</p>' for note in report.diagnosis_notes()]
     keys = ["tokens", "kl", "kl_max_dim", "active_share", "posterior_variance", "hidden_rms", "mu_rms"]
-    for model, found in report["diagnostics"].items():
+    for model, found in report.diagnostics.items():
         rows = [[modality, *(found[modality].get(k) for k in keys)] for modality in ("visual", "text") if modality in found]
         parts.append(f"<h3>{html.escape(model)}</h3>" + _table(["tokens of", *keys], rows))
-        example = report["examples"].get(model)
+        example = report.examples.get(model)
         if example is None:
             continue
         parts.append(f"<p>Example query (clean, image {html.escape(str(example['image_id']))}): "
@@ -163,14 +166,14 @@ def _diagnostics_section(report: dict[str, Any], figure: _FigureHtml) -> str:
     return "".join(parts)
 
 
-def render_html(report: dict[str, Any], projection: Any) -> str:
+def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (plotly.js inline once; opens offline)."""
     figure = _FigureHtml()
-    models = "".join(f"<li>{html.escape(m)}: {html.escape(str(info['path']))} (layer {info['layer']}, "
-                     f"{'bottleneck' if info['has_bottleneck'] else 'no bottleneck'})</li>" for m, info in report["models"].items())
+    models = "".join(f"<li>{html.escape(m)}: {html.escape(str(info.path))} (layer {info.layer}, "
+                     f"{'bottleneck' if info.has_bottleneck else 'no bottleneck'})</li>" for m, info in report.models.items())
     bodies = {
         "accuracy": _accuracy_section(report, figure),
-        "maps": _maps_section(report, projection, figure),
+        "maps": _maps_section(report, figure),
         "cosine": _cosine_section(report, figure),
         "metrics": _metrics_section(report, figure),
         "diagnostics": _diagnostics_section(report, figure),
@@ -178,6 +181,6 @@ def render_html(report: dict[str, Any], projection: Any) -> str:
     sections = "".join(f'<h2 id="{key}">{html.escape(SECTIONS[key])}</h2>{bodies[key]}' for key in SECTIONS)
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Vittle robustness report</title>'
             f"<style>{_STYLE}</style></head><body><h1>Vittle robustness report</h1>"
-            f"<p>{html.escape(str(report['data']))}: {report['n_questions']} questions, {len(report['specs']) - 1} "
-            f"perturbed specs, seed {report['seed']}, created {report['created']}.</p><ul>{models}</ul>"
+            f"<p>{html.escape(str(report.data))}: {report.n_questions} questions, {len(report.specs) - 1} "
+            f"perturbed specs, seed {report.seed}, created {report.created}.</p><ul>{models}</ul>"
             f"{sections}</body></html>")

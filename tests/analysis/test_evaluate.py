@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from analysis.evaluate import (
+    EvalResult,
     Variants,
     evaluate,
     load_samples,
@@ -118,12 +119,23 @@ def effnet_assistant():
 
 
 def test_evaluate_scores_every_spec(effnet_assistant, few_samples):
-    report = evaluate(effnet_assistant, few_samples, ["clean", "contrast:5", "word_swap:2"], progress=False)
-    assert list(report["results"]) == ["clean", "contrast:5", "word_swap:2"]
-    for result in report["results"].values():
-        assert result["n"] == len(few_samples) and 0.0 <= result["accuracy"] <= 100.0
-        assert len(result["examples"]) == 3
-    table = markdown_table(report, "tiny")
+    result = evaluate(effnet_assistant, few_samples, ["clean", "contrast:5", "word_swap:2"], progress=False)
+    assert result.specs == ["clean", "contrast:5", "word_swap:2"]
+    questions = [s["question"] for s in few_samples]
+    for spec, scored in result.scores.items():
+        assert scored.n == len(few_samples) and 0.0 <= scored.accuracy <= 100.0
+        assert len(scored.predictions) == len(few_samples)  # every prediction is kept
+        hits = sum(normalize_answer(p) == normalize_answer(s["answer"]) for p, s in zip(scored.predictions, few_samples))
+        assert scored.accuracy == pytest.approx(100 * hits / len(few_samples))
+        assert (scored.questions == questions) == (spec != "word_swap:2")
+    assert result.answers == [str(s["answer"]) for s in few_samples]
+    again = EvalResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+    with pytest.raises(ValueError, match="format"):
+        EvalResult.from_json({**result.to_json(), "format_version": 1})
+    with pytest.raises(KeyError, match="not evaluated"):
+        result.accuracy("frost:3")
+    table = markdown_table(result, "tiny")
     assert table.count("\n| ") == 4 and "| contrast:5 |" in table
     with pytest.raises(ValueError, match="made for other samples"):
         evaluate(effnet_assistant, few_samples[:2], ["clean"], Variants(few_samples), progress=False)

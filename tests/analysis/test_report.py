@@ -114,6 +114,21 @@ def test_html_is_one_offline_page(report):
     assert 'class="vittle-tokens"' in page and "data:image/png;base64," in page
 
 
+def test_report_json_reads_back_and_renders_the_same_page(report):
+    from analysis.report import Report, render_html
+
+    data, page = report
+    typed = Report.from_json(data)
+    assert typed.to_json() == data  # every stored number round-trips
+    assert typed.accuracy == data["accuracy"] and typed.answers == data["answers"]
+    assert typed.evaluation["vittle"].predictions("clean") == data["answers"]["vittle"]["clean"]
+    again = render_html(typed)  # from the stored coordinates: no fitted map needed
+    strip = re.compile(r'"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')  # plotly's random div ids
+    assert strip.sub("", again) == strip.sub("", page)
+    with pytest.raises(ValueError, match="format 1"):
+        Report.from_json({**data, "format_version": 1})
+
+
 def test_no_emid_and_one_model(models, tmp_path):
     out = tmp_path / "out"
     assert main(_argv({"vittle": models["vittle"]}, out, "--no-emid", "--map-specs", "char_typo:1")) == 0
@@ -127,7 +142,7 @@ def test_no_emid_and_one_model(models, tmp_path):
     ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model"),
     ({"--limit-images": ["-1"]}, "--limit-images=-1 must be 0 (every image) or a positive number of images"),
     ({"--specs": ["frost:9"]}, "invalid level '9' for 'frost'"),
-    ({"--map-specs": ["frost:3"]}, "--map-specs must name perturbed specs of --specs"),
+    ({"--map-specs": ["frost:3"]}, "map_specs must name perturbed specs of specs"),
     ({"--club-steps": ["0"]}, "--club-steps=0 must be at least 1"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(models, tmp_path, capsys, change, message):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -14,8 +12,6 @@ from analysis.representations import (
     extract,
     extract_models,
     model_fingerprint,
-    shift_distances,
-    summarize_shift,
 )
 from vittle.config import BottleneckConfig
 from vittle.inference import Assistant
@@ -154,17 +150,3 @@ def test_extract_models_shares_variants(samples, tmp_path):
     assert list(variants._questions) == ["char_typo:3"]  # one perturbed question set for both models
     with pytest.raises(ValueError, match="no models"):
         extract_models({}, samples, ["clean"], cache_dir=tmp_path)
-
-
-def test_summarize_shift_by_hand():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((20, 6))
-    summary = summarize_shift({"clean": X, "same": X.copy(), "flipped": -X, "other": rng.standard_normal((20, 6))})
-    assert list(summary) == ["same", "flipped", "other"]
-    assert summary["same"]["cosine_mean"] == pytest.approx(0.0, abs=1e-12) and summary["same"]["jsd"] == pytest.approx(0.0, abs=1e-9)
-    # -X points the other way (distance 2) but has the same uncentred covariance (JSD 0)
-    assert summary["flipped"]["cosine_median"] == pytest.approx(2.0) and summary["flipped"]["jsd"] == pytest.approx(0.0, abs=1e-9)
-    assert 0.0 < summary["other"]["jsd"] <= math.log(2) and summary["other"]["n"] == 20
-    np.testing.assert_allclose(shift_distances({"clean": X, "other": X})["other"], np.zeros(20), atol=1e-12)
-    with pytest.raises(ValueError, match="'clean' entry"):
-        summarize_shift({"frost:3": X})
