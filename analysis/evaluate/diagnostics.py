@@ -13,8 +13,10 @@ A baseline (no bottleneck) gets only `hidden_rms`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 ACTIVE_THRESHOLD = 0.01
@@ -137,3 +139,38 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
             if totals[f"{name}_tokens"]:
                 out[f"{name}_state_change"] = totals[f"{name}_change"] / totals[f"{name}_tokens"]
     return out
+
+
+COLLAPSED_KL = 1e-3
+"""Mean per-token KL (nats per dim) below which one query's posterior counts as collapsed."""
+
+
+@dataclass
+class QueryPosterior:
+    """One query's posterior in two numbers per modality (from `Assistant.probe`)."""
+
+    text_variance_mean: float
+    text_kl_mean: float
+    visual_variance_mean: float | None = None
+    """None for a query without image tokens."""
+    visual_kl_mean: float | None = None
+
+    @classmethod
+    def from_probe(cls, probe: Any) -> QueryPosterior | None:
+        """None for a model without a bottleneck."""
+        if not probe.has_bottleneck:
+            return None
+        visual = probe.visual_variance is not None and len(probe.visual_variance) > 0
+        return cls(text_variance_mean=float(np.mean(probe.text_variance)), text_kl_mean=float(np.mean(probe.text_kl)),
+                   visual_variance_mean=float(np.mean(probe.visual_variance)) if visual else None,
+                   visual_kl_mean=float(np.mean(probe.visual_kl)) if visual else None)
+
+    @property
+    def kl_means(self) -> dict[str, float]:
+        """{"visual"?, "text"}: mean KL to the prior per dimension, over each modality's tokens."""
+        means = {"visual": self.visual_kl_mean, "text": self.text_kl_mean}
+        return {name: value for name, value in means.items() if value is not None}
+
+    @property
+    def collapsed(self) -> bool:
+        return max(self.kl_means.values()) < COLLAPSED_KL

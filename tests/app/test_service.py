@@ -83,25 +83,25 @@ def test_question_too_long_for_the_model(service):
 
 def test_panels(service, query):
     panels = service.panels(query, "vittle-f", "pca")
-    n = len(service._reference_samples()[0])
+    n = len(service.references.samples()[0])
     assert n == 24
     names = [trace.name for trace in panels.embeddings.data]
     assert names.count("clean") == 2 and names.count(query.spec) == 2 and names.count("query: clean") == 2
     reference = service.reference("baseline", query.spec)
     assert reference["clean"].shape == reference[query.spec].shape == (n, 128)
     # the map's points are the reference embeddings, placed by the shared projection
-    projection = service._projection("pca", query.spec, "vittle-f")
+    shift = service.references.analysis("pca", query.spec, "vittle-f")
     clean_trace = panels.embeddings.data[names.index("clean")]
-    assert np.allclose(clean_trace.x, projection.transform("baseline", reference["clean"])[:, 0])
+    assert np.allclose(clean_trace.x, shift.place("baseline", reference["clean"])[:, 0])
     # the query's distance is the cosine distance of its two probed states
     baseline = service.assistant("baseline")
     clean, perturbed = baseline.probe(query.image, query.question), baseline.probe(query.perturbed_image, query.perturbed_question)
     expected = cosine_distances(clean.hidden_after[None], perturbed.hidden_after[None])[0]
-    assert panels.numbers["query_cosine_distance"]["Baseline"] == pytest.approx(expected, rel=1e-5)
+    assert panels.numbers.query_cosine_distance["Baseline"] == pytest.approx(expected, rel=1e-5)
     histograms = [trace for trace in panels.distances.data if trace.type == "histogram"]
     assert [len(h.x) for h in histograms] == [n, n]
     assert histograms[0].name.startswith("Baseline (mean ")
-    assert panels.numbers["reference_cosine_mean"]["Baseline"] == pytest.approx(
+    assert panels.numbers.reference_cosine_mean["Baseline"] == pytest.approx(
         cosine_distances(reference["clean"], reference[query.spec]).mean(), rel=1e-5)
     # Vittle's posterior over the 7 x 7 image grid, and per text token
     assert np.shape(panels.variance.data[0].z) == (7, 7) and np.shape(panels.kl.data[0].z) == (7, 7)
@@ -113,7 +113,7 @@ def test_clean_query_has_no_shift_panels(service):
     query = service.prepare(easy_vqa.get_test_image_paths()[2], "What shape is this?", "none", 3, "none", 3)
     panels = service.panels(query, "vittle-l", "pca")
     assert query.spec == "clean" and panels.embeddings is None and panels.distances is None
-    distances = panels.numbers["query_cosine_distance"]
+    distances = panels.numbers.query_cosine_distance
     assert set(distances) == {"Baseline", "Vittle (L)"}
     assert all(value == pytest.approx(0.0, abs=1e-9) for value in distances.values())  # BLAS rounding: 0 or ~1e-16
     assert panels.variance is not None
@@ -160,8 +160,8 @@ def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
         time.sleep(0.1)
     assert service.precomputed == (2, 2) and service.status().endswith("(ready).")
     for name in ("baseline", "vittle-f"):
-        assert (name, "contrast:1") in service._reference and (name, "fog:1") in service._reference
-    assert service._reference.computed == 8  # clean, the default setting and the two, per model; nothing twice
+        assert (name, "contrast:1") in service.references.cache and (name, "fog:1") in service.references.cache
+    assert service.references.cache.computed == 8  # clean, the default setting and the two, per model; nothing twice
     service.close()
 
 
@@ -173,17 +173,17 @@ def test_a_new_settings_reference_sets_start_with_its_answers_and_run_side_by_si
 
     query = service.prepare(easy_vqa.get_test_image_paths()[1], "What shape is it?", "zoom_blur", 5, "word_delete", 1)
     assert query.spec == "zoom_blur:5+word_delete:1"
-    assert ("baseline", query.spec) not in service._reference and ("vittle-f", query.spec) not in service._reference
+    assert ("baseline", query.spec) not in service.references.cache and ("vittle-f", query.spec) not in service.references.cache
     list(service.answers(query, "vittle-f"))  # no panels asked for
     deadline = time.monotonic() + 120
-    while not all((name, query.spec) in service._reference for name in ("baseline", "vittle-f")):
+    while not all((name, query.spec) in service.references.cache for name in ("baseline", "vittle-f")):
         assert time.monotonic() < deadline, "the reference sets were not prefetched"
         time.sleep(0.05)
     embeds = {name: service.worker(name).jobs["embed"] for name in ("baseline", "vittle-f")}
     panels = service.panels(query, "vittle-f")
     assert {name: service.worker(name).jobs["embed"] for name in embeds} == embeds  # nothing embedded twice
-    assert panels.specs["embeddings"] is not None and len(panels.numbers["reference_cosine_mean"]) == 2
-    refs = service.references(["baseline", "vittle-f"], query.spec)
+    assert panels.specs["embeddings"] is not None and len(panels.numbers.reference_cosine_mean) == 2
+    refs = service.references.for_models(["baseline", "vittle-f"], query.spec)
     assert set(refs) == {"baseline", "vittle-f"} and refs["baseline"][query.spec].shape == (service.config.reference_images, 128)
 
 
@@ -193,11 +193,11 @@ def test_the_precompute_waits_until_users_have_been_quiet(service):
     import time
 
     started = time.monotonic()
-    service.wait_quiet(0.0)
+    service.models.wait_quiet(0.0)
     assert time.monotonic() - started < 0.1
     before = time.monotonic()
     service.worker("baseline").probe(None, "What color is the shape?").result()  # a user query, just now
-    service.wait_quiet(0.6)
+    service.models.wait_quiet(0.6)
     assert 0.6 <= time.monotonic() - before < 10
     assert time.monotonic() - service.worker("baseline").last_query >= 0.6
 
@@ -219,7 +219,7 @@ def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(
     hits = prefixes.hits
     combined = service.reference("baseline", "frost:2+word_delete:4")["frost:2+word_delete:4"]
     assert prefixes.hits - hits == 12
-    samples, variants = service._reference_samples()
+    samples, variants = service.references.samples()
     plain = Assistant.load(service.paths["baseline"], device="cpu")
     expected = extract(plain, samples, ["frost:2+word_delete:4"], cache_dir=tmp_path / "plain", progress=False, variants=variants)
     assert np.allclose(combined, expected["frost:2+word_delete:4"], atol=1e-4)

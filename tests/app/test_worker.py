@@ -147,18 +147,18 @@ def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
     from analysis.perturb import CLEAN
 
     spec = "shot_noise:2"  # a setting no other test uses
-    before = service._reference.computed
+    before = service.references.cache.computed
     path = easy_vqa.get_test_image_paths()[5]
 
     def user(k: int):
         query = service.prepare(path, "What shape is this?", "shot_noise", 2, "none", 3)
         answers = list(service.answers(query, "vittle-f"))[-1]
         panels = service.panels(query, "vittle-f", "pca")
-        return answers, panels.numbers["reference_cosine_mean"]
+        return answers, panels.numbers.reference_cosine_mean
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(user, range(16)))
     assert all(r == results[0] for r in results)  # every user got the same answers and numbers
-    assert service._reference.computed - before == 2  # the new spec, once per model; clean was already there
-    assert (("baseline", spec) in service._reference and ("vittle-f", spec) in service._reference
-            and ("baseline", CLEAN) in service._reference)
+    assert service.references.cache.computed - before == 2  # the new spec, once per model; clean was already there
+    assert (("baseline", spec) in service.references.cache and ("vittle-f", spec) in service.references.cache
+            and ("baseline", CLEAN) in service.references.cache)

@@ -1,0 +1,192 @@
+"""The app's models: loading (once, under a lock), one worker thread each, and the warm-up.
+
+    pool = ModelPool({"baseline": PATH, "vittle-f": PATH}, device="auto", prefix_cache_mb=512)
+    pool.worker("baseline").answer(image, question)      # a Future: the worker batches every user's queries
+    WarmUp(pool, reference, settings).start()            # load, embed, warm UMAP, precompute, in the background
+
+Each model runs on its own `app.worker.ModelWorker`, the only thread that calls it, so the
+models need no lock per call; loading is the one step under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from app.config import ASSETS, ServiceConfig
+from app.inputs import InputError
+from app.worker import ModelWorker
+
+logger = logging.getLogger(__name__)
+
+LABELS = {"baseline": "Baseline", "vittle-f": "Vittle (F)", "vittle-l": "Vittle (L)"}
+
+
+class ModelPool:
+    """The baseline and the selectable Vittle models, loaded on first use."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.paths = {"baseline": config.baseline, "vittle-f": config.vittle}
+        if config.vittle_l:
+            self.paths["vittle-l"] = config.vittle_l
+        self._assistants: dict[str, Any] = {}
+        self._workers: dict[str, ModelWorker] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def vittle_choices(self) -> list[tuple[str, str]]:
+        """(label, name) of the selectable Vittle models."""
+        return [(self.label(name), name) for name in self.paths if name != "baseline"]
+
+    def label(self, name: str) -> str:
+        """The UI's name of a model: its role, and its path when it is not an embedded model."""
+        role = LABELS.get(name, name)
+        return role if self.paths[name].startswith(str(ASSETS)) else f"{role}: {self.paths[name]}"
+
+    def check_vittle(self, name: str) -> None:
+        if name == "baseline" or name not in self.paths:
+            raise InputError(f"Unknown Vittle model {name!r}; choose one of {', '.join(n for n in self.paths if n != 'baseline')}.")
+
+    def assistant(self, name: str) -> Any:
+        """The loaded Assistant `name` (loads it, and starts its worker, on first use)."""
+        if name not in self.paths:
+            raise InputError(f"Unknown model {name!r}; choose one of {', '.join(self.paths)}.")
+        with self._lock:
+            if name not in self._assistants:
+                from vittle.inference import Assistant
+
+                logger.info("loading %s from %s", name, self.paths[name])
+                assistant = Assistant.load(self.paths[name], device=self.config.device)
+                if self.config.prefix_cache_mb > 0:
+                    assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
+                self._workers[name] = ModelWorker(assistant, name).start()
+                self._assistants[name] = assistant
+            return self._assistants[name]
+
+    def worker(self, name: str) -> ModelWorker:
+        """The thread that runs model `name` for every request (loads the model on first use)."""
+        self.assistant(name)
+        return self._workers[name]
+
+    def loaded(self) -> list[str]:
+        return [name for name in self.paths if name in self._assistants]
+
+    @property
+    def device(self) -> str:
+        return str(next(iter(self._assistants.values())).device) if self._assistants else self.config.device
+
+    def wait_quiet(self, seconds: float) -> None:
+        """Return once no model worker has had a user query for `seconds`."""
+        while True:
+            last = max((worker.last_query for worker in list(self._workers.values())), default=float("-inf"))
+            idle = time.monotonic() - last
+            if idle >= seconds:
+                return
+            time.sleep(min(seconds - idle, 0.25))
+
+    def close(self) -> None:
+        """Stop the workers (after the jobs they hold)."""
+        for worker in list(self._workers.values()):
+            worker.close()
+
+
+class WarmUp:
+    """The slow start, in background threads: load every model, embed the reference set under
+    the default setting, compile UMAP; then (optionally) embed every visual setting's
+    reference set while no user is asking. The first request waits for what it needs instead
+    of paying for it again."""
+
+    def __init__(self, pool: ModelPool, reference: Callable[[str, str], Any], settings: Callable[[], list[str]]):
+        self.pool, self.config = pool, pool.config
+        self._reference, self._settings = reference, settings
+        self._thread: threading.Thread | None = None
+        self._umap: threading.Thread | None = None
+        self.error: str | None = None
+        self.timings: dict[str, float] = {}
+        self.precomputed: tuple[int, int] | None = None
+        """(done, total) reference sets of the background precompute; None before it starts."""
+
+    def start(self) -> WarmUp:
+        """Start the warm-up (idempotent)."""
+        if self._thread is None:
+            # modules that request threads would otherwise import lazily, several at once: two
+            # threads importing plotly's circular submodules can deadlock (seen under load)
+            import analysis.lab.report  # noqa: F401
+            import plotly.graph_objects  # noqa: F401
+            import plotly.io  # noqa: F401
+            import plotly.subplots  # noqa: F401
+
+            self._thread = threading.Thread(target=self._run, name="vittle-warm-up", daemon=True)
+            self._thread.start()
+            if self.config.warm_umap:
+                self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
+                self._umap.start()
+        return self
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the models are loaded and the default reference sets embedded; False on timeout."""
+        self.start()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait_umap(self, timeout: float = 120) -> None:
+        """Wait for UMAP's compilation (a fit during it would compile the same code again)."""
+        if self._umap is not None:
+            self._umap.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            started = time.perf_counter()
+            for name in self.pool.paths:
+                self.pool.assistant(name)
+            self.timings["load_seconds"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            for name in ("baseline", "vittle-f"):
+                self._reference(name, self.config.default_spec)
+            self.timings["reference_seconds"] = round(time.perf_counter() - started, 2)
+        except Exception as err:  # reported in the UI's status line, and again on use
+            logger.exception("warm-up failed")
+            self.error = f"{type(err).__name__}: {err}"
+            return
+        if self.config.precompute:
+            threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
+
+    def _precompute(self) -> None:
+        settings = self._settings()
+        self.precomputed = (0, len(settings))
+        started = time.perf_counter()
+        for done, spec in enumerate(settings, start=1):
+            self.pool.wait_quiet(self.config.precompute_quiet_s)
+            try:
+                for name in ("baseline", "vittle-f"):
+                    self._reference(name, spec)
+            except Exception:
+                logger.exception("precomputing the reference set of %s failed; it is computed on first use", spec)
+            self.precomputed = (done, len(settings))
+        self.timings["precompute_seconds"] = round(time.perf_counter() - started, 2)
+
+    def _warm_umap(self) -> None:
+        try:
+            started = time.perf_counter()
+            from analysis.projection import warm_umap
+
+            warm_umap(self.config.seed)
+            self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
+        except Exception:
+            logger.exception("UMAP warm-up failed; UMAP maps will pay the JIT on first use")
+
+    def state(self) -> str:
+        """"warming up", "ready" or "ready; reference sets ... k/n embedded"."""
+        if self._thread is None or self._thread.is_alive():
+            return "warming up"
+        if self.precomputed and self.precomputed[0] < self.precomputed[1]:
+            return f"ready; reference sets of the visual shifts {self.precomputed[0]}/{self.precomputed[1]} embedded"
+        return "ready"

@@ -1,0 +1,151 @@
+"""What the panels show: figures (plotly figure dicts), markdown and HTML from typed results.
+
+No model code: everything here reads `analysis.shift.ShiftAnalysis`, an `Assistant.probe`
+result, `analysis.evaluate.diagnostics.QueryPosterior` or the lab's `LabSummary`.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+FIGURES = ("embeddings", "distances", "variance", "kl")
+
+
+@dataclass
+class PanelNumbers:
+    """The numbers behind one turn's panels (labels are the UI's model names)."""
+
+    spec: str
+    layer: dict[str, int]
+    """model name -> the layer whose state is shown."""
+    query_cosine_distance: dict[str, float]
+    """label -> cosine distance between the clean and the perturbed query's layer-l state."""
+    reference_cosine_mean: dict[str, float] = field(default_factory=dict)
+    """label -> mean of the same over the reference set (empty for a clean query)."""
+    posterior: Any = None
+    """The Vittle model's `QueryPosterior` on the perturbed query (None without a bottleneck)."""
+
+
+@dataclass
+class Panels:
+    """The panels of one turn. The figures are kept as plotly figure dicts (`specs`): the page
+    gets them as JSON (`json`) without plotly building and validating a Figure per panel per
+    user; `embeddings`, `distances`, `variance` and `kl` give plotly Figures for code."""
+
+    specs: dict[str, dict[str, Any] | None]
+    """FIGURES -> figure dict, or None where the turn has no such panel."""
+    tokens_html: str
+    summary: str
+    numbers: PanelNumbers
+
+    def json(self, name: str) -> str | None:
+        from analysis.plots import figure_json
+
+        return figure_json(self.specs[name])
+
+    def figure(self, name: str) -> Any:
+        from analysis.plots import figure
+
+        return figure(self.specs[name])
+
+    @property
+    def embeddings(self) -> Any:
+        return self.figure("embeddings")
+
+    @property
+    def distances(self) -> Any:
+        return self.figure("distances")
+
+    @property
+    def variance(self) -> Any:
+        return self.figure("variance")
+
+    @property
+    def kl(self) -> Any:
+        return self.figure("kl")
+
+
+def shift_figures(shift: Any, spec: str, labels: dict[str, str], placed: dict[str, Any], query_distance: dict[str, float],
+                  method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(map, histograms) figure dicts of a `ShiftAnalysis` with the user's query marked:
+    `placed[label]` = (clean, perturbed) map points, `query_distance[label]` its distance."""
+    from analysis.perturb import CLEAN
+    from analysis.plots import cosine_histograms_spec, embedding_scatter_spec
+
+    points = {labels[name]: {CLEAN: shift.coordinates[name][CLEAN], spec: shift.coordinates[name][spec]} for name in labels}
+    embeddings = embedding_scatter_spec(shift, points, placed,
+                                        title=f"Layer-l last-token states, reference set clean vs {spec} ({method.upper()})")
+    distances = {labels[name]: shift.distances[name][spec] for name in labels}
+    histograms = cosine_histograms_spec({spec: distances}, marker=query_distance,
+                                        title=f"Cosine distance clean vs {spec} over {len(next(iter(distances.values())))} reference queries")
+    return embeddings, histograms
+
+
+def shift_summary(numbers: PanelNumbers) -> str:
+    return ("Cosine distance between the clean and perturbed query's layer-l state: "
+            + ", ".join(f"{label} **{value:.4f}**" for label, value in numbers.query_cosine_distance.items())
+            + "; reference-set mean: "
+            + ", ".join(f"{label} {value:.4f}" for label, value in numbers.reference_cosine_mean.items()) + ".")
+
+
+CLEAN_SUMMARY = "Clean query: choose a perturbation to compare clean and perturbed representations."
+
+
+def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, str, str]:
+    """(variance figure, KL figure, tokens HTML, summary line) of the Vittle model's posterior
+    on one query; figures are None without image tokens or without a bottleneck."""
+    from analysis.plots import token_colours_html, variance_heatmap_spec
+
+    if posterior is None:
+        text = f"{label} has no bottleneck, so there is no posterior to show."
+        return None, None, f"<p>{html.escape(text)}</p>", text
+    variance = kl = None
+    if probe.grid is not None and posterior.visual_variance_mean is not None:
+        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}: posterior variance per image token (perturbed query)")
+        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}: KL to the prior per image token (nats per dim)", label="KL")
+    tokens_html = (token_colours_html(probe.text_tokens, probe.text_variance, "posterior variance")
+                   + "<p style='margin-top:8px'>KL to the prior per text token:</p>"
+                   + token_colours_html(probe.text_tokens, probe.text_kl, "KL to the prior", colour=(31, 119, 180)))
+    means = posterior.kl_means
+    if posterior.collapsed:
+        line = (f"{label}: the posterior has collapsed to the prior (mean KL per dim "
+                + ", ".join(f"{name} {max(value, 0.0):.2g}" for name, value in means.items())
+                + "): the bottleneck passes almost no information through its noisy path, and the answer "
+                "comes from the direct path (1 - alpha) h. See docs/robustness-lab.md.")
+    else:
+        line = f"{label}: mean KL to the prior per dim " + ", ".join(f"{name} {value:.3g}" for name, value in means.items()) + "."
+    return variance, kl, tokens_html, line
+
+
+def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict[str, str], paths: dict[str, str],
+                        vittle: str) -> str:
+    """The lab's table for the shown models: `shown[name]` is the lab arm a model was exported
+    from (None: not a lab model); `summary` the `LabSummary` (None: no lab results)."""
+    from analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
+
+    found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
+    lines = []
+    if found:
+        lines += [f"easy-vqa, {summary.slice['images']} test images: accuracy (%, mean ± std over the lab's seeds) on all clean "
+                  f"questions and on the colour and shape questions (grounded), clean and under each group of shifts. The app's "
+                  f"models are seed {summary.export_seed}, declared before any result. Source: docs/robustness-lab.md.", "",
+                  "| model | seeds | clean | clean, grounded | yes/no | " + " | ".join(GROUP_COLUMNS) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(GROUP_COLUMNS)]
+        for name, arm_name in found.items():
+            arm = summary.arms[arm_name]
+            lines.append(f"| {labels[name]} | {len(arm.seeds)} | {fmt(arm.clean.get('all'))} | {fmt(arm.clean.get('grounded'))} | "
+                         f"{fmt(arm.clean.get('yes/no'))} | " + " | ".join(fmt(arm.groups.get(g)) for g in GROUP_COLUMNS) + " |")
+        vittle_arm = summary.arms.get(found.get(vittle, ""))
+        if vittle_arm is not None and vittle_arm.versus_baseline:
+            lines += ["", f"{labels[vittle]} minus the baseline fine-tuned from the same base (grounded accuracy, points; "
+                          "mean [95% paired bootstrap interval over seeds and questions], * excludes 0):", "",
+                      "| clean | " + " | ".join(GROUP_COLUMNS) + " |", "|---|" + "---|" * len(GROUP_COLUMNS),
+                      f"| {fmt_interval(vittle_arm.versus_baseline.get('clean'))} | "
+                      + " | ".join(fmt_interval(vittle_arm.versus_baseline.get(g)) for g in GROUP_COLUMNS) + " |"]
+    for name in shown:
+        if name not in found:
+            lines += ["", f"No lab results for {labels[name]} ({paths[name]}): evaluate it with "
+                          f"`vittle eval easyvqa --model PATH --specs paper`."]
+    return "\n".join(lines).strip()

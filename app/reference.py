@@ -1,0 +1,112 @@
+"""The reference set behind the embedding and distance panels: easy-vqa test images, one
+question each, embedded by each model clean and under each shift a user asks for.
+
+    references = ReferenceSets(pool, config)
+    references.embeddings("baseline", "frost:3")          # {"clean": (n, d), "frost:3": (n, d)}
+    references.analysis("pca", "frost:3", "vittle-f")     # analysis.shift.ShiftAnalysis of both models
+
+Each embedding set, perturbed input set and map is computed once however many requests ask
+for it at the same time (`SingleFlight`); the perturbation runs outside the model workers, the
+embedding in chunks between the users' batches on each model's worker, the two models' side by
+side, and on disk (`analysis.representations`) so that a restart reads them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from app.models import ModelPool
+from app.worker import SingleFlight, ViaWorker
+
+logger = logging.getLogger(__name__)
+
+
+class ReferenceSets:
+    def __init__(self, pool: ModelPool, before_umap_fit: Callable[[], None] = lambda: None):
+        self.pool, self.config = pool, pool.config
+        self._before_umap_fit = before_umap_fit
+        self._samples = SingleFlight()
+        """() -> (samples, Variants): the reference set, chosen once."""
+        self.cache = SingleFlight()
+        """(model, spec) -> (n, d) embeddings."""
+        self._perturbed = SingleFlight()
+        """spec -> the reference set's perturbed inputs (shared by the models)."""
+        self._analyses = SingleFlight()
+        """(method, spec, vittle) -> ShiftAnalysis."""
+        self._cache_keys = SingleFlight()
+        """model -> its embeddings' cache folder (model and data fingerprints)."""
+        self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vittle-reference")
+        """Runs each model's embedding of a turn side by side, started with the turn's answers."""
+
+    def samples(self) -> tuple[list[dict[str, Any]], Any]:
+        """(samples, Variants): the first `reference_images` easy-vqa test images, one question
+        each, rotating through each image's questions for a mix of kinds."""
+        def choose() -> tuple[list[dict[str, Any]], Any]:
+            from analysis.evaluate.runner import Variants, load_samples
+
+            by_image: dict[Any, list[dict[str, Any]]] = {}
+            for row in load_samples("easyvqa", limit_images=self.config.reference_images):
+                by_image.setdefault(row["image_id"], []).append(row)
+            samples = [qs[i % len(qs)] for i, qs in enumerate(by_image.values())]
+            return samples, Variants(samples, seed=self.config.seed)
+
+        return self._samples.get((), choose)
+
+    def embeddings(self, name: str, spec: str) -> dict[str, np.ndarray]:
+        """{"clean": (n, d), spec: (n, d)}: model `name`'s reference-set embeddings, each
+        computed once (from the disk cache when it has them)."""
+        from analysis.perturb import CLEAN
+        from analysis.representations import cache_key, extract
+
+        samples, variants = self.samples()
+        worker = self.pool.worker(name)
+        # the models are frozen: their cache folder is hashed once, not on every new setting
+        key = self._cache_keys.get(name, lambda: cache_key(worker.assistant, samples, variants.seed))
+
+        def embed(wanted: str) -> np.ndarray:
+            self._perturbed.get(wanted, lambda: variants.get(wanted))  # perturbed once for every model, on this thread
+            return extract(ViaWorker(worker), samples, [wanted], cache_dir=self.config.cache_dir, progress=False,
+                           variants=variants, desc=f"reference {name}", key=key)[wanted]
+
+        return {s: self.cache.get((name, s), lambda s=s: embed(s)) for s in dict.fromkeys([CLEAN, spec])}
+
+    def for_models(self, models: list[str], spec: str) -> dict[str, dict[str, np.ndarray]]:
+        """`embeddings` of several models at once: each model's worker queues its own chunks,
+        so the embeddings of a new setting run side by side, not one after the other."""
+        futures = {name: self._background.submit(self.embeddings, name, spec) for name in models}
+        return {name: future.result() for name, future in futures.items()}
+
+    def prefetch(self, spec: str, vittle: str) -> None:
+        """Start a new setting's embeddings while its answers are made (the panels that follow
+        find them done or under way); errors surface in the panels, which ask again."""
+        from analysis.perturb import CLEAN
+
+        if spec != CLEAN:
+            for name in ("baseline", vittle):
+                self._background.submit(self._quiet, name, spec)
+
+    def _quiet(self, name: str, spec: str) -> None:
+        try:
+            self.embeddings(name, spec)
+        except Exception as err:
+            logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
+
+    def analysis(self, method: str, spec: str, vittle: str) -> Any:
+        """The `analysis.shift.ShiftAnalysis` of the baseline and `vittle` on the reference set
+        under `spec`: one map of both models' clean and shifted states, and their distances."""
+        from analysis.shift import ShiftAnalysis
+
+        def compute() -> ShiftAnalysis:
+            if method == "umap":
+                self._before_umap_fit()
+            return ShiftAnalysis.compute(self.for_models(["baseline", vittle], spec), method=method, seed=self.config.seed)
+
+        return self._analyses.get((method, spec, vittle), compute)
+
+    def close(self) -> None:
+        self._background.shutdown(wait=False, cancel_futures=True)
