@@ -10,6 +10,9 @@ regularizer (docs/method.md, after the paper's objective).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from dataclasses import dataclass
 
@@ -97,6 +100,28 @@ class BottleneckState:
     """True where the token is an image token."""
 
 
+_RECORDING: ContextVar[list[BottleneckState] | None] = ContextVar("vittle_bottleneck_states", default=None)
+
+
+@contextmanager
+def record_states() -> Iterator[list[BottleneckState]]:
+    """Collect the state of every bottleneck forward run inside the block, in this thread (or
+    asyncio task) only, into the yielded list; the module keeps nothing (`last` is untouched).
+
+        with record_states() as states:
+            model(**inputs)
+        kl_v, kl_t = bottleneck.kl_terms(state=states[-1])
+
+    This is what makes concurrent calls on one model safe: each caller reads its own forward's
+    posterior, where `last` would hold whichever thread's forward finished last."""
+    states: list[BottleneckState] = []
+    token = _RECORDING.set(states)
+    try:
+        yield states
+    finally:
+        _RECORDING.reset(token)
+
+
 class VittleBottleneck(nn.Module):
     """The two posterior MLPs and their priors. Attached to a model by `vittle.attach_bottleneck`.
 
@@ -120,6 +145,8 @@ class VittleBottleneck(nn.Module):
         self.inference_alpha: float | None = None
         """Overrides alpha_max in eval mode when set (0.0 switches the bottleneck off)."""
         self.last: BottleneckState | None = None
+        """The state of the last forward run outside `record_states()` (for a training loop of
+        one thread that calls `kl_terms()` after its forward)."""
 
     @property
     def train_alpha(self) -> float:
@@ -191,7 +218,12 @@ class VittleBottleneck(nn.Module):
             if scale is not None:
                 sample = sample * scale
             output = torch.lerp(hidden, sample, alpha)  # (1 - alpha) * h + alpha * z
-        self.last = BottleneckState(hidden, output, mu, logvar, visual_mask)
+        state = BottleneckState(hidden, output, mu, logvar, visual_mask)
+        recording = _RECORDING.get()
+        if recording is not None:
+            recording.append(state)
+        else:
+            self.last = state
         return output
 
     def token_kl(self, state: BottleneckState | None = None) -> torch.Tensor:
@@ -205,10 +237,11 @@ class VittleBottleneck(nn.Module):
         prior_logvar = torch.where(vm, self.visual_prior.clamped_logvar().float(), self.text_prior.clamped_logvar().float())
         return gaussian_kl(mu, logvar, prior_mean, prior_logvar)
 
-    def kl_terms(self, text_scope: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(KL_v, KL_t): mean elementwise KL over visual tokens and over the text tokens in
-        `text_scope` (a (batch, seq) bool mask; None: all text tokens). An empty set gives 0."""
-        state = self._require_state()
+    def kl_terms(self, text_scope: torch.Tensor | None = None, state: BottleneckState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL_v, KL_t) of `state` (default: `last`): mean elementwise KL over visual tokens and
+        over the text tokens in `text_scope` (a (batch, seq) bool mask; None: all text tokens).
+        An empty set gives 0."""
+        state = state or self._require_state()
         kl = self.token_kl(state).mean(dim=-1)  # (batch, seq)
         text_mask = ~state.visual_mask
         if text_scope is not None:
@@ -217,7 +250,8 @@ class VittleBottleneck(nn.Module):
 
     def _require_state(self) -> BottleneckState:
         if self.last is None:
-            raise RuntimeError("the bottleneck has not run yet: call the model's forward first")
+            raise RuntimeError("the bottleneck has not run yet (or ran inside record_states(), which keeps the states "
+                               "it yields): call the model's forward first")
         return self.last
 
 

@@ -26,6 +26,7 @@ from transformers import AutoProcessor, TextIteratorStreamer
 
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, image_digest, load_image
+from vittle.bottleneck import record_states
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.template import IMAGE_PLACEHOLDER, build_prompt, system_prompt_of
 
@@ -373,9 +374,10 @@ class Assistant:
         if not questions:
             return []
         inputs = self._batch(images, questions)
-        hidden = run_to_layer(self.model, self.layer, **inputs)
+        with record_states() as states:  # this call's posterior: concurrent probes do not read each other's
+            hidden = run_to_layer(self.model, self.layer, **inputs)
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        state = get_bottleneck(self.model).last if self.has_bottleneck else None
+        state = states[-1] if states and self.has_bottleneck else None
         if state is not None:
             variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
             kl = get_bottleneck(self.model).token_kl(state).mean(dim=-1).cpu().numpy()
@@ -455,7 +457,9 @@ class Assistant:
             keys = torch.cat([torch.cat([shared_k, entry[index][0]], dim=2) for entry in entries])
             values = torch.cat([torch.cat([shared_v, entry[index][1]], dim=2) for entry in entries])
             cache.update(keys, values, index)
-        hidden = run_to_layer(self.model, self.layer, cache=cache, input_ids=suffix_ids.to(self.device), attention_mask=mask.to(self.device))
+        with record_states():  # nothing of this forward kept on the module
+            hidden = run_to_layer(self.model, self.layer, cache=cache, input_ids=suffix_ids.to(self.device),
+                                  attention_mask=mask.to(self.device))
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), (lengths - 1).to(hidden.device)].float().cpu().numpy()
 
     @torch.no_grad()
@@ -490,7 +494,8 @@ class Assistant:
             from transformers import DynamicCache
 
             cache = DynamicCache()
-        hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
+        with record_states():  # nothing of this forward kept on the module
+            hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
         if cache is not None:
             self._store_prefixes(inputs["input_ids"], cache, keys)
         last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token

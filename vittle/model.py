@@ -4,7 +4,9 @@ The bottleneck runs in a forward hook on decoder layer l: the hook's return valu
 the layer's output, so transformers' own layer loop, KV cache, gradient checkpointing and
 generation stay untouched. A pre-hook on the LLaVA backbone records which tokens are image
 tokens (`input_ids == image_token_id`) for the forward that follows; during cached
-generation each new token is a text token.
+generation each new token is a text token. Both hooks keep their per-forward data per thread,
+and `run_to_layer` stops only its own thread's forward, so several threads may call one model
+at once (each reads its own posterior through `vittle.bottleneck.record_states`).
 
 The bottleneck is a submodule named `vittle_bottleneck` and its config is stored as
 `config.vittle`, so `model.save_pretrained` writes both into the ordinary checkpoint
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,14 +100,15 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
     bottleneck.train(model.training)  # a new module starts in training mode; follow the model
     model.add_module(BOTTLENECK_ATTR, bottleneck)
     setattr(model.config, CONFIG_KEY, config.to_dict())
-    pending: dict[str, torch.Tensor] = {}
+    pending = threading.local()  # each thread's backbone forward hands its mask to its own layer-l call
 
     def record_tokens(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        pending["visual_mask"] = _visual_mask(model, args, kwargs)
+        pending.visual_mask = _visual_mask(model, args, kwargs)
 
     def apply(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         hidden = output[0] if isinstance(output, tuple) else output
-        mask = pending.pop("visual_mask", None)  # one backbone forward, one use
+        mask = getattr(pending, "visual_mask", None)
+        pending.visual_mask = None  # one backbone forward, one use
         if mask is None or mask.shape != hidden.shape[:2]:
             raise RuntimeError("the bottleneck's layer ran without the LLaVA backbone's forward; call the model itself")
         new_hidden = bottleneck(hidden, mask.to(hidden.device))
@@ -112,7 +116,7 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
 
     bottleneck._hook_handles = [
         model.model.register_forward_pre_hook(record_tokens, with_kwargs=True),
-        layers[layer].register_forward_hook(apply),
+        layers[layer].register_forward_hook(apply, prepend=True),  # before any other hook reads the layer's output
     ]
     return model
 
@@ -135,20 +139,37 @@ class _StopForward(Exception):
         self.hidden = hidden
 
 
+_STOP = threading.local()
+"""`_STOP.layer`: the decoder layer after which this thread's `run_to_layer` stops."""
+_STOP_HOOKS_LOCK = threading.Lock()
+
+
+def _stop_here(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+    if getattr(_STOP, "layer", None) is module:
+        raise _StopForward(output[0] if isinstance(output, tuple) else output)
+
+
+def _install_stop_hook(layer: nn.Module) -> None:
+    """One permanent hook per layer that stops only the thread that asked: adding and removing
+    a hook per call would change the layer's hook table while other threads run through it."""
+    with _STOP_HOOKS_LOCK:
+        if not getattr(layer, "_vittle_stop_hook", False):
+            layer.register_forward_hook(_stop_here)  # after the bottleneck's hook, which is prepended
+            layer._vittle_stop_hook = True
+
+
 def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, **inputs) -> torch.Tensor:
     """Run the model up to decoder layer `layer` (default: the bottleneck layer) and return
     that layer's output as it flows on (after the bottleneck, if one is attached). No later
     decoder layer, final norm or LM head runs. `cache` (a transformers Cache) is read as the
-    past of `inputs` and filled with layers 0..layer's keys and values."""
+    past of `inputs` and filled with layers 0..layer's keys and values. Safe to call from
+    several threads at once."""
     layers = decoder_layers(model)
     layer = bottleneck_layer(model) if layer is None else layer
     if not 0 <= layer < len(layers):
         raise ValueError(f"layer={layer} is beyond the model's depth ({len(layers)} decoder layers)")
-
-    def stop(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        raise _StopForward(output[0] if isinstance(output, tuple) else output)
-
-    handle = layers[layer].register_forward_hook(stop)  # registered last: runs after the bottleneck
+    _install_stop_hook(layers[layer])
+    previous, _STOP.layer = getattr(_STOP, "layer", None), layers[layer]
     try:
         if cache is None:
             model.model(**inputs, use_cache=False)
@@ -157,7 +178,7 @@ def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, 
     except _StopForward as stopped:
         return stopped.hidden
     finally:
-        handle.remove()
+        _STOP.layer = previous
     raise RuntimeError(f"decoder layer {layer} did not run")
 
 

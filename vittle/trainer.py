@@ -22,6 +22,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import TRAIN_ALIASES, BottleneckConfig, RecipeConfig, TrainConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
+from vittle.bottleneck import BottleneckState, record_states
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
 
@@ -130,11 +131,13 @@ def schedule_alpha(model: torch.nn.Module, progress: float) -> float:
 
 
 def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                attention_mask: torch.Tensor | None = None, state: BottleneckState | None = None,
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The Vittle objective after a forward pass: (loss, terms) with loss = CE (`outputs.loss`)
     + kl_weight * (KL_v + KL_t) and terms {"ce", "kl_v", "kl_t"} (only "ce" without a
     bottleneck). With text_kl_scope "prompt", `labels` and `attention_mask` of the batch pick
-    the text tokens whose KL counts (the prompt's, not the answer's)."""
+    the text tokens whose KL counts (the prompt's, not the answer's). `state`: that forward's
+    bottleneck state from `vittle.bottleneck.record_states()` (default: the bottleneck's `last`)."""
     bottleneck = get_bottleneck(model)
     loss, terms = outputs.loss, {"ce": outputs.loss}
     if bottleneck is None:
@@ -144,7 +147,7 @@ def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | Non
         if labels is None or attention_mask is None:
             raise ValueError("text_kl_scope='prompt' needs the batch's labels and attention_mask to find the prompt tokens")
         scope = (labels == IGNORE_INDEX) & attention_mask.bool()
-    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope)
+    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope, state)
     return loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"]), terms
 
 
@@ -163,19 +166,23 @@ class VittleTrainer(Trainer):
         bottleneck = get_bottleneck(unwrapped)
         if bottleneck is not None and model.training:
             schedule_alpha(unwrapped, self.state.global_step / max(1, self.state.max_steps))
-        outputs = model(**inputs)
-        loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"))
+        with record_states() as states:  # this forward's posterior, not kept on the module
+            outputs = model(**inputs)
+        loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"),
+                                  states[-1] if states else None)
         if model.training:
             # Detached tensors, turned into numbers only when logged: no device sync per step.
             for key, value in terms.items():
                 self._running[key].append(value.detach())
             if bottleneck is not None:
                 self._running["alpha"].append(torch.tensor(bottleneck.train_alpha))
-                bottleneck.last = None  # do not keep this step's activations alive into the next
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
+        if bottleneck is not None:  # gradient checkpointing re-runs the forward in backward, outside record_states()
+            bottleneck.last = None  # do not keep those activations alive into the next step
         # One process: stop at once (Trainer reads this value every step anyway, for its NaN
         # filter). Several: leave it to the gradient norm, which every rank sees after the
         # all-reduce, so that no rank stops alone while the others wait for it.

@@ -26,6 +26,7 @@ ACTIVE_THRESHOLD = 0.01
 def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[str], batch_size: int = 32,
                           threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
     """Run the queries up to the bottleneck layer and summarize its posterior per modality."""
+    from vittle.bottleneck import record_states
     from vittle.model import get_bottleneck, run_to_layer
 
     if not questions:
@@ -36,11 +37,12 @@ def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequ
     image_token = model.config.image_token_id
     for start in range(0, len(questions), batch_size):
         inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
-        hidden = run_to_layer(model, assistant.layer, **inputs)
+        with record_states() as states:
+            hidden = run_to_layer(model, assistant.layer, **inputs)
         real = inputs["attention_mask"].bool()
         visual = (inputs["input_ids"] == image_token) & real
         masks = {"visual": visual, "text": real & ~visual}
-        state = bottleneck.last if bottleneck is not None else None
+        state = states[-1] if bottleneck is not None and states else None
         source = state.hidden if state is not None else hidden
         kl = bottleneck.token_kl(state) if state is not None else None
         for name, mask in masks.items():
@@ -90,6 +92,7 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
     - `image_attention` (any model): the share of the answer position's attention that lands on
       image tokens in the layers after the bottleneck layer, mean over heads, layers and queries.
     """
+    from vittle.bottleneck import record_states
     from vittle.model import bottleneck_alpha, decoder_layers, get_bottleneck
 
     if not questions:
@@ -107,7 +110,8 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
             inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
             rows = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device)
             last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the answer position
-            outputs = model(**inputs, output_attentions=bool(layers), use_cache=False)
+            with record_states() as states:
+                outputs = model(**inputs, output_attentions=bool(layers), use_cache=False)
             visual = inputs["input_ids"] == model.config.image_token_id
             totals["queries"] += len(rows)
             if layers:
@@ -116,7 +120,7 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
                 totals["attention"] += float(on_image.mean(0).sum())
             if bottleneck is None:
                 continue
-            state = bottleneck.last
+            state = states[-1]
             change = (state.output.float() - state.hidden.float()).norm(dim=-1) / state.hidden.float().norm(dim=-1).clamp_min(1e-12)
             real = inputs["attention_mask"].bool()
             for name, mask in (("visual", visual & real), ("text", ~visual & real)):

@@ -46,6 +46,25 @@ def test_each_modality_goes_through_its_own_mlp():
     assert not torch.allclose(mu_v, bottleneck.text(hidden[mask])[0])
 
 
+def test_record_states_gives_each_forward_to_its_caller():
+    from vittle.bottleneck import record_states
+
+    bottleneck = _bottleneck(alpha_max=0.5).eval()
+    hidden, mask = torch.randn(2, 4, 8), torch.tensor([[True, False, False, False]] * 2)
+    with record_states() as states:
+        out = bottleneck(hidden, mask)
+        bottleneck(hidden[:1], mask[:1])
+    assert bottleneck.last is None and len(states) == 2  # nothing kept on the module
+    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * states[0].mu)
+    assert states[1].hidden.shape == (1, 4, 8)
+    kl_v, kl_t = bottleneck.kl_terms(state=states[0])
+    bottleneck(hidden, mask)  # outside the block: `last`, as before
+    torch.testing.assert_close(bottleneck.kl_terms(), (kl_v, kl_t))
+    with record_states() as inner:
+        bottleneck(hidden[:1], mask[:1])
+    assert len(inner) == 1 and bottleneck.last.hidden.shape == (2, 4, 8)
+
+
 def test_inference_mixes_with_the_mean_and_training_samples():
     bottleneck = _bottleneck(alpha_max=0.5).eval()
     hidden, mask = torch.randn(1, 4, 8), torch.tensor([[True, False, False, False]])

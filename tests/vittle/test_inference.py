@@ -62,6 +62,34 @@ def test_probe_batch_equals_one_probe_per_query(vittle_assistant, image):
         vittle_assistant.probe_batch([image], questions[:2])
 
 
+def test_concurrent_probes_each_read_their_own_posterior(vittle_assistant, image):
+    """The posterior of a forward is recorded for its caller (vittle.bottleneck.record_states),
+    not kept on the module, so threads probing one model at once do not read each other's."""
+    import threading
+
+    from vittle.model import get_bottleneck
+
+    queries = [(image, "What colour is the shape?"), (image.rotate(90), "Is there a red square in the image, or not?"),
+               (None, "Shape?"), (image.rotate(180), "What shape is in the image?")] * 4
+    alone = [vittle_assistant.probe(i, q) for i, q in queries]
+    assert get_bottleneck(vittle_assistant.model).last is None  # probes leave nothing on the module
+    got: dict[int, object] = {}
+    start = threading.Barrier(len(queries))
+
+    def probe(index: int) -> None:
+        start.wait()
+        got[index] = vittle_assistant.probe(*queries[index])
+
+    threads = [threading.Thread(target=probe, args=(i,)) for i in range(len(queries))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, expected in enumerate(alone):
+        for name in ("hidden_before", "visual_variance", "text_variance", "text_kl"):
+            np.testing.assert_allclose(getattr(got[index], name), getattr(expected, name), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_probe_of_a_plain_model(tiny, image):
     model, processor = tiny
     result = Assistant(model, processor).probe(image, "What colour?")
@@ -95,9 +123,9 @@ def test_load_and_command_line(vittle_assistant, image, tmp_path, capsys):
     expected = vittle_assistant.answer(image, "What colour?", max_new_tokens=6)
     assert loaded.answer(tmp_path / "q.png", "What colour?", max_new_tokens=6) == expected
     assert main(["answer", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?",
-                 "--max-new-tokens", "6", "--stream", "false"]) == 0
+                 "--max-new-tokens", "6", "--no-stream"]) == 0
     assert capsys.readouterr().out.strip() == expected
-    assert main(["probe", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?", "--json", "true"]) == 0
+    assert main(["probe", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and data["grid"] == [4, 4]
     assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 2

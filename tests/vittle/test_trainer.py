@@ -64,6 +64,9 @@ def test_loss_is_ce_plus_weighted_kl(shapes_data, tmp_path, scope):
     model.eval()  # deterministic: the mean instead of a sample
     loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
     bottleneck = get_bottleneck(model)
+    assert bottleneck.last is None  # the trainer reads its forward's posterior without keeping it on the module
+    with torch.no_grad():
+        model(**batch)  # the same forward (eval: the mean), outside record_states: kept in `last`
     state = bottleneck.last
     kl = bottleneck.token_kl().mean(-1)
     text = ~state.visual_mask & batch["attention_mask"].bool()
