@@ -1,12 +1,14 @@
 """The demo's settings: which models, how many reference images, what runs in the background.
 
-`vittle demo`'s options are generated from `ServiceConfig` (vittle.settings), so the command
-line and the Python API cannot drift apart.
+`vittle demo`'s options are generated from `DemoConfig`: `ServiceConfig` plus how the server
+runs (vittle.options), so the command line and the Python API cannot drift apart. A Hugging Face
+Space passes no flags: its variables (VITTLE_BASELINE, VITTLE_VITTLE, VITTLE_VITTLE_L,
+VITTLE_DEVICE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) set the defaults, and flags still win.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.inputs import MAX_UPLOAD_BYTES
@@ -18,22 +20,28 @@ LAB_JSON = ROOT / "docs" / "robustness-lab" / "lab.json"
 
 @dataclass
 class ServiceConfig:
-    baseline: str = str(ASSETS / "tiny-baseline")
+    baseline: str = field(default=str(ASSETS / "tiny-baseline"), metadata={"env": "VITTLE_BASELINE"})
     """Folder or hub id of the baseline model."""
-    vittle: str = str(ASSETS / "tiny-vittle-f")
+    vittle: str = field(default=str(ASSETS / "tiny-vittle-f"), metadata={"env": "VITTLE_VITTLE"})
     """Folder or hub id of the Vittle model shown by default."""
-    vittle_l: str | None = str(ASSETS / "tiny-vittle-l")
-    """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); None: none."""
-    device: str = "auto"
+    vittle_l: str | None = field(default=str(ASSETS / "tiny-vittle-l"), metadata={"env": "VITTLE_VITTLE_L"})
+    """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); null or "none": none."""
+    device: str = field(default="auto", metadata={"env": "VITTLE_DEVICE"})
+    """"auto" (CUDA with bf16 when present, else CPU), "cpu", "cuda", "cuda:1", ..."""
     reference_images: int = 48
     """easy-vqa test images (one question each) in the reference set of the embedding and distance panels."""
     default_spec: str = "frost:3"
     """Perturbation whose reference embeddings are computed in the background."""
     max_new_tokens: int = 24
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    """Longest answer in tokens."""
+    max_upload_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata={"cli": False})  # the command line sets it in MB
+    """Largest accepted upload, in bytes."""
     seed: int = 0
+    """Seed of the perturbations."""
     lab: Path | None = LAB_JSON
+    """The robustness lab's lab.json, whose numbers the app shows; null: none."""
     warm_umap: bool = True
+    """Fit a UMAP map at start-up, so that the first user's umap projection does not wait for its JIT."""
     precompute: bool = True
     """After the warm-up, embed the reference set under every visual corruption at every severity
     for the baseline and the default Vittle model, in the background (each is an embedding job
@@ -50,3 +58,46 @@ class ServiceConfig:
     memory, so that a text shift of a visual setting already embedded runs only the questions'
     tokens (vittle.inference.PrefixCache; about 0.2 MB per image for the embedded models: every
     visual setting's 48 images fit, about 430 MB). 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        if self.reference_images < 3:
+            raise ValueError(f"reference_images={self.reference_images} must be at least 3")
+
+
+@dataclass
+class DemoConfig(ServiceConfig):
+    """The service's settings and how the server runs them (`vittle demo`, app.py)."""
+
+    host: str = field(default="127.0.0.1", metadata={"env": "GRADIO_SERVER_NAME"})
+    """Address to listen on."""
+    port: int = field(default=7860, metadata={"env": "GRADIO_SERVER_PORT"})
+    """Port to listen on."""
+    share: bool = False
+    """Also open a public gradio.live link."""
+    concurrency: int = 16
+    """Requests in progress at once (the rest queue): each model batches what they ask."""
+    threads: int = 0
+    """Torch threads on a CPU (0: half the cores, at least 1: the two models of a turn run side by
+    side, and threads that wait for each other only spin); numpy's BLAS runs on one."""
+    max_upload_mb: float = MAX_UPLOAD_BYTES / 1024 / 1024
+    """Largest accepted upload, in MB."""
+    file_lifetime_min: float = 60
+    """Delete uploads and output images after this many minutes (and all at shutdown)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency={self.concurrency} must be at least 1")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads} must be 0 (auto) or positive")
+        if not self.file_lifetime_min > 0:
+            raise ValueError(f"file_lifetime_min={self.file_lifetime_min:g} must be positive")
+        if not self.max_upload_mb > 0:
+            raise ValueError(f"max_upload_mb={self.max_upload_mb:g} must be positive")
+        self.max_upload_bytes = int(self.max_upload_mb * 1024 * 1024)
+        defaults = ServiceConfig()
+        for name in ("baseline", "vittle", "vittle_l"):
+            if (value := getattr(self, name)) == getattr(defaults, name) and not Path(value).is_dir():
+                raise ValueError(f"{name}: the embedded model {value} is not here. The embedded models ship with the "
+                                 "repository (assets/models), not with the installed package: run from a clone of the "
+                                 "repository, or name other baseline and vittle models (local folders or hub ids)")

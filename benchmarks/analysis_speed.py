@@ -11,7 +11,7 @@ Measures, in one run:
   Both run in this process, so the vision tower's process-wide feature cache may already
   hold some images in the cold run; each run loads its own MiniLM (~3 s on CPU).
 
-    python benchmarks/analysis_speed.py [--models baseline=PATH vittle=PATH] [--device cuda]
+    python benchmarks/analysis_speed.py [--model baseline=PATH --model vittle=PATH] [--device cuda]
     python benchmarks/analysis_speed.py --samples 16 --repeats 2 --umap-sizes 300 --umap-dim 64 \
         --analyze-specs contrast:2 --analyze-limit-images 2 --out /tmp/smoke.json        # smoke
 """
@@ -120,7 +120,8 @@ def time_analyze(models: list[str], specs: str, limit_images: int, device: str, 
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         for run in ("cold", "warm"):
-            argv = ["--models", *models, "--specs", specs, "--limit-images", str(limit_images), "--out", f"{tmp}/{run}",
+            argv = [*(arg for model in models for arg in ("--model", model)), "--specs", specs, "--limit-images", str(limit_images),
+                    "--out", f"{tmp}/{run}",
                     "--cache-dir", f"{tmp}/cache", "--device", device, "--club-steps", str(club_steps),
                     "--batch-size", str(batch_size), "--no-progress"]
             start = time.perf_counter()
@@ -142,14 +143,15 @@ def check_models(items: list[str]) -> dict[str, Path]:
         folder = Path(path if sep else item)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model folder not found (no config.json): {folder}. Train the tiny models with "
-                                    "`vittle lab --out runs/lab --assets assets/models`, or pass --models NAME=PATH ...")
+                                    "`vittle lab --out runs/lab --assets assets/models`, or pass --model NAME=PATH ...")
         models[name if sep else folder.name] = folder
     return models
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="NAME=PATH")
+    parser.add_argument("--model", action="append", dest="models", metavar="[NAME=]PATH",
+                        help="a model to time; repeat for several (default: the embedded baseline and Vittle (F))")
     parser.add_argument("--extract-model", default=None, metavar="NAME", help="model of the extraction timing (default: the last)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--samples", type=int, default=256, help="easy-vqa questions for the extraction timing")
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analysis_speed.json")
     args = parser.parse_args(argv)
     try:
-        models = check_models(args.models)
+        models = check_models(args.models or DEFAULT_MODELS)
     except FileNotFoundError as err:
         print(f"analysis_speed: error: {err}", file=sys.stderr)
         return 2
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     name = args.extract_model or list(models)[-1]
     if name not in models:
-        print(f"analysis_speed: error: --extract-model {name!r} is not among --models {list(models)}", file=sys.stderr)
+        print(f"analysis_speed: error: --extract-model {name!r} is not among the models {list(models)}", file=sys.stderr)
         return 2
     assistant = Assistant.load(models[name], device=str(device))
     samples = load_samples("easyvqa")[: args.samples]

@@ -1,22 +1,30 @@
 """The `vittle` command: train, answer, probe, push, quickstart, the analysis tools and the demo.
 
-Options of each subcommand are generated from a dataclass (vittle.settings), so the command
-line, the recipes and the Python API cannot drift apart.
+Options of each subcommand are generated from a dataclass (vittle.options), so the command
+line, the recipes and the Python API cannot drift apart. -v/--verbose (debug logging) may stand
+anywhere on the command line, before or after the subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vittle.settings import add_dataclass_arguments
+from vittle.options import add_options, configure_logging, strip_verbose, values
 
 logger = logging.getLogger("vittle")
+
+
+@dataclass
+class TrainArgs:
+    recipe: str
+    """YAML file, or the name of a built-in recipe (e.g. tiny-shapes)."""
+    overrides: tuple[str, ...] = field(default=(), metadata={"positional": True, "metavar": "section.key=value"})
+    """Recipe overrides such as train.max_steps=100 bottleneck.prior=learnable."""
 
 
 @dataclass
@@ -75,11 +83,11 @@ class QuickstartArgs:
     """Training steps of the tiny recipe."""
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: TrainArgs) -> int:
     from vittle.settings import load_recipe
     from vittle.trainer import train
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, list(args.overrides))
     result = train(recipe)
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
     if losses:
@@ -173,20 +181,17 @@ def _dispatch(command: str, argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for LLaVA")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train with a YAML recipe", description="vittle train --recipe FILE [section.key=value ...]")
-    train.add_argument("--recipe", required=True, help="YAML file, or the name of a built-in recipe (e.g. tiny-shapes)")
-    train.add_argument("overrides", nargs="*", help="recipe overrides such as train.max_steps=100 bottleneck.prior=learnable")
-    train.set_defaults(handler=_train, spec=None)
     for name, cls, handler, text in (
+        ("train", TrainArgs, _train, "train with a YAML recipe"),
         ("answer", AnswerArgs, _answer, "answer a question about an image"),
         ("probe", ProbeArgs, _probe, "layer-l state and posterior statistics of one query"),
         ("push", PushArgs, _push, "upload a trained model to the Hugging Face Hub with a model card"),
         ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"),
     ):
         command = sub.add_parser(name, help=text, description=text)
-        add_dataclass_arguments(command, cls)
+        add_options(command, cls)
         command.set_defaults(handler=handler, spec=cls)
     for name in EXTERNAL:
         sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
@@ -194,19 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v is taken out before dispatch, so that it works with every subcommand, wherever it stands
+    argv, verbose = strip_verbose(list(sys.argv[1:] if argv is None else argv))
+    if verbose:
+        configure_logging(logging.DEBUG)
+        logging.getLogger().setLevel(logging.DEBUG)  # also when the caller configured logging first
     if argv and argv[0] in EXTERNAL:
         return _dispatch(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
 
     try:
-        if args.spec is None:
-            return args.handler(args)
-        names = {f.name for f in dataclasses.fields(args.spec)}
-        return args.handler(args.spec(**{k: v for k, v in vars(args).items() if k in names}))
+        return args.handler(args.spec(**values(args.spec, args)))
     except (ValueError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"vittle {args.command}: error: {err}", file=sys.stderr)
         return 2

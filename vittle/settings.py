@@ -1,18 +1,20 @@
-"""Dataclasses <-> YAML recipes, `key=value` overrides and argparse options.
+"""Dataclasses <-> YAML recipes and `key=value` overrides; field docstrings.
 
-One mechanism turns text into typed dataclass fields everywhere, so "False" is False, "null"
-is None and a wrong type is an error that names the key.
+One mechanism turns text into typed dataclass fields everywhere (recipes, overrides and the
+command line of `vittle.options`), so "False" is False, "null" is None and a wrong type is an
+error that names the key.
 """
 
 from __future__ import annotations
 
-import argparse
+import ast
 import dataclasses
 import inspect
+import textwrap
 import types
 import typing
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Literal
 
 import yaml
 
@@ -27,6 +29,8 @@ def _allowed_types(hint: Any) -> tuple[type, ...]:
         return (type(None),)
     if hint is Any:
         return (object,)
+    if origin is Literal:
+        return tuple({type(arg) for arg in typing.get_args(hint)})
     return (origin or hint,)
 
 
@@ -34,19 +38,29 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return " ".join(str(getattr(err, "problem", None) or err).split())
 
 
+NULLS = ("null", "~", "Null", "NULL")
+"""The texts that mean None (YAML's nulls, less the empty string, which stays a string)."""
+
+
 def coerce(key: str, raw: Any, hint: Any) -> Any:
     """Parse `raw` (YAML text or an already parsed value) as the type `hint` allows."""
     allowed = _allowed_types(hint)
+    if isinstance(raw, str) and any(isinstance(t, type) and issubclass(t, PurePath) for t in allowed):
+        if type(None) in allowed and raw.strip() in NULLS:
+            return None
+        return Path(raw)  # a path is never YAML: "2024" or "on" are folder names
     try:
         value = yaml.safe_load(raw) if isinstance(raw, str) else raw
     except yaml.YAMLError as err:
         if str not in allowed:
             raise ValueError(f"{key}: {raw!r} is not a valid value ({_yaml_problem(err)})") from None
         value = raw  # a string field takes the text as written
-    if value is None and isinstance(raw, str) and raw.strip() not in ("null", "~", "Null", "NULL") and str in allowed:
+    if value is None and isinstance(raw, str) and raw.strip() not in NULLS and str in allowed:
         value = raw  # an empty string stays a string: only an explicit null means None
     if str in allowed and isinstance(raw, str) and not isinstance(value, tuple(allowed)):
         value = raw  # e.g. a path that YAML would read as a number
+    if isinstance(value, str) and isinstance(raw, str) and not raw.lstrip().startswith(("'", '"')):
+        value = raw  # unquoted text as written: YAML would fold its newlines and drop a " #" comment
     if isinstance(value, str) and float in allowed and str not in allowed:
         try:  # YAML 1.1 reads "2e-3" (no dot) as a string
             value = float(value)
@@ -58,6 +72,8 @@ def coerce(key: str, raw: Any, hint: Any) -> Any:
         raise ValueError(f"{key}: expected {' or '.join(t.__name__ for t in allowed)}, got {raw!r}")
     if not isinstance(value, allowed):
         raise ValueError(f"{key}: expected {' or '.join(t.__name__ for t in allowed)}, got {raw!r}")
+    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+        raise ValueError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, typing.get_args(hint)))}")
     return value
 
 
@@ -144,33 +160,18 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
     return build(RecipeConfig, apply_overrides(data, overrides or []))
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One --option per field of `cls`; help from the field's docstring in the source."""
-    hints = typing.get_type_hints(cls)
-    docs = _field_docs(cls)
-    for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        default = None if required else (field.default if field.default is not dataclasses.MISSING else field.default_factory())
-        parser.add_argument(flag, dest=field.name, required=required, default=default,
-                            type=lambda raw, n=field.name, h=hints[field.name]: coerce(n, raw, h),
-                            help=docs.get(field.name, "") + ("" if required else f" (default: {default})"))
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    """Field docstrings (the string literal right after each field) from the class source."""
-    source = ""
+def field_docs(cls: type) -> dict[str, str]:
+    """Field docstrings (the string literal right after each field) from the source of `cls`
+    and the dataclasses it derives from; a subclass's docstring wins."""
+    docs: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
         try:
-            source += inspect.getsource(klass) + "\n"
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         except (OSError, TypeError):
             continue
-    docs, last = {}, None
-    for line in source.splitlines():
-        stripped = line.strip()
-        if ":" in stripped and not stripped.startswith(('"', "#", "def ", "@", "class ")):
-            last = stripped.split(":", 1)[0].strip()
-        elif stripped.startswith('"""') and last:
-            docs[last] = stripped.strip('"').strip()
-            last = None
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
     return docs

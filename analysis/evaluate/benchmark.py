@@ -27,21 +27,6 @@ from analysis.evaluate.runner import _stable_int
 from analysis.perturb import CLEAN, apply, parse_spec
 
 
-def parse_models(items: list[str]) -> dict[str, str]:
-    """["base=PATH", "PATH2"] -> {"base": "PATH", "PATH2's folder name": "PATH2"}; names unique."""
-    models: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            name, path = Path(item.rstrip("/")).name or item, item
-        if not name or not path:
-            raise ValueError(f"--model {item!r}: expected NAME=PATH or PATH")
-        if name in models:
-            raise ValueError(f"--model: the name {name!r} is used twice; write NAME=PATH")
-        models[name] = path
-    return models
-
-
 class _Images:
     """Clean and perturbed images of one spec, the last `size` of each kept."""
 
@@ -128,15 +113,6 @@ def table11(values: dict[str, dict[str, float]], title: str) -> list[str]:
     return lines
 
 
-def add_loading_arguments(parser: Any) -> None:
-    """--device, --dtype, --device-map and --quantize, as `Assistant.load` takes them."""
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
-    parser.add_argument("--device-map", default=None, help="auto or balanced: spread a big model over the GPUs (accelerate)")
-    parser.add_argument("--quantize", choices=("8bit", "4bit"), default=None,
-                        help="load the language model's linear layers in 8 or 4 bits (bitsandbytes, CUDA)")
-
-
 def load_assistant(path: str, args: Any, shard: Shard | None = None) -> Any:
     """The model for `args`; under a data-parallel run with --device auto, on this rank's GPU (LOCAL_RANK)."""
     import torch
@@ -211,7 +187,7 @@ def answer_models(models: dict[str, str], specs: Sequence[str], questions: Seque
     file); rank 0 then waits for the others, merges the parts into answers.jsonl in question
     order and yields; the other ranks yield nothing."""
     if args.batch_size < 1 or args.max_new_tokens < 1:
-        raise ValueError(f"--batch-size and --max-new-tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
+        raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
     import sys
 
     shard = shard or Shard.from_env()

@@ -8,37 +8,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-from analysis.evaluate.benchmark import parse_models
+from analysis.evaluate.args import EvalArgs
 
 PROG = "vittle eval"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Score models by exact match on a VQA test set, clean and under perturbations. "
-        "Yes/no questions are also scored POPE-style (precision, recall, F1, yes-ratio).",
-        epilog="Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval llava-bench --help`, "
-        "`vittle eval mc --help` (multiple choice), `vittle eval mme --help`. "
-        "Spec sets: paper (27 variants), paper-visual, paper-text, paper-joint (its 9 of each kind), visual (9 corruptions x severities 1..5), text (9 text "
-        "perturbations), full (visual + text); or specs such as frost:3,char_typo:2,zoom_blur:3+greek.")
-    parser.add_argument("data", help="'easyvqa' (the package's test split) or a LLaVA conversation JSON")
-    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
-                        help="checkpoint folder or hub id; repeat for several models")
-    parser.add_argument("--specs", default="paper", help="spec sets and/or specs, comma-separated (clean is always included)")
-    parser.add_argument("--limit-images", type=int, default=None, help="keep the questions of the first N images")
-    parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.md")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-new-tokens", type=int, default=4, help="longest answer (easy-vqa answers are one word)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
-    return parser
+DESCRIPTION = ("Score models by exact match on a VQA test set, clean and under perturbations. "
+               "Yes/no questions are also scored POPE-style (precision, recall, F1, yes-ratio).")
+EPILOG = ("Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval llava-bench --help`, "
+          "`vittle eval mc --help` (multiple choice), `vittle eval mme --help`. "
+          "Spec sets: paper (27 variants), paper-visual, paper-text, paper-joint (its 9 of each kind), visual (9 corruptions "
+          "x severities 1..5), text (9 text perturbations), full (visual + text); or specs such as "
+          "frost:3,char_typo:2,zoom_blur:3+greek.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,20 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         from .llava_bench_cli import main as llava_bench
 
         return llava_bench(argv[1:])
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
+    from vittle.options import configure_logging, parse
 
     from analysis.perturb import expand_specs
 
     from .runner import Variants, evaluate, load_samples, markdown_table
 
+    args = parse(EvalArgs, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    configure_logging(logging.WARNING)
     try:
-        models = parse_models(args.model)
+        models = args.models
         specs = expand_specs(args.specs, clean=True)
-        if args.batch_size < 1 or args.max_new_tokens < 1:
-            raise ValueError(f"--batch-size={args.batch_size} and --max-new-tokens={args.max_new_tokens} must be >= 1")
         samples = load_samples(args.data, args.limit_images)
         variants = Variants(samples, seed=args.seed)
         from vittle.inference import Assistant

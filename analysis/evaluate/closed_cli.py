@@ -10,28 +10,13 @@ File formats: analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answer
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-
-def build_parser(kind: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"vittle eval {kind}", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH", help="checkpoint; repeatable")
-    parser.add_argument("--questions", type=Path, required=True, help="questions as JSON lines (see analysis.evaluate.closed_form)")
-    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name")
-    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
-    parser.add_argument("--out", type=Path, default=Path(f"runs/{kind}"))
-    parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    from analysis.evaluate.benchmark import add_loading_arguments
-
-    add_loading_arguments(parser)
-    return parser
+from analysis.evaluate.args import ClosedArgs
 
 
 def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
@@ -75,21 +60,20 @@ def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, An
 
 
 def main(kind: str, argv: list[str] | None = None) -> int:
-    args = build_parser(kind).parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    prog = f"vittle eval {kind}"
-    from analysis.evaluate.benchmark import answer_models, parse_models, table11, write_results
+    from analysis.evaluate.benchmark import answer_models, table11, write_results
     from analysis.perturb import expand_specs
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
+    from vittle.options import configure_logging, parse
 
+    prog = f"vittle eval {kind}"
+    args = parse(ClosedArgs, argv, prog=prog, description=__doc__.split("\n\n")[0], make=partial(ClosedArgs, kind=kind))
+    configure_logging(logging.WARNING)
     results: dict[str, dict[str, Any]] = {}
     try:
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit={args.limit} must be at least 1")
         questions, rows = load(kind, args.questions)
         questions = questions[: args.limit]
-        models, specs = parse_models(args.model), expand_specs(args.specs, clean=True)
+        models, specs = args.models, expand_specs(args.specs, clean=True)
         for name, spec, answers in answer_models(models, specs, questions, args, prog):
             results.setdefault(name, {})[spec] = score(kind, answers.rows(), rows)
     except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:

@@ -3,7 +3,7 @@
     export VITTLE_JUDGE_URL=https://api.openai.com/v1 VITTLE_JUDGE_MODEL=gpt-4-0613 VITTLE_JUDGE_KEY=...
     vittle eval llava-bench --model base=PATH --model vittle=PATH --questions questions.jsonl --images images/ \\
         --context context.jsonl --reference answers_gpt4.jsonl --rules rule.json --specs clean,paper --out runs/llava-bench
-    vittle eval llava-bench --answers llava=answers.jsonl ...      # judge answers made elsewhere (LLaVA's own)
+    vittle eval llava-bench --answer llava=answers.jsonl ...       # judge answers made elsewhere (LLaVA's own)
 
 Per model and spec: `answers.jsonl` (LLaVA's format, appended per batch), `reviews-<run>.jsonl`
 for each of `--judge-runs` runs (appended per review; a rerun continues), then
@@ -14,54 +14,22 @@ relative score, then each model by category). See analysis.evaluate.judge for th
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.evaluate.args import LlavaBenchArgs
+
 PROG = "vittle eval llava-bench"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH", help="checkpoint to answer the questions; repeatable")
-    parser.add_argument("--answers", action="append", default=[], metavar="NAME=ANSWERS",
-                        help="an existing LLaVA answers.jsonl to judge instead (clean spec); repeatable")
-    parser.add_argument("--questions", type=Path, required=True, help="the benchmark's questions.jsonl")
-    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name")
-    parser.add_argument("--context", type=Path, required=True, help="context.jsonl (captions per image)")
-    parser.add_argument("--reference", type=Path, required=True, help="the reference answers (answers_gpt4.jsonl)")
-    parser.add_argument("--rules", type=Path, required=True, help="LLaVA's rule.json (llava_bench_conv, _detail, _complex)")
-    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
-    parser.add_argument("--out", type=Path, default=Path("runs/llava-bench"))
-    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible API root (default: $VITTLE_JUDGE_URL or $OPENAI_BASE_URL)")
-    parser.add_argument("--judge-model", default=None, help="default: $VITTLE_JUDGE_MODEL")
-    parser.add_argument("--judge-runs", type=int, default=3, help="independent judge runs (the paper: 3)")
-    parser.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
-    parser.add_argument("--judge-retries", type=int, default=5, help="retries after a timeout, 429 or 5xx")
-    parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer (LLaVA-Bench answers are long)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
-    from analysis.evaluate.benchmark import add_loading_arguments
-
-    add_loading_arguments(parser)
-    return parser
-
-
-def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import Shard, answer_models, parse_models
+def run(args: LlavaBenchArgs, judge_factory: Any = None) -> dict[str, Any]:
+    from analysis.evaluate.benchmark import Shard, answer_models
     from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
     from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.perturb import expand_specs
 
-    if args.judge_runs < 1:
-        raise ValueError(f"--judge-runs={args.judge_runs} must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit={args.limit} must be at least 1")
-    if not args.model and not args.answers:
-        raise ValueError("give --model (to answer) or --answers NAME=FILE (to judge existing answers)")
     questions = read_questions(args.questions)[: args.limit]
     contexts, rules = read_contexts(args.context), read_rules(args.rules)
     references = {row["question_id"]: row for row in read_jsonl(args.reference) if "question_id" in row}
@@ -69,15 +37,11 @@ def run(args: argparse.Namespace, judge_factory: Any = None) -> dict[str, Any]:
     judge = (judge_factory or Judge)(settings)
     specs = expand_specs(args.specs, clean=True)
     work: dict[str, dict[str, Path]] = {}  # model -> spec -> answers file
-    for item in args.answers:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--answers {item!r}: expected NAME=FILE")
+    for name, path in args.answers.items():
         work[name] = {"clean": Path(path)}
-    models = parse_models(args.model) if args.model else {}
     results: dict[str, Any] = {}
     try:
-        for name, spec, answers in answer_models(models, specs, questions, args, PROG):
+        for name, spec, answers in answer_models(args.models, specs, questions, args, PROG):
             work.setdefault(name, {})[spec] = answers.path
         if not Shard.from_env().main:  # a data-parallel rank: its answers are written; rank 0 judges
             work = {}
@@ -113,8 +77,10 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None, judge_factory: Any = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from vittle.options import configure_logging, parse
+
+    args = parse(LlavaBenchArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0])
+    configure_logging(logging.WARNING)
     from analysis.evaluate.judge import JudgeError
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError

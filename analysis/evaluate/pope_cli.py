@@ -13,37 +13,18 @@ specs by category).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
+
+from analysis.evaluate.args import PopeArgs
 
 PROG = "vittle eval pope"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     epilog="Spec sets: paper-visual (the paper's 9 visual shifts at severity 3), "
-                                     "visual, text, paper-text, paper-joint, paper; or specs such as frost:3,zoom_blur:5.")
-    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
-                        help="checkpoint folder or hub id; repeat for several models")
-    parser.add_argument("--questions", type=Path, required=True, help="LLaVA's question file (llava_pope_test.jsonl)")
-    parser.add_argument("--images", type=Path, default=None, help="folder of the images the questions name (COCO val2014)")
-    parser.add_argument("--labels", type=Path, required=True, help="folder of POPE's coco_pope_<category>.json label files")
-    parser.add_argument("--specs", default="clean", help="spec sets and/or specs, comma-separated (clean is always included)")
-    parser.add_argument("--out", type=Path, default=Path("runs/pope"), help="folder for answers, results.json and results.md")
-    parser.add_argument("--limit", type=int, default=None, help="the first N questions of each category only")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer (LLaVA's default is 128)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
-    parser.add_argument("--score-only", type=Path, default=None, metavar="ANSWERS",
-                        help="score an existing LLaVA answers.jsonl (ours or LLaVA's) and print the metrics")
-    from analysis.evaluate.benchmark import add_loading_arguments
-
-    add_loading_arguments(parser)
-    return parser
+EPILOG = ("Spec sets: paper-visual (the paper's 9 visual shifts at severity 3), visual, text, paper-text, paper-joint, "
+          "paper; or specs such as frost:3,zoom_blur:5.")
 
 
 def limit_questions(questions: list, limit: int | None) -> list:
@@ -51,7 +32,7 @@ def limit_questions(questions: list, limit: int | None) -> list:
     if limit is None:
         return questions
     if limit < 1:
-        raise ValueError(f"--limit={limit} must be at least 1")
+        raise ValueError(f"limit={limit} must be at least 1")
     counts: dict[Any, int] = {}
     kept = []
     for question in questions:
@@ -78,8 +59,8 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_models, parse_models
+def run(args: PopeArgs) -> dict[str, Any]:
+    from analysis.evaluate.benchmark import answer_models
     from analysis.evaluate.llava_files import read_jsonl, read_questions
     from analysis.evaluate.pope import align_labels, read_labels, score_pope
     from analysis.perturb import expand_specs
@@ -88,9 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     labels = align_labels(questions, read_labels(args.labels))
     if args.score_only is not None:
         return {"answers": str(args.score_only), "scores": score_pope(read_jsonl(args.score_only), questions, labels)}
-    if not args.model:
-        raise ValueError("give --model (one or more) or --score-only ANSWERS")
-    models = parse_models(args.model)
+    models = args.models
     specs = expand_specs(args.specs, clean=True)
     results: dict[str, dict[str, Any]] = {}
     for name, spec, answers in answer_models(models, specs, questions, args, PROG):
@@ -100,10 +79,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from vittle.checkpoint import CheckpointError
     from vittle.data import DataError
+    from vittle.options import configure_logging, parse
+
+    args = parse(PopeArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    configure_logging(logging.WARNING)
 
     try:
         report = run(args)

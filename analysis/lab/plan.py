@@ -104,12 +104,16 @@ def lab_specs(severities: tuple[int, ...], text_level: int = 3) -> list[str]:
 
 @dataclass
 class LabConfig:
+    """What the lab runs and where it writes (`vittle lab`'s options are generated from it)."""
+
     out: Path = Path("runs/lab")
+    """Output folder: runs, lab.json, lab.md and figures."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Seeds of the bases; every main arm is fine-tuned from each."""
     sweep_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of the KL-weight sweep and the positive control (each also runs the baseline)."""
     groups: tuple[str, ...] = GROUPS
+    """Arm groups to run: main, sweep, control."""
     export_seed: int = 0
     """The seed whose baseline, Vittle (F) and Vittle (L) become the app's models, declared
     here before any result is seen (no picking the seed that looks best)."""
@@ -122,12 +126,14 @@ class LabConfig:
     """Test images whose questions are evaluated: all questions clean, the colour and shape
     questions under every shift."""
     diagnostic_queries: int = 256
+    """Queries of the posterior and embedding diagnostics per run."""
     train_images: int | None = None
     """Train on the questions of the first N train images only (quick mode)."""
-    overrides: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = field(default=(), metadata={"positional": True, "metavar": "[base:|arm:]key=value"})
     """Recipe overrides: "base:key=value" for the bases, "arm:key=value" for the arms, plain
     "key=value" for both."""
     device: str = "auto"
+    """"auto", "cpu", "cuda", "cuda:1", "mps"."""
     workers: int = 1
     """Processes that share the plan (each takes the next run whose base is ready); on a
     2-core CPU two one-thread workers train the small models about 1.5x faster than one."""
@@ -144,10 +150,12 @@ class LabConfig:
     record. Models are not archived: a base found only there is trained again when one of its
     arms still has to run."""
     png: bool = True
+    """Write PNG figures too (needs Chromium)."""
     train_only: bool = False
+    """Train the planned runs, evaluate nothing."""
     only: tuple[str, ...] = ()
-    """Run only these arms (and the bases they need)."""
-    arms: tuple[Arm, ...] = field(default=ARMS)
+    """Run only these arms (and the bases they need), e.g. vittle-f,noise."""
+    arms: tuple[Arm, ...] = field(default=ARMS, metadata={"cli": False})
 
     @classmethod
     def quick(cls, **kwargs: Any) -> LabConfig:

@@ -7,71 +7,49 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .dataset import BuildConfig
 from .spec import valid_levels_text
+from .translate import TranslationSettings
 
 PROG = "vittle perturb"
 
 
-def _add_translation_args(parser: argparse.ArgumentParser) -> None:
-    """One --translate-* option per TranslationSettings field (secrets stay env-only)."""
-    from .translate import TranslationSettings
+@dataclass
+class QueryConfig:
+    """One image/question pair to perturb."""
 
-    group = parser.add_argument_group("translation (defaults from VITTLE_* environment variables)")
-    for f in fields(TranslationSettings):
-        if f.metadata.get("cli", True):
-            env = f.metadata.get("env")
-            help_text = f.metadata["help"] + (f" [env {env}]" if env else "")
-            group.add_argument(f"--translate-{f.name.replace('_', '-')}", dest=f"translate_{f.name}",
-                               default=None, help=help_text)
+    spec: str
+    """Perturbation spec, e.g. frost:3, char_typo:2, zoom_blur:3+greek."""
+    out: Path
+    """Folder for the perturbed image and result.json."""
+    image: Path | None = None
+    """Input image."""
+    question: str | None = None
+    """Input question (may contain <image>)."""
+    seed: int = 0
+    """Seed of the perturbation."""
+    translation: TranslationSettings | None = field(default=None, metadata={"prefix": "translate"})
+    """Where translations come from; None: from the environment."""
 
-
-def _settings(args: argparse.Namespace):
-    from .translate import TranslationSettings
-
-    overrides = {k.removeprefix("translate_"): v for k, v in vars(args).items() if k.startswith("translate_")}
-    return TranslationSettings.from_env(**overrides)
-
-
-def query_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Perturb one image/question pair. Subcommands: build, list.",
-        epilog=f"Spec: {valid_levels_text()}. E.g. frost:3, char_typo:2, zoom_blur:3+greek.")
-    parser.add_argument("--image", type=Path, help="input image")
-    parser.add_argument("--question", help="input question (may contain <image>)")
-    parser.add_argument("--spec", required=True, help="perturbation spec")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the perturbed image and result.json")
-    parser.add_argument("--seed", type=int, default=0)
-    _add_translation_args(parser)
-    return parser
+    def __post_init__(self) -> None:
+        if self.image is None and self.question is None:
+            raise ValueError("image and question are both missing; give one or both")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} build",
-                                     description="Write each spec as a LLaVA-format dataset (resumable).")
-    parser.add_argument("--data", type=Path, required=True, help="LLaVA conversation JSON")
-    parser.add_argument("--images", type=Path, required=True, help="folder the samples' image paths are relative to")
-    parser.add_argument("--specs", default="paper", help="'paper' (the 27 variants) or a comma-separated list")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per spec)")
-    parser.add_argument("--workers", type=int, default=1, help="image worker processes")
-    parser.add_argument("--seed", type=int, default=0)
-    _add_translation_args(parser)
-    return parser
+@dataclass
+class ListArgs:
+    json: bool = False
+    """Machine-readable output."""
 
 
-def list_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} list", description="List every perturbation.")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
-
-
-def run_query(args: argparse.Namespace) -> int:
+def run_query(args: QueryConfig) -> int:
     from PIL import Image
 
     from .api import apply, describe
@@ -80,12 +58,10 @@ def run_query(args: argparse.Namespace) -> int:
     from .spec import parse_spec
     from .translate import Language, get_translator
 
-    if args.image is None and args.question is None:
-        raise ValueError("give --image, --question or both")
     spec = parse_spec(args.spec)
     translator = None
     if spec.text is not None and spec.text.perturbation.category is Category.SENTENCE and args.question is not None:
-        translator = get_translator(_settings(args))
+        translator = get_translator(args.translation)
     image = None
     if args.image is not None:
         with Image.open(args.image) as opened:
@@ -109,18 +85,15 @@ def run_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from .dataset import BuildConfig, build_variants
-    from .spec import expand_specs
+def run_build(config: BuildConfig) -> int:
+    from .dataset import build_variants
 
-    config = BuildConfig(data=args.data, images=args.images, out=args.out, specs=expand_specs(args.specs),
-                         workers=args.workers, seed=args.seed, translation=_settings(args))
     folders = build_variants(config)
-    print(f"built {len(folders)} variants in {args.out}")
+    print(f"built {len(folders)} variants in {config.out}")
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
+def run_list(args: ListArgs) -> int:
     from .registry import list_perturbations
 
     entries = list_perturbations()
@@ -134,17 +107,28 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, tuple[type, Any, str]] = {
+    "build": (BuildConfig, run_build, "Write each spec as a LLaVA-format dataset (resumable)."),
+    "list": (ListArgs, run_list, "List every perturbation."),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle perturb ...` (argv without the word "perturb")."""
+    from vittle.options import configure_logging, parse
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"build": (build_parser, run_build), "list": (list_parser, run_list)}
-    make_parser, run = commands.get(argv[0], (query_parser, run_query)) if argv else (query_parser, run_query)
-    parser = make_parser()
-    args = parser.parse_args(argv[1:] if argv and argv[0] in commands else argv)
+    if argv and argv[0] in COMMANDS:
+        cls, run, description = COMMANDS[argv[0]]
+        prog, epilog, argv = f"{PROG} {argv[0]}", None, argv[1:]
+    else:
+        cls, run, prog = QueryConfig, run_query, PROG
+        description = "Perturb one image/question pair. Subcommands: build, list."
+        epilog = f"Spec: {valid_levels_text()}. E.g. frost:3, char_typo:2, zoom_blur:3+greek."
+    args = parse(cls, argv, prog=prog, description=description, epilog=epilog)
+    configure_logging(logging.INFO)
     try:
         return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

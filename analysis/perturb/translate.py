@@ -40,21 +40,22 @@ def _env(name: str) -> str | None:
 class TranslationSettings:
     """Where translations come from; `from_env()` reads the VITTLE_* variables."""
 
-    backend: str = field(default="auto", metadata={"help": f"one of {', '.join(BACKENDS)}", "env": "VITTLE_TRANSLATOR"})
-    base_url: str | None = field(default=None, metadata={
-        "help": "OpenAI-compatible API base URL, e.g. https://api.openai.com/v1", "env": "VITTLE_TRANSLATE_BASE_URL"})
-    model: str | None = field(default=None, metadata={
-        "help": "chat model name, e.g. gpt-4o", "env": "VITTLE_TRANSLATE_MODEL"})
-    api_key: str | None = field(default=None, repr=False, metadata={
-        "help": "API key (prefer the env var)", "env": "VITTLE_TRANSLATE_API_KEY", "cli": False})
-    hf_model: str | None = field(default=None, metadata={
-        "help": "local seq2seq model folder (NLLB), or a pattern with {lang} (ar, el, hi) for Marian "
-                "folders per language pair", "env": "VITTLE_TRANSLATE_HF_MODEL"})
-    dict_dir: str = field(default="/usr/share/dictd", metadata={
-        "help": "folder of the freedict dictionaries for the gloss backend", "env": "VITTLE_FREEDICT_DIR"})
-    cache_dir: str | None = field(default=None, metadata={
-        "help": "translation cache folder (default ~/.cache/vittle/translations)", "env": "VITTLE_TRANSLATION_CACHE"})
-    timeout_s: float = field(default=60.0, metadata={"help": "API request timeout in seconds", "cli": False})
+    backend: str = field(default="auto", metadata={"choices": BACKENDS, "env": "VITTLE_TRANSLATOR"})
+    """Where translations come from; "auto": the first configured of openai, hf, gloss."""
+    base_url: str | None = field(default=None, metadata={"env": "VITTLE_TRANSLATE_BASE_URL"})
+    """OpenAI-compatible API base URL, e.g. https://api.openai.com/v1."""
+    model: str | None = field(default=None, metadata={"env": "VITTLE_TRANSLATE_MODEL"})
+    """Chat model name, e.g. gpt-4o."""
+    api_key: str | None = field(default=None, repr=False, metadata={"env": "VITTLE_TRANSLATE_API_KEY", "cli": False})
+    """API key (from the environment only, so that it stays out of process lists and shell history)."""
+    hf_model: str | None = field(default=None, metadata={"env": "VITTLE_TRANSLATE_HF_MODEL"})
+    """Local seq2seq model folder (NLLB), or a pattern with {lang} (ar, el, hi) for Marian folders per language pair."""
+    dict_dir: str = field(default="/usr/share/dictd", metadata={"env": "VITTLE_FREEDICT_DIR"})
+    """Folder of the freedict dictionaries for the gloss backend."""
+    cache_dir: str | None = field(default=None, metadata={"env": "VITTLE_TRANSLATION_CACHE"})
+    """Translation cache folder; null: ~/.cache/vittle/translations."""
+    timeout_s: float = field(default=60.0, metadata={"cli": False})
+    """API request timeout in seconds."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -19,7 +19,6 @@ from analysis.evaluate import (
 )
 from analysis.perturb import expand_specs, spec_sets
 from analysis.evaluate.cli import main as eval_main
-from analysis.evaluate.cli import parse_models
 
 
 def test_normalize_answer():
@@ -169,6 +168,8 @@ def test_diagnostics_on_a_collapsed_and_an_informative_posterior(effnet_assistan
 
 
 def test_parse_models():
+    from vittle.options import parse_models
+
     assert parse_models(["base=a/b", "c/tiny-vittle-f/"]) == {"base": "a/b", "tiny-vittle-f": "c/tiny-vittle-f/"}
     with pytest.raises(ValueError, match="used twice"):
         parse_models(["x=a", "x=b"])
@@ -208,5 +209,6 @@ def test_perturbed_images_do_not_depend_on_call_order(tmp_path):
 
 
 def test_eval_max_new_tokens_is_an_option_and_is_checked(capsys):
-    assert eval_main(["easyvqa", "--model", "x", "--max-new-tokens", "0"]) == 2
-    assert "--max-new-tokens=0 must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        eval_main(["easyvqa", "--model", "x", "--max-new-tokens", "0"])
+    assert exit.value.code == 2 and "vittle eval: error: max_new_tokens=0 must be at least 1" in capsys.readouterr().err

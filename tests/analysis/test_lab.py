@@ -174,10 +174,23 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
 
 
 def test_bad_arguments_are_clear_errors(capsys):
-    assert main(["--groups", "main,extra", "--out", "/tmp/never"]) == 2
-    assert "groups: unknown ['extra']" in capsys.readouterr().err
-    assert main(["--seeds", "a,b"]) == 2
-    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+    for argv, message in ((["--groups", "main,extra", "--out", "/tmp/never"], "vittle lab: error: groups: unknown ['extra']"),
+                          (["--seeds", "a,b"], "vittle lab: error: argument --seeds: seeds: expected int, got 'a'")):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_quick_is_a_preset_that_given_settings_override():
+    from analysis.lab.cli import LabCommand, make_config
+    from vittle.options import parse
+
+    config, report_only = parse(LabCommand, ["--quick", "--runs", "noise", "--slice-images", "8", "arm:train.max_steps=5"],
+                                prog="vittle lab", make=make_config, aliases={"--runs": "only"})
+    assert config.seeds == (0,) and config.slice_images == 8 and config.only == ("noise",) and not report_only
+    assert config.overrides == (*LabConfig.quick().overrides, "arm:train.max_steps=5")
+    config, report_only = parse(LabCommand, ["--report-only", "--no-png", "--seeds", "1,2"], prog="vittle lab", make=make_config)
+    assert report_only and not config.png and config.seeds == (1, 2) and config.slice_images == LabConfig().slice_images
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from skimage import data
 
@@ -39,7 +40,9 @@ def test_text_only_query_and_errors(tmp_path, capsys):
     assert json.loads((tmp_path / "result.json").read_text())["image"] is None
     assert main(["--question", QUESTION, "--spec", "blur:2", "--out", str(tmp_path)]) == 2
     assert "valid names" in capsys.readouterr().err
-    assert main(["--spec", "frost:2", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit:
+        main(["--spec", "frost:2", "--out", str(tmp_path)])
+    assert exit.value.code == 2 and "vittle perturb: error: image and question are both missing" in capsys.readouterr().err
 
 
 def test_list_shows_every_perturbation(capsys):

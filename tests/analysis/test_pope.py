@@ -207,12 +207,14 @@ def test_vittle_eval_pope_end_to_end(tmp_path, capsys):
 
 def test_vittle_eval_pope_reports_bad_input_without_a_traceback(tmp_path, capsys):
     questions_file, image_dir, label_dir = write_pope(tmp_path, images=2)
-    assert pope_main(["--questions", str(questions_file), "--labels", str(label_dir)]) == 2
-    assert "give --model (one or more) or --score-only ANSWERS" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        pope_main(["--questions", str(questions_file), "--labels", str(label_dir)])
+    assert exit.value.code == 2 and "models: none given; name a checkpoint, or score_only" in capsys.readouterr().err
     assert pope_main(["--model", "x", "--questions", str(tmp_path / "none.jsonl"), "--labels", str(label_dir)]) == 2
     assert "none.jsonl: no such file" in capsys.readouterr().err
-    assert pope_main(["--model", "x", "--questions", str(questions_file), "--labels", str(label_dir), "--limit", "0"]) == 2
-    assert "--limit=0 must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        pope_main(["--model", "x", "--questions", str(questions_file), "--labels", str(label_dir), "--limit", "0"])
+    assert exit.value.code == 2 and "vittle eval pope: error: limit=0 must be at least 1" in capsys.readouterr().err
 
 
 def test_a_data_parallel_run_over_two_processes_equals_one_process(tmp_path):

@@ -40,7 +40,7 @@ def models(tmp_path_factory):
 
 
 def _argv(models, out, *extra):
-    return ["--models", *(f"{name}={path}" for name, path in models.items()), "--data", "easyvqa", "--limit-images", "2",
+    return [*(arg for name, path in models.items() for arg in ("--model", f"{name}={path}")), "--data", "easyvqa", "--limit-images", "2",
             "--specs", "contrast:2,char_typo:1", "--projection", "pca", "--out", str(out), "--device", "cpu",
             "--cache-dir", str(out.parent / "cache"), "--club-steps", "50", "--no-progress", *extra]
 
@@ -139,21 +139,25 @@ def test_no_emid_and_one_model(models, tmp_path):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model"),
-    ({"--limit-images": ["-1"]}, "--limit-images=-1 must be 0 (every image) or a positive number of images"),
+    ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model"),  # the older spelling
+    ({"--limit-images": ["0"]}, "limit_images=0 must be at least 1 (null: every image)"),
     ({"--specs": ["frost:9"]}, "invalid level '9' for 'frost'"),
     ({"--map-specs": ["frost:3"]}, "map_specs must name perturbed specs of specs"),
-    ({"--club-steps": ["0"]}, "--club-steps=0 must be at least 1"),
+    ({"--club-steps": ["0"]}, "club_steps=0 must be at least 1"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(models, tmp_path, capsys, change, message):
-    argv = _argv(models, tmp_path / "out")
+    argv = _argv({} if "--models" in change else models, tmp_path / "out")  # --models: in place of every --model
     for option, values in change.items():
         at = argv.index(option) if option in argv else len(argv)
         end = at + 1
         while end < len(argv) and not argv[end].startswith("--"):
             end += 1
         argv[at:end] = [option, *values]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # the settings' own checks stop the command before it starts
+        code = exit.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("vittle analyze: error: ") and message in err
     assert not (tmp_path / "out").exists()

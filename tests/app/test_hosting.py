@@ -54,10 +54,10 @@ def test_app_help_lists_the_flags():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--reference-images", "2"], "--reference-images must be at least 3, got 2"),
-    (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
-    (["--port", "http"], "invalid int value: 'http'"),
-    (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0"),
+    (["--reference-images", "2"], "vittle demo: error: reference_images=2 must be at least 3"),
+    (["--concurrency", "0"], "vittle demo: error: concurrency=0 must be at least 1"),
+    (["--port", "http"], "argument --port: port: expected int, got 'http'"),
+    (["--max-upload-mb", "0"], "vittle demo: error: max_upload_mb=0 must be positive"),
 ])
 def test_app_rejects_bad_flags(argv, message):
     result = subprocess.run([sys.executable, "app.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -100,7 +100,7 @@ def test_without_the_embedded_models_the_app_says_where_they_are(app_main, monke
     with pytest.raises(SystemExit):
         app_main.parse_args([])
     err = capsys.readouterr().err
-    assert "--baseline: the embedded model" in err and "not with the installed package" in err
+    assert "baseline: the embedded model" in err and "not with the installed package" in err
     monkeypatch.undo()
     assert app_main.parse_args([]).baseline.endswith("tiny-baseline")
 

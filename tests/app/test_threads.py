@@ -23,7 +23,7 @@ def test_threads_auto_is_half_the_cores_and_blas_runs_on_one(app_main, monkeypat
 def test_negative_threads_are_refused(app_main, capsys):
     with pytest.raises(SystemExit):
         app_main.parse_args(["--threads", "-1"])
-    assert "--threads must be 0 (auto) or positive, got -1" in capsys.readouterr().err
+    assert "vittle demo: error: threads=-1 must be 0 (auto) or positive" in capsys.readouterr().err
 
 
 def test_a_space_chooses_its_models_through_environment_variables(app_main, monkeypatch):

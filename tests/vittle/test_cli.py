@@ -1,6 +1,7 @@
 import pytest
 
-from vittle.cli import build_parser, main
+from vittle.cli import TrainArgs, build_parser, main
+from vittle.options import values
 
 
 def test_quickstart_trains_and_answers(tmp_path, capsys):
@@ -36,5 +37,7 @@ def test_options_are_generated_from_the_dataclasses(capsys):
         build_parser().parse_args(["answer", "--help"])
     text = capsys.readouterr().out
     assert "--max-new-tokens" in text and "Longest answer in tokens. (default: 64)" in text
-    args = build_parser().parse_args(["answer", "--model", "m", "--question", "q", "--stream", "False"])
-    assert args.stream is False and args.max_new_tokens == 64
+    args = build_parser().parse_args(["answer", "--model", "m", "--question", "q", "--no-stream"])
+    assert vars(args)["stream"] is False and "max_new_tokens" not in vars(args)  # the dataclass fills in the default
+    args = build_parser().parse_args(["train", "--recipe", "tiny-shapes", "train.max_steps=1", "model.seed=2"])
+    assert values(TrainArgs, args) == {"recipe": "tiny-shapes", "overrides": ("train.max_steps=1", "model.seed=2")}
