@@ -18,7 +18,8 @@ from gradio.components.plot import PlotData
 from app.components import QueryImage
 from app.examples import example_rows
 from app.inputs import InputError, whole_number
-from app.service import FIGURES, NONE, ROLES, DemoService
+from app.presentation import FIGURES
+from app.service import NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ _LAZY = {
     "load_recipe": "vittle.settings",
     "train": "vittle.trainer",
     "VittleTrainer": "vittle.trainer",
-    "schedule_alpha": "vittle.trainer",
-    "vittle_loss": "vittle.trainer",
-    "alpha_at": "vittle.trainer",
+    "schedule_alpha": "vittle.objective",
+    "vittle_loss": "vittle.objective",
+    "alpha_at": "vittle.objective",
 }
 
 __all__ = ["BottleneckConfig", "DataConfig", "ModelConfig", "RecipeConfig", "TrainConfig", *_LAZY]

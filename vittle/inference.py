@@ -3,18 +3,15 @@
     assistant = Assistant.load("assets/models/tiny-vittle-f")
     assistant.answer(image, "What colour is the shape?")
     assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
-    assistant.probe_batch(images, questions)                # the same for many queries, one forward
+    assistant.probe_batch(images, questions)                # the same for many queries, one forward (vittle.probe)
     assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,125 +22,22 @@ from tqdm.auto import tqdm
 from transformers import AutoProcessor, TextIteratorStreamer
 
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
-from vittle.data import ConversationCollator, ImageEncoder, encode_query, image_digest, load_image
+from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.bottleneck import record_states
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
-from vittle.template import IMAGE_PLACEHOLDER, build_prompt, system_prompt_of
+from vittle.prefix_cache import PrefixCache
+from vittle.probe import ProbeResult, probe_batch
+from vittle.template import system_prompt_of
 
 logger = logging.getLogger(__name__)
 
 ImageInput = Image.Image | str | Path | None
 
 
-@dataclass
-class ProbeResult:
-    """What the model holds at the bottleneck layer for one query. Arrays are float32."""
-
-    layer: int
-    hidden_before: np.ndarray
-    """(d,) last input token's layer-l state before the bottleneck."""
-    hidden_after: np.ndarray
-    """(d,) the same after the bottleneck (equal to hidden_before for a plain model)."""
-    tokens: list[str]
-    """Every input token as a string (image tokens included)."""
-    visual_positions: list[int]
-    """Indices into `tokens` of the image tokens."""
-    grid: tuple[int, int] | None
-    """(rows, cols) of the image tokens, None without an image."""
-    has_bottleneck: bool
-    visual_variance: np.ndarray | None = None
-    """(n_visual,) posterior variance per image token, mean over dims."""
-    text_variance: np.ndarray | None = None
-    """(n_text,) the same for text tokens, in order."""
-    visual_kl: np.ndarray | None = None
-    """(n_visual,) KL to the prior per image token, mean over dims."""
-    text_kl: np.ndarray | None = None
-
-    @property
-    def text_tokens(self) -> list[str]:
-        visual = set(self.visual_positions)
-        return [token for index, token in enumerate(self.tokens) if index not in visual]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["text_tokens"] = self.text_tokens
-        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in data.items()}
-
-
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _grid(count: int) -> tuple[int, int]:
-    side = math.isqrt(count)
-    return (side, side) if side * side == count else (1, count)
-
-
-class PrefixCache:
-    """Keys and values of decoder layers 0..l for each image's prompt prefix, kept by image
-    content, so that more questions about an image already seen need only their own tokens.
-
-    The prompt is "{system} USER: <image tokens>\\n{question} ASSISTANT:". Attention is causal,
-    so the states of every position up to the last image token do not depend on the question,
-    and layers 0..l do not depend on the bottleneck (it acts on layer l's output): an embedding
-    (`Assistant.embed`, which stops at layer l) computed from the cached prefix plus the
-    question's tokens equals the full computation up to float rounding. The positions before
-    the image (system prompt, "USER: ") are the same for every image and stored once. Bounded
-    by `max_bytes`, least recently used first out. Assumes the model's weights do not change
-    while it is on (`Assistant.clear_prefix_cache()` after an edit)."""
-
-    def __init__(self, max_bytes: int):
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes={max_bytes} must be positive")
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self.shared: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self._entries: OrderedDict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @staticmethod
-    def key(image: Image.Image) -> tuple:
-        return image_digest(image)
-
-    def get(self, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
-
-    @staticmethod
-    def _size(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
-
-    def put(self, key: tuple, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        size = self._size(layers)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = layers
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._entries.popitem(last=False)
-                self.bytes -= self._size(old)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0
-            self.shared = None
 
 
 class Assistant:
@@ -365,38 +259,10 @@ class Assistant:
         """The layer-l state of the last input token and the per-token posterior statistics."""
         return self.probe_batch([image], [question])[0]
 
-    @torch.no_grad()
     def probe_batch(self, images: Sequence[ImageInput], questions: Sequence[str]) -> list[ProbeResult]:
         """`probe` for several queries in one forward (right-padded: each row's real tokens
         come first, so its states are those of the query alone, up to float rounding)."""
-        if len(images) != len(questions):
-            raise ValueError(f"{len(images)} images but {len(questions)} questions")
-        if not questions:
-            return []
-        inputs = self._batch(images, questions)
-        with record_states() as states:  # this call's posterior: concurrent probes do not read each other's
-            hidden = run_to_layer(self.model, self.layer, **inputs)
-        lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        state = states[-1] if states and self.has_bottleneck else None
-        if state is not None:
-            variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
-            kl = get_bottleneck(self.model).token_kl(state).mean(dim=-1).cpu().numpy()
-            masks = state.visual_mask.cpu().numpy()
-        results = []
-        for row, length in enumerate(lengths):
-            ids = inputs["input_ids"][row, :length]
-            after = hidden[row, length - 1].float().cpu().numpy()
-            visual = (ids == self.model.config.image_token_id).nonzero().flatten().tolist()
-            result = ProbeResult(layer=self.layer, hidden_before=after, hidden_after=after,
-                                 tokens=self.processor.tokenizer.convert_ids_to_tokens(ids.tolist()), visual_positions=visual,
-                                 grid=_grid(len(visual)) if visual else None, has_bottleneck=self.has_bottleneck)
-            if state is not None:
-                result.hidden_before = state.hidden[row, length - 1].float().cpu().numpy()
-                mask = masks[row, :length]
-                result.visual_variance, result.text_variance = variance[row, :length][mask], variance[row, :length][~mask]
-                result.visual_kl, result.text_kl = kl[row, :length][mask], kl[row, :length][~mask]
-            results.append(result)
-        return results
+        return probe_batch(self, images, questions)
 
     def enable_prefix_cache(self, max_bytes: int = 256 * 1024 * 1024) -> PrefixCache:
         """Keep each image's prompt prefix (layers 0..l) so that `embed` of more questions
@@ -407,60 +273,6 @@ class Assistant:
     def clear_prefix_cache(self) -> None:
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
-
-    def _store_prefixes(self, input_ids: torch.Tensor, cache: Any, keys: list[tuple]) -> None:
-        """Keep the batch's per-image prefixes from a full forward's cache (layers 0..l)."""
-        image_token = self.model.config.image_token_id
-        is_image = input_ids == image_token
-        if not bool(is_image.any(dim=1).all()):
-            return
-        first = is_image.int().argmax(dim=1)
-        end = input_ids.shape[1] - is_image.flip(1).int().argmax(dim=1)  # one past the last image token
-        if bool((first != first[0]).any()) or bool((end != end[0]).any()):
-            return  # prefixes of different shapes (a question with its own placeholder): nothing to share
-        start, stop = int(first[0]), int(end[0])
-        if not bool(is_image[:, start:stop].all()):
-            return
-        layers = [(layer.keys, layer.values) for layer in cache.layers[: self.layer + 1]]
-        prefix = self.prefix_cache
-        if prefix.shared is None:
-            prefix.shared = (input_ids[0, :start].clone(), [(k[:1, :, :start].clone(), v[:1, :, :start].clone()) for k, v in layers])
-        for row, key in enumerate(keys):
-            prefix.put(key, [(k[row : row + 1, :, start:stop].clone(), v[row : row + 1, :, start:stop].clone()) for k, v in layers])
-
-    def _embed_from_prefixes(self, entries: list[list[tuple[torch.Tensor, torch.Tensor]]], questions: Sequence[str]) -> np.ndarray | None:
-        """Layer-l rows for queries whose image prefixes are all cached; None when a question's
-        tokens do not continue the shared prefix (then the full path runs)."""
-        from transformers import DynamicCache
-
-        shared_ids, shared_layers = self.prefix_cache.shared
-        start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
-        image = self.processor.image_token
-        suffixes = []
-        for question in questions:
-            prompt = build_prompt(question, has_image=True, system=self.system).replace(IMAGE_PLACEHOLDER, image * count, 1)
-            ids = torch.tensor(self.processor.tokenizer(prompt)["input_ids"])
-            if ids.shape[0] <= start + count or not torch.equal(ids[:start], shared_ids.to(ids.device)) \
-                    or not bool((ids[start : start + count] == self.model.config.image_token_id).all()):
-                return None
-            suffixes.append(ids[start + count :])
-        lengths = torch.tensor([s.shape[0] for s in suffixes])
-        width = int(lengths.max())
-        suffix_ids = torch.full((len(suffixes), width), self.pad_token_id, dtype=torch.long)
-        suffix_mask = torch.zeros((len(suffixes), width), dtype=torch.long)
-        for row, ids in enumerate(suffixes):
-            suffix_ids[row, : ids.shape[0]] = ids
-            suffix_mask[row, : ids.shape[0]] = 1
-        mask = torch.cat([torch.ones((len(suffixes), start + count), dtype=torch.long), suffix_mask], dim=1)
-        cache = DynamicCache()
-        for index, (shared_k, shared_v) in enumerate(shared_layers):
-            keys = torch.cat([torch.cat([shared_k, entry[index][0]], dim=2) for entry in entries])
-            values = torch.cat([torch.cat([shared_v, entry[index][1]], dim=2) for entry in entries])
-            cache.update(keys, values, index)
-        with record_states():  # nothing of this forward kept on the module
-            hidden = run_to_layer(self.model, self.layer, cache=cache, input_ids=suffix_ids.to(self.device),
-                                  attention_mask=mask.to(self.device))
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), (lengths - 1).to(hidden.device)].float().cpu().numpy()
 
     @torch.no_grad()
     def embed(self, images: Sequence[ImageInput], questions: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
@@ -485,7 +297,7 @@ class Assistant:
             keys = [PrefixCache.key(image) for image in loaded]
             entries = [prefix.get(key) for key in keys]
             if prefix.shared is not None and all(entry is not None for entry in entries):
-                rows = self._embed_from_prefixes(entries, questions)
+                rows = prefix.embed(self, entries, questions)
                 if rows is not None:
                     return rows
         inputs = self._batch(loaded, questions)
@@ -497,7 +309,7 @@ class Assistant:
         with record_states():  # nothing of this forward kept on the module
             hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
         if cache is not None:
-            self._store_prefixes(inputs["input_ids"], cache, keys)
+            prefix.store(inputs["input_ids"], cache, keys, self.model.config.image_token_id, self.layer)
         last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy()
 

@@ -16,27 +16,19 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
+from transformers import AutoProcessor, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from vittle.checkpoint import DTYPES, load_pretrained
-from vittle.config import TRAIN_ALIASES, BottleneckConfig, RecipeConfig, TrainConfig
-from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
-from vittle.bottleneck import BottleneckState, record_states
+from vittle.config import RecipeConfig
+from vittle.data import ConversationCollator, ConversationDataset
+from vittle.bottleneck import record_states
 from vittle.model import attach_bottleneck, get_bottleneck
+from vittle.objective import schedule_alpha, vittle_loss
+from vittle.training_args import resumable_checkpoint, training_arguments
 from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
 
 logger = logging.getLogger(__name__)
-
-
-def alpha_at(config: BottleneckConfig, progress: float) -> float:
-    """alpha for training progress in [0, 1] (optimizer steps done / total)."""
-    progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "constant":
-        return config.alpha_max
-    if config.schedule == "cosine":  # 0 -> alpha_max along half a cosine
-        return config.alpha_max * 0.5 * (1.0 - math.cos(math.pi * progress))
-    return config.alpha_max / (1.0 + math.exp(-10.0 * (progress - 0.5)))  # "sigmoid"
 
 
 def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
@@ -116,39 +108,6 @@ def _local_device() -> int | str:
 
 class NonFiniteTrainingError(ValueError):
     """A loss or gradient became NaN or infinite; the run stopped before the update."""
-
-
-def schedule_alpha(model: torch.nn.Module, progress: float) -> float:
-    """Set the attached bottleneck's training alpha for `progress` (optimizer steps done /
-    total, in [0, 1]) from its config's schedule; returns it (0.0 without a bottleneck).
-    Call it every step when training with your own loop or another trainer (TRL's
-    SFTTrainer, LLaVA's train.py); `VittleTrainer` does it for you."""
-    bottleneck = get_bottleneck(model)
-    if bottleneck is None:
-        return 0.0
-    bottleneck.train_alpha = alpha_at(bottleneck.config, progress)
-    return bottleneck.train_alpha
-
-
-def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, state: BottleneckState | None = None,
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The Vittle objective after a forward pass: (loss, terms) with loss = CE (`outputs.loss`)
-    + kl_weight * (KL_v + KL_t) and terms {"ce", "kl_v", "kl_t"} (only "ce" without a
-    bottleneck). With text_kl_scope "prompt", `labels` and `attention_mask` of the batch pick
-    the text tokens whose KL counts (the prompt's, not the answer's). `state`: that forward's
-    bottleneck state from `vittle.bottleneck.record_states()` (default: the bottleneck's `last`)."""
-    bottleneck = get_bottleneck(model)
-    loss, terms = outputs.loss, {"ce": outputs.loss}
-    if bottleneck is None:
-        return loss, terms
-    scope = None
-    if bottleneck.config.text_kl_scope == "prompt":
-        if labels is None or attention_mask is None:
-            raise ValueError("text_kl_scope='prompt' needs the batch's labels and attention_mask to find the prompt tokens")
-        scope = (labels == IGNORE_INDEX) & attention_mask.bool()
-    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope, state)
-    return loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"]), terms
 
 
 class VittleTrainer(Trainer):
@@ -255,110 +214,6 @@ def rescale_to(model: torch.nn.Module, dataset: ConversationDataset, target: flo
         batches.append({k: v.to(reference.device, dtype=reference.dtype if v.is_floating_point() else None) for k, v in batch.items()})
     before, after = set_residual_rms(model, batches, target)
     logger.info("model.residual_rms=%g: RMS at the bottleneck layer %.3g -> %.3g", target, before, after)
-
-
-def _deepspeed_config(path: str) -> str | None:
-    """The DeepSpeed JSON: as given, or a built-in one (zero2.json, zero3.json) by name."""
-    if not path or Path(path).is_file():
-        return path or None
-    builtin = Path(__file__).parent / "recipes" / Path(path).name
-    if builtin.is_file():
-        return str(builtin)
-    raise ValueError(f"train.deepspeed={path!r}: no such file (built-in: zero2.json, zero3.json)")
-
-
-def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
-    train = recipe.train
-    explicit = dict(
-        output_dir=train.output_dir,
-        max_steps=train.max_steps,
-        num_train_epochs=train.epochs,
-        per_device_train_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum,
-        learning_rate=train.lr,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        weight_decay=train.weight_decay,
-        lr_scheduler_type=train.lr_scheduler,
-        bf16=train.bf16,
-        activation_checkpointing=train.gradient_checkpointing,
-        deepspeed=_deepspeed_config(train.deepspeed),
-        logging_steps=train.logging_steps,
-        logging_first_step=True,
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        seed=train.seed,
-        report_to=train.report_to,
-        dataloader_num_workers=train.num_workers,
-        remove_unused_columns=False,
-        # The KL terms read the bottleneck's posterior after the forward, so DDP's search for
-        # unused parameters (which walks back from the forward's outputs) would mark the
-        # posterior MLPs and a learnable prior as unused while their gradient is still to come:
-        # "marked as ready twice" at the first step, where alpha is 0. Every trainable parameter
-        # gets a gradient each step (text-only batches included, vittle.bottleneck), so no search.
-        ddp_find_unused_parameters=False,
-    )
-    if not _has_accelerator():
-        # Without it, TrainingArguments on a CPU-only machine sets up no data parallelism under
-        # torchrun: every process would train its own copy on the whole data (seen: 2 ranks,
-        # same 4 steps each, "parallel_mode != DISTRIBUTED"). With it, DDP over gloo.
-        explicit["use_cpu"] = True
-    _check_extra(train.extra, explicit)
-    try:
-        return TrainingArguments(**explicit, **train.extra)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"TrainingArguments refused the recipe's train section: {err}") from err
-
-
-def _has_accelerator() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    xpu = getattr(torch, "xpu", None)
-    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
-
-
-def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
-    """`train.extra` may name only TrainingArguments fields that the recipe does not set itself."""
-    import difflib
-
-    allowed = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    ours = {**{k: k for k in explicit if k in fields}, **TRAIN_ALIASES, "warmup_steps": "warmup_ratio"}
-    for key in sorted(extra):
-        if key.startswith("hub_") or key == "push_to_hub":
-            raise ValueError(f"train.extra.{key}: Trainer's own upload would push checkpoints without the bottleneck's card "
-                             "and with the trainer's pickles; set train.push_to_hub=ORG/NAME instead")
-        if key in explicit:
-            if key not in ours:
-                raise ValueError(f"train.extra.{key} is fixed by vittle's training ({key}={explicit[key]!r}); leave it out")
-            raise ValueError(f"train.extra.{key} clashes with the recipe's train.{ours[key]}, which sets it; "
-                             f"set train.{ours[key]} instead")
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed - set(explicit)), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"train.extra.{key} is not a transformers.TrainingArguments field{hint}")
-
-
-def resumable_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest intact `checkpoint-N` in output_dir. A damaged newer one (a run killed while
-    saving, a truncated file) is skipped with a warning that names the file; if none is
-    intact, an error lists why."""
-    from vittle.checkpoint import CheckpointError, checkpoint_problem
-
-    folder = Path(output_dir)
-    found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []
-    if not found:
-        logger.warning("resume requested but %s has no checkpoint: starting from scratch", folder)
-        return None
-    problems = []
-    for candidate in found:
-        problem = checkpoint_problem(candidate)
-        if problem is None:
-            for skipped, why in problems:
-                logger.warning("skipping %s: %s; resuming from %s instead", skipped, why, candidate)
-            return str(candidate)
-        problems.append((candidate, problem))
-    raise CheckpointError(f"no checkpoint in {folder} can be resumed from: " + "; ".join(f"{p.name}: {why}" for p, why in problems)
-                          + ". Delete them, or set train.resume=false to start again.")
 
 
 def unquantized_base(recipe: RecipeConfig) -> torch.nn.Module:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from vittle.config import BottleneckConfig
 from vittle.settings import load_recipe
-from vittle.trainer import alpha_at, training_arguments
+from vittle.objective import alpha_at
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "vittle" / "recipes"

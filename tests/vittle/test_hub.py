@@ -211,7 +211,7 @@ def test_train_push_to_hub_uploads_the_final_model(shapes_data, tmp_path, monkey
 ])
 def test_push_settings_are_checked(shapes_data, tmp_path, override, message):
     from vittle.settings import load_recipe
-    from vittle.trainer import training_arguments
+    from vittle.training_args import training_arguments
 
     with pytest.raises(ValueError, match=message):
         training_arguments(load_recipe("tiny-shapes", [f"data.path={shapes_data}", override]))

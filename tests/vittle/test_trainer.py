@@ -9,14 +9,9 @@ from vittle.config import BottleneckConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import get_bottleneck
 from vittle.settings import load_recipe
-from vittle.trainer import (
-    VittleTrainer,
-    alpha_at,
-    configure_stage,
-    prepare_model,
-    train,
-    training_arguments,
-)
+from vittle.objective import alpha_at
+from vittle.trainer import VittleTrainer, configure_stage, prepare_model, train
+from vittle.training_args import training_arguments
 
 
 def test_alpha_schedules():
@@ -146,7 +141,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_names_the_file(two_checkpo
     import shutil
 
     from vittle.checkpoint import CheckpointError, checkpoint_problem
-    from vittle.trainer import resumable_checkpoint
+    from vittle.training_args import resumable_checkpoint
 
     out = tmp_path / "out"
     shutil.copytree(two_checkpoints, out)
