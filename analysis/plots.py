@@ -3,6 +3,9 @@ to the first call, so importing this module is cheap.
 
 PNG export uses kaleido with the system Chromium (BROWSER_PATH, default /usr/bin/chromium);
 HTML files embed plotly.js, so they open offline.
+
+Long file: every figure of the lab, the report and the app, so they share colours, layouts and
+the deferred plotly import; each function is one figure.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every option lives in exactly one dataclass field with its default and a docstring-style
 comment. Validation happens at construction, so a bad recipe fails before any model loads.
 The command line and YAML recipes are generated from these classes (see `vittle.settings`).
+
+Long file: every recipe setting, with its default, its docstring and its check, sits in this
+one module, so that a YAML key has exactly one place to be looked up.
 """
 
 from __future__ import annotations

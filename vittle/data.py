@@ -8,6 +8,9 @@ The format is LLaVA's: a JSON list of
 
 Images are padded to a square with the image processor's mean colour (LLaVA-1.5's
 "pad" aspect ratio), then processed. Every problem names the sample id and the path.
+
+Long file: reading, checking, encoding and batching samples stay together, so each error
+message can name the sample and the file the reader has to fix.
 """
 
 from __future__ import annotations

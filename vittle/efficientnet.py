@@ -13,6 +13,9 @@ saved LLaVA whose `vision_config.model_type` is "vittle_efficientnet_lite" loads
 Because the tower is frozen, its features are cached, keyed by the backbone's weights and
 the exact pixel values: each easy-vqa image is encoded once, not once per question and
 epoch, and models sharing the tower in one process share the cache.
+
+Long file: the tower's config, its layers and the weight loading from the package form one
+registered transformers model and are read together.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@
     assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
     assistant.probe_batch(images, questions)                # the same for many queries, one forward (vittle.probe)
     assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
+
+Long file: `Assistant` is the one narrow API over a loaded model (answer, batched and shared-image
+answers, streaming, log-likelihood, probe, embed); its parts that stand alone live in
+`vittle.probe` and `vittle.prefix_cache`.
 """
 
 from __future__ import annotations

@@ -14,58 +14,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from analysis.evaluate.scoring import GROUNDED_KINDS, normalize_answer
+from analysis.evaluate.scoring import GROUNDED_KINDS
 from analysis.lab.card import export_assets
+from analysis.lab.data import augment, final_log, hits_string
 from analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
 from analysis.lab.results import LabSummary, RunResult, environment, git_commit
 from analysis.lab.summary import summarize
 from analysis.lab.workers import alive_claim, claim, release, run_workers
 
 logger = logging.getLogger(__name__)
-
-def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The last logged value of ce, kl_v, kl_t, alpha and loss."""
-    final: dict[str, float] = {}
-    for entry in history:
-        for key in ("ce", "kl_v", "kl_t", "alpha", "loss"):
-            if key in entry:
-                final[key] = float(entry[key])
-    return final
-
-
-def hits_string(predictions: Sequence[str], answers: Sequence[str]) -> str:
-    return "".join("1" if normalize_answer(p) == normalize_answer(a) else "0" for p, a in zip(predictions, answers, strict=True))
-
-
-def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, seed: int = 0) -> Path:
-    """Write `target`: the samples of `source` with the images of a `share` of the train images
-    replaced by a copy under one of the label-keeping visual shifts at severity 1..5, chosen
-    per image with a fixed seed."""
-    import random
-
-    from analysis.lab.plan import SHIFT_GROUPS
-    from analysis.perturb import apply
-    from vittle.data import load_image
-
-    samples = json.loads(source.read_text(encoding="utf-8"))
-    rng = random.Random(seed)
-    image_dir.mkdir(parents=True, exist_ok=True)
-    replaced: dict[str, str] = {}
-    for path in sorted({s["image"] for s in samples}):
-        if rng.random() >= share:
-            continue
-        spec = f"{rng.choice(SHIFT_GROUPS['visual, label-keeping'])}:{rng.randint(1, 5)}"
-        name = f"{Path(path).stem}-{spec.replace(':', '-')}.png"
-        if not (image_dir / name).exists():
-            shifted = apply(spec, image=load_image(source.parent / path), seed=seed + len(replaced))[0]
-            shifted.save(image_dir / name)
-        replaced[path] = str((image_dir / name).relative_to(source.parent))
-    out = [{**s, "image": replaced.get(s["image"], s["image"])} for s in samples]
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(out), encoding="utf-8")
-    tmp.replace(target)
-    return target
-
 
 class Lab:
     def __init__(self, config: LabConfig):
