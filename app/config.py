@@ -68,6 +68,8 @@ class ServiceConfig:
 class DemoConfig(ServiceConfig):
     """The service's settings and how the server runs them (`vittle demo`, app.py)."""
 
+    max_upload_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata={"cli": False})
+    """Set from `max_upload_mb` (one setting on the command line, in MB)."""
     host: str = field(default="127.0.0.1", metadata={"env": "GRADIO_SERVER_NAME"})
     """Address to listen on."""
     port: int = field(default=7860, metadata={"env": "GRADIO_SERVER_PORT"})

@@ -18,10 +18,11 @@ def _check_counts(config: object, *names: str) -> None:
 class EvalArgs:
     """`vittle eval DATA`: exact-match accuracy on a VQA test set, clean and under perturbations."""
 
-    data: str = field(metadata={"positional": True})
-    """"easyvqa" (the package's test split) or a LLaVA conversation JSON."""
     models: dict[str, str]
     """Checkpoint folder or hub id, optionally named: NAME=PATH."""
+    data: str = field(default="easyvqa", metadata={"positional": True})
+    """"easyvqa" (the package's test split) or a LLaVA conversation JSON; also --data, as in
+    `vittle analyze`."""
     specs: str = "paper"
     """Spec sets and/or specs, comma-separated ("clean" is always added)."""
     limit_images: int | None = None

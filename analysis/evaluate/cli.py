@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .runner import Variants, evaluate, load_samples, markdown_table
 
-    args = parse(EvalArgs, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    args = parse(EvalArgs, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG, aliases={"--data": "data"})
     configure_logging(logging.WARNING)
     try:
         models = args.models

@@ -87,6 +87,20 @@ def test_model_is_repeatable_named_or_bare_and_the_plural_still_works(capsys):
     assert exit.value.code == 2 and "vittle eval: error: models: the name 'x' is used twice" in capsys.readouterr().err
 
 
+def test_eval_takes_its_data_as_analyze_does_or_positionally():
+    aliases = {"--data": "data"}  # as `vittle eval` parses
+    assert parse(EvalArgs, ["--model", "m", "--data", "x.json"], prog="p", aliases=aliases).data == "x.json"
+    assert parse(EvalArgs, ["x.json", "--model", "m"], prog="p", aliases=aliases).data == "x.json"
+    assert parse(EvalArgs, ["--model", "m"], prog="p", aliases=aliases).data == "easyvqa"
+
+
+def test_the_demo_has_one_upload_limit_option(capsys):
+    assert parse(DemoConfig, ["--max-upload-mb", "2"], prog="vittle demo").max_upload_bytes == 2 * 1024 * 1024
+    with pytest.raises(SystemExit):
+        parse(DemoConfig, ["--max-upload-bytes", "5"], prog="vittle demo")
+    assert "unrecognized arguments: --max-upload-bytes" in capsys.readouterr().err
+
+
 def test_the_demo_reads_its_defaults_from_the_environment_and_flags_win(monkeypatch, capsys):
     for name, value in (("VITTLE_BASELINE", "org/base"), ("VITTLE_VITTLE", "org/vittle-f"), ("VITTLE_VITTLE_L", "none"),
                         ("VITTLE_DEVICE", "cuda"), ("GRADIO_SERVER_NAME", "0.0.0.0"), ("GRADIO_SERVER_PORT", "7861")):
