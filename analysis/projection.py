@@ -121,12 +121,7 @@ class Projection:
         of the span on each side: use the same ranges for all models' panels."""
         if not self._coordinates:
             raise ValueError("the projection is not fitted: call fit() first")
-        points = np.vstack(list(self._coordinates.values()))
-        ranges = []
-        for low, high in zip(points.min(0), points.max(0)):
-            pad = 0.05 * (high - low) if high > low else 0.5
-            ranges.append((float(low - pad), float(high + pad)))
-        return ranges[0], ranges[1]
+        return axis_ranges(np.vstack(list(self._coordinates.values())))
 
     @staticmethod
     def _check(X: np.ndarray, name: str) -> np.ndarray:
@@ -135,6 +130,16 @@ class Projection:
         if not np.all(np.isfinite(X)):
             raise ValueError(f"{name} contains NaN or infinite values")
         return X
+
+
+def axis_ranges(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((xmin, xmax), (ymin, ymax)) covering (n, 2) `points` with a 5% margin of the span on
+    each side (0.5 where the span is 0)."""
+    ranges = []
+    for low, high in zip(points.min(0), points.max(0)):
+        pad = 0.05 * (high - low) if high > low else 0.5
+        ranges.append((float(low - pad), float(high + pad)))
+    return ranges[0], ranges[1]
 
 
 def warm_umap(seed: int = 0) -> None:

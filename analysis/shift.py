@@ -21,6 +21,7 @@ import numpy as np
 
 from analysis.metrics import cosine_distances, representation_jsd
 from analysis.perturb import CLEAN
+from analysis.projection import Projection, axis_ranges
 
 
 @dataclass
@@ -46,8 +47,6 @@ class ShiftAnalysis:
                 method: str = "pca", seed: int = 0) -> ShiftAnalysis:
         """`embeddings`: model -> spec -> (n, d), each model with a "clean" entry whose rows
         pair with every other spec's. `map_specs` (default: every shifted spec) are drawn."""
-        from analysis.projection import Projection
-
         if not embeddings:
             raise ValueError("no models to analyse")
         models = {name: dict(per_spec) for name, per_spec in embeddings.items()}
@@ -86,12 +85,7 @@ class ShiftAnalysis:
     def axis_ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """((xmin, xmax), (ymin, ymax)) over every model's map points with a 5% margin: the
         same ranges for every panel."""
-        points = np.vstack([xy for per_role in self.coordinates.values() for xy in per_role.values()])
-        ranges = []
-        for low, high in zip(points.min(0), points.max(0)):
-            pad = 0.05 * (high - low) if high > low else 0.5
-            ranges.append((float(low - pad), float(high + pad)))
-        return ranges[0], ranges[1]
+        return axis_ranges(np.vstack([xy for per_role in self.coordinates.values() for xy in per_role.values()]))
 
     def mean_distance(self, model: str, spec: str) -> float:
         return float(np.mean(self.distances[model][spec]))
