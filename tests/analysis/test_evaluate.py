@@ -212,3 +212,23 @@ def test_eval_max_new_tokens_is_an_option_and_is_checked(capsys):
     with pytest.raises(SystemExit) as exit:
         eval_main(["easyvqa", "--model", "x", "--max-new-tokens", "0"])
     assert exit.value.code == 2 and "vittle eval: error: max_new_tokens=0 must be at least 1" in capsys.readouterr().err
+
+
+def test_query_posterior_says_collapsed_only_below_the_threshold():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from analysis.evaluate.diagnostics import COLLAPSED_KL, QueryPosterior
+
+    def probe(visual_kl, text_kl, bottleneck=True):
+        return SimpleNamespace(has_bottleneck=bottleneck, visual_variance=np.ones(len(visual_kl)), visual_kl=np.asarray(visual_kl),
+                               text_variance=np.ones(len(text_kl)), text_kl=np.asarray(text_kl))
+
+    collapsed = QueryPosterior.from_probe(probe([1e-5, 3e-5], [2e-5]))
+    assert collapsed.collapsed and collapsed.kl_means == pytest.approx({"visual": 2e-5, "text": 2e-5})
+    informative = QueryPosterior.from_probe(probe([0.5, 0.5], [1e-5]))  # a mean of 1 per dim on the image: KL 0.5
+    assert not informative.collapsed and informative.visual_kl_mean == pytest.approx(0.5)
+    text_only = QueryPosterior.from_probe(probe([], [2 * COLLAPSED_KL]))
+    assert text_only.visual_kl_mean is None and list(text_only.kl_means) == ["text"] and not text_only.collapsed
+    assert QueryPosterior.from_probe(probe([1.0], [1.0], bottleneck=False)) is None
