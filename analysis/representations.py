@@ -44,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analysis.evaluate.runner import Variants
-from analysis.perturb._atomic import atomic_file
+from vittle.files import atomic_file
 from analysis.perturb import CLEAN, parse_spec
 from vittle.model import get_bottleneck
 

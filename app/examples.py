@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from vittle.files import atomic_file
+
 EASYVQA = (  # (test image index, question)
     (0, "What color is the shape?"),
     (1, "What shape is this?"),
@@ -59,6 +61,5 @@ def example_rows(folder: Path | None = None) -> list[list[str]]:
 
 
 def _save(image, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    image.save(temporary, format="PNG" if target.suffix == ".png" else "JPEG", quality=90)
-    os.replace(temporary, target)
+    with atomic_file(target) as handle:
+        image.save(handle, format="PNG" if target.suffix == ".png" else "JPEG", quality=90)

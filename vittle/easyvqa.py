@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vittle.files import write_text_atomic
+from vittle.files import copy_atomic, write_text_atomic
 
 SPLITS = ("train", "test")
 COLORS = ("red", "green", "blue", "black", "gray", "yellow", "teal", "brown")
@@ -101,7 +100,7 @@ def convert(out_dir: str | Path, split: str = "train", *, balance: bool = False,
     for image_id, path in sorted({(r["image_id"], r["image_path"]) for r in rows}):
         target = image_dir / f"{image_id}.png"
         if not target.exists():
-            shutil.copyfile(path, target)
+            copy_atomic(path, target)  # another process may read it as soon as it exists
     samples = []
     seen: dict[int, int] = defaultdict(int)
     for row in rows:

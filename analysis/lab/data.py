@@ -34,6 +34,7 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
     from analysis.lab.plan import SHIFT_GROUPS
     from analysis.perturb import apply
     from vittle.data import load_image
+    from vittle.files import atomic_file, write_text_atomic
 
     samples = json.loads(source.read_text(encoding="utf-8"))
     rng = random.Random(seed)
@@ -46,10 +47,9 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
         name = f"{Path(path).stem}-{spec.replace(':', '-')}.png"
         if not (image_dir / name).exists():
             shifted = apply(spec, image=load_image(source.parent / path), seed=seed + len(replaced))[0]
-            shifted.save(image_dir / name)
+            with atomic_file(image_dir / name) as handle:
+                shifted.save(handle, format="PNG")
         replaced[path] = str((image_dir / name).relative_to(source.parent))
     out = [{**s, "image": replaced.get(s["image"], s["image"])} for s in samples]
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(out), encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, json.dumps(out))
     return target

@@ -20,11 +20,14 @@ from analysis.lab.data import augment, final_log, hits_string
 from analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
 from analysis.lab.results import LabSummary, RunResult, environment, git_commit
 from analysis.lab.summary import summarize
-from analysis.lab.workers import alive_claim, claim, release, run_workers
+from analysis.lab.workers import alive_claim, claim, run_workers
 
 logger = logging.getLogger(__name__)
 
 class Lab:
+    poll_seconds = 5.0
+    """How long a worker with nothing to claim waits before it looks again."""
+
     def __init__(self, config: LabConfig):
         from analysis.evaluate import Variants, load_samples
         from analysis.perturb import expand_specs
@@ -78,6 +81,8 @@ class Lab:
             raise ValueError("the lab has nothing to run: no seeds for the selected groups")
         started = time.perf_counter()
         if not report_only:
+            for kind in sorted({"train" if arm is None else arm.data for arm, _ in planned}):
+                self.train_data(kind)  # written once, here, before any worker reads it
             if config.workers > 1:
                 run_workers(config, _work_in_process)
             else:
@@ -146,8 +151,9 @@ class Lab:
 
     def work(self, planned: Sequence[tuple[Arm | None, int]], progress: bool = False) -> None:
         """Run what is not done, in plan order; a run waits for its seed's base. Several
-        processes may share the plan: each claims a run before starting it (a claim file
-        with its process id; a dead process's claim is taken over)."""
+        processes may share the plan: each claims a run before starting it (a lock on the
+        run's claim file, held while it runs and gone with a process that dies) and checks,
+        once it holds the claim, that nobody finished the run meanwhile."""
         bar = tqdm(total=len(planned), desc="lab runs", unit="run", disable=not progress)
         bar.update(sum(self.done(arm, seed, planned) for arm, seed in planned))
         while True:
@@ -155,17 +161,28 @@ class Lab:
             if not todo:
                 break
             ready = [(arm, seed) for arm, seed in todo if arm is None or (self.folder(None, seed) / "train_log.json").exists()]
-            claimed = next(((arm, seed) for arm, seed in ready if claim(self.folder(arm, seed))), None)
+            claimed = None
+            for arm, seed in ready:
+                hold = claim(self.folder(arm, seed))
+                if hold is None:
+                    continue
+                if self.done(arm, seed, planned):  # another process finished it since `todo` was listed
+                    hold.release()
+                    continue
+                claimed = (arm, seed, hold)
+                break
             if claimed is None:  # everything left runs elsewhere or waits for a base
                 if not any(alive_claim(self.folder(arm, seed)) for arm, seed in todo):
+                    todo = [(arm, seed) for arm, seed in planned if not self.done(arm, seed, planned)]
+                    if not todo:
+                        continue
                     waiting = ", ".join(self.folder(arm, seed).name for arm, seed in todo)
                     raise RuntimeError(f"nothing left can run: {waiting} wait for a base that did not finish")
-                time.sleep(5)
+                time.sleep(self.poll_seconds)
                 continue
-            try:
-                self.run_one(*claimed)
-            finally:
-                release(self.folder(*claimed))
+            arm, seed, hold = claimed
+            with hold:
+                self.run_one(arm, seed)
             bar.update(1)
         bar.close()
 
@@ -196,6 +213,7 @@ class Lab:
         import dataclasses
 
         from analysis.report import to_jsonable
+        from vittle.files import write_text_atomic
         from vittle.settings import load_recipe
         from vittle.trainer import train
 
@@ -207,7 +225,7 @@ class Lab:
         history = train(recipe)["log_history"]
         trained = {"history": history, "train_seconds": round(time.perf_counter() - tic, 1), "train_device": environment()["device"],
                    "overrides": overrides, "recipe_config": to_jsonable(dataclasses.asdict(recipe))}
-        log_path.write_text(json.dumps(trained, indent=1))
+        write_text_atomic(log_path, json.dumps(trained, indent=1))  # arms start from the model once this exists
         return trained
 
     # ------------------------------------------------------------------ measuring

@@ -12,7 +12,8 @@ import logging
 import re
 from pathlib import Path
 
-from ._atomic import write_text
+from vittle.files import write_text_atomic
+
 from .translation_types import Language, Translator
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class TranslationCache:
 
     def put(self, backend_id: str, language: Language, text: str, translation: str) -> None:
         entry = {"backend": backend_id, "language": language.value, "text": text, "translation": translation}
-        write_text(self.path(backend_id, language, text), json.dumps(entry, ensure_ascii=False, indent=1))
+        write_text_atomic(self.path(backend_id, language, text), json.dumps(entry, ensure_ascii=False, indent=1))
 
 
 class CachedTranslator(Translator):

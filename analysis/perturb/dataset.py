@@ -24,7 +24,8 @@ from typing import Any, Self
 
 from tqdm.auto import tqdm
 
-from ._atomic import remove_stale_temps, write_text
+from vittle.files import remove_stale_temps, write_text_atomic
+
 from ._rng import derive_seed
 from .api import apply
 from .imagefiles import CorruptTask, run_corrupt_task, share_file
@@ -110,7 +111,7 @@ class _Build:
             reuse = self.visual_done.get(str(spec.visual)) if spec.visual else None
             self._images(spec, folder, reuse)
             out_samples = _perturb_samples(self.samples, spec, self.config.seed, self.translator)
-            write_text(folder / "data.json", json.dumps(out_samples, ensure_ascii=False, indent=1))
+            write_text_atomic(folder / "data.json", json.dumps(out_samples, ensure_ascii=False, indent=1))
             logger.info("%s: wrote %d samples to %s", spec, len(out_samples), folder)
         if spec.visual is not None:
             self.visual_done.setdefault(str(spec.visual), folder)
@@ -166,7 +167,7 @@ def _prepare(folder: Path, meta: dict) -> bool:
     removed = remove_stale_temps(folder)
     if removed:
         logger.info("%s: removed %d unfinished files from an interrupted run", folder.name, removed)
-    write_text(meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
+    write_text_atomic(meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
     return False
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ._atomic import atomic_file
+from vittle.files import atomic_file
 
 logger = logging.getLogger(__name__)
 

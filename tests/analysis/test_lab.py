@@ -160,17 +160,119 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     import subprocess
     import sys
 
-    from analysis.lab.workers import alive_claim, claim, release
+    from analysis.lab.workers import alive_claim, claim
 
     folder = tmp_path / "run"
-    assert claim(folder) and alive_claim(folder) and (folder / ".claim").read_text() == str(os.getpid())
-    assert not claim(folder)  # held by a live process (this one)
-    release(folder)
-    assert not alive_claim(folder) and claim(folder)
+    held = claim(folder)
+    assert held is not None and alive_claim(folder) and (folder / ".claim").read_text() == str(os.getpid())
+    assert claim(folder) is None  # held (by this process, through another handle)
+    held.release()
+    assert not alive_claim(folder) and not (folder / ".claim").exists()
+    again = claim(folder)
+    assert again is not None
+    again.release()
+    # a worker that died mid-run leaves its claim file; its lock died with it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    (folder / ".claim").write_text(dead)  # a worker that died mid-run
-    assert not alive_claim(folder) and claim(folder)  # its run is taken over
-    assert (folder / ".claim").read_text() == str(os.getpid())
+    (folder / ".claim").write_text(dead)
+    assert not alive_claim(folder)
+    with claim(folder) as taken:  # its run is taken over
+        assert taken.held and (folder / ".claim").read_text() == str(os.getpid())
+    assert not taken.held and not alive_claim(folder)
+    # a live claim in another process, which is killed: the run is free at once
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from analysis.lab.workers import claim; c = claim(Path(sys.argv[1])); print(c is not None, flush=True); "
+                               "time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert alive_claim(folder) and claim(folder) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not alive_claim(folder) and claim(folder) is not None
+
+
+def _claim_rounds(folder, rounds, barrier, wins):
+    from analysis.lab.workers import claim
+
+    for k in range(rounds):
+        barrier.wait()
+        held = claim(folder)
+        if held is not None:
+            with wins.get_lock():
+                wins[k] += 1
+        barrier.wait()  # both have tried
+        if held is not None:
+            held.release()
+        barrier.wait()
+
+
+def test_two_processes_claiming_together_never_both_win(tmp_path):
+    """Released together on one folder (the lab's two workers at its start), exactly one
+    process takes the run in every round. A claim file created empty and filled later let
+    both win in about two rounds of three."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    rounds = 200
+    barrier, wins = context.Barrier(2), context.Array("i", rounds)
+    workers = [context.Process(target=_claim_rounds, args=(tmp_path / "run", rounds, barrier, wins)) for _ in range(2)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0, 0]
+    assert list(wins) == [1] * rounds
+
+
+def _fake_runs(lab, log, barrier):
+    import os
+    import time
+
+    from vittle.files import write_text_atomic
+
+    def run_one(arm, seed):
+        folder = lab.folder(arm, seed)
+        with open(log, "a") as handle:
+            handle.write(f"start {folder.name} {os.getpid()}\n")
+        time.sleep(0.05)
+        write_text_atomic(folder / "train_log.json", "{}")
+        time.sleep(0.05)
+        write_text_atomic(folder / "result.json", "{}")
+        with open(log, "a") as handle:
+            handle.write(f"end {folder.name} {os.getpid()}\n")
+
+    lab.run_one = run_one
+    barrier.wait()  # released together, as spawned workers reach the plan at about the same time
+    lab.work(lab.config.planned())
+
+
+def test_two_workers_sharing_a_plan_run_each_run_once_and_arms_after_their_base(tmp_path):
+    """Two lab workers on one plan (a base and the arms that start from it), many times over:
+    every run runs once, and no arm starts before its base has trained."""
+    import multiprocessing
+
+    from analysis.lab.runner import Lab
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(6):
+        lab = Lab(_tiny_lab(tmp_path / str(trial), seeds=(0, 1), only=("vittle-f", "noise")))
+        lab.poll_seconds = 0.02  # how long a worker waits for a base before it looks again
+        log = tmp_path / f"log-{trial}.txt"
+        barrier = context.Barrier(2)
+        workers = [context.Process(target=_fake_runs, args=(lab, log, barrier)) for _ in range(2)]
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join(120)
+        assert [p.exitcode for p in workers] == [0, 0]
+        events = [line.split() for line in log.read_text().splitlines()]
+        starts = [name for kind, name, _ in events if kind == "start"]
+        planned = sorted(lab.folder(arm, seed).name for arm, seed in lab.config.planned())
+        assert sorted(starts) == planned  # each once
+        for kind, name, _ in events:
+            if kind == "start" and not name.startswith("base"):
+                base_end = ["end", f"base-{name.rsplit('-', 1)[1]}"]
+                assert base_end in [e[:2] for e in events[: events.index([kind, name, _])]]
 
 
 def test_bad_arguments_are_clear_errors(capsys):
