@@ -20,7 +20,7 @@ SCHEDULES = ("cosine", "sigmoid", "constant")
 SCALES = ("none", "rms")
 TEXT_KL_SCOPES = ("prompt", "all")
 KINDS = ("ib", "noise")
-STAGES = ("align", "instruct", "baseline")
+STAGES = ("pretrain", "align", "instruct", "baseline")
 ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
 QUANTIZE = ("", "4bit", "8bit")
 
@@ -203,12 +203,15 @@ class DataConfig:
     synthetic: str = ""
     """Make `path` if it does not exist: "shapes" generates a small coloured-shapes set;
     "easyvqa" / "easyvqa-balanced" / "easyvqa-test" convert the easy-vqa package (balanced:
-    yes/no answers equally frequent per question type, see vittle.easyvqa)."""
+    yes/no answers equally frequent per question type, see vittle.easyvqa); "easyvqa-captions"
+    writes one caption per train image ("a blue circle", vittle.captions); "wordnet" packs
+    WordNet's glosses into plain-text samples (vittle.corpus; Debian's wordnet-base)."""
     synthetic_samples: int = 512
     """How many images the synthetic generator makes."""
 
     def __post_init__(self) -> None:
-        _check_choice("data.synthetic", self.synthetic, ("", "shapes", "easyvqa", "easyvqa-balanced", "easyvqa-test"))
+        _check_choice("data.synthetic", self.synthetic, ("", "shapes", "easyvqa", "easyvqa-balanced", "easyvqa-test", "easyvqa-captions",
+                                                        "wordnet"))
         _check_range("data.max_length", self.max_length, 8)
         _check_range("data.synthetic_samples", self.synthetic_samples, 1)
 
@@ -219,7 +222,8 @@ class TrainConfig:
     other TrainingArguments field through unchanged."""
 
     stage: str = "instruct"
-    """"align" (projector only), "instruct" (projector + LLM + bottleneck, vision frozen) or
+    """"pretrain" (the language model alone on plain text: stage 0 of the small-scale protocol),
+    "align" (projector only), "instruct" (projector + LLM + bottleneck, vision frozen) or
     "baseline" (instruct without a bottleneck)."""
     output_dir: str = "runs/vittle"
     max_steps: int = -1

@@ -6,6 +6,9 @@ The format is LLaVA's: a JSON list of
      "conversations": [{"from": "human", "value": "<image>\\nWhat is ...?"},
                        {"from": "gpt", "value": "..."}, ...]}
 
+or, for language-model pretraining, {"id": "...", "text": "..."}: plain text with every
+token supervised and no chat template.
+
 Images are padded to a square with the image processor's mean colour (LLaVA-1.5's
 "pad" aspect ratio), then processed. Every problem names the sample id and the path.
 
@@ -78,6 +81,10 @@ def _validate(sample: Any, index: int, json_path: Path, folder: Path, resolved: 
         raise DataError(f"{json_path}: sample #{index} is a {type(sample).__name__}, not an object")
     sample_id = str(sample.get("id", f"#{index}"))
     where = f"{json_path}: sample {sample_id!r}"
+    if "text" in sample and "conversations" not in sample:  # plain text (language-model pretraining)
+        if not isinstance(sample["text"], str) or not sample["text"].strip() or sample.get("image"):
+            raise DataError(f"{where}: a text sample needs a non-empty 'text' string and no image")
+        return {**sample, "id": sample_id, "turns": None, "image_path": None}
     conversations = sample.get("conversations")
     if not isinstance(conversations, list) or len(conversations) < 2:
         raise DataError(f"{where} needs a 'conversations' list of at least one human and one gpt turn")
@@ -278,6 +285,9 @@ class ConversationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
+        if sample["turns"] is None:  # plain text: every token but BOS is supervised, no template
+            ids = self.processor.tokenizer(sample["text"] + self.processor.tokenizer.eos_token)["input_ids"][: self.max_length]
+            return {"input_ids": torch.tensor(ids), "labels": torch.tensor([IGNORE_INDEX, *ids[1:]])}
         pixel_values = None
         turns = sample["turns"]
         if sample["image_path"] is not None:

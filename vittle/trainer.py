@@ -34,10 +34,15 @@ logger = logging.getLogger(__name__)
 def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
     """Freeze per stage; returns the names of the trainable parameters.
 
-    align: projector only. instruct / baseline: projector, language model, LM head and the
+    pretrain: language model and LM head (text only, the projector untouched). align:
+    projector only. instruct / baseline: projector, language model, LM head and the
     bottleneck if attached. The vision tower is always frozen.
     """
     model.requires_grad_(False)
+    if stage == "pretrain":
+        model.model.language_model.requires_grad_(True)
+        model.lm_head.requires_grad_(True)
+        return [name for name, param in model.named_parameters() if param.requires_grad]
     model.model.multi_modal_projector.requires_grad_(True)
     if stage in ("instruct", "baseline"):
         model.model.language_model.requires_grad_(True)
@@ -252,7 +257,12 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         from vittle.shapes import make_shapes_dataset
 
         make_shapes_dataset(Path(recipe.data.path), recipe.data.synthetic_samples, seed=recipe.train.seed)
-    elif recipe.data.synthetic.startswith("easyvqa"):
+    elif recipe.data.synthetic in ("easyvqa-captions", "wordnet") and not Path(recipe.data.path).exists():
+        from vittle.captions import write_captions
+        from vittle.corpus import write_wordnet_corpus
+
+        (write_captions if recipe.data.synthetic == "easyvqa-captions" else write_wordnet_corpus)(recipe.data.path)
+    elif recipe.data.synthetic in ("easyvqa", "easyvqa-balanced", "easyvqa-test"):
         from vittle.easyvqa import prepare
 
         prepare(recipe.data.path, recipe.data.synthetic)

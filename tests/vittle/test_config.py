@@ -65,8 +65,8 @@ def _recipe_depth(recipe) -> int:
 
     if recipe.model.init in ("tiny", "tiny-efficientnet"):
         return recipe.model.num_layers or 4
-    if recipe.model.init == "runs/tiny-easyvqa-base":
-        return load_recipe("tiny-easyvqa-base").model.num_layers
+    if recipe.model.init in ("runs/tiny-easyvqa-base", "runs/tiny-stage0-text", "runs/tiny-stage1-align"):
+        return _recipe_depth(load_recipe(recipe.model.init.removeprefix("runs/")))  # the recipe that trains that folder
     return {"runs/llava-1.5-7b-align": 32, "runs/llava-1.5-13b-align": 40}[recipe.model.init]
 
 
@@ -98,8 +98,8 @@ def test_config_is_frozen_and_round_trips_through_dict():
 
 
 def test_train_and_recipe_validation():
-    with pytest.raises(ValueError, match="train.stage='pretrain' is not allowed; choose one of align, instruct, baseline"):
-        TrainConfig(stage="pretrain")
+    with pytest.raises(ValueError, match="train.stage='pretrian' is not allowed; choose one of pretrain, align, instruct, baseline"):
+        TrainConfig(stage="pretrian")
     with pytest.raises(ValueError, match="train.max_steps=0 must be positive"):
         TrainConfig(max_steps=0)
     with pytest.raises(ValueError, match="train.epochs=0 with train.max_steps=-1 would train nothing"):
