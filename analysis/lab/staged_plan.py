@@ -1,0 +1,131 @@
+"""The staged study's plan: its arms, its settings and the order of its runs (see
+`analysis.lab.staged`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vittle.analysis.lab.plan import (
+    LABEL_KEEPING,
+    Arm,
+    LabConfig,
+    lab_specs,
+    spec_group,
+)
+from vittle.analysis.lab.results import JsonRecord
+
+TEXT_RECIPE, ALIGN_RECIPE = "tiny-stage0-text", "tiny-stage1-align"
+HIDDEN_SIZE = 128
+MATCHED_KL = 0.1 * HIDDEN_SIZE / 4096
+"""The paper's KL weight per nat of information: 0.1 per dimension at d = 4096 is 0.1 x d/4096
+here (0.003125 at d = 128); the stage-2 Vittle recipes carry it."""
+
+STAGED_ARMS = (
+    Arm("baseline", "tiny-stage2-baseline", "Baseline", "stage 2 without a bottleneck"),
+    Arm("vittle-f", "tiny-stage2-vittle-f", "Vittle (F)", "fixed N(0, I) prior, KL weight 0.1 x d/4096, alpha 0.5 from the first step"),
+    Arm("vittle-l", "tiny-stage2-vittle-l", "Vittle (L)", "learnable prior, otherwise as Vittle (F)"),
+    Arm("noise", "tiny-stage2-noise", "Noise only", "control: (1 - alpha) h + alpha eps, alpha 0.5 from the first step, no MLP, no KL"),
+    Arm("vittle-f-kl0.1", "tiny-stage2-vittle-f", "Vittle (F), KL 0.1", "Vittle (F) at the paper's literal per-dimension weight 0.1",
+        ("bottleneck.kl_weight=0.1",), "sweep"),
+    Arm("augmented", "tiny-stage2-baseline", "Baseline + augmentation",
+        "positive control: the baseline with half its training images blurred or noised", group="control", data="augmented"),
+)
+MAIN_NAMES = ("baseline", "vittle-f", "vittle-l", "noise")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the plan: stage 0 or 1 of a base, or a stage-2 arm of a unit."""
+
+    kind: str
+    """"text" (stage 0), "align" (stage 1 and the pressure measurement) or "arm"."""
+    base: int
+    seed: int = -1
+    arm: Arm | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "arm":
+            return f"{self.arm.name}-b{self.base}-s{self.seed}"
+        return f"{self.kind}-b{self.base}"
+
+    @property
+    def unit(self) -> int:
+        return 10 * self.base + self.seed
+
+
+@dataclass
+class StageRecord(JsonRecord):
+    """What stage 0 or 1 of one base measured (archived as `<job>.json`)."""
+
+    name: str
+    base: int
+    kind: str
+    train_seconds: float
+    train_device: str
+    commit: str
+    final_log: dict[str, float]
+    numbers: dict[str, float]
+    """text: `rms_layer<k>` (per-dimension RMS after decoder layer k on corpus samples) and
+    `ce`; align: the pressure (`ce_<data>_clean`, `ce_<data>_alpha<a>`) and the RMS at layer l
+    on image and text tokens of VQA queries."""
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StagedConfig(LabConfig):
+    """The staged study's settings; LabConfig's fields keep their meaning (`seeds`: the stage-2
+    seeds of every base)."""
+
+    out: Path = Path("runs/staged")
+    bases: tuple[int, ...] = (0, 1)
+    """Stage-0/1 bases (each a stage-0 seed)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    """Stage-2 seeds per base: units = bases x seeds."""
+    extra_seeds: tuple[int, ...] = (0, 1)
+    """Seeds whose units also run Vittle (F) at KL 0.1 and the positive control."""
+    text_steps: int = 800
+    align_steps: int = 200
+    arm_steps: int = 600
+    severities: tuple[int, ...] = (3,)
+    slice_images: int = 200
+    diagnostic_queries: int = 128
+    pressure_samples: int = 128
+    """VQA and caption samples the pressure is measured on."""
+    clean_only: bool = False
+    """Evaluate clean only (the pilot)."""
+    gates_only: bool = False
+    """Report the gates alone, leaving every shifted number out (to read the gates before any
+    shifted result is looked at)."""
+    export_seed: int = 0
+    arms: tuple[Arm, ...] = field(default=STAGED_ARMS, metadata={"cli": False})
+
+    @classmethod
+    def quick(cls, **kwargs: Any) -> StagedConfig:
+        """Under 10 minutes on 2 CPU cores: one base, one unit, short stages, a small slice."""
+        values: dict[str, Any] = {"bases": (0,), "seeds": (0,), "extra_seeds": (), "text_steps": 100, "align_steps": 40,
+                                  "arm_steps": 120, "slice_images": 30, "diagnostic_queries": 32, "pressure_samples": 32,
+                                  "train_images": 300, "only": MAIN_NAMES, "specs": ("gaussian_noise:3", "char_typo:3")}
+        values.update(kwargs)
+        return cls(**values)
+
+    def jobs(self) -> list[Job]:
+        """Every run in order: the bases' stages first, then unit after unit (seed-major, so an
+        interrupted study has complete units), the main arms before the extra ones."""
+        plan = [Job(kind, b) for b in self.bases for kind in ("text", "align")]
+        for seed in self.seeds:
+            for base in self.bases:
+                for arm in self.arms:
+                    if self.only and arm.name not in self.only:
+                        continue
+                    if arm.name in MAIN_NAMES or seed in self.extra_seeds:
+                        plan.append(Job("arm", base, seed, arm))
+        return plan
+
+
+def label_keeping_specs(severities: tuple[int, ...]) -> list[str]:
+    """clean and the label-keeping shifts (the main comparison's): blur and noise at
+    `severities`, typos and word edits at level 3."""
+    return [s for s in lab_specs(severities) if s == "clean" or spec_group(s) in LABEL_KEEPING]

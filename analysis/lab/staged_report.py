@@ -1,0 +1,188 @@
+"""The staged study's gates, comparisons and report (docs/robustness-lab/staged.md).
+
+The gates and the main comparison are fixed here before any shifted result of the study is
+looked at:
+
+- gate (a), per arm: clean grounded (colour/shape) accuracy, mean over the arm's units, >= 95%;
+- gate (b), per arm with a posterior: the mean KL per dimension (over units) >= 0.01 nats on
+  image or on text tokens, AND with alpha = 1 at inference (the state after layer l is the
+  posterior mean alone) clean grounded accuracy stays >= 30 points above what the same
+  intervention leaves the noise-only control (mean paired difference over units);
+- the main comparison: Vittle (F) minus the baseline, grounded accuracy averaged over the
+  label-keeping shifts; the primary 95% interval is a t-interval over (base, seed) units, the
+  secondary a bootstrap over units and questions. Target: half-width <= 1 point.
+
+Gates use clean data only; `shifted=False` leaves every shifted number out of the summary.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vittle.analysis.lab.plan import LABEL_KEEPING, spec_group
+from vittle.analysis.lab.results import JsonRecord, RunResult, environment
+from vittle.analysis.lab.stats import (
+    Interval,
+    difference_matrix,
+    paired_bootstrap,
+    seed_interval,
+)
+from vittle.analysis.lab.summary import accuracy, hits_array
+
+GATE_A = 95.0
+GATE_B_KL = 0.01
+GATE_B_MARGIN = 30.0
+MAIN_COMPARISON = ("vittle-f", "baseline")
+HALF_WIDTH_TARGET = 1.0
+
+
+@dataclass
+class GateRow:
+    """One arm's clean numbers, means over its units (min and max for the accuracy)."""
+
+    arm: str
+    units: list[int]
+    clean_grounded: float
+    clean_grounded_min: float
+    gate_a: bool
+    kl_visual: float | None = None
+    kl_text: float | None = None
+    grounded_alpha1: float | None = None
+    alpha1_minus_noise: float | None = None
+    """Mean over the units both arms finished of (this arm - noise control), alpha 1 at inference."""
+    grounded_bottleneck_off: float | None = None
+    gate_b: bool | None = None
+    train_minutes: float = 0.0
+    final_ce: float | None = None
+
+
+@dataclass
+class Comparison:
+    arm: str
+    against: str
+    units: list[int]
+    group: str
+    per_unit: list[float]
+    t_interval: Interval | None
+    bootstrap: Interval | None
+
+
+@dataclass
+class StagedSummary(JsonRecord):
+    stages: dict[str, dict[str, Any]]
+    """Job name -> train minutes, final log and numbers of stage 0 / stage 1 (pressure)."""
+    gates: dict[str, GateRow]
+    comparisons: list[Comparison] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)
+    slice: dict[str, int] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    shifted: bool = False
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def gate_rows(arms: dict[str, list[RunResult]]) -> dict[str, GateRow]:
+    """Gates (a) and (b) per arm from clean data only."""
+    noise = {r.seed: r.diagnostics.get("grounded_alpha1") for r in arms.get("noise", [])}
+    rows = {}
+    for name, runs in arms.items():
+        clean = [accuracy(r.hits["clean"]) for r in runs]
+        row = GateRow(name, [r.seed for r in runs], statistics.fmean(clean), min(clean), statistics.fmean(clean) >= GATE_A,
+                      train_minutes=statistics.fmean(r.train_seconds / 60 for r in runs),
+                      final_ce=_mean([r.final_log["ce"] for r in runs if "ce" in r.final_log]))
+        if "grounded_alpha1" in runs[0].diagnostics:
+            row.kl_visual = _mean([r.diagnostics["kl_visual"] for r in runs if "kl_visual" in r.diagnostics])
+            row.kl_text = _mean([r.diagnostics["kl_text"] for r in runs if "kl_text" in r.diagnostics])
+            row.grounded_alpha1 = _mean([r.diagnostics["grounded_alpha1"] for r in runs])
+            row.grounded_bottleneck_off = _mean([r.diagnostics["grounded_bottleneck_off"] for r in runs
+                                                 if "grounded_bottleneck_off" in r.diagnostics])
+            paired = [r.diagnostics["grounded_alpha1"] - noise[r.seed] for r in runs if noise.get(r.seed) is not None]
+            row.alpha1_minus_noise = _mean(paired)
+            if name != "noise":
+                used = max(row.kl_visual or 0.0, row.kl_text or 0.0) >= GATE_B_KL
+                row.gate_b = bool(used and row.alpha1_minus_noise is not None and row.alpha1_minus_noise >= GATE_B_MARGIN)
+        rows[name] = row
+    return rows
+
+
+def compare(arm: list[RunResult], against: list[RunResult], specs: list[str], group: str) -> Comparison | None:
+    """arm minus `against` on grounded accuracy over `specs`, paired by unit and question."""
+    a, b = {r.seed: r for r in arm}, {r.seed: r for r in against}
+    units = sorted(set(a) & set(b))
+    specs = [s for s in specs if all(s in a[u].hits and s in b[u].hits for u in units)]
+    if not units or not specs:
+        return None
+    matrix = difference_matrix([[hits_array(a[u].hits[s]) for s in specs] for u in units],
+                               [[hits_array(b[u].hits[s]) for s in specs] for u in units])
+    per_unit = [float(v) for v in matrix.mean(axis=1)]
+    return Comparison(arm[0].name, against[0].name, units, group, per_unit,
+                      seed_interval(per_unit) if len(units) > 1 else None, paired_bootstrap(matrix))
+
+
+def summarize_staged(lab: Any, seconds: float = 0.0) -> StagedSummary:
+    stages, results = lab.records()
+    arms: dict[str, list[RunResult]] = {}
+    for result in results.values():
+        arms.setdefault(result.name, []).append(result)
+    shifted = not (lab.config.clean_only or lab.config.train_only or lab.config.gates_only)
+    comparisons = []
+    if shifted:
+        label_keeping = [s for s in lab.specs if spec_group(s) in LABEL_KEEPING]
+        groups = {"label-keeping": label_keeping, **{g: [s for s in lab.specs if spec_group(s) == g] for g in LABEL_KEEPING}}
+        pairs = [(name, "baseline") for name in arms if name != "baseline"] + [(n, "noise") for n in ("vittle-f", "vittle-l") if n in arms]
+        for name, against in pairs:
+            if against not in arms:
+                continue
+            for group, specs in groups.items():
+                found = compare(arms[name], arms[against], specs, group)
+                if found is not None:
+                    comparisons.append(found)
+    stage_rows = {name: {"train_minutes": rec.train_seconds / 60, "final_log": rec.final_log, **rec.numbers}
+                  for name, rec in sorted(stages.items())}
+    return StagedSummary(stage_rows, gate_rows(arms), comparisons, list(lab.specs),
+                         {"images": lab.config.slice_images, "questions": len(lab.slice), "grounded": len(lab.grounded)},
+                         environment(), round(seconds, 1), shifted)
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary: StagedSummary) -> str:
+    lines = ["# The staged study", "", "## Stages 0 and 1 (per base)", ""]
+    for name, row in summary.stages.items():
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float) and k != "train_minutes")
+        lines.append(f"- {name}: {row['train_minutes']:.1f} min; final CE {row['final_log'].get('ce', float('nan')):.3f}; {numbers}")
+    lines += ["", "## Gates (clean data only)", "",
+              "| arm | units | clean grounded (min) | gate (a) | KL/dim image | KL/dim text | alpha 1 | alpha 1 minus noise | bottleneck off | gate (b) | train min | final CE |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in summary.gates.values():
+        gate_b = "-" if row.gate_b is None else ("pass" if row.gate_b else "fail")
+        lines.append(f"| {row.arm} | {len(row.units)} | {row.clean_grounded:.1f} ({row.clean_grounded_min:.1f}) | "
+                     f"{'pass' if row.gate_a else 'fail'} | {_f(row.kl_visual, 4)} | {_f(row.kl_text, 4)} | {_f(row.grounded_alpha1)} | "
+                     f"{_f(row.alpha1_minus_noise)} | {_f(row.grounded_bottleneck_off)} | {gate_b} | {row.train_minutes:.1f} | {_f(row.final_ce, 3)} |")
+    if summary.shifted:
+        lines += ["", "## Paired differences (grounded accuracy points; t-interval over units, bootstrap over units and questions)", "",
+                  "| arm - against | group | units | mean | t 95% | half-width | bootstrap 95% |", "|---|---|---|---|---|---|---|"]
+        for c in summary.comparisons:
+            t = c.t_interval
+            b = c.bootstrap
+            lines.append(f"| {c.arm} - {c.against} | {c.group} | {len(c.units)} | {statistics.fmean(c.per_unit):+.2f} | "
+                         f"{'-' if t is None else f'[{t.low:+.2f}, {t.high:+.2f}]'} | {'-' if t is None else f'{t.half_width:.2f}'} | "
+                         f"{'-' if b is None else f'[{b.low:+.2f}, {b.high:+.2f}]'} |")
+    else:
+        lines += ["", "(No shifted result is in this report.)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_staged_report(summary: StagedSummary, out: Path) -> None:
+    from vittle.files import write_text_atomic
+
+    summary.save(out / "staged.json")
+    write_text_atomic(out / "staged.md", markdown(summary))

@@ -1,0 +1,82 @@
+"""The staged study (stage 0 text, stage 1 captions, the pressure, stage-2 arms): its plan,
+its gates, and a short study end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vittle.analysis.lab.results import RunResult
+from vittle.analysis.lab.staged_plan import MATCHED_KL, StagedConfig
+from vittle.analysis.lab.staged_report import GateRow, gate_rows
+
+
+def test_the_plan_runs_the_bases_first_then_unit_after_unit():
+    config = StagedConfig(bases=(0, 1), seeds=(0, 1), extra_seeds=(1,))
+    names = [job.name for job in config.jobs()]
+    main = ["baseline", "vittle-f", "vittle-l", "noise"]
+    assert names[:4] == ["text-b0", "align-b0", "text-b1", "align-b1"]
+    assert names[4:] == ([f"{a}-b0-s0" for a in main] + [f"{a}-b1-s0" for a in main]
+                         + [f"{a}-b0-s1" for a in [*main, "vittle-f-kl0.1", "augmented"]]
+                         + [f"{a}-b1-s1" for a in [*main, "vittle-f-kl0.1", "augmented"]])
+    assert {job.unit for job in config.jobs() if job.kind == "arm"} == {0, 1, 10, 11}
+    assert MATCHED_KL == pytest.approx(0.003125)
+
+
+def _run(name: str, unit: int, clean: str, **diagnostics: float) -> RunResult:
+    return RunResult(name=name, seed=unit, group="main", recipe="r", overrides=[], model_dir="m", train_seconds=60.0,
+                     train_device="cpu", eval_seconds=1.0, eval_device="cpu", commit="x", final_log={"ce": 0.1},
+                     clean_predictions=[], hits={"clean": clean}, diagnostics=dict(diagnostics))
+
+
+def test_gates_from_clean_data_only():
+    posterior = {"kl_visual": 0.02, "kl_text": 0.001, "grounded_bottleneck_off": 90.0}
+    arms = {
+        "baseline": [_run("baseline", u, "1" * 99 + "0") for u in (0, 1)],
+        "vittle-f": [_run("vittle-f", 0, "1" * 98 + "00", grounded_alpha1=70.0, **posterior),
+                     _run("vittle-f", 1, "1" * 96 + "0000", grounded_alpha1=60.0, **posterior)],
+        "vittle-l": [_run("vittle-l", u, "1" * 100, grounded_alpha1=40.0, **posterior) for u in (0, 1)],
+        "noise": [_run("noise", u, "1" * 100, grounded_alpha1=20.0, kl_visual=0.0, kl_text=0.0) for u in (0, 1)],
+    }
+    rows = gate_rows(arms)
+    assert rows["baseline"] == GateRow("baseline", [0, 1], 99.0, 99.0, True, train_minutes=1.0, final_ce=0.1)
+    f = rows["vittle-f"]
+    assert (f.clean_grounded, f.clean_grounded_min, f.gate_a) == (97.0, 96.0, True)
+    assert f.alpha1_minus_noise == pytest.approx(45.0) and f.gate_b is True
+    assert rows["vittle-l"].alpha1_minus_noise == pytest.approx(20.0) and rows["vittle-l"].gate_b is False  # under 30 points
+    assert rows["noise"].gate_b is None
+
+
+@pytest.mark.slow
+def test_a_short_staged_study_runs_every_stage_archives_and_resumes(tmp_path):
+    from vittle.analysis.lab.staged import StagedLab
+
+    out = tmp_path / "staged"
+    config = dict(out=out, bases=(0,), seeds=(0,), extra_seeds=(), text_steps=3, align_steps=2, arm_steps=3, slice_images=4,
+                  diagnostic_queries=4, pressure_samples=8, train_images=6, specs=("gaussian_noise:3", "char_typo:3"),
+                  archive=tmp_path / "archive", png=False, only=("baseline", "vittle-f", "noise"),
+                  overrides=("base:model.hidden_size=32", "base:model.num_layers=3", "train.batch_size=4", "train.logging_steps=1"))
+    summary = StagedLab(StagedConfig(**config, gates_only=True)).run()
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == [
+        "align-b0.json", "baseline-b0-s0.json", "noise-b0-s0.json", "text-b0.json", "vittle-f-b0-s0.json"]
+    text, align = summary.stages["text-b0"], summary.stages["align-b0"]
+    assert {"rms_layer0", "rms_layer1", "rms_layer2", "ce_heldout"} <= set(text) and text["rms_layer0"] > 0
+    assert align["layer"] == 0.0 and align["ce_vqa_alpha1"] > 0 and align["ce_captions_alpha0.5"] > 0
+    # stage 1 trained the projector alone, from the stage-0 model
+    recipe = json.loads((out / "runs" / "align-b0" / "train_log.json").read_text())["recipe_config"]
+    assert recipe["train"]["stage"] == "align" and recipe["model"]["init"] == str(out / "runs" / "text-b0" / "model")
+    arm = RunResult.load(out / "runs" / "vittle-f-b0-s0" / "result.json")
+    assert arm.recipe_config["model"]["init"] == str(out / "runs" / "align-b0" / "model")
+    assert arm.recipe_config["bottleneck"]["kl_weight"] == MATCHED_KL and arm.recipe_config["bottleneck"]["schedule"] == "constant"
+    assert set(arm.hits) == {"clean", "gaussian_noise:3", "char_typo:3"} and "grounded_alpha1" in arm.diagnostics
+    assert set(summary.gates) == {"baseline", "vittle-f", "noise"} and summary.gates["vittle-f"].gate_b is not None
+    assert summary.comparisons == [] and not summary.shifted  # gates only: no shifted number in the report
+    assert "No shifted result" in (out / "staged.md").read_text()
+    # with the run folders gone the archive alone reports, and nothing trains again
+    import shutil
+
+    shutil.rmtree(out / "runs")
+    again = StagedLab(StagedConfig(**config)).run(report_only=True)
+    assert again.gates == summary.gates and {c.group for c in again.comparisons} >= {"label-keeping"}
+    assert not (out / "runs").exists()
