@@ -231,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from vittle.analysis.lab.staged_report import markdown
-
     from vittle.options import configure_logging, parse
 
     config, report_only = parse(StagedCommand, argv, prog="python -m analysis.lab.staged",

@@ -160,15 +160,18 @@ def markdown(summary: StagedSummary) -> str:
         numbers = ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float) and k != "train_minutes")
         lines.append(f"- {name}: {row['train_minutes']:.1f} min; final CE {row['final_log'].get('ce', float('nan')):.3f}; {numbers}")
     lines += ["", "## Gates (clean data only)", "",
-              "| arm | units | clean grounded (min) | gate (a) | KL/dim image | KL/dim text | alpha 1 | alpha 1 minus noise | bottleneck off | gate (b) | train min | final CE |",
+              "| arm | units | clean grounded (min) | gate (a) | KL/dim image | KL/dim text | alpha 1 | alpha 1 minus noise "
+              "| bottleneck off | gate (b) | train min | final CE |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary.gates.values():
         gate_b = "-" if row.gate_b is None else ("pass" if row.gate_b else "fail")
         lines.append(f"| {row.arm} | {len(row.units)} | {row.clean_grounded:.1f} ({row.clean_grounded_min:.1f}) | "
                      f"{'pass' if row.gate_a else 'fail'} | {_f(row.kl_visual, 4)} | {_f(row.kl_text, 4)} | {_f(row.grounded_alpha1)} | "
-                     f"{_f(row.alpha1_minus_noise)} | {_f(row.grounded_bottleneck_off)} | {gate_b} | {row.train_minutes:.1f} | {_f(row.final_ce, 3)} |")
+                     f"{_f(row.alpha1_minus_noise)} | {_f(row.grounded_bottleneck_off)} | {gate_b} | {row.train_minutes:.1f} | "
+                     f"{_f(row.final_ce, 3)} |")
     if summary.shifted:
-        lines += ["", "## Paired differences (grounded accuracy points; t-interval over units, bootstrap over units and questions)", "",
+        lines += ["", "## Paired differences (grounded accuracy points; t-interval over units, bootstrap over units and "
+                  "questions)", "",
                   "| arm - against | group | units | mean | t 95% | half-width | bootstrap 95% |", "|---|---|---|---|---|---|---|"]
         for c in summary.comparisons:
             t = c.t_interval
