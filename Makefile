@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # freedict dictionaries for the offline gloss translator, Chromium for the browser tests).
 APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin chromium
 
-.PHONY: venv apt apt-figures demo quickstart test bench lab lab-report lab-quick clean
+.PHONY: venv apt apt-figures demo quickstart test lint bench lab lab-report lab-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ quickstart: venv
 
 test: venv apt
 	$(BIN)/python -m pytest -q
+
+# ruff (pinned in the test extra) with the settings in pyproject.toml; CI runs it before the tests.
+lint: venv
+	$(BIN)/ruff check .
 
 bench: venv
 	$(BIN)/python benchmarks/overhead.py

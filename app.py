@@ -6,7 +6,7 @@ import logging
 
 import gradio as gr
 
-from app.main import build_ui, configure_threads, launch_options, make_service, parse_args
+from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args
 
 if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models stay loaded
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

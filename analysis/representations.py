@@ -2,7 +2,7 @@
 
     samples = load_samples("easyvqa", limit_images=100)
     embeddings = extract(assistant, samples, ["clean", "frost:3", "char_typo:3"])
-    ShiftAnalysis.compute({"model": embeddings})   # how far they shift: analysis.shift
+    ShiftAnalysis.compute({"model": embeddings})   # how far they shift: vittle.analysis.shift
 
 Each embedding is `Assistant.embed`'s row: the last input token's layer-l hidden state after
 the bottleneck (the paper's representation analysis; docs/method.md). Extraction is cached as one `.npy` per
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from analysis.evaluate.runner import Variants
+from vittle.analysis.evaluate.runner import Variants
+from vittle.analysis.perturb import CLEAN, parse_spec
 from vittle.files import atomic_file
-from analysis.perturb import CLEAN, parse_spec
 from vittle.model import get_bottleneck
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,61 @@ _CONFIG_IGNORED = {"_name_or_path", "architectures", "dtype", "torch_dtype", "tr
 _CHUNK_BYTES = 1 << 26  # tensors are hashed 64 MiB at a time, so a GPU model needs no full CPU copy
 _weights_memo: weakref.WeakKeyDictionary[Any, tuple[tuple, str]] = weakref.WeakKeyDictionary()
 _file_memo: dict[tuple[str, int, int], str] = {}
+
+
+CACHE_LIMIT_ENV = "VITTLE_CACHE_MAX_MB"
+DEFAULT_CACHE_MB = 2048
+"""The cache keeps at most this much (or $VITTLE_CACHE_MAX_MB); past it, the files least
+recently read or written go first."""
+
+
+def cache_limit_bytes() -> int:
+    """The cache's size limit in bytes ($VITTLE_CACHE_MAX_MB, else DEFAULT_CACHE_MB); 0: no limit."""
+    raw = os.environ.get(CACHE_LIMIT_ENV, "")
+    try:
+        megabytes = float(raw) if raw.strip() else DEFAULT_CACHE_MB
+    except ValueError:
+        raise ValueError(f"{CACHE_LIMIT_ENV}={raw!r} must be a number of megabytes (0: no limit)") from None
+    if megabytes < 0:
+        raise ValueError(f"{CACHE_LIMIT_ENV}={raw!r} must be 0 (no limit) or positive")
+    return int(megabytes * 1024 * 1024)
+
+
+def cache_files(folder: str | Path | None = None) -> list[Path]:
+    """The cache's embedding files, least recently used first."""
+    folder = Path(folder).expanduser() if folder is not None else default_cache_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.rglob("*.npy") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_mtime)
+
+
+def prune_cache(folder: str | Path | None = None, max_bytes: int | None = None, keep: Sequence[Path] = ()) -> int:
+    """Delete the least recently used files until the cache holds at most `max_bytes` (default:
+    `cache_limit_bytes()`; 0 keeps everything), never one in `keep`; emptied folders go too.
+    Returns how many files were deleted."""
+    limit = cache_limit_bytes() if max_bytes is None else max_bytes
+    if limit <= 0:
+        return 0
+    files = cache_files(folder)
+    total = sum(p.stat().st_size for p in files)
+    kept, removed = {Path(p).resolve() for p in keep}, 0
+    for path in files:
+        if total <= limit:
+            break
+        if path.resolve() in kept:
+            continue
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+        parent = path.parent
+        while parent != Path(folder or default_cache_dir()).expanduser() and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    if removed:
+        logger.info("embedding cache over %.0f MB: removed the %d least recently used files", limit / 2**20, removed)
+    return removed
 
 
 def default_cache_dir() -> Path:
@@ -158,6 +213,7 @@ def _read_cached(path: Path, rows: int) -> np.ndarray | None:
         return None
     try:
         array = np.load(path, allow_pickle=False)
+        os.utime(path)  # recently used: the last to be pruned
     except (OSError, ValueError, EOFError) as err:
         logger.warning("unreadable cache file %s (%s); recomputing", path, err)
         return None
@@ -198,9 +254,10 @@ def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequenc
     default it is computed here, which hashes the model's state dict and the sample files."""
     specs = _check_inputs(samples, specs, variants)
     variants = variants if variants is not None else Variants(samples)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = folder / (key or cache_key(assistant, samples, variants.seed))
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / (key or cache_key(assistant, samples, variants.seed))
     result: dict[str, np.ndarray] = {}
+    written: list[Path] = []
     bar = tqdm(specs, desc=desc, unit="spec", disable=not progress)
     for spec in bar:
         bar.set_postfix_str(spec)
@@ -212,7 +269,10 @@ def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequenc
             with atomic_file(path) as handle:  # a killed run never leaves half a file
                 np.save(handle, cached, allow_pickle=False)
             logger.info("embedded %d queries for %s -> %s", len(samples), spec, path)
+            written.append(path)
         result[spec] = cached
+    if written:
+        prune_cache(root, keep=[_spec_file(folder, spec) for spec in specs])
     return result
 
 

@@ -7,7 +7,7 @@
     shift.place("vittle", states)               # new states (e.g. the user's query) on the same map
     shift.summary()                             # mean / median distance and JSD per model and spec
 
-The report (`analysis.report`) and the app's embedding and distance panels both use it, so the
+The report (`vittle.analysis.report`) and the app's embedding and distance panels both use it, so the
 two show the same numbers for the same embeddings.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.metrics import cosine_distances, representation_jsd
-from analysis.perturb import CLEAN
-from analysis.projection import Projection, axis_ranges
+from vittle.analysis.metrics import cosine_distances, representation_jsd
+from vittle.analysis.perturb import CLEAN
+from vittle.analysis.projection import Projection, axis_ranges
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ShiftAnalysis:
     embeddings: dict[str, dict[str, np.ndarray]] | None = None
     """model -> spec -> (n, d) states; not kept by `from_json` (the report stores no states)."""
     projection: Any = None
-    """The fitted `analysis.projection.Projection` (for `place`); None after `from_json`."""
+    """The fitted `vittle.analysis.projection.Projection` (for `place`); None after `from_json`."""
     _summary: dict[str, dict[str, dict[str, float]]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod

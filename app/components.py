@@ -14,7 +14,7 @@ import gradio as gr
 class QueryImage(gr.Image):
     """gr.Image that hands the uploaded file's path to the callback without opening it, so
     that a broken file, or a decompression bomb, is reported by the app's own checks
-    (`app.inputs.load_query_image`) with a clear message."""
+    (`vittle.app.inputs.load_query_image`) with a clear message."""
 
     is_template = True  # rendered by the frontend's Image component
 

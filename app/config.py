@@ -8,24 +8,42 @@ VITTLE_DEVICE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) set the defaults, and fla
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.inputs import MAX_UPLOAD_BYTES
+from vittle.app.limits import MAX_UPLOAD_BYTES
+
+logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+"""The source tree's root, or the installed `vittle` package: both hold assets/ (the wheel maps
+the repository's assets/ into the package)."""
 ASSETS = ROOT / "assets" / "models"
-LAB_JSON = ROOT / "docs" / "robustness-lab" / "lab.json"
+LAB_JSON = ROOT / "assets" / "lab.json"
+EMBEDDED = "embedded:"
+"""Prefix of a setting that names a file shipped with vittle: "embedded:tiny-baseline" is
+assets/models/tiny-baseline, "embedded:lab.json" the lab's summary. Defaults are written this
+way so that they mean the same on every machine (and `--help` shows no local path)."""
+
+
+def embedded(value: str | Path | None, folder: Path = ASSETS) -> str | None:
+    """`value` with an "embedded:NAME" prefix resolved to the shipped file; other values as they are."""
+    if value is None:
+        return None
+    text = str(value)
+    return str(folder / text[len(EMBEDDED):]) if text.startswith(EMBEDDED) else text
 
 
 @dataclass
 class ServiceConfig:
-    baseline: str = field(default=str(ASSETS / "tiny-baseline"), metadata={"env": "VITTLE_BASELINE"})
-    """Folder or hub id of the baseline model."""
-    vittle: str = field(default=str(ASSETS / "tiny-vittle-f"), metadata={"env": "VITTLE_VITTLE"})
+    baseline: str = field(default=f"{EMBEDDED}tiny-baseline", metadata={"env": "VITTLE_BASELINE"})
+    """Folder or hub id of the baseline model ("embedded:NAME": a model shipped with vittle)."""
+    vittle: str = field(default=f"{EMBEDDED}tiny-vittle-f", metadata={"env": "VITTLE_VITTLE"})
     """Folder or hub id of the Vittle model shown by default."""
-    vittle_l: str | None = field(default=str(ASSETS / "tiny-vittle-l"), metadata={"env": "VITTLE_VITTLE_L"})
-    """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); null or "none": none."""
+    vittle_l: str | None = field(default=f"{EMBEDDED}tiny-vittle-l", metadata={"env": "VITTLE_VITTLE_L"})
+    """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); null or "none": none.
+    An embedded one that is missing is left out with a warning."""
     device: str = field(default="auto", metadata={"env": "VITTLE_DEVICE"})
     """"auto" (CUDA with bf16 when present, else CPU), "cpu", "cuda", "cuda:1", ..."""
     reference_images: int = 48
@@ -38,8 +56,9 @@ class ServiceConfig:
     """Largest accepted upload, in bytes."""
     seed: int = 0
     """Seed of the perturbations."""
-    lab: Path | None = LAB_JSON
-    """The robustness lab's lab.json, whose numbers the app shows; null: none."""
+    lab: str | None = f"{EMBEDDED}lab.json"
+    """The robustness lab's lab.json, whose numbers the app shows ("embedded:lab.json": the one
+    shipped with vittle); null: none."""
     warm_umap: bool = True
     """Fit a UMAP map at start-up, so that the first user's umap projection does not wait for its JIT."""
     precompute: bool = True
@@ -62,6 +81,21 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.reference_images < 3:
             raise ValueError(f"reference_images={self.reference_images} must be at least 3")
+        for name in ("baseline", "vittle", "vittle_l"):
+            value = getattr(self, name)
+            if name == "vittle_l" and str(value).lower() in ("", "none"):  # a Space variable can't be null
+                value = None
+            path = embedded(value)
+            if path is not None and str(value).startswith(EMBEDDED) and not Path(path).is_dir():
+                if name == "vittle_l":
+                    logger.warning("the embedded model %s is not in this installation (%s): the app runs without it", value, path)
+                    path = None
+                else:
+                    raise ValueError(f"{name}: the embedded model {value} is not in this installation ({path}); reinstall "
+                                     "vittle with its models (pip install --force-reinstall 'vittle[app]'), or name other "
+                                     "baseline and vittle models (local folders or hub ids)")
+            setattr(self, name, path)
+        self.lab = embedded(self.lab, ASSETS.parent)
 
 
 @dataclass
@@ -85,6 +119,11 @@ class DemoConfig(ServiceConfig):
     """Largest accepted upload, in MB."""
     file_lifetime_min: float = 60
     """Delete uploads and output images after this many minutes (and all at shutdown)."""
+    auth: str = field(default="", metadata={"env": "VITTLE_AUTH"})
+    """USER:PASSWORD that the page and the API ask for (for a --share link or a shared server); empty: open."""
+    mcp: bool = False
+    """Also serve the API as an MCP server (Gradio's, at /gradio_api/mcp/; needs pip install 'gradio[mcp]'): the
+    tools are /run, /embeddings and /robustness, described by their docstrings."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,9 +136,10 @@ class DemoConfig(ServiceConfig):
         if not self.max_upload_mb > 0:
             raise ValueError(f"max_upload_mb={self.max_upload_mb:g} must be positive")
         self.max_upload_bytes = int(self.max_upload_mb * 1024 * 1024)
-        defaults = ServiceConfig()
-        for name in ("baseline", "vittle", "vittle_l"):
-            if (value := getattr(self, name)) == getattr(defaults, name) and not Path(value).is_dir():
-                raise ValueError(f"{name}: the embedded model {value} is not here. The embedded models ship with the "
-                                 "repository (assets/models), not with the installed package: run from a clone of the "
-                                 "repository, or name other baseline and vittle models (local folders or hub ids)")
+        if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
+            raise ValueError("auth must look like USER:PASSWORD, both non-empty")
+        if self.mcp:
+            import importlib.util
+
+            if importlib.util.find_spec("mcp") is None:
+                raise ValueError("mcp: Gradio's MCP server needs the mcp package: pip install 'gradio[mcp]'")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+from vittle.app.limits import MAX_UPLOAD_BYTES
+
 MAX_IMAGE_PIXELS = 25_000_000
 """Larger images are refused before they are decoded (a 20000 x 20000 PNG is 400 MP)."""
 WORKING_SIDE = 1024

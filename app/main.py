@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from app.config import DemoConfig, ServiceConfig
+from vittle.app.config import DemoConfig, ServiceConfig
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app runs offline
 
@@ -31,18 +31,16 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
 
 def make_service(config: DemoConfig):
     """The service for `config`, not started."""
-    from app.service import DemoService
+    from vittle.app.service import DemoService
 
     service_fields = {f.name for f in dataclasses.fields(ServiceConfig)}
     settings = {name: value for name, value in vars(config).items() if name in service_fields}
-    if str(settings["vittle_l"]).lower() in ("", "none"):  # "none" (a Space variable can't be null) leaves it out
-        settings["vittle_l"] = None
     return DemoService(ServiceConfig(**settings))
 
 
 def build_ui(args: DemoConfig, service):
     """The queued Blocks over `service`, which is started here (idempotent)."""
-    from app.ui import build_demo
+    from vittle.app.ui import build_demo
 
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
@@ -73,10 +71,15 @@ def configure_threads(threads: int) -> int:
 
 
 def launch_options(args: DemoConfig) -> dict:
-    from app.examples import examples_dir
+    from vittle.app.examples import examples_dir
 
-    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
-            "allowed_paths": [str(examples_dir())], "show_error": True}
+    options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
+               "allowed_paths": [str(examples_dir())], "show_error": True}
+    if args.auth:
+        options["auth"] = tuple(args.auth.split(":", 1))
+    if args.mcp:
+        options["mcp_server"] = True
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:

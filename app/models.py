@@ -4,7 +4,7 @@
     pool.worker("baseline").answer(image, question)      # a Future: the worker batches every user's queries
     WarmUp(pool, reference, settings).start()            # load, embed, warm UMAP, precompute, in the background
 
-Each model runs on its own `app.worker.ModelWorker`, the only thread that calls it, so the
+Each model runs on its own `vittle.app.worker.ModelWorker`, the only thread that calls it, so the
 models need no lock per call; loading is the one step under a lock.
 """
 
@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.config import ASSETS, ServiceConfig
-from app.inputs import InputError
-from app.worker import ModelWorker
+from vittle.app.config import ASSETS, ServiceConfig
+from vittle.app.inputs import InputError
+from vittle.app.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ class WarmUp:
         self._reference, self._settings = reference, settings
         self._thread: threading.Thread | None = None
         self._umap: threading.Thread | None = None
+        self._loaded = threading.Event()
+        """Set once every model is loaded (or loading failed): a turn's answers need no more."""
         self.error: str | None = None
         self.timings: dict[str, float] = {}
         self.precomputed: tuple[int, int] | None = None
@@ -115,16 +117,14 @@ class WarmUp:
         if self._thread is None:
             # modules that request threads would otherwise import lazily, several at once: two
             # threads importing plotly's circular submodules can deadlock (seen under load)
-            import analysis.lab.report  # noqa: F401
             import plotly.graph_objects  # noqa: F401
             import plotly.io  # noqa: F401
             import plotly.subplots  # noqa: F401
 
+            import vittle.analysis.lab.report  # noqa: F401
+
             self._thread = threading.Thread(target=self._run, name="vittle-warm-up", daemon=True)
             self._thread.start()
-            if self.config.warm_umap:
-                self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
-                self._umap.start()
         return self
 
     @property
@@ -137,6 +137,12 @@ class WarmUp:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def wait_models(self, timeout: float | None = None) -> bool:
+        """Block until every model is loaded (or loading failed); False on timeout. A turn's
+        answers wait for this only: its panels wait for the reference sets they read."""
+        self.start()
+        return self._loaded.wait(timeout)
+
     def wait_umap(self, timeout: float = 120) -> None:
         """Wait for UMAP's compilation (a fit during it would compile the same code again)."""
         if self._umap is not None:
@@ -145,8 +151,14 @@ class WarmUp:
     def _run(self) -> None:
         try:
             started = time.perf_counter()
-            for name in self.pool.paths:
-                self.pool.assistant(name)
+            try:
+                for name in self.pool.paths:
+                    self.pool.assistant(name)
+            except Exception as err:
+                self.error = f"{type(err).__name__}: {err}"  # before the waiters wake up
+                raise
+            finally:
+                self._loaded.set()
             self.timings["load_seconds"] = round(time.perf_counter() - started, 2)
             started = time.perf_counter()
             for name in ("baseline", "vittle-f"):
@@ -156,6 +168,9 @@ class WarmUp:
             logger.exception("warm-up failed")
             self.error = f"{type(err).__name__}: {err}"
             return
+        if self.config.warm_umap:  # after the models and the default reference sets: its JIT takes a core for ~10 s
+            self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
+            self._umap.start()
         if self.config.precompute:
             threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
 
@@ -176,7 +191,7 @@ class WarmUp:
     def _warm_umap(self) -> None:
         try:
             started = time.perf_counter()
-            from analysis.projection import warm_umap
+            from vittle.analysis.projection import warm_umap
 
             warm_umap(self.config.seed)
             self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
@@ -185,8 +200,10 @@ class WarmUp:
 
     def state(self) -> str:
         """"warming up", "ready" or "ready; reference sets ... k/n embedded"."""
-        if self._thread is None or self._thread.is_alive():
+        if self._thread is None or not self._loaded.is_set():
             return "warming up"
+        if self._thread.is_alive():
+            return "ready to answer; the reference sets of the panels are being embedded"
         if self.precomputed and self.precomputed[0] < self.precomputed[1]:
             return f"ready; reference sets of the visual shifts {self.precomputed[0]}/{self.precomputed[1]} embedded"
         return "ready"

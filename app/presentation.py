@@ -1,7 +1,7 @@
 """What the panels show: figures (plotly figure dicts), markdown and HTML from typed results.
 
-No model code: everything here reads `analysis.shift.ShiftAnalysis`, an `Assistant.probe`
-result, `analysis.evaluate.diagnostics.QueryPosterior` or the lab's `LabSummary`.
+No model code: everything here reads `vittle.analysis.shift.ShiftAnalysis`, an `Assistant.probe`
+result, `vittle.analysis.evaluate.diagnostics.QueryPosterior` or the lab's `LabSummary`.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class Panels:
     numbers: PanelNumbers
 
     def json(self, name: str) -> str | None:
-        from analysis.plots import figure_json
+        from vittle.analysis.plots import figure_json
 
         return figure_json(self.specs[name])
 
     def figure(self, name: str) -> Any:
-        from analysis.plots import figure
+        from vittle.analysis.plots import figure
 
         return figure(self.specs[name])
 
@@ -71,8 +71,8 @@ def shift_figures(shift: Any, spec: str, labels: dict[str, str], placed: dict[st
                   method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(map, histograms) figure dicts of a `ShiftAnalysis` with the user's query marked:
     `placed[label]` = (clean, perturbed) map points, `query_distance[label]` its distance."""
-    from analysis.perturb import CLEAN
-    from analysis.plots import cosine_histograms_spec, embedding_scatter_spec
+    from vittle.analysis.perturb import CLEAN
+    from vittle.analysis.plots import cosine_histograms_spec, embedding_scatter_spec
 
     points = {labels[name]: {CLEAN: shift.coordinates[name][CLEAN], spec: shift.coordinates[name][spec]} for name in labels}
     embeddings = embedding_scatter_spec(shift, points, placed,
@@ -96,7 +96,7 @@ CLEAN_SUMMARY = "Clean query: choose a perturbation to compare clean and perturb
 def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, str, str]:
     """(variance figure, KL figure, tokens HTML, summary line) of the Vittle model's posterior
     on one query; figures are None without image tokens or without a bottleneck."""
-    from analysis.plots import token_colours_html, variance_heatmap_spec
+    from vittle.analysis.plots import token_colours_html, variance_heatmap_spec
 
     if posterior is None:
         text = f"{label} has no bottleneck, so there is no posterior to show."
@@ -123,7 +123,7 @@ def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict
                         vittle: str) -> str:
     """The lab's table for the shown models: `shown[name]` is the lab arm a model was exported
     from (None: not a lab model); `summary` the `LabSummary` (None: no lab results)."""
-    from analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
+    from vittle.analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
 
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     lines = []

@@ -3,12 +3,12 @@ question each, embedded by each model clean and under each shift a user asks for
 
     references = ReferenceSets(pool, config)
     references.embeddings("baseline", "frost:3")          # {"clean": (n, d), "frost:3": (n, d)}
-    references.analysis("pca", "frost:3", "vittle-f")     # analysis.shift.ShiftAnalysis of both models
+    references.analysis("pca", "frost:3", "vittle-f")     # vittle.analysis.shift.ShiftAnalysis of both models
 
 Each embedding set, perturbed input set and map is computed once however many requests ask
 for it at the same time (`SingleFlight`); the perturbation runs outside the model workers, the
 embedding in chunks between the users' batches on each model's worker, the two models' side by
-side, and on disk (`analysis.representations`) so that a restart reads them back.
+side, and on disk (`vittle.analysis.representations`) so that a restart reads them back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from app.models import ModelPool
-from app.worker import SingleFlight, ViaWorker
+from vittle.app.models import ModelPool
+from vittle.app.worker import SingleFlight, ViaWorker
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ReferenceSets:
         """(samples, Variants): the first `reference_images` easy-vqa test images, one question
         each, rotating through each image's questions for a mix of kinds."""
         def choose() -> tuple[list[dict[str, Any]], Any]:
-            from analysis.evaluate.runner import Variants, load_samples
+            from vittle.analysis.evaluate.runner import Variants, load_samples
 
             by_image: dict[Any, list[dict[str, Any]]] = {}
             for row in load_samples("easyvqa", limit_images=self.config.reference_images):
@@ -60,8 +60,8 @@ class ReferenceSets:
     def embeddings(self, name: str, spec: str) -> dict[str, np.ndarray]:
         """{"clean": (n, d), spec: (n, d)}: model `name`'s reference-set embeddings, each
         computed once (from the disk cache when it has them)."""
-        from analysis.perturb import CLEAN
-        from analysis.representations import cache_key, extract
+        from vittle.analysis.perturb import CLEAN
+        from vittle.analysis.representations import cache_key, extract
 
         samples, variants = self.samples()
         worker = self.pool.worker(name)
@@ -84,7 +84,7 @@ class ReferenceSets:
     def prefetch(self, spec: str, vittle: str) -> None:
         """Start a new setting's embeddings while its answers are made (the panels that follow
         find them done or under way); errors surface in the panels, which ask again."""
-        from analysis.perturb import CLEAN
+        from vittle.analysis.perturb import CLEAN
 
         if spec != CLEAN:
             for name in ("baseline", vittle):
@@ -97,9 +97,9 @@ class ReferenceSets:
             logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
 
     def analysis(self, method: str, spec: str, vittle: str) -> Any:
-        """The `analysis.shift.ShiftAnalysis` of the baseline and `vittle` on the reference set
+        """The `vittle.analysis.shift.ShiftAnalysis` of the baseline and `vittle` on the reference set
         under `spec`: one map of both models' clean and shifted states, and their distances."""
-        from analysis.shift import ShiftAnalysis
+        from vittle.analysis.shift import ShiftAnalysis
 
         def compute() -> ShiftAnalysis:
             if method == "umap":

@@ -1,6 +1,6 @@
 """The app's coordinator: the only module the UI calls. It checks and perturbs a query, asks
-the models (`app.models`) for the answers and probes, the reference sets (`app.reference`) for
-the shift analysis, and the presentation (`app.presentation`) for the panels.
+the models (`vittle.app.models`) for the answers and probes, the reference sets (`vittle.app.reference`) for
+the shift analysis, and the presentation (`vittle.app.presentation`) for the panels.
 
     service = DemoService(ServiceConfig())          # embedded tiny models from assets/
     service.start()                                 # load, embed the reference set, warm UMAP
@@ -9,7 +9,7 @@ the shift analysis, and the presentation (`app.presentation`) for the panels.
     panels = service.panels(query, method="pca")    # figures for the embedding / variance / distance tabs
 
 Slow work (model loading, reference embeddings, UMAP's numba JIT) runs once, in the background
-(`app.models.WarmUp`); the first request waits for it instead of paying it again. Each model
+(`vittle.app.models.WarmUp`); the first request waits for it instead of paying it again. Each model
 runs on its own worker thread that serves every user: the answers queued by concurrent requests
 go through one batched `generate`, their probes through one forward, and a new perturbation's
 reference embeddings run in chunks between them.
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import ServiceConfig
-from app.inputs import InputError, QueryImage, clean_question, load_query_image
-from app.models import ModelPool, WarmUp
-from app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, robustness_markdown, shift_figures, shift_summary
-from app.reference import ReferenceSets
-from app.worker import ModelWorker
+from vittle.app.config import ServiceConfig
+from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
+from vittle.app.models import ModelPool, WarmUp
+from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, robustness_markdown, shift_figures, shift_summary
+from vittle.app.reference import ReferenceSets
+from vittle.app.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Query:
 
 def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NONE, level: int = 3) -> str:
     """The spec string of a menu choice, e.g. ("frost", 3, "greek", 3) -> "frost:3+greek"."""
-    from analysis.perturb import CLEAN, get_perturbation, parse_spec
+    from vittle.analysis.perturb import CLEAN, get_perturbation, parse_spec
 
     steps = []
     for name, strength in ((visual, severity), (text, level)):
@@ -94,6 +94,10 @@ class DemoService:
         """Block until the background warm-up is done; False on timeout."""
         return self.warm_up.wait(timeout)
 
+    def wait_models(self, timeout: float | None = None) -> bool:
+        """Block until the models are loaded (what a turn's answers need); False on timeout."""
+        return self.warm_up.wait_models(timeout)
+
     @property
     def startup_error(self) -> str | None:
         return self.warm_up.error
@@ -109,7 +113,7 @@ class DemoService:
 
     def precompute_settings(self) -> list[str]:
         """The visual settings whose reference sets the warm-up embeds in the background."""
-        from analysis.perturb import list_perturbations
+        from vittle.analysis.perturb import list_perturbations
 
         return [f"{p.name}:{level}" for level in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
 
@@ -140,7 +144,7 @@ class DemoService:
     def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
                 text: str | None = NONE, level: int = 3) -> Query:
         """Check the inputs and perturb them. `image` is a file path, a PIL image or None."""
-        from analysis.perturb import TranslationUnavailable, apply, describe, get_perturbation, unavailable
+        from vittle.analysis.perturb import TranslationUnavailable, apply, describe, get_perturbation, unavailable
 
         notes: list[str] = []
         if image is None or isinstance(image, (str, Path)):
@@ -196,9 +200,9 @@ class DemoService:
     def panels(self, query: Query, vittle: str = "vittle-f", method: str = "pca") -> Panels:
         """Figures for the embedding map, the cosine-distance histograms and the posterior
         panels, plus the numbers behind them."""
-        from analysis.evaluate.diagnostics import QueryPosterior
-        from analysis.metrics import cosine_distances
-        from analysis.perturb import CLEAN
+        from vittle.analysis.evaluate.diagnostics import QueryPosterior
+        from vittle.analysis.metrics import cosine_distances
+        from vittle.analysis.perturb import CLEAN
 
         self.models.check_vittle(vittle)
         if method not in ("pca", "umap"):
@@ -227,31 +231,38 @@ class DemoService:
     # ---------------------------------------------------------------- the lab's numbers
     def _lab_arm(self, name: str) -> str | None:
         """The lab arm a loaded model was exported from (its model card's data), if any."""
-        from analysis.lab.card import read_card
+        from vittle.analysis.lab.card import read_card
 
         card = read_card(self.paths[name])
         return card.name if card else None
 
     def _lab(self) -> Any:
-        from analysis.lab import LabSummary
+        from vittle.analysis.lab import LabSummary
 
         if not self.config.lab:
             return None
         try:
             return LabSummary.load(self.config.lab)
+        except FileNotFoundError:
+            logger.warning("no lab results: %s is missing", self.config.lab)
+            return None
         except (OSError, ValueError) as err:
             logger.warning("no lab results: %s", err)
             return None
 
     def robustness(self, vittle: str = "vittle-f") -> tuple[str, Any]:
         """The lab's numbers and severity curves for the loaded models (markdown, figure or None)."""
-        from analysis.lab.report import severity_figure
+        from vittle.analysis.lab.report import severity_figure
 
         self.models.check_vittle(vittle)
         summary = self._lab()
         shown = {name: self._lab_arm(name) for name in ("baseline", vittle)}
         labels = {name: self.label(name) for name in shown}
         table = robustness_markdown(summary, shown, labels, self.paths, vittle)
+        if summary is None:
+            why = ("the app was started without one (--lab none)" if not self.config.lab else
+                   f"its file {Path(self.config.lab).name} is missing or unreadable (the server log says why)")
+            table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
         found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
         figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
         return table, figure

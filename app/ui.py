@@ -1,6 +1,6 @@
 """The Gradio Blocks of the demo: `build_demo(service) -> gr.Blocks`.
 
-Plain callbacks around `app.service.DemoService`; no model or torch code here. Every event
+Plain callbacks around `vittle.app.service.DemoService`; no model or torch code here. Every event
 has an `api_name`, so everything the page does can also be called from `gradio_client`:
 `/run` (a whole turn, streamed), `/embeddings` (the map for another method or model) and
 `/robustness` (the lab's table and curves).
@@ -15,11 +15,11 @@ from typing import Any
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from app.components import QueryImage
-from app.examples import example_rows
-from app.inputs import InputError, whole_number
-from app.presentation import FIGURES
-from app.service import NONE, ROLES, DemoService
+from vittle.app.components import QueryImage
+from vittle.app.examples import example_rows
+from vittle.app.inputs import InputError, whole_number
+from vittle.app.presentation import FIGURES
+from vittle.app.service import NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ its shape, or whether there is a given shape or colour)."""
 
 def _choices(modality: str) -> list[tuple[str, str]]:
     """The menu: every perturbation of `modality` whose data is installed here."""
-    from analysis.perturb import list_perturbations, unavailable
+    from vittle.analysis.perturb import list_perturbations, unavailable
 
     return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality) if unavailable(p.name) is None]
 
 
 def hidden_note() -> str:
     """A line naming the perturbations hidden on this server and what they need ("" if none)."""
-    from analysis.perturb import list_perturbations, unavailable
+    from vittle.analysis.perturb import list_perturbations, unavailable
 
     reasons: dict[str, list[str]] = {}
     for perturbation in list_perturbations():
@@ -75,13 +75,30 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
     """The whole app around a (started) service."""
 
     def ready() -> None:
-        service.wait_ready()
+        service.wait_models()  # the answers need the models only; the panels wait for their reference sets
         if service.startup_error:
             raise gr.Error(f"The models could not be loaded, so the app cannot answer: {service.startup_error}",
                            title="Models not loaded", print_exception=False)
 
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
             method: str) -> Iterator[tuple[Any, ...]]:
+        """Ask a baseline and a Vittle model the same question about an image, clean and perturbed.
+
+        Args:
+            image: the image file (PNG, JPEG, WebP, ...).
+            question: the question about it.
+            visual: a visual corruption (e.g. frost, gaussian_noise) or "none".
+            severity: the corruption's severity, 1 to 5.
+            text: a text perturbation (e.g. char_typo, word_swap, greek) or "none".
+            level: the text perturbation's level, 1 to 5.
+            vittle: which Vittle model: "vittle-f" or "vittle-l".
+            method: the embedding map's projection, "pca" or "umap".
+
+        Returns:
+            The perturbed image and question, a header, the four answers (baseline and Vittle, clean
+            and perturbed), the panels' figures (embedding map, cosine distances, posterior variance
+            and KL), the token highlighting and a summary.
+        """
         try:
             ready()
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
@@ -92,7 +109,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             answers = dict.fromkeys(ROLES, "")
             cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
-            for answers in service.answers(query, vittle):  # the four arrive together: each model batches its two
+            for answers in service.answers(query, vittle):  # noqa: B007 (the last update is used below); the four arrive together
                 pass
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
             panels = service.panels(query, vittle, method)
@@ -105,6 +122,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
     def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
                    method: str) -> tuple[Any, Any]:
+        """The layer-l embedding map of a query, clean and perturbed, over a reference set of
+        easy-vqa queries (arguments as for /run); returns the figure and a summary."""
         try:
             ready()
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
@@ -116,6 +135,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         return _plots(panels)[0], panels.summary
 
     def robustness(vittle: str) -> tuple[str, Any, str]:
+        """The robustness lab's numbers for the baseline and the chosen Vittle model ("vittle-f" or
+        "vittle-l"): a markdown table, accuracy-vs-severity curves and the server's status."""
         try:
             table, figure = service.robustness(vittle)
         except gr.Error:

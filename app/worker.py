@@ -186,7 +186,7 @@ class ModelWorker:
 
 
 class ViaWorker:
-    """An `Assistant` whose `embed` runs on its worker (for `analysis.representations.extract`);
+    """An `Assistant` whose `embed` runs on its worker (for `vittle.analysis.representations.extract`);
     every other attribute is the assistant's own."""
 
     def __init__(self, worker: ModelWorker):

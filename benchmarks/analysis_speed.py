@@ -50,7 +50,7 @@ def synchronize(device: torch.device) -> None:
 
 def time_extraction(assistant, samples: list[dict], batch_size: int, repeats: int) -> dict:
     """Early-exit `embed` vs a full forward on the same batches, samples/s (median)."""
-    from analysis.evaluate import Variants
+    from vittle.analysis.evaluate import Variants
 
     images, questions = Variants(samples).get("clean")
     model, device = assistant.model, assistant.device
@@ -87,7 +87,7 @@ def time_extraction(assistant, samples: list[dict], batch_size: int, repeats: in
 
 def time_maps(sizes: list[int], dim: int, repeats: int, seed: int = 0) -> dict:
     """Projection fit (n points) and transform (1,000 new points) times for UMAP and PCA."""
-    from analysis.projection import Projection, warm_umap
+    from vittle.analysis.projection import Projection, warm_umap
 
     started = time.perf_counter()
     warm_umap(seed)
@@ -115,7 +115,7 @@ def time_maps(sizes: list[int], dim: int, repeats: int, seed: int = 0) -> dict:
 
 def time_analyze(models: list[str], specs: str, limit_images: int, device: str, club_steps: int, batch_size: int) -> dict:
     """`vittle analyze` wall time, cold (new cache) and warm (same cache)."""
-    from analysis.report.cli import main as analyze
+    from vittle.analysis.report.cli import main as analyze
 
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"analysis_speed: error: {err}", file=sys.stderr)
         return 2
-    from analysis.evaluate import load_samples
+    from vittle.analysis.evaluate import load_samples
     from vittle.inference import Assistant, pick_device
 
     device = pick_device(args.device)

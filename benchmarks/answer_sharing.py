@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/answer_sharing.json"))
     args = parser.parse_args(argv)
-    from analysis.evaluate import Variants, load_samples
-    from analysis.evaluate.scoring import GROUNDED_KINDS
+    from vittle.analysis.evaluate import Variants, load_samples
+    from vittle.analysis.evaluate.scoring import GROUNDED_KINDS
 
     assistant = load(args.model)
     samples = load_samples("easyvqa", args.images)

@@ -2,7 +2,9 @@
 
 In one run:
 - cold start: `python app.py` in a fresh process until the page is served (HTTP 200 on /),
-  and until the first full turn has come back (that one waits for the background warm-up);
+  then a first turn: when its four answers are on the page (they wait for the models only;
+  target 3 s after the page) and when the whole turn is back (its panels wait for the
+  reference sets the warm-up embeds);
 - one full side-by-side turn (`/run`: perturb, four answers, four probes, map, histograms,
   posterior panels): p50 / p95 over `--turns` turns after a warm-up turn per perturbation;
 - `--users` concurrent gradio_client users, `--user-turns` turns each: errors, p50 / p95.
@@ -67,9 +69,8 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def turn(client, index: int) -> float:
-    from gradio_client import handle_file
-
     import easy_vqa
+    from gradio_client import handle_file
 
     visual, severity, text, level = PERTURBATIONS[index % len(PERTURBATIONS)]
     image = easy_vqa.get_test_image_paths()[index % 50]
@@ -80,6 +81,29 @@ def turn(client, index: int) -> float:
     if not all(result[3:7]):
         raise RuntimeError(f"turn {index} came back without four answers: {result[3:7]}")
     return elapsed
+
+
+def first_answers(client, index: int, since: float | None = None) -> tuple[float, float]:
+    """A turn through `submit`: (seconds from `since` (default: the submit) until its four answers
+    are on the page, seconds until the whole turn is back). The answers are the turn's second
+    update; the panels follow."""
+    import easy_vqa
+    from gradio_client import handle_file
+
+    visual, severity, text, level = PERTURBATIONS[index % len(PERTURBATIONS)]
+    started = time.perf_counter()
+    job = client.submit(handle_file(easy_vqa.get_test_image_paths()[index % 50]), QUESTIONS[index % len(QUESTIONS)], visual,
+                        severity, text, level, "vittle-f", "pca", api_name="/run")
+    answered, origin = None, started if since is None else since
+    while not job.done():
+        if answered is None and any(all(update[3:7]) for update in job.outputs()):
+            answered = time.perf_counter() - origin
+        time.sleep(0.02)
+    result = job.result()
+    total = time.perf_counter() - started
+    if not all(result[3:7]):
+        raise RuntimeError(f"turn {index} came back without four answers: {result[3:7]}")
+    return (answered if answered is not None else time.perf_counter() - origin), total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         page_s = wait_for_page(process, url, started)
         client = Client(url, verbose=False)
-        first_turn_s = turn(client, 0)
+        page_at = started + page_s
+        answers_s, first_turn_s = first_answers(client, 0, since=page_at)
         first_result_s = time.perf_counter() - started
         for index in range(1, len(PERTURBATIONS)):  # warm-up: each perturbation's reference embeddings once
             turn(client, index)
@@ -139,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
         "app_args": args.app_args,
-        "cold_start": {"page_served_s": round(page_s, 2), "first_turn_s": round(first_turn_s, 2),
-                       "first_turn_done_after_start_s": round(first_result_s, 2)},
+        "cold_start": {"page_served_s": round(page_s, 2), "first_answers_after_page_s": round(answers_s, 2),
+                       "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2)},
         "turn": stats(timings),
         "concurrency": {"users": args.users, "turns_each": args.user_turns, "errors": errors, "wall_s": round(wall, 2),
                         **(stats(concurrent) if concurrent else {})},
-        "targets": {"cold_start_s": 20, "turn_p95_s": 1.5, "concurrent_errors": 0},
+        "targets": {"first_answers_after_page_s": 3, "turn_p95_s": 1.5, "concurrent_errors": 0},
         "python": platform.python_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_latency import PERTURBATIONS, QUESTIONS, free_port, stats, wait_for_page  # noqa: E402
@@ -47,7 +47,7 @@ def unseen_settings() -> Iterator[tuple[str, int, str, int]]:
     """Settings in an order where each is new to the server: every visual corruption at every
     severity (all precomputed alone) combined with each text shift at each level (never
     precomputed). Translations are left out: they need a translation backend."""
-    from analysis.perturb import list_perturbations
+    from vittle.analysis.perturb import list_perturbations
 
     visual = [(p.name, s) for s in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
     texts = [(p.name, lv) for lv in (1, 2, 3, 4, 5) for p in list_perturbations("text") if p.has_levels]

@@ -29,7 +29,7 @@ SHAPES = ("circle", "rectangle", "triangle")
 
 def questions_on_easyvqa(images: int):
     """(questions, image folder): three existence questions per easy-vqa test image."""
-    from analysis.evaluate.llava_files import Question
+    from vittle.analysis.evaluate.llava_files import Question
     from vittle.easyvqa import load_split
 
     picked, folder = [], None
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from analysis.evaluate.benchmark import answer_questions
-    from analysis.evaluate.llava_files import AnswerFile
+    from vittle.analysis.evaluate.benchmark import answer_questions
+    from vittle.analysis.evaluate.llava_files import AnswerFile
     from vittle.inference import Assistant
 
     assistant = Assistant.load(args.model, device=args.device)

@@ -8,7 +8,7 @@ Measures:
 - per-variant time;
 - `vittle perturb build` throughput (images/s) with 1 and 2 worker processes on a small
   generated dataset (9 visual specs);
-- the import time of `analysis.perturb`.
+- the import time of `vittle.analysis.perturb`.
 
     python benchmarks/perturb_speed.py [--out benchmarks/results/perturb_speed.json]
 """
@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from analysis.perturb import all_paper_variants, apply, list_perturbations, visual
-from analysis.perturb.dataset import BuildConfig, build_variants
-from analysis.perturb.translate import TranslationSettings, get_translator
+from vittle.analysis.perturb import all_paper_variants, apply, list_perturbations, visual
+from vittle.analysis.perturb.dataset import BuildConfig, build_variants
+from vittle.analysis.perturb.translate import TranslationSettings, get_translator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def machine() -> dict:
 
 
 def time_import() -> float:
-    code = "import time; t = time.perf_counter(); import analysis.perturb; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import vittle.analysis.perturb; print(time.perf_counter() - t)"
     runs = [float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                  check=True).stdout) for _ in range(3)]
     return min(runs)

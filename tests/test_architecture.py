@@ -8,15 +8,21 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("vittle", "analysis", "app")
-LAYER = {"vittle": 0, "analysis": 1, "app": 2}
+PACKAGES = {"vittle": "vittle", "analysis": "vittle.analysis", "app": "vittle.app"}
+"""Each top-level folder of the repository and the name it is imported (and installed) as."""
+
+
+def layer(module: str) -> int:
+    """app (2) -> analysis (1) -> vittle (0)."""
+    parts = module.split(".")
+    return {"analysis": 1, "app": 2}.get(parts[1], 0) if len(parts) > 1 else 0
 
 
 def modules() -> dict[str, Path]:
     found = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    for folder, package in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            name = ".".join([package, *path.relative_to(ROOT / folder).with_suffix("").parts])
             found[name.removesuffix(".__init__")] = path
     return found
 
@@ -51,9 +57,21 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_imports_point_one_way():
-    wrong = [f"{a} imports {b}" for a, targets in graph().items() for b in targets
-             if LAYER[b.split(".")[0]] > LAYER[a.split(".")[0]]]
+    wrong = [f"{a} imports {b}" for a, targets in graph().items() for b in targets if layer(b) > layer(a)]
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_analysis_and_app_are_imported_only_as_vittle_analysis_and_vittle_app():
+    """A top-level `analysis` or `app` import would load a second copy of those modules in a
+    source tree, and fail (or load a user's own package) where vittle is installed."""
+    wrong = []
+    files = [*modules().values(), ROOT / "app.py", *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            wrong += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("analysis", "app")]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_no_import_circles():

@@ -31,7 +31,7 @@ VALID = {fmt: _encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TI
 
 
 def _check_image(tmp_path, data: bytes) -> None:
-    from app.inputs import InputError, load_query_image
+    from vittle.app.inputs import InputError, load_query_image
 
     path = tmp_path / "upload"
     path.write_bytes(data)
@@ -62,7 +62,7 @@ def test_truncated_or_corrupted_real_images_are_handled(tmp_path, fmt, cut, flip
 @settings(FUZZ, max_examples=CASES["questions"])
 @given(st.one_of(st.none(), st.text(max_size=3000)))
 def test_questions_are_cleaned_or_refused(question):
-    from app.inputs import MAX_QUESTION_CHARS, InputError, clean_question
+    from vittle.app.inputs import MAX_QUESTION_CHARS, InputError, clean_question
 
     try:
         cleaned = clean_question(question)
@@ -76,7 +76,7 @@ def test_questions_are_cleaned_or_refused(question):
 @settings(FUZZ, max_examples=CASES["levels"])
 @given(st.one_of(st.integers(-10, 10), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5), st.none(), st.booleans()))
 def test_levels_are_whole_numbers_or_refused(value):
-    from app.inputs import InputError, whole_number
+    from vittle.app.inputs import InputError, whole_number
 
     try:
         level = whole_number("severity", value)
@@ -87,7 +87,7 @@ def test_levels_are_whole_numbers_or_refused(value):
 
 
 def _spec_text():
-    from analysis.perturb.registry import REGISTRY
+    from vittle.analysis.perturb.registry import REGISTRY
 
     names = sorted(REGISTRY)
     step = st.builds(lambda n, sep, lvl: f"{n}{sep}{lvl}", st.sampled_from([*names, "frost", "nope", ""]),
@@ -98,7 +98,7 @@ def _spec_text():
 @settings(FUZZ, max_examples=CASES["specs"])
 @given(_spec_text())
 def test_specs_parse_to_a_canonical_form_or_a_value_error(text):
-    from analysis.perturb.spec import parse_spec
+    from vittle.analysis.perturb.spec import parse_spec
 
     try:
         spec = parse_spec(text)
@@ -137,7 +137,7 @@ def test_recipe_overrides_build_a_valid_recipe_or_a_value_error(overrides):
 
 @pytest.mark.parametrize("fmt", sorted(VALID))
 def test_the_valid_images_behind_the_mutations_load(tmp_path, fmt):
-    from app.inputs import load_query_image
+    from vittle.app.inputs import load_query_image
 
     path = tmp_path / f"ok.{fmt.lower()}"
     path.write_bytes(VALID[fmt])

@@ -11,6 +11,7 @@ Heavy modules (transformers, the trainer) load on first use of the names that ne
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from vittle.config import (
@@ -21,7 +22,35 @@ from vittle.config import (
     TrainConfig,
 )
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written);
+    from a source tree that is not installed (a Space runs app.py from a copy of the
+    repository), pyproject.toml's itself."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("vittle")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        try:
+            pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+            return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+        except (OSError, KeyError, ValueError):
+            return "0+unknown"
+
+
+__version__ = _version()
+
+# The analysis tools and the app live in the repository's top-level folders analysis/ and app/
+# and are installed as vittle.analysis and vittle.app (pyproject.toml maps them), so a user's own
+# `analysis` or `app` package cannot shadow them. From a source tree the two folders sit beside
+# this package's folder: let `vittle.analysis` and `vittle.app` find them there.
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+if not (Path(__file__).resolve().parent / "analysis").is_dir() and (_SOURCE_ROOT / "analysis" / "__init__.py").is_file() \
+        and (_SOURCE_ROOT / "app" / "__init__.py").is_file() and (_SOURCE_ROOT / "pyproject.toml").is_file():
+    __path__.append(str(_SOURCE_ROOT))  # noqa: F821 (the package's own __path__)
 
 _LAZY = {
     "attach_bottleneck": "vittle.model",

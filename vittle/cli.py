@@ -1,8 +1,11 @@
 """The `vittle` command: train, answer, probe, push, quickstart, the analysis tools and the demo.
 
 Options of each subcommand are generated from a dataclass (vittle.options), so the command
-line, the recipes and the Python API cannot drift apart. -v/--verbose (debug logging) may stand
-anywhere on the command line, before or after the subcommand.
+line, the recipes and the Python API cannot drift apart. The global flags (-v, -q,
+--progress/--no-progress, --local_rank) may stand anywhere on the command line, before or after
+the subcommand. Exit status: 0 done, 1 the command failed, 2 a usage or settings error, 130
+interrupted; a reader that closes the output early (`vittle perturb list | head -1`) ends it
+quietly. `vittle completion bash|zsh|tcsh` prints a shell completion script.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from vittle.options import add_options, configure_logging, strip_verbose, values
+from vittle import __version__
+from vittle.global_flags import GLOBAL_HELP, apply_globals, strip_globals
+from vittle.options import FAILURE, USAGE_ERROR, UsageError, add_options, configure_logging, failed, values
 
 logger = logging.getLogger("vittle")
 
@@ -87,7 +94,10 @@ def _train(args: TrainArgs) -> int:
     from vittle.settings import load_recipe
     from vittle.trainer import train
 
-    recipe = load_recipe(args.recipe, list(args.overrides))
+    try:
+        recipe = load_recipe(args.recipe, list(args.overrides))
+    except (ValueError, FileNotFoundError) as err:  # the recipe is the command's settings
+        raise UsageError(str(err)) from err
     result = train(recipe)
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
     if losses:
@@ -160,9 +170,9 @@ def _quickstart(args: QuickstartArgs) -> int:
     return 0
 
 
-EXTERNAL = {"perturb": "analysis.perturb.cli", "eval": "analysis.evaluate.cli", "lab": "analysis.lab.cli",
-            "analyze": "analysis.report.cli", "demo": "app.main"}
-EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app"}
+EXTERNAL = {"perturb": "vittle.analysis.perturb.cli", "eval": "vittle.analysis.evaluate.cli", "lab": "vittle.analysis.lab.cli",
+            "analyze": "vittle.analysis.report.cli", "demo": "vittle.app.main", "cache": "vittle.analysis.cache_cli"}
+EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app", "cache": "analysis"}
 """The pip extra each command's dependencies come with (pyproject.toml)."""
 
 
@@ -171,17 +181,49 @@ def _dispatch(command: str, argv: list[str]) -> int:
 
     try:
         return importlib.import_module(EXTERNAL[command]).main(argv)
-    except ModuleNotFoundError as err:
-        if err.name and err.name.split(".")[0] in ("vittle", "analysis", "app"):
+    except ModuleNotFoundError as err:  # at import or later, when the command first needs the package
+        if err.name and err.name.split(".")[0] == "vittle":
             raise
         extra = EXTRA_OF_COMMAND[command]
-        raise SystemExit(f"vittle {command}: needs {err.name!r}, which comes with the {extra!r} extra: "
-                         f"pip install 'vittle[{extra}]'") from err
+        print(f"vittle {command}: error: needs {err.name!r}, which comes with the {extra!r} extra: "
+              f"pip install 'vittle[{extra}]'", file=sys.stderr)
+        return FAILURE
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for LLaVA")
+def _completion(shell: str) -> int:
+    """Print the completion script of `shell` (needs shtab: pip install shtab)."""
+    try:
+        import shtab
+    except ModuleNotFoundError:
+        print("vittle completion: error: needs 'shtab': pip install shtab", file=sys.stderr)
+        return FAILURE
+    print(shtab.complete(build_parser(full=True), shell=shell))
+    return 0
+
+
+def _external_parser(sub: Any, name: str) -> None:
+    """The full parser of an analysis or app command (for completion): built from its settings,
+    without importing the command's heavy modules."""
+    from importlib import import_module
+
+    specs = {"perturb": None, "eval": ("vittle.analysis.evaluate.args", "EvalArgs"), "lab": ("vittle.analysis.lab.cli", "LabCommand"),
+             "analyze": ("vittle.analysis.report.config", "ReportConfig"), "demo": ("vittle.app.config", "DemoConfig"),
+             "cache": ("vittle.analysis.cache_cli", "CacheCommand")}
+    parser = sub.add_parser(name, help=f"see `vittle {name} --help`")
+    if specs[name] is None:
+        return
+    module, cls = specs[name]
+    try:
+        add_options(parser, getattr(import_module(module), cls))
+    except ImportError:  # its extra is not installed: complete the command's name only
+        pass
+
+
+def build_parser(full: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for LLaVA", epilog=GLOBAL_HELP)
+    parser.add_argument("--version", action="version", version=f"vittle {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (anywhere on the command line)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cls, handler, text in (
         ("train", TrainArgs, _train, "train with a YAML recipe"),
@@ -190,32 +232,55 @@ def build_parser() -> argparse.ArgumentParser:
         ("push", PushArgs, _push, "upload a trained model to the Hugging Face Hub with a model card"),
         ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"),
     ):
-        command = sub.add_parser(name, help=text, description=text)
+        command = sub.add_parser(name, help=text, description=text, epilog=GLOBAL_HELP)
         add_options(command, cls)
         command.set_defaults(handler=handler, spec=cls)
     for name in EXTERNAL:
-        sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
+        if full:
+            _external_parser(sub, name)
+        else:
+            sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
+    completion = sub.add_parser("completion", help="print a shell completion script: vittle completion bash > ~/.vittle-complete")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    # -v is taken out before dispatch, so that it works with every subcommand, wherever it stands
-    argv, verbose = strip_verbose(list(sys.argv[1:] if argv is None else argv))
-    if verbose:
-        configure_logging(logging.DEBUG)
-        logging.getLogger().setLevel(logging.DEBUG)  # also when the caller configured logging first
+def _run(argv: list[str]) -> int:
+    try:
+        argv, flags = strip_globals(argv)
+    except ValueError as err:
+        print(f"vittle: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    apply_globals(flags)
     if argv and argv[0] in EXTERNAL:
         return _dispatch(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "completion":
+        return _completion(args.shell)
     configure_logging(logging.INFO)
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-
     try:
-        return args.handler(args.spec(**values(args.spec, args)))
-    except (ValueError, CheckpointError, DataError, FileNotFoundError) as err:
+        settings = args.spec(**values(args.spec, args))
+    except ValueError as err:
         print(f"vittle {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
+    try:
+        return args.handler(settings)
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(f"vittle {args.command}", err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader closed the pipe (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit finds nowhere to fail
+        return 0
+    except KeyboardInterrupt:
+        print("vittle: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 def save_npy_atomic(target: str | os.PathLike, array: np.ndarray) -> None:
     """`np.save` without pickle, atomically (`target` should end in .npy)."""
-    import numpy as np  # here: `import analysis.perturb` stays light
+    import numpy as np  # here: `import vittle.analysis.perturb` stays light
 
     with atomic_file(target) as handle:
         np.save(handle, array, allow_pickle=False)

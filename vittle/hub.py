@@ -24,12 +24,19 @@ CARD = "README.md"
 IGNORED = ["checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin",
            "trainer_state.json", "*.tmp", ".cache/**"]
 """Not uploaded: the trainer's state (pickles among them) and intermediate checkpoints."""
-TAGS = ["vittle", "llava", "multimodal", "information-bottleneck"]
+ARXIV = "2505.13946"
+TAGS = ["vittle", "llava", "multimodal", "information-bottleneck", f"arxiv:{ARXIV}"]
+"""The Hub links a model to a paper through an `arxiv:ID` tag."""
 PLAIN_LOAD_WARNING = (
-    "Plain transformers (`LlavaForConditionalGeneration.from_pretrained`) loads this model **without the bottleneck**: "
-    "its load report lists the `vittle_bottleneck.*` weights as UNEXPECTED, and the layer-{layer} states then pass "
-    "unchanged instead of as (1 - alpha) * h + alpha * mu with alpha = {alpha}, so the answers differ from the "
-    "trained model's. Load it with vittle (`pip install vittle`), which attaches the bottleneck from `config.json`."
+    "Do not load it with plain transformers (`LlavaForConditionalGeneration.from_pretrained`): that drops the bottleneck "
+    "(its load report lists the `vittle_bottleneck.*` weights as UNEXPECTED, and the layer-{layer} states then pass "
+    "unchanged instead of as (1 - alpha) * h + alpha * mu with alpha = {alpha}), so the answers differ from the "
+    "trained model's. vittle (`pip install vittle`) attaches the bottleneck from `config.json`; this card's "
+    "`library_name` is therefore `vittle`, not `transformers`."
+)
+CUSTOM_PARTS_WARNING = (
+    "Plain transformers cannot load this model: its {parts} {verb} registered by vittle (`{types}`), so "
+    "`from_pretrained` fails with \"Unrecognized model type\". Load it with vittle (`pip install 'vittle[tiny]'`)."
 )
 GENERATED = ("<!-- vittle push: generated from config.json and the results files; refreshed on each push -->",
              "<!-- end of the generated part -->")
@@ -98,17 +105,62 @@ def find_results(folder: Path) -> dict[str, dict[str, float]]:
     return found
 
 
+def custom_parts(config: dict[str, Any]) -> dict[str, str]:
+    """Sub-models of `config` whose model_type plain transformers does not know ({"vision_config":
+    "vittle_efficientnet_lite"} for the tiny easy-vqa models); empty for a standard LLaVA."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # the built-in types only
+
+    found = {}
+    for key in ("vision_config", "text_config"):
+        kind = (config.get(key) or {}).get("model_type")
+        if kind and kind not in CONFIG_MAPPING_NAMES:
+            found[key] = kind
+    return found
+
+
+def plain_transformers_loads_all(config: dict[str, Any]) -> bool:
+    """True when `from_pretrained` of plain transformers gives the model as trained: no
+    bottleneck, no part that only vittle registers."""
+    return not config.get(CONFIG_KEY) and not custom_parts(config)
+
+
+def model_index(name: str, results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """The Hub's `model-index` from the lab's metrics.json (clean easy-vqa accuracies); empty
+    when the folder has no such file."""
+    metrics = results.get("metrics.json", {})
+    wanted = [("clean.all", "accuracy", "clean accuracy, all questions"),
+              ("clean.grounded", "accuracy", "clean accuracy, colour and shape questions"),
+              ("clean.yes_no_f1", "f1", "yes/no F1, POPE-style")]
+    rows = [{"type": kind, "value": round(float(metrics[key]), 2), "name": label} for key, kind, label in wanted if key in metrics]
+    if not rows:
+        return []
+    count = int(metrics.get("test_questions", 0))
+    return [{"name": name, "results": [{
+        "task": {"type": "visual-question-answering", "name": "Visual Question Answering"},
+        "dataset": {"type": "easy-vqa", "name": f"easy-vqa test split ({count} questions)" if count else "easy-vqa test split",
+                    "split": "test"},
+        "metrics": rows,
+    }]}]
+
+
 def card_metadata(config: dict[str, Any], recipe: dict[str, Any], base_model: str | None = None,
-                  datasets: list[str] | None = None, license: str = "mit") -> dict[str, Any]:
-    """The Hub's YAML metadata for a vittle model."""
+                  datasets: list[str] | None = None, license: str = "mit", name: str = "",
+                  results: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The Hub's YAML metadata for a vittle model. `library_name` says how it loads as trained:
+    `transformers` only when plain transformers gives the whole model, else `vittle` (the Hub
+    then offers no loader that would drop the bottleneck)."""
     init = str(recipe.get("model", {}).get("init", "") or "")
     base = base_model or (init if _looks_like_hub_id(init) else None)
-    meta: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "image-text-to-text", "license": license,
+    library = "transformers" if plain_transformers_loads_all(config) else "vittle"
+    meta: dict[str, Any] = {"library_name": library, "pipeline_tag": "image-text-to-text", "license": license,
                             "tags": TAGS + ([] if config.get(CONFIG_KEY) else ["baseline"])}
     if base:
         meta["base_model"] = base
     if datasets:
         meta["datasets"] = list(datasets)
+    index = model_index(name or "vittle-model", results or {})
+    if index:
+        meta["model-index"] = index
     return meta
 
 
@@ -129,18 +181,26 @@ def card_text(folder: Path, repo_id: str, config: dict[str, Any], metadata: dict
         kind = "a Vittle model" if settings else "a plain LLaVA model (no bottleneck), trained with vittle"
         lines += [f"# {repo_id.split('/')[-1]}", "",
                   f"{kind.capitalize()}: a LLaVA-architecture multimodal LLM (`LlavaForConditionalGeneration`) "
-                  "trained with Visual Instruction Bottleneck Tuning's recipe (Oh et al., NeurIPS 2025, arXiv:2505.13946).", ""]
+                  "trained with Visual Instruction Bottleneck Tuning's recipe (Oh et al., NeurIPS 2025, "
+                  f"[arXiv:{ARXIV}](https://arxiv.org/abs/{ARXIV})).", ""]
     if settings and not existing:
         lines += ["## The bottleneck", "", "| setting | value |", "|---|---|"]
         lines += [f"| {key} | {value} |" for key, value in settings.items()]
         lines += [""]
     lines += ["", GENERATED[0]] if existing else [GENERATED[0]]
-    if settings:
-        layer = settings.get("layer")
+    custom = custom_parts(config)
+    if not plain_transformers_loads_all(config):
         lines += ["## Loading", "", "```python", "from vittle import Assistant", "",
                   f'assistant = Assistant.load("{repo_id}")',
-                  'print(assistant.answer("image.png", "What is in the picture?"))', "```", "",
-                  PLAIN_LOAD_WARNING.format(layer=layer if layer is not None else "l", alpha=settings.get("alpha_max")), ""]
+                  'print(assistant.answer("image.png", "What is in the picture?"))', "```", ""]
+        if settings:
+            layer = settings.get("layer")
+            lines += [PLAIN_LOAD_WARNING.format(layer=layer if layer is not None else "l", alpha=settings.get("alpha_max")), ""]
+        if custom:
+            lines += [CUSTOM_PARTS_WARNING.format(parts=" and ".join(k.replace("_config", " tower" if k.startswith("vision") else " model")
+                                                                    for k in custom),
+                                                  verb="is" if len(custom) == 1 else "are",
+                                                  types="`, `".join(custom.values())), ""]
     results = find_results(folder)
     if results:
         lines += ["## Results saved with the model", ""]
@@ -159,9 +219,28 @@ def write_card(folder: str | Path, repo_id: str, base_model: str | None = None, 
     """Write (or refresh) the model card README.md in `folder`; returns its path."""
     folder = Path(folder)
     config = check_folder(folder)
-    metadata = card_metadata(config, _recipe(folder), base_model, datasets, license)
+    metadata = card_metadata(config, _recipe(folder), base_model, datasets, license, name=repo_id.split("/")[-1],
+                             results=find_results(folder))
     path = folder / CARD
     path.write_text(card_text(folder, repo_id, config, metadata), encoding="utf-8")
+    return path
+
+
+def add_metadata(folder: str | Path, name: str | None = None) -> Path:
+    """Put the Hub's metadata on top of the card already in `folder` (README.md), its text kept
+    as it is: for cards written elsewhere, such as the lab's exported models."""
+    folder = Path(folder)
+    config = check_folder(folder)
+    path = folder / CARD
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    old: dict[str, Any] = {}
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        head, text = text[4:].split("\n---\n", 1)
+        old = yaml.safe_load(head) or {}
+    metadata = card_metadata(config, _recipe(folder), name=name or folder.name, results=find_results(folder))
+    metadata = {**old, **metadata, "tags": sorted(set(old.get("tags", [])) | set(metadata["tags"]))}
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+    path.write_text(f"---\n{front}---\n\n{text.lstrip()}", encoding="utf-8")
     return path
 
 

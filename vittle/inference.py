@@ -25,9 +25,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoProcessor, TextIteratorStreamer
 
+from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
-from vittle.bottleneck import record_states
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch

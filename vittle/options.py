@@ -38,7 +38,11 @@ from typing import Any, Literal
 from vittle.settings import coerce, field_docs
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-VERBOSE_FLAGS = ("-v", "--verbose")
+USAGE_ERROR = 2
+"""Exit status of a usage or settings error: a flag argparse refuses, a value a settings class refuses."""
+FAILURE = 1
+"""Exit status of a command that started and failed (a missing file, a broken checkpoint, a
+missing extra); 0 is success, 130 an interrupt (Ctrl-C)."""
 
 
 def configure_logging(level: int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
@@ -48,11 +52,19 @@ def configure_logging(level: int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
         logging.basicConfig(level=level, format=fmt)
 
 
-def strip_verbose(argv: list[str]) -> tuple[list[str], bool]:
-    """(argv without -v/--verbose, whether one was there), before a `--` that ends the options."""
-    end = argv.index("--") if "--" in argv else len(argv)
-    kept = [arg for arg in argv[:end] if arg not in VERBOSE_FLAGS]
-    return kept + argv[end:], len(kept) < end
+class UsageError(ValueError):
+    """A settings problem found after parsing (a recipe file's values, say): exit status 2."""
+
+
+def failed(prog: str, err: BaseException) -> int:
+    """Report a command's failure on one line (the traceback too with -v); returns USAGE_ERROR for
+    a UsageError, else FAILURE. A closed output pipe is no failure: it is raised again for the
+    `vittle` entry point, which ends quietly."""
+    if isinstance(err, BrokenPipeError) or (isinstance(err, ModuleNotFoundError) and (err.name or "vittle").split(".")[0] != "vittle"):
+        raise err  # a closed pipe ends quietly; a missing package is named with its extra (vittle.cli)
+    logging.getLogger("vittle").debug("%s failed", prog, exc_info=err)
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return USAGE_ERROR if isinstance(err, UsageError) else FAILURE
 
 
 def parse_models(items: list[str]) -> dict[str, str]:
@@ -238,5 +250,5 @@ def parse(cls: type, argv: list[str] | None = None, *, prog: str, description: s
         return (make or cls)(**values(cls, namespace))
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(USAGE_ERROR) from None
 

@@ -108,7 +108,7 @@ class ClosedArgs(BenchmarkArgs):
     kind: str = field(metadata={"cli": False})
     """"mc" (multiple choice) or "mme"."""
     questions: Path
-    """Questions as JSON lines (see analysis.evaluate.closed_form)."""
+    """Questions as JSON lines (see vittle.analysis.evaluate.closed_form)."""
     out: Path | None = None
     """Folder for the answers, results.json and results.md; null: runs/mc or runs/mme."""
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from analysis.evaluate.llava_files import AnswerFile, Question, read_appended
-from analysis.evaluate.runner import _stable_int
-from analysis.perturb import CLEAN, apply, parse_spec
+from vittle.analysis.evaluate.llava_files import AnswerFile, Question, read_appended
+from vittle.analysis.evaluate.runner import _stable_int
+from vittle.analysis.perturb import CLEAN, apply, parse_spec
 
 
 class _Images:

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 
-from analysis.evaluate.args import EvalArgs
+from vittle.analysis.evaluate.args import EvalArgs
 
 PROG = "vittle eval"
 DESCRIPTION = ("Score models by exact match on a VQA test set, clean and under perturbations. "
@@ -38,11 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         from .llava_bench_cli import main as llava_bench
 
         return llava_bench(argv[1:])
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-    from vittle.options import configure_logging, parse
-
-    from analysis.perturb import expand_specs
+    from vittle.analysis.perturb import expand_specs
+    from vittle.options import configure_logging, failed, parse
 
     from .runner import Variants, evaluate, load_samples, markdown_table
 
@@ -63,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
             report["models"][name] = {"path": path, **result.to_json()}
             tables.append(markdown_table(result, title=name))
-    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(PROG, err)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(report, indent=1))
     (args.out / "eval.md").write_text("\n".join(tables))

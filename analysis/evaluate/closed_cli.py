@@ -3,7 +3,7 @@
     vittle eval mc --model PATH --questions scienceqa_img.jsonl --images images/ --specs clean,paper-visual --out runs/sqa
     vittle eval mme --model PATH --questions mme.jsonl --images MME/ --out runs/mme
 
-File formats: analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answers.jsonl`
+File formats: vittle.analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answers.jsonl`
 (LLaVA's answer format, appended per batch), `<out>/results.json` and `<out>/results.md`
 (Table 11 layout: accuracy for mc, the perception score for mme).
 """
@@ -11,18 +11,17 @@ File formats: analysis.evaluate.closed_form. Writes `<out>/<model>/<spec>/answer
 from __future__ import annotations
 
 import logging
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.args import ClosedArgs
+from vittle.analysis.evaluate.args import ClosedArgs
 
 
 def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
     """(Question list with the prompts, question_id -> the row) from a closed-form questions file."""
-    from analysis.evaluate.closed_form import YES_NO_INSTRUCTION, gold_letter, mc_prompt
-    from analysis.evaluate.llava_files import FormatError, Question, read_jsonl
+    from vittle.analysis.evaluate.closed_form import YES_NO_INSTRUCTION, gold_letter, mc_prompt
+    from vittle.analysis.evaluate.llava_files import FormatError, Question, read_jsonl
 
     questions, rows = [], {}
     for number, row in enumerate(read_jsonl(path), 1):
@@ -50,7 +49,7 @@ def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
 
 
 def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, Any]]) -> dict[str, Any]:
-    from analysis.evaluate.closed_form import extract_letter, mc_scores, mme_scores
+    from vittle.analysis.evaluate.closed_form import extract_letter, mc_scores, mme_scores
 
     if kind == "mc":
         picked = [(extract_letter(a["text"], rows[a["question_id"]]["options"]), rows[a["question_id"]]) for a in answers]
@@ -60,11 +59,9 @@ def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, An
 
 
 def main(kind: str, argv: list[str] | None = None) -> int:
-    from analysis.evaluate.benchmark import answer_models, table11, write_results
-    from analysis.perturb import expand_specs
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-    from vittle.options import configure_logging, parse
+    from vittle.analysis.evaluate.benchmark import answer_models, table11, write_results
+    from vittle.analysis.perturb import expand_specs
+    from vittle.options import configure_logging, failed, parse
 
     prog = f"vittle eval {kind}"
     args = parse(ClosedArgs, argv, prog=prog, description=__doc__.split("\n\n")[0], make=partial(ClosedArgs, kind=kind))
@@ -76,9 +73,8 @@ def main(kind: str, argv: list[str] | None = None) -> int:
         models, specs = args.models, expand_specs(args.specs, clean=True)
         for name, spec, answers in answer_models(models, specs, questions, args, prog):
             results.setdefault(name, {})[spec] = score(kind, answers.rows(), rows)
-    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(prog, err)
     if kind == "mc":
         lines = table11({m: {s: r["all"]["accuracy"] for s, r in v.items()} for m, v in results.items()}, "Multiple choice: accuracy (%)")
     else:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.llava_files import FormatError, Question, append_rows, read_appended, read_jsonl
+from vittle.analysis.chat_client import ChatClient, ChatFailure, RetryPolicy, message_content
+from vittle.analysis.evaluate.llava_files import FormatError, Question, append_rows, read_appended, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -76,56 +77,40 @@ class JudgeSettings:
 
 
 class Judge:
-    """A chat-completions client with retries."""
+    """A chat-completions client with retries (`vittle.analysis.chat_client`, shared with the translator)."""
 
     def __init__(self, settings: JudgeSettings, sleep: Any = time.sleep):
-        import httpx
-
         settings.check()
         self.settings = settings
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-        self._http = httpx.Client(base_url=settings.base_url.rstrip("/"), headers=headers, timeout=settings.timeout_s)
-        self._sleep = sleep
-        self.calls = 0
+        self._client = ChatClient(settings.base_url, settings.api_key or None, settings.timeout_s,
+                                  RetryPolicy(retries=settings.retries, backoff_s=settings.backoff_s), sleep=sleep)
+
+    @property
+    def calls(self) -> int:
+        """Requests sent so far (retries included)."""
+        return self._client.calls
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def review(self, content: str) -> str:
         """The judge's reply to one review request."""
-        import httpx
-
         body = {"model": self.settings.model, "temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens,
                 "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]}
-        problem, told = "", None  # told: the wait a Retry-After header asked for
-        for attempt in range(self.settings.retries + 1):
-            if attempt:
-                self._sleep(told if told is not None else self.settings.backoff_s * 2 ** (attempt - 1))
-                told = None
-            self.calls += 1
-            try:
-                response = self._http.post("/chat/completions", json=body)
-            except httpx.TimeoutException:
-                problem = f"no reply within {self.settings.timeout_s:g} s"
-                continue
-            except httpx.TransportError as err:
-                problem = f"could not connect ({type(err).__name__}: {err})"
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                problem = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after")
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    told = float(retry_after)
-                continue
-            if response.status_code != 200:
-                raise JudgeError(f"the judge at {self.settings.base_url} refused the request: HTTP {response.status_code}: "
-                                 f"{response.text[:300]}")
-            try:
-                return str(response.json()["choices"][0]["message"]["content"])
-            except (ValueError, KeyError, IndexError, TypeError):
+        try:
+            payload = self._client.complete(body)
+        except ChatFailure as err:
+            if err.final and err.status != 200:
+                raise JudgeError(f"the judge at {self.settings.base_url} refused the request: HTTP {err.status}: {err.body}") from None
+            if err.final:
                 raise JudgeError(f"the judge at {self.settings.base_url} sent a reply without choices[0].message.content: "
-                                 f"{response.text[:300]}") from None
-        raise JudgeError(f"the judge at {self.settings.base_url} failed {self.settings.retries + 1} times; last: {problem}")
+                                 f"{err.body}") from None
+            raise JudgeError(f"the judge at {self.settings.base_url} {str(err).split(' ', 1)[1]}") from None
+        content = message_content(payload)
+        if content is None:
+            raise JudgeError(f"the judge at {self.settings.base_url} sent a reply without choices[0].message.content: "
+                             f"{str(payload)[:300]}")
+        return content
 
 
 def review_content(context: str, question: str, reference: str, answer: str, rule: Mapping[str, str]) -> str:

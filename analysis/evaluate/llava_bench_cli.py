@@ -9,7 +9,7 @@ Per model and spec: `answers.jsonl` (LLaVA's format, appended per batch), `revie
 for each of `--judge-runs` runs (appended per review; a rerun continues), then
 `results.json` (per category: reference and model means, relative score, failures; mean and
 std of the relative score over the runs) and `results.md` (Table 11 layout of the overall
-relative score, then each model by category). See analysis.evaluate.judge for the judge.
+relative score, then each model by category). See vittle.analysis.evaluate.judge for the judge.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.args import LlavaBenchArgs
+from vittle.analysis.evaluate.args import LlavaBenchArgs
 
 PROG = "vittle eval llava-bench"
 
 
 def run(args: LlavaBenchArgs, judge_factory: Any = None) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import Shard, answer_models
-    from analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
-    from analysis.evaluate.llava_files import read_jsonl, read_questions
-    from analysis.perturb import expand_specs
+    from vittle.analysis.evaluate.benchmark import Shard, answer_models
+    from vittle.analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
+    from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
+    from vittle.analysis.perturb import expand_specs
 
     questions = read_questions(args.questions)[: args.limit]
     contexts, rules = read_contexts(args.context), read_rules(args.rules)
@@ -60,7 +60,7 @@ def run(args: LlavaBenchArgs, judge_factory: Any = None) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
-    from analysis.evaluate.benchmark import table11
+    from vittle.analysis.evaluate.benchmark import table11
 
     lines = table11({m: {s: r["combined"]["all"]["relative_mean"] for s, r in specs.items() if "all" in r["combined"]}
                      for m, specs in results.items()}, "LLaVA-Bench: relative score (%) over all categories, mean over judge runs")
@@ -77,20 +77,22 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None, judge_factory: Any = None) -> int:
-    from vittle.options import configure_logging, parse
+    from vittle.options import USAGE_ERROR, configure_logging, failed, parse
 
     args = parse(LlavaBenchArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     configure_logging(logging.WARNING)
-    from analysis.evaluate.judge import JudgeError
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-    from analysis.evaluate.benchmark import write_results
+    from vittle.analysis.evaluate.benchmark import write_results
+    from vittle.analysis.evaluate.judge import JudgeSettings
 
+    try:  # the judge's settings are settings: checked before any work, a usage error if wrong
+        JudgeSettings.from_env(base_url=args.judge_url, model=args.judge_model, timeout_s=args.judge_timeout, retries=args.judge_retries)
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
     try:
         report = run(args, judge_factory)
-    except (ValueError, JudgeError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(PROG, err)
     write_results(PROG, args.out, report, markdown(report["results"]))
     return 0
 

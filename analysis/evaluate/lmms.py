@@ -39,7 +39,7 @@ def manifest() -> Any:
     """The entry point's payload: lmms-eval's ModelManifest for `vittle`."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
-    return ModelManifest(model_id="vittle", simple_class_path="analysis.evaluate.lmms.Vittle")
+    return ModelManifest(model_id="vittle", simple_class_path="vittle.analysis.evaluate.lmms.Vittle")
 
 
 def _first_image(visuals: Any) -> Any:

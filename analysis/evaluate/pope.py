@@ -7,7 +7,7 @@ Files:
   `text` and `label` ("yes" / "no"), in the order of that category's questions in the
   question file (LLaVA's scorer pairs them by order; we pair them the same way and check that
   each pair names the same image, so a misaligned pair is an error, not a wrong score);
-- answers: LLaVA's answers.jsonl (`analysis.evaluate.llava_files`).
+- answers: LLaVA's answers.jsonl (`vittle.analysis.evaluate.llava_files`).
 
 An answer is parsed as LLaVA's `eval_pope.py` does: keep the text before the first ".",
 drop commas, split on spaces; "no", "No" or "not" among the words means no, anything else
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.llava_files import FormatError, Question, read_jsonl
+from vittle.analysis.evaluate.llava_files import FormatError, Question, read_jsonl
 
 CATEGORIES = ("random", "popular", "adversarial")
 LABEL_PREFIX = "coco_pope_"

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from typing import Any
 
-from analysis.evaluate.args import PopeArgs
+from vittle.analysis.evaluate.args import PopeArgs
 
 PROG = "vittle eval pope"
 
@@ -45,7 +44,7 @@ def limit_questions(questions: list, limit: int | None) -> list:
 def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Table 11 layout (F1 over all categories; V, T, J are means over the specs of each kind),
     then each model's specs by category."""
-    from analysis.evaluate.benchmark import table11
+    from vittle.analysis.evaluate.benchmark import table11
 
     lines = table11({model: {spec: r["all"]["f1"] for spec, r in specs.items()} for model, specs in results.items()},
                     "POPE: F1 (%) over all categories")
@@ -60,10 +59,10 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run(args: PopeArgs) -> dict[str, Any]:
-    from analysis.evaluate.benchmark import answer_models
-    from analysis.evaluate.llava_files import read_jsonl, read_questions
-    from analysis.evaluate.pope import align_labels, read_labels, score_pope
-    from analysis.perturb import expand_specs
+    from vittle.analysis.evaluate.benchmark import answer_models
+    from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
+    from vittle.analysis.evaluate.pope import align_labels, read_labels, score_pope
+    from vittle.analysis.perturb import expand_specs
 
     questions = limit_questions(read_questions(args.questions), args.limit)
     labels = align_labels(questions, read_labels(args.labels))
@@ -79,22 +78,19 @@ def run(args: PopeArgs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-    from vittle.options import configure_logging, parse
+    from vittle.options import configure_logging, failed, parse
 
     args = parse(PopeArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG)
     configure_logging(logging.WARNING)
 
     try:
         report = run(args)
-    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(PROG, err)
     if args.score_only is not None:
         print(json.dumps(report["scores"], indent=1))
         return 0
-    from analysis.evaluate.benchmark import write_results
+    from vittle.analysis.evaluate.benchmark import write_results
 
     write_results(PROG, args.out, report, markdown(report["results"]))
     return 0

@@ -17,7 +17,7 @@ FORMAT_VERSION = 2
 
 @dataclass
 class SpecScore:
-    """One spec: exact-match scores (`analysis.evaluate.scoring.score`) and the inputs and
+    """One spec: exact-match scores (`vittle.analysis.evaluate.scoring.score`) and the inputs and
     answers they were computed from."""
 
     spec: str

@@ -20,9 +20,9 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
-from analysis.evaluate.result import EvalResult, SpecScore
-from analysis.evaluate.scoring import score
-from analysis.perturb import apply, parse_spec
+from vittle.analysis.evaluate.result import EvalResult, SpecScore
+from vittle.analysis.evaluate.scoring import score
+from vittle.analysis.perturb import apply, parse_spec
 
 logger = logging.getLogger(__name__)
 

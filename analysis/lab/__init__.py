@@ -14,9 +14,9 @@ Modules: `plan` (arms, shift groups, LabConfig), `runner` (train and measure; re
 (markdown and figures), `card` (model cards from a template), `cli`.
 """
 
-from analysis.lab.plan import ARMS, MAIN_ARMS, SHIFT_GROUPS, SWEEP_ARMS, Arm, LabConfig, lab_specs, spec_group
-from analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, Stat
-from analysis.lab.stats import Interval, paired_bootstrap, seed_interval
+from vittle.analysis.lab.plan import ARMS, MAIN_ARMS, SHIFT_GROUPS, SWEEP_ARMS, Arm, LabConfig, lab_specs, spec_group
+from vittle.analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, Stat
+from vittle.analysis.lab.stats import Interval, paired_bootstrap, seed_interval
 
 __all__ = ["ARMS", "MAIN_ARMS", "SHIFT_GROUPS", "SWEEP_ARMS", "Arm", "ArmSummary", "BaseSummary", "Interval", "LabConfig",
            "LabSummary", "RunResult", "Stat", "lab_specs", "paired_bootstrap", "seed_interval", "spec_group"]

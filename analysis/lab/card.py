@@ -8,9 +8,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS, LabConfig
-from analysis.lab.results import JsonRecord, LabSummary, RunResult
-from analysis.lab.summary import clean_metrics
+from vittle.analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS, LabConfig
+from vittle.analysis.lab.results import JsonRecord, LabSummary, RunResult
+from vittle.analysis.lab.summary import clean_metrics
+from vittle.hub import add_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,8 @@ MODEL_CARD_TEMPLATE = """# {asset}: {label}
 
 {description_sentence} A small LLaVA-architecture model (`LlavaForConditionalGeneration`) built by
 `vittle lab` on easy-vqa; a default model of the vittle app. Loads with `vittle.Assistant.load(path)`
-(safetensors only; plain transformers loads it without the bottleneck).
+(safetensors only). Plain transformers cannot load it: its vision tower (`vittle_efficientnet_lite`) is
+registered by vittle.
 
 | | |
 |---|---|
@@ -150,7 +152,7 @@ def card_data(result: RunResult, base: RunResult, summary: LabSummary, clean: di
 def export_assets(results: list[RunResult], summary: LabSummary, config: LabConfig, device: str = "auto") -> list[Path]:
     """Copy the export seed's baseline, Vittle (F) and Vittle (L) to `config.assets`, each
     evaluated clean on the whole easy-vqa test set, with README.md (the card) and metrics.json."""
-    from analysis.evaluate import Variants, load_samples
+    from vittle.analysis.evaluate import Variants, load_samples
     from vittle.inference import Assistant
 
     chosen = {r.name: r for r in results if r.seed == config.export_seed and r.name in EXPORTED}
@@ -179,6 +181,7 @@ def export_assets(results: list[RunResult], summary: LabSummary, config: LabConf
             if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
                 shutil.copy2(file, target / file.name)
         (target / "README.md").write_text(model_card(card), encoding="utf-8")
+        add_metadata(target)  # the Hub's metadata (library_name vittle, model-index) on top
         card.save(target / "metrics.json")
         written.append(target)
     return written

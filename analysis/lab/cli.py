@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.lab.plan import LabConfig
+from vittle.analysis.lab.plan import LabConfig
 
 PROG = "vittle lab"
 DESCRIPTION = ("Per seed, train a base on easy-vqa, fine-tune the baseline, Vittle (F), Vittle (L) and the noise-only "
@@ -36,18 +36,17 @@ def make_config(quick: bool = False, report_only: bool = False, **given: Any) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.lab.report import markdown
-    from analysis.lab.runner import Lab
-    from vittle.options import configure_logging, parse
+    from vittle.analysis.lab.report import markdown
+    from vittle.analysis.lab.runner import Lab
+    from vittle.options import failed, configure_logging, parse
 
     # --runs: the name of --only before the options were generated from LabConfig
     config, report_only = parse(LabCommand, argv, prog=PROG, description=DESCRIPTION, make=make_config, aliases={"--runs": "only"})
     configure_logging(logging.WARNING)
     try:
         outcome = Lab(config).run(report_only=report_only)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(PROG, err)
     if isinstance(outcome, list):
         print(f"{PROG}: trained {', '.join(outcome)}", file=sys.stderr)
         return 0

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.evaluate.scoring import normalize_answer
+from vittle.analysis.evaluate.scoring import normalize_answer
 
 
 def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -31,8 +31,8 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
     per image with a fixed seed."""
     import random
 
-    from analysis.lab.plan import SHIFT_GROUPS
-    from analysis.perturb import apply
+    from vittle.analysis.lab.plan import SHIFT_GROUPS
+    from vittle.analysis.perturb import apply
     from vittle.data import load_image
     from vittle.files import atomic_file, write_text_atomic
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.perturb.registry import Modality
+from vittle.analysis.perturb.registry import Modality
 
 BATCH_SIZE = 64
 """Evaluation batch of the lab's models."""
@@ -95,7 +95,7 @@ def spec_group(spec: str) -> str | None:
 
 def lab_specs(severities: tuple[int, ...], text_level: int = 3) -> list[str]:
     """clean, every visual corruption at `severities`, every text shift (at `text_level`)."""
-    from analysis.perturb import list_perturbations
+    from vittle.analysis.perturb import list_perturbations
 
     visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in severities]
     text = [f"{p.name}:{text_level}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from analysis.lab.plan import LABEL_KEEPING
-from analysis.lab.results import LabSummary, Stat
-from analysis.lab.stats import Interval
+from vittle.analysis.lab.plan import LABEL_KEEPING
+from vittle.analysis.lab.results import LabSummary, Stat
+from vittle.analysis.lab.stats import Interval
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ def _pct(value: Stat | None) -> Stat | None:
 def severity_figure(summary: LabSummary, names: list[str], labels: dict[str, str] | None = None, title: str | None = None) -> Any:
     """Grounded accuracy vs corruption severity for the arms `names` (mean ± std over seeds,
     one panel per corruption; the paper's Figure 5 shape). None if nothing to draw."""
-    from analysis.perturb import list_perturbations
-    from analysis.perturb.registry import Modality
-    from analysis.plots import severity_curves
+    from vittle.analysis.perturb import list_perturbations
+    from vittle.analysis.perturb.registry import Modality
+    from vittle.analysis.plots import severity_curves
 
     labels = labels or {n: summary.arms[n].label for n in names}
     curves: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
@@ -142,7 +142,7 @@ def severity_figure(summary: LabSummary, names: list[str], labels: dict[str, str
 
 
 def write_figures(summary: LabSummary, folder: Path, png: bool = True) -> list[Path]:
-    from analysis.plots import bar_chart, interval_chart, save_figure
+    from vittle.analysis.plots import bar_chart, interval_chart, save_figure
 
     written: list[Path] = []
     main = [n for n, a in summary.arms.items() if a.group == "main"]

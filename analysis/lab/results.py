@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.lab.stats import Interval
+from vittle.analysis.lab.stats import Interval
 
 
 def _decode(hint: Any, value: Any) -> Any:
@@ -96,7 +96,7 @@ class RunResult(JsonRecord):
     slice order; "clean" included."""
     diagnostics: dict[str, float] = field(default_factory=dict)
     """Flat: hidden_rms_visual/text at the bottleneck layer, posterior KL and use measures
-    (see analysis.evaluate.diagnostics), grounded accuracy with the bottleneck off."""
+    (see vittle.analysis.evaluate.diagnostics), grounded accuracy with the bottleneck off."""
     layer: int = 0
     """The bottleneck layer (for the base and the baseline: where it would sit)."""
     recipe_config: dict[str, Any] = field(default_factory=dict)

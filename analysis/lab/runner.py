@@ -14,13 +14,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from analysis.evaluate.scoring import GROUNDED_KINDS
-from analysis.lab.card import export_assets
-from analysis.lab.data import augment, final_log, hits_string
-from analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
-from analysis.lab.results import LabSummary, RunResult, environment, git_commit
-from analysis.lab.summary import summarize
-from analysis.lab.workers import alive_claim, claim, run_workers
+from vittle.analysis.evaluate.scoring import GROUNDED_KINDS
+from vittle.analysis.lab.card import export_assets
+from vittle.analysis.lab.data import augment, final_log, hits_string
+from vittle.analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
+from vittle.analysis.lab.results import LabSummary, RunResult, environment, git_commit
+from vittle.analysis.lab.summary import summarize
+from vittle.analysis.lab.workers import alive_claim, claim, run_workers
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ class Lab:
     """How long a worker with nothing to claim waits before it looks again."""
 
     def __init__(self, config: LabConfig):
-        from analysis.evaluate import Variants, load_samples
-        from analysis.perturb import expand_specs
+        from vittle.analysis.evaluate import Variants, load_samples
+        from vittle.analysis.perturb import expand_specs
 
         self.config = config
         self.specs = lab_specs(config.severities) if not config.specs else expand_specs(list(config.specs), clean=True)
@@ -72,7 +72,7 @@ class Lab:
         """Train and evaluate every planned run not done yet (with `config.workers` processes),
         then write lab.json, lab.md and the figures. With `report_only`, train nothing: report
         the finished runs. With `config.train_only`, train and return the run ids."""
-        from analysis.lab.report import write_report
+        from vittle.analysis.lab.report import write_report
 
         config = self.config
         config.out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ class Lab:
         on another machine) and is not repeated."""
         import dataclasses
 
-        from analysis.report import to_jsonable
+        from vittle.analysis.report import to_jsonable
         from vittle.files import write_text_atomic
         from vittle.settings import load_recipe
         from vittle.trainer import train
@@ -264,7 +264,7 @@ class Lab:
     def spec_batches(specs: Sequence[str]) -> list[list[str]]:
         """The text-only shifts in one batch (they keep the clean images, so each image's prompt
         prefix is computed once for all of them), every other spec alone."""
-        from analysis.perturb import parse_spec
+        from vittle.analysis.perturb import parse_spec
 
         text = [spec for spec in specs if parse_spec(spec).visual is None]
         return ([text] if text else []) + [[spec] for spec in specs if spec not in text]
@@ -272,7 +272,7 @@ class Lab:
     def diagnose(self, assistant: Any) -> dict[str, float]:
         """Posterior statistics and the use measures on clean colour/shape queries; grounded
         accuracy with the bottleneck switched off."""
-        from analysis.evaluate.diagnostics import posterior_diagnostics, use_diagnostics
+        from vittle.analysis.evaluate.diagnostics import posterior_diagnostics, use_diagnostics
         from vittle.model import bottleneck_alpha
 
         images, questions = self.variants.get("clean")

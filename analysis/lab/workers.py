@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from analysis.lab.plan import LabConfig
+from vittle.analysis.lab.plan import LabConfig
 
 try:
     import fcntl

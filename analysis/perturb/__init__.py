@@ -1,6 +1,6 @@
 """Distribution shifts for robustness evaluation: the paper's 27 variants and more.
 
-    from analysis.perturb import apply, all_paper_variants, list_perturbations
+    from vittle.analysis.perturb import apply, all_paper_variants, list_perturbations
     image, text = apply("zoom_blur:3+greek", image=img, text="<image>\\nWhat is this?", seed=0)
 
 Importing this package is cheap: imagecorruptions, nlpaug, nltk and httpx load on first use.

@@ -115,7 +115,7 @@ COMMANDS: dict[str, tuple[type, Any, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle perturb ...` (argv without the word "perturb")."""
-    from vittle.options import configure_logging, parse
+    from vittle.options import configure_logging, failed, parse
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
@@ -129,6 +129,5 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO)
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(prog, err)

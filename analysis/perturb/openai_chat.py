@@ -4,18 +4,16 @@ proxies, vLLM, llama.cpp server, Ollama ...), as the paper did with GPT-4o."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from .translation_types import TRANSLATOR_PROMPT, Language, TranslationError, Translator
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-
 
 class OpenAIChatTranslator(Translator):
-    """POSTs `{base_url}/chat/completions` with a translator system prompt."""
+    """POSTs `{base_url}/chat/completions` with a translator system prompt (through
+    `vittle.analysis.chat_client`, the retry policy shared with the judge)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0,
                  retries: int = 3, backoff_s: float = 1.0) -> None:
@@ -31,12 +29,11 @@ class OpenAIChatTranslator(Translator):
     def backend_id(self) -> str:
         return f"openai:{self.model}@{self.base_url}"
 
-    def _http(self) -> Any:
+    def _chat(self) -> Any:
         if self._client is None:
-            import httpx  # only when a translation is actually requested
+            from vittle.analysis.chat_client import ChatClient, RetryPolicy  # httpx: only when a translation is requested
 
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._client = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=self.timeout_s)
+            self._client = ChatClient(self.base_url, self.api_key, self.timeout_s, RetryPolicy(self.retries, self.backoff_s))
         return self._client
 
     def request_body(self, text: str, language: Language) -> dict[str, Any]:
@@ -50,38 +47,22 @@ class OpenAIChatTranslator(Translator):
         }
 
     def translate(self, text: str, language: Language) -> str:
-        import httpx
+        from vittle.analysis.chat_client import ChatFailure, message_content
 
         language = Language(language)
-        body = self.request_body(text, language)
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._http().post("chat/completions", json=body)
-            except httpx.TransportError as err:
-                failure = f"cannot reach {self.base_url}: {err}"
-            else:
-                if response.status_code == 200:
-                    return _content(response.json(), self.base_url)
-                failure = f"{self.base_url} answered HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code not in RETRY_STATUS:
-                    break
-            if attempt < self.retries:
-                delay = self.backoff_s * 2**attempt
-                logger.warning("%s; retrying in %.0f s", failure, delay)
-                time.sleep(delay)
-        raise TranslationError(f"translation into {language.display} failed: {failure}")
+        try:
+            payload = self._chat().complete(self.request_body(text, language))
+        except ChatFailure as err:
+            failure = str(err).replace("could not connect", f"cannot reach {self.base_url}")
+            raise TranslationError(f"translation into {language.display} failed: {failure}") from None
+        content = message_content(payload)
+        if content is None:
+            raise TranslationError(f"unexpected response from {self.base_url}: {str(payload)[:300]}")
+        if not content.strip():
+            raise TranslationError(f"empty translation from {self.base_url}")
+        return content.strip()
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _content(payload: dict[str, Any], where: str) -> str:
-    try:
-        content = payload["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise TranslationError(f"unexpected response from {where}: {str(payload)[:300]}") from None
-    if not isinstance(content, str) or not content.strip():
-        raise TranslationError(f"empty translation from {where}")
-    return content.strip()

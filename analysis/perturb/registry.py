@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from vittle.options import UsageError  # a spec is a setting: a wrong one is a usage error (exit 2)
+
 LEVELS = (1, 2, 3, 4, 5)
 
 # The 27 paper variants use one severity for every visual shift and one level for every
@@ -95,7 +97,7 @@ def get_perturbation(name: str) -> Perturbation:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown perturbation {name!r}; valid names: {', '.join(REGISTRY)}, or 'clean'") from None
+        raise UsageError(f"unknown perturbation {name!r}; valid names: {', '.join(REGISTRY)}, or 'clean'") from None
 
 
 def all_paper_variants(severity: int = PAPER_SEVERITY, level: int = PAPER_TEXT_LEVEL) -> list[str]:

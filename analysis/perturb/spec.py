@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vittle.options import UsageError
+
 from .registry import LEVELS, REGISTRY, Modality, Perturbation, get_perturbation, spec_sets
 
 CLEAN = "clean"
@@ -63,16 +65,16 @@ def parse_step(text: str) -> Step:
     entry = get_perturbation(name.strip())
     if not entry.has_levels:
         if sep:
-            raise ValueError(f"{entry.name!r} takes no level; write it as {entry.name!r}")
+            raise UsageError(f"{entry.name!r} takes no level; write it as {entry.name!r}")
         return Step(entry.name)
     if not sep:
-        raise ValueError(f"{entry.name!r} needs a level: {entry.name}:N with N in {list(entry.levels)}")
+        raise UsageError(f"{entry.name!r} needs a level: {entry.name}:N with N in {list(entry.levels)}")
     try:
         level = int(level_text)
     except ValueError:
         level = None
     if level not in entry.levels:
-        raise ValueError(f"invalid level {level_text!r} for {entry.name!r}; valid levels: {list(entry.levels)}")
+        raise UsageError(f"invalid level {level_text!r} for {entry.name!r}; valid levels: {list(entry.levels)}")
     return Step(entry.name, level)
 
 
@@ -81,7 +83,7 @@ def parse_spec(spec: str | Spec) -> Spec:
     if isinstance(spec, Spec):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a spec must be a non-empty string such as 'frost:3' or {CLEAN!r}, got {spec!r}")
+        raise UsageError(f"a spec must be a non-empty string such as 'frost:3' or {CLEAN!r}, got {spec!r}")
     if spec.strip() == CLEAN:
         return Spec()
     visual = text = None
@@ -89,11 +91,11 @@ def parse_spec(spec: str | Spec) -> Spec:
         step = parse_step(part)
         if step.modality is Modality.VISUAL:
             if visual is not None:
-                raise ValueError(f"{spec!r} has two visual steps; a spec holds at most one visual and one text step")
+                raise UsageError(f"{spec!r} has two visual steps; a spec holds at most one visual and one text step")
             visual = step
         else:
             if text is not None:
-                raise ValueError(f"{spec!r} has two text steps; a spec holds at most one visual and one text step")
+                raise UsageError(f"{spec!r} has two text steps; a spec holds at most one visual and one text step")
             text = step
     return Spec(visual, text)
 
@@ -115,5 +117,5 @@ def expand_specs(text: str | Sequence[str], clean: bool = False) -> list[str]:
         if item:
             specs.extend(sets[item] if item in sets else [str(parse_spec(item))])
     if not specs:
-        raise ValueError(f"no specs given; use a set ({', '.join(sets)}) or a comma-separated list such as 'frost:3,greek'")
+        raise UsageError(f"no specs given; use a set ({', '.join(sets)}) or a comma-separated list such as 'frost:3,greek'")
     return list(dict.fromkeys(specs))

@@ -1,6 +1,6 @@
 """Building the report: evaluate, embed, map, measure and diagnose every model; write the files.
 
-See the package docstring for the pipeline; `analysis.report.render` turns the result into HTML.
+See the package docstring for the pipeline; `vittle.analysis.report.render` turns the result into HTML.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from analysis.report.config import ReportConfig
-from analysis.report.render import render_html
-from analysis.report.result import ModelInfo, Report
-from analysis.shift import ShiftAnalysis
+from vittle.analysis.report.config import ReportConfig
+from vittle.analysis.report.render import render_html
+from vittle.analysis.report.result import ModelInfo, Report
+from vittle.analysis.shift import ShiftAnalysis
+from vittle.options import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ DEFAULT_MAP_SPECS = 3
 
 def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
     """(["clean", specs...], map specs) with the map specs checked against the specs."""
-    from analysis.perturb import expand_specs
-    from analysis.perturb import CLEAN
+    from vittle.analysis.perturb import CLEAN, expand_specs
 
     specs = expand_specs(config.specs, clean=True)
     perturbed = [s for s in specs if s != CLEAN]
@@ -44,16 +44,16 @@ def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
     chosen = [s for s in expand_specs(config.map_specs, clean=True) if s != CLEAN]
     missing = [s for s in chosen if s not in perturbed]
     if missing or not chosen:
-        raise ValueError(f"map_specs must name perturbed specs of specs; not among them: {missing or config.map_specs!r}")
+        raise UsageError(f"map_specs must name perturbed specs of specs; not among them: {missing or config.map_specs!r}")
     return specs, chosen
 
 
 def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[str], variants: Any,
                    config: ReportConfig) -> dict[str, Any]:
     """Accuracy (with the answers), embeddings and, with a bottleneck, diagnostics of one model."""
-    from analysis.evaluate import evaluate
-    from analysis.evaluate.diagnostics import posterior_diagnostics
-    from analysis.representations import extract
+    from vittle.analysis.evaluate import evaluate
+    from vittle.analysis.evaluate.diagnostics import posterior_diagnostics
+    from vittle.analysis.representations import extract
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -81,8 +81,8 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
 
 def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants: Any, config: ReportConfig) -> dict[str, Any]:
     """{model: {spec: {mi_clean, mi_perturbed, emid}}} with CLUB between query and answer embeddings."""
-    from analysis.embedders import QueryEmbedder, make_embedder
-    from analysis.metrics import categorical_mutual_information, club_mutual_information
+    from vittle.analysis.embedders import QueryEmbedder, make_embedder
+    from vittle.analysis.metrics import categorical_mutual_information, club_mutual_information
     from vittle.inference import pick_device
 
     device = pick_device(config.device)
@@ -132,7 +132,8 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
 def build_report(config: ReportConfig) -> Report:
     """Compute everything, write `report.json` and `report.html` under `config.out`; returns
     the report."""
-    from analysis.evaluate import Variants, load_samples
+    from vittle.analysis.embedders import list_embedders
+    from vittle.analysis.evaluate import Variants, load_samples
     from vittle.checkpoint import resolve_checkpoint
     from vittle.inference import Assistant
 
@@ -142,6 +143,10 @@ def build_report(config: ReportConfig) -> Report:
     if config.emid and len(samples) < MIN_EMID_SAMPLES:
         raise ValueError(f"EMID needs at least {MIN_EMID_SAMPLES} questions, the data gives {len(samples)}: "
                          "raise limit_images or turn emid off")
+    if config.emid:
+        for kind, name in (("text", config.text_embedder), ("image", config.image_embedder)):
+            if name not in list_embedders(kind):
+                raise ValueError(f"{kind}_embedder={name!r} is not a registered {kind} embedder; registered: {list_embedders(kind)}")
     folders = {name: resolve_checkpoint(path) for name, path in config.models.items()}  # fail before any work
     variants = Variants(samples, seed=config.seed)
     per_model: dict[str, dict[str, Any]] = {}

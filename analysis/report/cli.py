@@ -29,19 +29,18 @@ def _number(value: float | None, form: str = ".4f") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle analyze ...` (argv without the word "analyze")."""
-    from vittle.checkpoint import CheckpointError
-    from vittle.data import DataError
-    from vittle.options import configure_logging, parse
+    from vittle.options import configure_logging, failed, parse
 
-    from . import ReportConfig, build_report
+    from .config import ReportConfig
 
     config = parse(ReportConfig, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    from .build import build_report
+
     configure_logging(logging.WARNING)
     try:
         report = build_report(config)
-    except (ValueError, CheckpointError, DataError, FileNotFoundError, ImportError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        return failed(PROG, err)
     for name, summary in report.summary().items():
         print(f"{name}: clean {_number(summary['accuracy_clean'], '.1f')}%, perturbed "
               f"{_number(summary['accuracy_perturbed_mean'], '.1f')}%, cosine {_number(summary['cosine_mean'])}, "

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-from analysis.projection import METHODS
-
-
-def _embedder_names(kind: str) -> list[str]:
-    from analysis.embedders import list_embedders  # torch: imported only when the names are asked for
-
-    return list_embedders(kind)
+from vittle.analysis.projection import METHODS
 
 
 @dataclass
@@ -46,10 +39,12 @@ class ReportConfig:
     """Estimate EMID (CLUB MI between query and answer embeddings)."""
     club_steps: int = 2000
     """Most CLUB training steps per MI estimate."""
-    text_embedder: str = field(default="minilm", metadata={"choices": partial(_embedder_names, "text")})
-    """Embeds questions and answers for EMID."""
-    image_embedder: str = field(default="efficientnet-lite0", metadata={"choices": partial(_embedder_names, "image")})
-    """Embeds images for EMID."""
+    text_embedder: str = "minilm"
+    """Embeds questions and answers for EMID: minilm, or a name given to
+    vittle.analysis.embedders.register_embedder (checked when the report starts, so that --help
+    loads no model code)."""
+    image_embedder: str = "efficientnet-lite0"
+    """Embeds images for EMID: efficientnet-lite0, or a registered name (as text_embedder)."""
     seed: int = 0
     """Seed of the perturbations, the projection and CLUB."""
     progress: bool = True

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from analysis.report.result import Report
+    from vittle.analysis.report.result import Report
 
 SECTIONS = {
     "accuracy": "Accuracy per perturbation",
@@ -71,7 +71,7 @@ def _image_tag(path: Any) -> str:
 
 
 def _accuracy_section(report: Report, figure: _FigureHtml) -> str:
-    from analysis.plots import severity_curves
+    from vittle.analysis.plots import severity_curves
 
     models, specs, accuracy, severity = list(report.models), report.specs, report.accuracy, report.severity()
     parts = [_table(["spec", *(f"{m} accuracy (%)" for m in models)], [[s, *(accuracy[m][s] for m in models)]
@@ -85,7 +85,7 @@ def _accuracy_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _maps_section(report: Report, figure: _FigureHtml) -> str:
-    from analysis.plots import embedding_scatter
+    from vittle.analysis.plots import embedding_scatter
 
     coordinates, method = report.shift.coordinates, report.shift.method.upper()
     parts = [(f'<p class="muted">One {method} map fitted on every model\'s clean and perturbed embeddings of '
@@ -97,14 +97,14 @@ def _maps_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _cosine_section(report: Report, figure: _FigureHtml) -> str:
-    from analysis.plots import cosine_histograms
+    from vittle.analysis.plots import cosine_histograms
 
     distances = {s: {m: report.shift.distances[m][s] for m in report.models} for s in report.specs[1:]}
     return figure(cosine_histograms(distances))
 
 
 def _metrics_section(report: Report, figure: _FigureHtml) -> str:
-    from analysis.plots import metric_table
+    from vittle.analysis.plots import metric_table
 
     models, emid, summary, shift = list(report.models), report.emid, report.summary(), report.shift.summary()
     rows = {m: {k.replace("_", " "): v for k, v in summary[m].items()} for m in models}
@@ -145,7 +145,7 @@ def _metrics_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _diagnostics_section(report: Report, figure: _FigureHtml) -> str:
-    from analysis.plots import token_colours_html, variance_heatmap
+    from vittle.analysis.plots import token_colours_html, variance_heatmap
 
     if not report.diagnostics:
         return "<p>No model has a bottleneck: there is no posterior to diagnose.</p>"

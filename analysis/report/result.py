@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.evaluate.result import EvalResult
-from analysis.shift import ShiftAnalysis
+from vittle.analysis.evaluate.result import EvalResult
+from vittle.analysis.shift import ShiftAnalysis
 
 FORMAT_VERSION = 2
 """1: evaluation kept three predictions per spec; 2: every prediction (`EvalResult`)."""
@@ -44,7 +44,7 @@ class Report:
     """{"values": {model: {spec: {mi_clean, mi_perturbed, emid, mi_bound_*, within_bound}}},
     "unreliable", "estimators", "embedders"}; None when skipped."""
     diagnostics: dict[str, dict[str, Any]]
-    """model -> `analysis.evaluate.diagnostics.posterior_diagnostics` (models with a bottleneck)."""
+    """model -> `vittle.analysis.evaluate.diagnostics.posterior_diagnostics` (models with a bottleneck)."""
     examples: dict[str, dict[str, Any]]
     """model -> one clean query's posterior per token (question, image, grid, variances, KLs)."""
     limit_images: int | None = None
@@ -118,7 +118,7 @@ class Report:
 def severity_table(accuracy: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, dict[int, float]]]:
     """{perturbation: {model: {level: accuracy}}} from {model: {spec: accuracy}}, for specs
     with one perturbation at a level (joint specs and translations have no curve)."""
-    from analysis.perturb import parse_spec
+    from vittle.analysis.perturb import parse_spec
 
     curves: dict[str, dict[str, dict[int, float]]] = {}
     for model, per_spec in accuracy.items():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.evaluate.closed_form import (
+from vittle.analysis.evaluate.cli import main as eval_main
+from vittle.analysis.evaluate.closed_form import (
     MC_INSTRUCTION,
     extract_letter,
     gold_letter,
@@ -17,8 +18,7 @@ from analysis.evaluate.closed_form import (
     mme_scores,
     parse_mme,
 )
-from analysis.evaluate.cli import main as eval_main
-from analysis.evaluate.llava_files import read_jsonl
+from vittle.analysis.evaluate.llava_files import read_jsonl
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
 OPTIONS = ["circle", "rectangle", "triangle"]
@@ -114,5 +114,5 @@ def test_vittle_eval_mme_end_to_end_and_bad_files(tmp_path, capsys):
     assert got["tasks"]["existence"] == pytest.approx(expected["tasks"]["existence"])
     assert got["perception"] == pytest.approx(expected["perception"]) and got["cognition"] == 0.0
     path.write_text(json.dumps({"question_id": 1, "text": "Is there?", "answer": "Maybe", "category": "existence"}) + "\n")
-    assert eval_main(["mme", "--model", "x", "--questions", str(path)]) == 2
+    assert eval_main(["mme", "--model", "x", "--questions", str(path)]) == 1  # a bad file: the command failed
     assert "question 1: the answer must be Yes or No, got 'Maybe'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis.embedders import (
+from vittle.analysis.embedders import (
     EMBEDDERS,
     ImageEmbedder,
     QueryEmbedder,

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from analysis.evaluate import (
+from vittle.analysis.evaluate import (
     EvalResult,
     Variants,
     evaluate,
@@ -17,8 +17,8 @@ from analysis.evaluate import (
     score,
     yes_no_metrics,
 )
-from analysis.perturb import expand_specs, spec_sets
-from analysis.evaluate.cli import main as eval_main
+from vittle.analysis.evaluate.cli import main as eval_main
+from vittle.analysis.perturb import expand_specs, spec_sets
 
 
 def test_normalize_answer():
@@ -141,7 +141,7 @@ def test_evaluate_scores_every_spec(effnet_assistant, few_samples):
 
 
 def test_diagnostics_on_a_collapsed_and_an_informative_posterior(effnet_assistant, few_samples):
-    from analysis.evaluate.diagnostics import posterior_diagnostics
+    from vittle.analysis.evaluate.diagnostics import posterior_diagnostics
     from vittle.model import get_bottleneck
 
     images, questions = Variants(few_samples).get("clean")
@@ -186,7 +186,7 @@ def test_eval_command_writes_json_and_markdown(effnet_assistant, tmp_path, capsy
     report = json.loads((out / "eval.json").read_text())
     assert list(report["models"]["tiny"]["results"]) == ["clean", "brightness:2", "char_delete:1"]
     assert "| brightness:2 |" in (out / "eval.md").read_text()
-    assert eval_main(["easyvqa", "--model", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert eval_main(["easyvqa", "--model", str(tmp_path / "missing"), "--out", str(out)]) == 1  # ran; no such model
     assert "error:" in capsys.readouterr().err
 
 
@@ -219,7 +219,7 @@ def test_query_posterior_says_collapsed_only_below_the_threshold():
 
     import numpy as np
 
-    from analysis.evaluate.diagnostics import COLLAPSED_KL, QueryPosterior
+    from vittle.analysis.evaluate.diagnostics import COLLAPSED_KL, QueryPosterior
 
     def probe(visual_kl, text_kl, bottleneck=True):
         return SimpleNamespace(has_bottleneck=bottleneck, visual_variance=np.ones(len(visual_kl)), visual_kl=np.asarray(visual_kl),

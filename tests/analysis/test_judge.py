@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.evaluate.judge import (
+from vittle.analysis.evaluate.judge import (
     SYSTEM,
     Judge,
     JudgeError,
@@ -22,8 +22,8 @@ from analysis.evaluate.judge import (
     run_reviews,
     summarize,
 )
-from analysis.evaluate.llava_bench_cli import main as bench_main
-from analysis.evaluate.llava_files import Question, read_jsonl
+from vittle.analysis.evaluate.llava_bench_cli import main as bench_main
+from vittle.analysis.evaluate.llava_files import Question, read_jsonl
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
 RULES = {"llava_bench_conv": {"role": "Assistant", "prompt": "Rate both answers from 1 to 10; first line: the two scores."},

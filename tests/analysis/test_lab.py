@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from analysis.evaluate import load_samples
-from analysis.lab import LabConfig, LabSummary, RunResult, paired_bootstrap, spec_group
-from analysis.lab.card import CardData, model_card
-from analysis.lab.cli import main
-from analysis.lab.stats import difference_matrix
+from vittle.analysis.evaluate import load_samples
+from vittle.analysis.lab import LabConfig, LabSummary, RunResult, paired_bootstrap, spec_group
+from vittle.analysis.lab.card import CardData, model_card
+from vittle.analysis.lab.cli import main
+from vittle.analysis.lab.stats import difference_matrix
 
 
 def test_plan_is_seed_major_with_a_base_first_and_the_baseline_for_every_comparison():
@@ -102,7 +102,7 @@ def _tiny_lab(tmp_path, **kwargs):
 
 @pytest.mark.slow
 def test_a_short_lab_trains_compares_reports_and_exports(tmp_path, monkeypatch):
-    from analysis.lab.runner import Lab
+    from vittle.analysis.lab.runner import Lab
     from vittle.efficientnet import FEATURE_CACHE_ENV
 
     monkeypatch.setenv(FEATURE_CACHE_ENV, "unset at teardown")
@@ -160,7 +160,7 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     import subprocess
     import sys
 
-    from analysis.lab.workers import alive_claim, claim
+    from vittle.analysis.lab.workers import alive_claim, claim
 
     folder = tmp_path / "run"
     held = claim(folder)
@@ -180,7 +180,7 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     assert not taken.held and not alive_claim(folder)
     # a live claim in another process, which is killed: the run is free at once
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from analysis.lab.workers import claim; c = claim(Path(sys.argv[1])); print(c is not None, flush=True); "
+                               "from vittle.analysis.lab.workers import claim; c = claim(Path(sys.argv[1])); print(c is not None, flush=True); "
                                "time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "True"
@@ -192,7 +192,7 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
 
 
 def _claim_rounds(folder, rounds, barrier, wins):
-    from analysis.lab.workers import claim
+    from vittle.analysis.lab.workers import claim
 
     for k in range(rounds):
         barrier.wait()
@@ -246,12 +246,15 @@ def _fake_runs(lab, log, barrier):
     lab.work(lab.config.planned())
 
 
-def test_two_workers_sharing_a_plan_run_each_run_once_and_arms_after_their_base(tmp_path):
+def test_two_workers_sharing_a_plan_run_each_run_once_and_arms_after_their_base(tmp_path, monkeypatch):
     """Two lab workers on one plan (a base and the arms that start from it), many times over:
     every run runs once, and no arm starts before its base has trained."""
     import multiprocessing
 
-    from analysis.lab.runner import Lab
+    from vittle.analysis.lab.runner import Lab
+    from vittle.efficientnet import FEATURE_CACHE_ENV
+
+    monkeypatch.setenv(FEATURE_CACHE_ENV, str(tmp_path / "features"))  # else Lab sets it for the rest of the session
 
     context = multiprocessing.get_context("fork")
     for trial in range(6):
@@ -284,7 +287,7 @@ def test_bad_arguments_are_clear_errors(capsys):
 
 
 def test_quick_is_a_preset_that_given_settings_override():
-    from analysis.lab.cli import LabCommand, make_config
+    from vittle.analysis.lab.cli import LabCommand, make_config
     from vittle.options import parse
 
     config, report_only = parse(LabCommand, ["--quick", "--runs", "noise", "--slice-images", "8", "arm:train.max_steps=5"],
@@ -299,7 +302,7 @@ def test_quick_is_a_preset_that_given_settings_override():
 def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path, monkeypatch):
     import shutil
 
-    from analysis.lab.runner import Lab
+    from vittle.analysis.lab.runner import Lab
     from vittle.efficientnet import FEATURE_CACHE_ENV
 
     monkeypatch.setenv(FEATURE_CACHE_ENV, str(tmp_path / "features"))  # restored afterwards, not left to later tests
@@ -328,7 +331,7 @@ def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_wh
 
 
 def test_seed_interval_is_the_t_interval_over_seeds():
-    from analysis.lab.stats import seed_interval
+    from vittle.analysis.lab.stats import seed_interval
 
     interval = seed_interval([1.0, 2.0, 3.0])
     assert interval.mean == pytest.approx(2.0) and interval.per_seed == [1.0, 2.0, 3.0]

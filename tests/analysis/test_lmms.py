@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.evaluate.lmms import Vittle
+from vittle.analysis.evaluate.lmms import Vittle
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
 
@@ -40,7 +40,7 @@ def _visual(doc):
 
 def test_the_entry_point_names_the_class():
     found = [ep for ep in entry_points().select(group="lmms_eval.models") if ep.name == "vittle"]
-    assert found and found[0].value == "analysis.evaluate.lmms:manifest"
+    assert found and found[0].value == "vittle.analysis.evaluate.lmms:manifest"
     assert Vittle.is_simple
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.metrics import (
+from vittle.analysis.metrics import (
     CLUBEstimator,
     club_mutual_information,
     cosine_distances,
@@ -140,7 +140,7 @@ def test_emid_is_the_clean_minus_perturbed_mi():
 
 
 def test_categorical_mi_is_bounded_and_ordered():
-    from analysis.metrics import categorical_mutual_information, club_mutual_information
+    from vittle.analysis.metrics import categorical_mutual_information, club_mutual_information
 
     rng = np.random.default_rng(0)
     n = 2000

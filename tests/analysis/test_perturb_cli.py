@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from analysis.perturb.cli import main
+from vittle.analysis.perturb.cli import main
 
 QUESTION = "<image>\nWhat animal is sitting on the wooden floor?\nAnswer the question using a single word or phrase."
 

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from analysis.perturb.cli import main
-from analysis.perturb import expand_specs
-from analysis.perturb.dataset import BuildConfig, build_variants
-from analysis.perturb.freedict import dictionaries_present
-from analysis.perturb.translate import TranslationSettings
+from vittle.analysis.perturb import expand_specs
+from vittle.analysis.perturb.cli import main
+from vittle.analysis.perturb.dataset import BuildConfig, build_variants
+from vittle.analysis.perturb.freedict import dictionaries_present
+from vittle.analysis.perturb.translate import TranslationSettings
 from vittle.data import read_conversations
 
 from . import need
@@ -163,7 +163,7 @@ def test_killed_build_resumes_to_the_same_result(tmp_path):
     json_path.write_text(json.dumps(samples))
     args = ["build", "--data", str(json_path), "--images", str(images), "--specs", "zoom_blur:5"]
     killed_args = [*args, "--out", str(tmp_path / "killed")]
-    code = f"import sys; from analysis.perturb.cli import main; sys.exit(main({killed_args!r}))"
+    code = f"import sys; from vittle.analysis.perturb.cli import main; sys.exit(main({killed_args!r}))"
     process = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     produced = tmp_path / "killed" / "zoom_blur_5" / "images"

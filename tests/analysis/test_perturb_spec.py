@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.perturb import (
+from vittle.analysis.perturb import (
     REGISTRY,
     Category,
     Modality,
@@ -73,8 +73,8 @@ def test_clean_and_missing_inputs_pass_through():
 
 
 def test_import_is_light():
-    """`import analysis.perturb` must not pull the heavy libraries (nlpaug imports torch)."""
-    code = ("import sys, json, analysis.perturb; print(json.dumps(sorted(m for m in "
+    """`import vittle.analysis.perturb` must not pull the heavy libraries (nlpaug imports torch)."""
+    code = ("import sys, json, vittle.analysis.perturb; print(json.dumps(sorted(m for m in "
             "('imagecorruptions', 'nlpaug', 'nltk', 'httpx', 'torch', 'transformers', 'numpy', 'skimage') "
             "if m in sys.modules)))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

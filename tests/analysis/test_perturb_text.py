@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.perturb import apply
-from analysis.perturb.prompt import Layout, split_prompt
-from analysis.perturb.text import STOPWORDS, TEXT_OPS, perturb_text
+from vittle.analysis.perturb import apply
+from vittle.analysis.perturb.prompt import Layout, split_prompt
+from vittle.analysis.perturb.text import STOPWORDS, TEXT_OPS, perturb_text
 
 from . import need
 
@@ -114,7 +114,7 @@ def test_word_insert_adds_real_wordnet_synonyms():
     need_wordnet()
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    from analysis.perturb.wordnet import wordnet
+    from vittle.analysis.perturb.wordnet import wordnet
 
     reader = wordnet()
     assert isinstance(reader, WordNetCorpusReader)
@@ -126,7 +126,7 @@ def test_word_insert_adds_real_wordnet_synonyms():
         assert len(inserted) == _changed_words(level)
         for word in inserted:
             sources = [w for w in original if w.lower() not in STOPWORDS]
-            assert any(word in {l for s in reader.synsets(src.lower()) for l in s.lemma_names()}
+            assert any(word in {lemma for s in reader.synsets(src.lower()) for lemma in s.lemma_names()}
                        and word.lower() != src.lower() for src in sources), word
 
 
@@ -197,7 +197,7 @@ def test_same_output_in_another_process():
     import sys
 
     need_wordnet()
-    code = ("import json, sys; from analysis.perturb.text import perturb_text, TEXT_OPS; "
+    code = ("import json, sys; from vittle.analysis.perturb.text import perturb_text, TEXT_OPS; "
             "print(json.dumps([perturb_text(sys.argv[1], op, 4, seed=11) for op in TEXT_OPS]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     result = subprocess.run([sys.executable, "-c", code, PROMPT], capture_output=True, text=True, env=env,
@@ -211,7 +211,7 @@ def test_synonym_insertion_is_thread_safe_from_a_cold_start():
     threads at once must equal the sequential ones."""
     import threading
 
-    from analysis.perturb import wordnet as wordnet_module
+    from vittle.analysis.perturb import wordnet as wordnet_module
 
     need_wordnet()
     questions = [f"Is there a red circle near the big square number {i}?" for i in range(8)]

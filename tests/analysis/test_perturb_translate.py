@@ -10,15 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from analysis.perturb import apply, describe
-from analysis.perturb.cache import CachedTranslator
-from analysis.perturb.freedict import (
+from vittle.analysis.perturb import apply, describe
+from vittle.analysis.perturb.cache import CachedTranslator
+from vittle.analysis.perturb.freedict import (
     dictionaries_present,
     first_sense,
     word_forms,
 )
-from analysis.perturb.openai_chat import OpenAIChatTranslator
-from analysis.perturb.translate import (
+from vittle.analysis.perturb.openai_chat import OpenAIChatTranslator
+from vittle.analysis.perturb.translate import (
     Language,
     TranslationError,
     TranslationSettings,
@@ -177,7 +177,7 @@ def test_local_seq2seq_folder(tmp_path):
         PreTrainedTokenizerFast,
     )
 
-    from analysis.perturb.hf_seq2seq import HFSeq2SeqTranslator
+    from vittle.analysis.perturb.hf_seq2seq import HFSeq2SeqTranslator
 
     vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "ell_Grek", "arb_Arab", "hin_Deva",
                                          "is", "there", "a", "dog", "?"])}

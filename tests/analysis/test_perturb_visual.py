@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from analysis.perturb import apply
-from analysis.perturb.visual import VISUAL_NAMES, corrupt, working_size
+from vittle.analysis.perturb import apply
+from vittle.analysis.perturb.visual import VISUAL_NAMES, corrupt, working_size
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:

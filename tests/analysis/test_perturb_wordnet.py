@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.perturb.wordnet import (
+from vittle.analysis.perturb.wordnet import (
     DEBIAN_WORDNET,
     WordNetUnavailable,
     ensure_wordnet,

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from analysis.plots import (
+from vittle.analysis.plots import (
     cosine_histograms,
     embedding_scatter,
     metric_table,
@@ -15,7 +15,7 @@ from analysis.plots import (
     token_colours_html,
     variance_heatmap,
 )
-from analysis.projection import Projection
+from vittle.analysis.projection import Projection
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_save_figure_writes_self_contained_html(tmp_path):
 
 
 def test_interval_chart_gives_every_comparison_its_own_colour_and_its_interval():
-    from analysis.plots import interval_chart
+    from vittle.analysis.plots import interval_chart
 
     intervals = {f"arm {i}": {"clean": (0.1 * i, -1.0, 1.0 + i), "shifted": (-0.5, -2.0, 0.5)} for i in range(10)}
     fig = interval_chart(intervals, "t")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.evaluate.benchmark import answer_questions, perturb_prompt
-from analysis.evaluate.llava_files import AnswerFile, FormatError, Question, answer_id, read_jsonl, read_questions
-from analysis.evaluate.pope import align_labels, parse_yes_no, pope_metrics, read_labels
-from analysis.evaluate.pope_cli import limit_questions
-from analysis.evaluate.pope_cli import main as pope_main
+from vittle.analysis.evaluate.benchmark import answer_questions, perturb_prompt
+from vittle.analysis.evaluate.llava_files import AnswerFile, FormatError, Question, answer_id, read_jsonl, read_questions
+from vittle.analysis.evaluate.pope import align_labels, parse_yes_no, pope_metrics, read_labels
+from vittle.analysis.evaluate.pope_cli import limit_questions
+from vittle.analysis.evaluate.pope_cli import main as pope_main
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
 SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -210,7 +210,7 @@ def test_vittle_eval_pope_reports_bad_input_without_a_traceback(tmp_path, capsys
     with pytest.raises(SystemExit) as exit:
         pope_main(["--questions", str(questions_file), "--labels", str(label_dir)])
     assert exit.value.code == 2 and "models: none given; name a checkpoint, or score_only" in capsys.readouterr().err
-    assert pope_main(["--model", "x", "--questions", str(tmp_path / "none.jsonl"), "--labels", str(label_dir)]) == 2
+    assert pope_main(["--model", "x", "--questions", str(tmp_path / "none.jsonl"), "--labels", str(label_dir)]) == 1  # a missing file
     assert "none.jsonl: no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit:
         pope_main(["--model", "x", "--questions", str(questions_file), "--labels", str(label_dir), "--limit", "0"])
@@ -228,7 +228,7 @@ def test_a_data_parallel_run_over_two_processes_equals_one_process(tmp_path):
     questions_file, image_dir, label_dir = write_pope(tmp_path / "pope", images=4)
     common = ["--model", f"base={ASSETS / 'tiny-baseline'}", "--questions", str(questions_file), "--images", str(image_dir),
               "--labels", str(label_dir), "--specs", "clean,zoom_blur:2", "--device", "cpu", "--max-new-tokens", "4", "--batch-size", "4"]
-    code = "import sys; from analysis.evaluate.pope_cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from vittle.analysis.evaluate.pope_cli import main; sys.exit(main(sys.argv[1:]))"
     root = Path(__file__).resolve().parents[2]
 
     def launch(out, rank, world):
@@ -252,7 +252,7 @@ def test_a_data_parallel_run_over_two_processes_equals_one_process(tmp_path):
 
 
 def test_shard_settings_come_from_the_launcher_and_are_checked(monkeypatch):
-    from analysis.evaluate.benchmark import Shard
+    from vittle.analysis.evaluate.benchmark import Shard
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")

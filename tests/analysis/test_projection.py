@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.projection import Projection
+from vittle.analysis.projection import Projection
 
 
 def two_models(n: int = 100, d: int = 16, seed: int = 0) -> dict[str, np.ndarray]:

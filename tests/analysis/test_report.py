@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.report import SECTIONS
-from analysis.report.cli import main
+from vittle.analysis.report import SECTIONS
+from vittle.analysis.report.cli import main
 from vittle.config import BottleneckConfig
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.tiny import build_efficientnet_llava
@@ -115,7 +115,7 @@ def test_html_is_one_offline_page(report):
 
 
 def test_report_json_reads_back_and_renders_the_same_page(report):
-    from analysis.report import Report, render_html
+    from vittle.analysis.report import Report, render_html
 
     data, page = report
     typed = Report.from_json(data)
@@ -138,14 +138,15 @@ def test_no_emid_and_one_model(models, tmp_path):
     assert "EMID was skipped" in (out / "report.html").read_text()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model"),  # the older spelling
-    ({"--limit-images": ["0"]}, "limit_images=0 must be at least 1 (null: every image)"),
-    ({"--specs": ["frost:9"]}, "invalid level '9' for 'frost'"),
-    ({"--map-specs": ["frost:3"]}, "map_specs must name perturbed specs of specs"),
-    ({"--club-steps": ["0"]}, "club_steps=0 must be at least 1"),
+@pytest.mark.parametrize(("change", "message", "status"), [
+    ({"--models": ["baseline=/nonexistent/model"]}, "checkpoint folder not found: /nonexistent/model", 1),  # the older spelling; a missing file
+    ({"--limit-images": ["0"]}, "limit_images=0 must be at least 1 (null: every image)", 2),
+    ({"--specs": ["frost:9"]}, "invalid level '9' for 'frost'", 2),
+    ({"--map-specs": ["frost:3"]}, "map_specs must name perturbed specs of specs", 2),
+    ({"--club-steps": ["0"]}, "club_steps=0 must be at least 1", 2),
 ])
-def test_bad_arguments_exit_2_with_a_clear_message(models, tmp_path, capsys, change, message):
+def test_bad_arguments_exit_with_a_clear_message(models, tmp_path, capsys, change, message, status):
+    """2: a setting is wrong (usage); 1: the command started and failed (a missing model)."""
     argv = _argv({} if "--models" in change else models, tmp_path / "out")  # --models: in place of every --model
     for option, values in change.items():
         at = argv.index(option) if option in argv else len(argv)
@@ -157,7 +158,7 @@ def test_bad_arguments_exit_2_with_a_clear_message(models, tmp_path, capsys, cha
         code = main(argv)
     except SystemExit as exit:  # the settings' own checks stop the command before it starts
         code = exit.code
-    assert code == 2
+    assert code == status
     err = capsys.readouterr().err
     assert err.startswith("vittle analyze: error: ") and message in err
     assert not (tmp_path / "out").exists()
@@ -166,7 +167,7 @@ def test_bad_arguments_exit_2_with_a_clear_message(models, tmp_path, capsys, cha
 def test_severity_table_and_json_conversion():
     from pathlib import Path
 
-    from analysis.report import severity_table, to_jsonable
+    from vittle.analysis.report import severity_table, to_jsonable
 
     accuracy = {"m": {"clean": 90.0, "frost:3": 80.0, "frost:1": 85.0, "zoom_blur:3+greek": 50.0, "greek": 60.0}}
     assert severity_table(accuracy) == {"frost": {"m": {3: 80.0, 1: 85.0}}}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.evaluate.runner import Variants, load_samples
-from analysis.representations import (
+from vittle.analysis.evaluate.runner import Variants, load_samples
+from vittle.analysis.representations import (
     data_fingerprint,
     extract,
     extract_models,
@@ -150,3 +150,38 @@ def test_extract_models_shares_variants(samples, tmp_path):
     assert list(variants._questions) == ["char_typo:3"]  # one perturbed question set for both models
     with pytest.raises(ValueError, match="no models"):
         extract_models({}, samples, ["clean"], cache_dir=tmp_path)
+
+
+def test_the_cache_is_bounded_least_recently_used_first_and_vittle_cache_reports_and_clears(tmp_path, monkeypatch, capsys):
+    import os
+
+    import numpy as np
+
+    from vittle.analysis.cache_cli import main as cache_main
+    from vittle.analysis.representations import cache_files, cache_limit_bytes, prune_cache
+
+    root = tmp_path / "cache"
+    paths = []
+    for index in range(4):  # four files of 4,128 bytes (header + 1,000 float32), written a second apart
+        path = root / f"model{index % 2}" / "data" / f"spec{index}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.zeros(1000, dtype=np.float32), allow_pickle=False)
+        os.utime(path, (1_000 + index, 1_000 + index))
+        paths.append(path)
+    size = paths[0].stat().st_size
+    os.utime(paths[0], (2_000, 2_000))  # the oldest file was read again: now the most recent
+    assert cache_files(root) == [paths[1], paths[2], paths[3], paths[0]]
+    assert prune_cache(root, max_bytes=2 * size, keep=[paths[1]]) == 2  # 1 is kept, so 2 and 3 go
+    assert sorted(cache_files(root)) == sorted([paths[0], paths[1]])
+    assert prune_cache(root, max_bytes=0) == 0  # 0: no limit
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "-1")
+    with pytest.raises(ValueError, match="VITTLE_CACHE_MAX_MB='-1' must be 0"):
+        cache_limit_bytes()
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "0.001")  # 1,048 bytes: less than one file
+    assert cache_main(["info", "--cache-dir", str(root)]) == 0
+    assert f"{root}: 2 embedding files" in capsys.readouterr().out
+    assert cache_main(["prune", "--cache-dir", str(root)]) == 0
+    assert "removed 2 files" in capsys.readouterr().out and not (root / "model1").exists()  # emptied folders go
+    assert cache_main(["clear", "--cache-dir", str(root)]) == 0 and not root.exists()
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "lots")
+    assert cache_main(["info", "--cache-dir", str(root)]) == 2

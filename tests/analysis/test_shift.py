@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis.projection import Projection
-from analysis.shift import ShiftAnalysis
+from vittle.analysis.projection import Projection
+from vittle.analysis.shift import ShiftAnalysis
 
 
 def _embeddings(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

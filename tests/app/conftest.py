@@ -68,8 +68,8 @@ def odd_images(tmp_path_factory) -> dict[str, Path]:
 def service():
     """The app's service on the embedded default models, warmed up (UMAP warm-up off: the
     UMAP test pays the JIT itself)."""
-    from app.config import ServiceConfig
-    from app.service import DemoService
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
 
     started = DemoService(ServiceConfig(warm_umap=False, reference_images=24, precompute=False)).start()
     assert started.wait_ready(300), "warm-up did not finish"
@@ -93,10 +93,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app_main():
-    """app.main: the flags, the build and the launch options of `vittle demo` and app.py."""
-    import app.main
+    """vittle.app.main: the flags, the build and the launch options of `vittle demo` and app.py."""
+    import vittle.app.main
 
-    return app.main
+    return vittle.app.main
 
 
 @pytest.fixture(scope="session")

@@ -91,9 +91,9 @@ def test_bad_upload_shows_a_message_in_the_page(browser, server, bad_files):
 
 
 def test_status_line_follows_the_warm_up(browser, free_port):
-    from app.config import ServiceConfig
-    from app.service import DemoService
-    from app.ui import build_demo
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
+    from vittle.app.ui import build_demo
 
     service = DemoService(ServiceConfig(warm_umap=False, reference_images=24, precompute=False))
     demo = build_demo(service.start())  # built while the models are still loading

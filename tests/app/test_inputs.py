@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.inputs import MAX_QUESTION_CHARS, WORKING_SIDE, InputError, clean_question, load_query_image, whole_number
+from vittle.app.inputs import MAX_QUESTION_CHARS, WORKING_SIDE, InputError, clean_question, load_query_image, whole_number
 
 
 @pytest.mark.parametrize(("name", "message"), [

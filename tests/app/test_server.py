@@ -140,7 +140,7 @@ def test_uploads_and_outputs_are_deleted_when_old_and_when_the_server_stops(serv
     import shutil
     import time
 
-    from app.ui import build_demo
+    from vittle.app.ui import build_demo
 
     demo = build_demo(service, file_lifetime_s=lifetime)
     demo.queue(default_concurrency_limit=1)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import easy_vqa
 import numpy as np
 import pytest
 
-from analysis.metrics import cosine_distances
-from app.inputs import InputError
-from app.service import ROLES, spec_of
+from vittle.analysis.metrics import cosine_distances
+from vittle.app.inputs import InputError
+from vittle.app.service import ROLES, spec_of
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +119,8 @@ def test_clean_query_has_no_shift_panels(service):
 
 
 def test_robustness_reads_the_lab(service):
-    from analysis.lab import LabSummary
-    from analysis.lab.report import fmt
+    from vittle.analysis.lab import LabSummary
+    from vittle.analysis.lab.report import fmt
 
     table, figure = service.robustness("vittle-l")
     lab = LabSummary.load(service.config.lab)
@@ -134,8 +133,8 @@ def test_robustness_reads_the_lab(service):
 
 
 def test_robustness_without_lab_results(service, tmp_path):
-    from app.config import ServiceConfig
-    from app.service import DemoService
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
 
     other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
@@ -145,8 +144,8 @@ def test_robustness_without_lab_results(service, tmp_path):
 def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
     import time
 
-    from app.config import ServiceConfig
-    from app.service import DemoService
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
 
     class TwoSettings(DemoService):
         def precompute_settings(self):
@@ -206,9 +205,9 @@ def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(
     """The app keeps each reference image's prompt prefix: a combination whose visual part is
     already embedded runs only the perturbed questions, and its embeddings equal the full
     computation's."""
-    from analysis.representations import extract
-    from app.config import ServiceConfig
-    from app.service import DemoService
+    from vittle.analysis.representations import extract
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
     from vittle.inference import Assistant
 
     service = DemoService(ServiceConfig(warm_umap=False, reference_images=12, precompute=False, cache_dir=tmp_path,

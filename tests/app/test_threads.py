@@ -34,9 +34,38 @@ def test_a_space_chooses_its_models_through_environment_variables(app_main, monk
     monkeypatch.setenv("VITTLE_VITTLE_L", "none")
     monkeypatch.setenv("VITTLE_DEVICE", "cuda")
     args = app_main.parse_args([])
-    assert (args.baseline, args.vittle, args.vittle_l, args.device) == ("org/base", "org/vittle-f", "none", "cuda")
+    assert (args.baseline, args.vittle, args.vittle_l, args.device) == ("org/base", "org/vittle-f", None, "cuda")
     assert app_main.parse_args(["--vittle", "here"]).vittle == "here"
     monkeypatch.delenv("VITTLE_BASELINE")
-    from app.config import ServiceConfig
+    from vittle.app.config import ServiceConfig
 
     assert app_main.parse_args([]).baseline == ServiceConfig().baseline
+
+
+def test_auth_protects_the_page_and_the_api_and_mcp_needs_its_package(app_main, capsys, free_port, service):
+    import importlib.util
+
+    import httpx
+    import pytest
+    from gradio_client import Client
+
+    with pytest.raises(SystemExit):
+        app_main.parse_args(["--auth", "nopassword"])
+    assert "auth must look like USER:PASSWORD" in capsys.readouterr().err
+    if importlib.util.find_spec("mcp") is None:
+        with pytest.raises(SystemExit):
+            app_main.parse_args(["--mcp"])
+        assert "pip install 'gradio[mcp]'" in capsys.readouterr().err
+    args = app_main.parse_args(["--auth", "ada:s3cret", "--port", str(free_port)])
+    assert app_main.launch_options(args)["auth"] == ("ada", "s3cret") and "mcp_server" not in app_main.launch_options(args)
+    _, demo = app_main.build(args, service)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app_main.launch_options(args))
+    try:
+        url = f"http://127.0.0.1:{free_port}/"
+        assert httpx.get(url + "config", timeout=10).status_code == 401  # the app's config (and so the API) is closed
+        with pytest.raises(Exception):
+            Client(url, verbose=False)
+        client = Client(url, auth=("ada", "s3cret"), verbose=False)
+        assert "/run" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    finally:
+        demo.close()

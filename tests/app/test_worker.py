@@ -10,13 +10,13 @@ import easy_vqa
 import numpy as np
 import pytest
 
-from app.worker import ModelWorker, SingleFlight, ViaWorker
+from vittle.app.worker import ModelWorker, SingleFlight, ViaWorker
 from vittle.data import load_image
 
 
 @pytest.fixture(scope="module")
 def assistant():
-    from app.config import ASSETS
+    from vittle.app.config import ASSETS
     from vittle.inference import Assistant
 
     return Assistant.load(ASSETS / "tiny-vittle-f", device="cpu")
@@ -144,7 +144,7 @@ def test_single_flight_computes_once_and_does_not_remember_failures():
 
 
 def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
-    from analysis.perturb import CLEAN
+    from vittle.analysis.perturb import CLEAN
 
     spec = "shot_noise:2"  # a setting no other test uses
     before = service.references.cache.computed

@@ -13,8 +13,8 @@ import pytest
 from safetensors.torch import load_file
 
 from vittle.config import BottleneckConfig
-from vittle.settings import load_recipe
 from vittle.objective import alpha_at
+from vittle.settings import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "vittle" / "recipes"

@@ -130,17 +130,20 @@ def test_push_uploads_a_loadable_model_with_its_card_and_without_the_trainer_sta
     assert "model.safetensors" in names and "config.json" in names and "README.md" in names and "vittle_recipe.yaml" in names
     assert not [n for n in names if n.startswith("checkpoint-") or n.endswith((".pt", ".pth", ".bin")) or n == "trainer_state.json"]
     meta, body = _front_matter(uploaded / "README.md")
-    assert meta["pipeline_tag"] == "image-text-to-text" and meta["library_name"] == "transformers" and meta["license"] == "mit"
-    assert {"vittle", "llava"} <= set(meta["tags"]) and meta["base_model"] == "org/base"
+    # a bottleneck model: the Hub must not offer plain transformers, which drops the bottleneck
+    assert meta["pipeline_tag"] == "image-text-to-text" and meta["library_name"] == "vittle" and meta["license"] == "mit"
+    assert {"vittle", "llava", "arxiv:2505.13946"} <= set(meta["tags"]) and meta["base_model"] == "org/base"
     assert meta["datasets"] == ["liuhaotian/LLaVA-Instruct-150K"]
-    assert "without the bottleneck" in body and 'Assistant.load("org/tiny-vittle")' in body
+    assert "drops the bottleneck" in body and 'Assistant.load("org/tiny-vittle")' in body
+    assert "[arXiv:2505.13946](https://arxiv.org/abs/2505.13946)" in body
     assert "| clean.accuracy | 0.87 |" in body and "| kl_weight | 0.1 |" in body
     # the uploaded files load and answer as the original does
     original = Assistant.load(trained, device="cpu")
     copy = Assistant.load(uploaded, device="cpu")
     assert copy.has_bottleneck
-    from vittle.shapes import COLOURS, draw_shape
     import random
+
+    from vittle.shapes import COLOURS, draw_shape
 
     image = draw_shape("circle", COLOURS["red"], 32, random.Random(0))
     assert copy.answer(image, "What colour is the shape?") == original.answer(image, "What colour is the shape?")
@@ -152,10 +155,31 @@ def test_an_existing_card_keeps_its_text_under_the_metadata(trained, tmp_path):
     write_card(folder, "org/x")
     meta, body = _front_matter(folder / "README.md")
     assert set(meta["tags"]) >= {"easy-vqa", "vittle", "llava"}
-    assert body.lstrip().startswith("# tiny-vittle-f\n\nMeasured numbers here.") and "without the bottleneck" in body
+    assert body.lstrip().startswith("# tiny-vittle-f\n\nMeasured numbers here.") and "drops the bottleneck" in body
     write_card(folder, "org/x")  # idempotent: one front matter, one loading section
     text = (folder / "README.md").read_text()
     assert text.count("\n---\n") == 1 and text.count("## Loading") == 1
+
+
+def test_library_name_says_how_the_model_loads_as_trained(trained, tmp_path):
+    """transformers only for a model plain transformers loads whole; the embedded tiny models
+    (a vision tower only vittle registers) say so and carry their measured results."""
+    from vittle.hub import card_metadata, find_results
+
+    plain = json.loads((trained / "config.json").read_text())
+    plain.pop("vittle", None)  # the bottleneck settings (vittle.model.CONFIG_KEY)
+    assert card_metadata(plain, {})["library_name"] == "transformers"
+    embedded = Path(__file__).resolve().parents[2] / "assets" / "models" / "tiny-baseline"
+    folder = _copy(embedded, tmp_path / "tiny-baseline")
+    (folder / "README.md").unlink()
+    write_card(folder, "org/tiny-baseline")
+    meta, body = _front_matter(folder / "README.md")
+    assert meta["library_name"] == "vittle" and "baseline" in meta["tags"]
+    assert "Plain transformers cannot load this model: its vision tower is registered by vittle (`vittle_efficientnet_lite`)" in body
+    index = meta["model-index"][0]
+    assert index["name"] == "tiny-baseline" and index["results"][0]["dataset"]["type"] == "easy-vqa"
+    clean = find_results(folder)["metrics.json"]["clean.all"]
+    assert index["results"][0]["metrics"][0] == {"type": "accuracy", "value": round(clean, 2), "name": "clean accuracy, all questions"}
 
 
 def test_folders_that_cannot_be_loaded_are_refused_before_any_upload(trained, tmp_path):

@@ -128,7 +128,7 @@ def test_load_and_command_line(vittle_assistant, image, tmp_path, capsys):
     assert main(["probe", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and data["grid"] == [4, 4]
-    assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 2
+    assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 1
     assert "checkpoint folder not found" in capsys.readouterr().err
 
 

@@ -79,7 +79,7 @@ def test_qlora_merge_path_equals_the_in_memory_merge(shapes_data, tmp_path):
     recipe = _recipe(shapes_data, tmp_path / "out")
     model, _ = prepare_model(recipe)
     with torch.no_grad():  # trained-looking weights: adapters B non-zero, projector moved
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.requires_grad:
                 param.add_(torch.randn_like(param) * 0.01)
     trained = fully_trained_state(model)

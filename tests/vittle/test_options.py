@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from analysis.evaluate.args import BenchmarkArgs, ClosedArgs, EvalArgs, LlavaBenchArgs, PopeArgs
-from analysis.lab.cli import LabCommand
-from analysis.lab.plan import LabConfig
-from analysis.perturb.cli import ListArgs, QueryConfig
-from analysis.perturb.dataset import BuildConfig
-from analysis.perturb.translate import TranslationSettings
-from analysis.report.config import ReportConfig
-from app.config import DemoConfig, ServiceConfig
+from vittle.analysis.evaluate.args import BenchmarkArgs, ClosedArgs, EvalArgs, LlavaBenchArgs, PopeArgs
+from vittle.analysis.lab.cli import LabCommand
+from vittle.analysis.lab.plan import LabConfig
+from vittle.analysis.perturb.cli import ListArgs, QueryConfig
+from vittle.analysis.perturb.dataset import BuildConfig
+from vittle.analysis.perturb.translate import TranslationSettings
+from vittle.analysis.report.config import ReportConfig
+from vittle.app.config import DemoConfig, ServiceConfig
 from vittle.cli import AnswerArgs, ProbeArgs, PushArgs, QuickstartArgs, TrainArgs, main
 from vittle.options import parse
 from vittle.settings import field_docs
@@ -107,7 +107,7 @@ def test_the_demo_reads_its_defaults_from_the_environment_and_flags_win(monkeypa
         monkeypatch.setenv(name, value)
     config = parse(DemoConfig, [], prog="vittle demo")
     assert (config.baseline, config.vittle, config.vittle_l, config.device, config.host, config.port) == (
-        "org/base", "org/vittle-f", "none", "cuda", "0.0.0.0", 7861)
+        "org/base", "org/vittle-f", None, "cuda", "0.0.0.0", 7861)
     assert parse(DemoConfig, ["--port", "9000", "--vittle", "here"], prog="vittle demo").port == 9000
     monkeypatch.setenv("GRADIO_SERVER_PORT", "many")
     with pytest.raises(SystemExit):

@@ -8,8 +8,8 @@ import torch
 from vittle.config import BottleneckConfig
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset
 from vittle.model import get_bottleneck
-from vittle.settings import load_recipe
 from vittle.objective import alpha_at
+from vittle.settings import load_recipe
 from vittle.trainer import VittleTrainer, configure_stage, prepare_model, train
 from vittle.training_args import training_arguments
 

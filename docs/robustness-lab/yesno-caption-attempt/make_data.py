@@ -10,9 +10,12 @@ Reference without stage 1 (measured earlier, same data, 2,500 steps, tied, H200)
 Reading: yes/no on plain AND negated questions well above 50% on balanced data -> the caption
 stage lets the model compare the question's word with the image; both near 50% (or one near
 0/100) -> still at chance / the wording prior."""
-import json, random, sys
+import json
+import random
+import sys
 from collections import defaultdict
 from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from vittle.easyvqa import convert, load_split
 
