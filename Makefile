@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # freedict dictionaries for the offline gloss translator, Chromium for the browser tests).
 APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin chromium
 
-.PHONY: venv apt apt-figures demo quickstart test lint bench lab lab-report lab-quick clean
+.PHONY: venv apt apt-figures demo quickstart test lint bench lab lab-report lab-quick lab-staged lab-staged-report lab-staged-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -66,6 +66,20 @@ lab-report: venv apt-figures
 # The same pipeline in under 10 minutes (one seed, short training on 300 images, a small slice).
 lab-quick: venv apt apt-figures
 	$(BIN)/vittle lab --quick --out runs/lab-quick --workers 2
+
+# The staged study (docs/robustness-lab/staged.md): per base, stage 0 (text: WordNet glosses) and
+# stage 1 (captions); per (base, seed) unit every stage-2 arm learns easy-vqa from the stage-1 model.
+# Two worker processes; resumable; every finished run archived at once in docs/robustness-lab/staged/runs.
+lab-staged: venv apt
+	$(BIN)/python -m vittle.analysis.lab.staged --out runs/staged --archive docs/robustness-lab/staged/runs --workers 2
+
+# staged.json and staged.md from the archived records alone (no training).
+lab-staged-report: venv
+	$(BIN)/python -m vittle.analysis.lab.staged --report-only --out runs/staged --archive docs/robustness-lab/staged/runs
+
+# One base, one unit, short stages: the staged pipeline in under 10 minutes.
+lab-staged-quick: venv apt
+	$(BIN)/python -m vittle.analysis.lab.staged --quick --out runs/staged-quick --workers 2
 
 clean:
 	rm -rf runs .pytest_cache
