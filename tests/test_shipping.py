@@ -189,6 +189,11 @@ def test_the_wheel_serves_the_demo_outside_the_repository(tmp_path, free_port):
                             str(ROOT)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next(dist.glob("vittle-*.whl"))
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "vittle/app/components.pyi" in names  # Gradio's stub is in the RECORD: an uninstall removes it
+    assert not [n for n in names if n.split("/")[0] in ("analysis", "app", "assets")]  # nothing at the top level but vittle
     python = _bare_python(tmp_path / "env")
     installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
                                 "--quiet", str(wheel)], capture_output=True, text=True, timeout=600)

@@ -11,7 +11,6 @@ from pathlib import Path
 from vittle.analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS, LabConfig
 from vittle.analysis.lab.results import JsonRecord, LabSummary, RunResult
 from vittle.analysis.lab.summary import clean_metrics
-from vittle.hub import add_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +180,8 @@ def export_assets(results: list[RunResult], summary: LabSummary, config: LabConf
             if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
                 shutil.copy2(file, target / file.name)
         (target / "README.md").write_text(model_card(card), encoding="utf-8")
+        from vittle.hub import add_metadata  # here: `vittle lab --help` loads no torch
+
         add_metadata(target)  # the Hub's metadata (library_name vittle, model-index) on top
         card.save(target / "metrics.json")
         written.append(target)
