@@ -48,6 +48,7 @@ def test_auth_protects_the_page_and_the_api_and_mcp_needs_its_package(app_main, 
     import httpx
     import pytest
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     with pytest.raises(SystemExit):
         app_main.parse_args(["--auth", "nopassword"])
@@ -63,7 +64,7 @@ def test_auth_protects_the_page_and_the_api_and_mcp_needs_its_package(app_main, 
     try:
         url = f"http://127.0.0.1:{free_port}/"
         assert httpx.get(url + "config", timeout=10).status_code == 401  # the app's config (and so the API) is closed
-        with pytest.raises(Exception):
+        with pytest.raises(AuthenticationError):
             Client(url, verbose=False)
         client = Client(url, auth=("ada", "s3cret"), verbose=False)
         assert "/run" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
