@@ -6,12 +6,13 @@ import logging
 
 import gradio as gr
 
-from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args
+from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args, stop_on_sigterm
 
 if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models stay loaded
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args()
     configure_threads(args.threads)
+    stop_on_sigterm()
     service = make_service(args)
 
 demo = build_ui(args, service)  # module level, so `gradio app.py` finds it

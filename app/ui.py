@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from vittle.app.components import QueryImage
+from vittle.app.components import QueryImage, ServedImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import InputError, whole_number
 from vittle.app.presentation import FIGURES
@@ -169,7 +169,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
                             label="Examples: easy-vqa test images (what the default models know) and photos")
             with gr.Column(scale=1):
-                perturbed_image = gr.Image(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image")
+                perturbed_image = ServedImage(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image")
                 perturbed_question = gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question")
                 header = gr.Markdown(label="perturbation", elem_id="perturbation")
                 with gr.Row(equal_height=True):

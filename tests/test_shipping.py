@@ -151,8 +151,8 @@ def test_a_space_builds_from_requirements_alone_and_app_py_answers(tmp_path, fre
     resolved = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                                "--report", str(build / "report.json"), "-r", "requirements.txt"],
                               cwd=build, capture_output=True, text=True, timeout=600)
-    if resolved.returncode and ("NewConnectionError" in resolved.stderr or "No matching distribution" in resolved.stderr
-                                and not os.environ.get("CI")):
+    unreachable = "NewConnectionError" in resolved.stderr or "No matching distribution" in resolved.stderr
+    if resolved.returncode and unreachable and not os.environ.get("CI"):  # CI reaches the index: there it must pass
         pytest.skip(f"the package index cannot be reached: {resolved.stderr[-300:]}")
     assert resolved.returncode == 0, resolved.stderr[-3000:]
     chosen = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]

@@ -174,3 +174,63 @@ def test_perturbations_without_their_data_are_hidden_and_refused(service, tmp_pa
 def test_the_ui_uses_api_visibility_not_the_legacy_api_name_false():
     source = (ROOT / "app" / "ui.py").read_text()
     assert "api_name=False" not in source and source.count('api_visibility="private"') >= 3
+
+
+def test_the_file_sweep_removes_old_files_and_emptied_folders(tmp_path):
+    import os
+    import time
+
+    from vittle.app.main import sweep_files
+
+    old, new = tmp_path / "a" / "hash1" / "image.webp", tmp_path / "b" / "hash2" / "image.webp"
+    for path in (old, new):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert sweep_files(tmp_path, older_than_s=3600) == 1
+    assert not (tmp_path / "a").exists() and new.is_file()  # the emptied folders went too
+    assert sweep_files(tmp_path / "missing", 1) == 0
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, free_port):
+    """A Space or a container stops the app with SIGTERM: its uploads and outputs go, as with Ctrl-C."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    import easy_vqa
+    from gradio_client import Client, handle_file
+
+    cache = tmp_path / "gradio"
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False")
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(free_port), "--no-precompute", "--no-warm-umap"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{free_port}/", timeout=5).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
+        client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "What color is the shape?", "frost", 3, "none", 3,
+                       "vittle-f", "pca", api_name="/run")
+        before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+        assert [f for f in before if f.endswith("/image.webp")], before  # the turn's output image
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode in (0, 1, -signal.SIGINT, 130), output[-2000:]
+    assert "Traceback" not in output.split("Keyboard")[0][-3000:] or "KeyboardInterrupt" in output
+    left = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    # what stays is the examples gallery's copies, which Gradio makes at every start under the same names
+    from vittle.app.examples import EASYVQA, PHOTOS
+
+    examples = {f"easyvqa-test-{index}.png" for index, _ in EASYVQA} | {f"{name}.jpg" for name, _ in PHOTOS}
+    assert {Path(f).name for f in left} <= examples, f"left behind after SIGTERM: {left}"
+    assert len(left) < len(before)

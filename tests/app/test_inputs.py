@@ -72,3 +72,25 @@ def test_whole_numbers_pass(value, expected):
 def test_fractions_text_and_out_of_range_are_refused(value):
     with pytest.raises(InputError, match=r"The severity must be a whole number from 1 to 5, got "):
         whole_number("severity", value)
+
+
+def test_an_output_image_is_written_once_atomically_and_never_rewritten(tmp_path, monkeypatch):
+    """Gradio rewrote a served image in place on every update (identical queries then downloaded
+    truncated files); ServedImage writes each file once, through a temp file."""
+    import numpy as np
+    from PIL import Image
+
+    from vittle.app.components import ServedImage
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    component = ServedImage()
+    component.GRADIO_CACHE = str(tmp_path)
+    image = Image.fromarray((np.arange(64 * 64 * 3) % 251).astype("uint8").reshape(64, 64, 3))
+    first = component.postprocess(image)
+    path = tmp_path / first.path
+    stamp = (path.stat().st_ino, path.stat().st_mtime_ns)
+    again = component.postprocess(np.asarray(image))  # the same picture, as an array, in a later update
+    assert again.path == first.path and (path.stat().st_ino, path.stat().st_mtime_ns) == stamp
+    assert Image.open(path).size == (64, 64) and path.suffix == ".webp"
+    assert [p.name for p in path.parent.iterdir()] == ["image.webp"]  # no temp file left beside it
+    assert component.postprocess(None) is None

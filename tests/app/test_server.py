@@ -164,3 +164,35 @@ def test_uploads_and_outputs_are_deleted_when_old_and_when_the_server_stops(serv
         demo.close()
     left = [p for p in files if p.exists()]
     assert not left, left
+
+
+def test_identical_queries_at_once_get_whole_images_and_no_failed_turn(server):
+    """8 clients sending the same query together: every perturbed image they download is whole
+    (Gradio rewrote a shared output file in place on each update; ServedImage writes it once)."""
+    import threading
+
+    from PIL import Image
+
+    results, errors, lock = [], [], threading.Lock()
+
+    def user() -> None:
+        client = Client(server, verbose=False)
+        for _ in range(3):
+            try:
+                image = run(client, EASYVQA[4], visual="frost", severity=3)[0]
+                with Image.open(image) as opened:
+                    opened.load()
+                    size = opened.size
+                with lock:
+                    results.append(size)
+            except Exception as err:  # counted: a failed turn or a truncated download
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=user) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors[:3]
+    assert len(results) == 24 and len(set(results)) == 1
