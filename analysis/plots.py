@@ -306,14 +306,22 @@ def cosine_histograms(distances: Mapping[str, Mapping[str, np.ndarray]], marker:
 
 
 def variance_heatmap_spec(values: np.ndarray, grid: tuple[int, int], title: str = "Posterior variance per image token",
-                          label: str = "variance") -> dict[str, Any]:
-    """The figure dict of `variance_heatmap`."""
+                          label: str = "variance", value_range: tuple[float, float] | None = None,
+                          marks: Mapping[float, str] | None = None) -> dict[str, Any]:
+    """The figure dict of `variance_heatmap`. `value_range` fixes the colour scale (else it
+    spans the values: a near-constant map then looks patterned); `marks` labels values on the
+    colour bar, e.g. {1.0: "prior"}."""
     rows, cols = grid
     values = np.asarray(values, dtype=float).reshape(-1)
     if rows < 1 or cols < 1 or values.size != rows * cols:
         raise ValueError(f"{values.size} values do not fill a grid of {rows} x {cols} = {rows * cols} tokens")
-    data = [{"type": "heatmap", "z": values.reshape(rows, cols).tolist(), "colorscale": "Viridis", "colorbar": {"title": {"text": label}},
+    colorbar: dict[str, Any] = {"title": {"text": label}}
+    if marks:
+        colorbar.update(tickvals=list(marks), ticktext=list(marks.values()))
+    data = [{"type": "heatmap", "z": values.reshape(rows, cols).tolist(), "colorscale": "Viridis", "colorbar": colorbar,
              "hovertemplate": f"row %{{y}}, col %{{x}}<br>{label} %{{z:.4g}}<extra></extra>"}]
+    if value_range is not None:
+        data[0].update(zmin=float(value_range[0]), zmax=float(value_range[1]))
     layout = {"yaxis": {"autorange": "reversed", "scaleanchor": "x", "constrain": "domain", "title": {"text": "row"}},
               "xaxis": {"constrain": "domain", "title": {"text": "column"}}, "title": {"text": title}, "height": 420, "width": 480}
     return {"data": data, "layout": layout}
@@ -334,19 +342,22 @@ def _token_text(token: str) -> str:
 
 
 def token_colours_html(tokens: Sequence[str], values: np.ndarray, label: str = "posterior variance",
-                       colour: tuple[int, int, int] = (214, 39, 40)) -> str:
-    """Text tokens as HTML spans shaded by value (min -> clear, max -> full `colour`), each
-    with a title showing `label` and the number. Byte-level BPE / SentencePiece markers become
-    spaces and newlines; tokens are HTML-escaped. A self-contained fragment (inline styles)."""
+                       colour: tuple[int, int, int] = (214, 39, 40), value_range: tuple[float, float] | None = None) -> str:
+    """Text tokens as HTML spans shaded by value (low -> clear, high -> full `colour`; the
+    values' own min and max unless `value_range` fixes them), each with a title showing
+    `label` and the number. Byte-level BPE / SentencePiece markers become spaces and newlines;
+    tokens are HTML-escaped. A self-contained fragment (inline styles)."""
     values = np.asarray(values, dtype=float).reshape(-1)
     if len(tokens) != values.size:
         raise ValueError(f"{len(tokens)} tokens but {values.size} values")
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if value_range is not None:
+        low, high = float(value_range[0]), float(value_range[1])
     red, green, blue = colour
     spans = []
     for token, value in zip(tokens, values):
-        shade = (value - low) / (high - low) if high > low and np.isfinite(value) else 0.0
+        shade = min(1.0, max(0.0, (value - low) / (high - low))) if high > low and np.isfinite(value) else 0.0
         text = html.escape(_token_text(token))
         tip = html.escape(f"{label}: {value:.4g}", quote=True)
         spans.append(f'<span title="{tip}" style="background-color: rgba({red}, {green}, {blue}, {shade:.3f}); '

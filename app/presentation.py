@@ -93,6 +93,19 @@ def shift_summary(numbers: PanelNumbers) -> str:
 CLEAN_SUMMARY = "Clean query: choose a perturbation to compare clean and perturbed representations."
 
 
+KL_SCALE_NATS = 0.05
+"""The KL colour scale runs from 0 to at least this (nats per dimension): values far below it,
+a collapsed posterior's micro-nats, stay dark instead of filling the scale."""
+
+
+def _finite_max(values: Any) -> float:
+    import numpy as np
+
+    array = np.asarray(values, dtype=float).reshape(-1)
+    array = array[np.isfinite(array)]
+    return float(array.max()) if array.size else 0.0
+
+
 def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, str, str]:
     """(variance figure, KL figure, tokens HTML, summary line) of the Vittle model's posterior
     on one query; figures are None without image tokens or without a bottleneck."""
@@ -102,12 +115,18 @@ def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, 
         text = f"{label} has no bottleneck, so there is no posterior to show."
         return None, None, f"<p>{html.escape(text)}</p>", text
     variance = kl = None
+    # fixed scales, so that a collapsed posterior (variance ~1, KL ~0 everywhere) reads as flat, not as a pattern:
+    # variance from 0 to max(1, ...) with the fixed prior's variance 1 marked; KL from 0 to at least KL_SCALE_NATS
+    variance_range = (0.0, max(1.0, _finite_max(probe.visual_variance), _finite_max(probe.text_variance)))
+    kl_range = (0.0, max(KL_SCALE_NATS, _finite_max(probe.visual_kl), _finite_max(probe.text_kl)))
     if probe.grid is not None and posterior.visual_variance_mean is not None:
-        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}: posterior variance per image token (perturbed query)")
-        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}: KL to the prior per image token (nats per dim)", label="KL")
-    tokens_html = (token_colours_html(probe.text_tokens, probe.text_variance, "posterior variance")
+        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}<br>posterior variance per image token (perturbed query)",
+                                         value_range=variance_range, marks={0.0: "0", 1.0: "1 (prior)"})
+        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}<br>KL to the prior per image token (nats per dim)", label="KL",
+                                   value_range=kl_range)
+    tokens_html = (token_colours_html(probe.text_tokens, probe.text_variance, "posterior variance", value_range=variance_range)
                    + "<p style='margin-top:8px'>KL to the prior per text token:</p>"
-                   + token_colours_html(probe.text_tokens, probe.text_kl, "KL to the prior", colour=(31, 119, 180)))
+                   + token_colours_html(probe.text_tokens, probe.text_kl, "KL to the prior", colour=(31, 119, 180), value_range=kl_range))
     means = posterior.kl_means
     if posterior.collapsed:
         line = (f"{label}: the posterior has collapsed to the prior (mean KL per dim "

@@ -106,6 +106,12 @@ def test_panels(service, query):
     assert np.shape(panels.variance.data[0].z) == (7, 7) and np.shape(panels.kl.data[0].z) == (7, 7)
     assert panels.tokens_html.count("<span") == 2 * len(perturbed.text_tokens)
     assert "collapsed to the prior" in panels.summary  # the embedded Vittle (F)'s posterior is collapsed (docs/robustness-lab.md)
+    # fixed colour scales: a collapsed posterior (variance ~1, KL ~1e-5) reads flat, not as a pattern
+    variance, kl = panels.variance.data[0], panels.kl.data[0]
+    assert variance.zmin == 0.0 and variance.zmax >= 1.0 and list(variance.colorbar.ticktext) == ["0", "1 (prior)"]
+    assert kl.zmin == 0.0 and kl.zmax >= 0.05 and np.max(kl.z) < 0.01 * kl.zmax
+    assert "<br>" in panels.variance.layout.title.text  # the long title wraps instead of being cut
+    assert "posterior variance: 0 (clear) to" in panels.tokens_html and "KL to the prior: 0 (clear) to 0.05" in panels.tokens_html
 
 
 def test_clean_query_has_no_shift_panels(service):
@@ -136,9 +142,11 @@ def test_robustness_without_lab_results(service, tmp_path):
     from vittle.app.config import ServiceConfig
     from vittle.app.service import DemoService
 
-    other = DemoService(ServiceConfig(lab=tmp_path / "missing.json", warm_umap=False, precompute=False))
+    other = DemoService(ServiceConfig(lab=str(tmp_path / "missing.json"), warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
     assert figure is None and "No lab results for Baseline" in table and "vittle eval easyvqa" in table
+    assert table.startswith("The robustness lab's results are not shown: its file missing.json is missing or unreadable")
+    assert str(tmp_path) not in table  # no server path on the page
 
 
 def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
