@@ -80,6 +80,15 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise gr.Error(f"The models could not be loaded, so the app cannot answer: {service.startup_error}",
                            title="Models not loaded", print_exception=False)
 
+    def need_image(image: Any) -> None:
+        if image is None:  # the models answer questions about an image: without one they only babble
+            raise gr.Error("Choose an image first (upload one or pick an example): the models answer questions about an image.",
+                           title="No image", print_exception=False)
+
+    def clear() -> tuple[Any, ...]:
+        """Empty outputs: an error, or a new turn, never leaves an earlier query's results on screen."""
+        return (None, "", "", "", "", "", "", None, None, None, None, "", "")
+
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
             method: str) -> Iterator[tuple[Any, ...]]:
         """Ask a baseline and a Vittle model the same question about an image, clean and perturbed.
@@ -101,6 +110,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         """
         try:
             ready()
+            need_image(image)
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
@@ -126,6 +136,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         easy-vqa queries (arguments as for /run); returns the figure and a summary."""
         try:
             ready()
+            need_image(image)
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
             panels = service.panels(query, vittle, method)
         except gr.Error:
@@ -206,6 +217,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
                    vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary]
         inputs = [image, question, visual, severity, text, level, vittle, method]
+        for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
+            trigger(clear, None, outputs, queue=False, api_visibility="private")
         button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
         question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
         method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",

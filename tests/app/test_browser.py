@@ -74,6 +74,13 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert errors == []
     if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
+    # an error empties the screen: no earlier query's answers stand next to a red message
+    page.get_by_role("tab", name="Embeddings").click()
+    page.fill("#question textarea", "")
+    page.click("#run")
+    page.get_by_text("question box is empty", exact=False).first.wait_for(timeout=20_000)
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value === ''", timeout=10_000)
+    assert answer(page, "#baseline-clean") == "" and page.locator("#embedding-plot .js-plotly-plot").count() == 0
     page.close()
 
 

@@ -91,6 +91,17 @@ def test_bad_images_get_a_message_and_the_server_keeps_serving(client, bad_files
     assert run(client, EASYVQA[1], visual="none")[3]  # still answering
 
 
+def test_a_turn_without_an_image_is_refused_with_a_message(client):
+    """The page's initial state (or an upload over the size limit) has no image; the models only
+    answer questions about one."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Choose an image first"):
+        run(client, None)
+    with pytest.raises(AppError, match="Choose an image first"):
+        client.predict(None, "What color?", "none", 3, "none", 3, "vittle-f", "pca", api_name="/embeddings")
+
+
 @pytest.mark.parametrize(("question", "message"), [
     ("", "question box is empty"),
     ("x" * 10_000, "10,000 characters long; the limit is 2,000"),
