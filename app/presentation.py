@@ -168,3 +168,53 @@ def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict
             lines += ["", f"No lab results for {labels[name]} ({paths[name]}): evaluate it with "
                           f"`vittle eval easyvqa --model PATH --specs paper`."]
     return "\n".join(lines).strip()
+
+
+def model_finding(label: str, settings: dict[str, Any] | None, card: Any, lab_arm: Any = None) -> str:
+    """One line of what a loaded model is and what it measurably does: its bottleneck (layer,
+    prior), whether its posterior carries information or sits at the prior (the numbers of its
+    model card), and the lab's headline for it with its interval."""
+    if not settings:
+        return f"**{label}**: no bottleneck (a plain LLaVA-architecture model)."
+    kind = "noise only (no posterior)" if settings.get("kind") == "noise" else f"{settings.get('prior', 'fixed')} prior"
+    parts = [f"**{label}**: bottleneck after layer {settings.get('layer')}, {kind}, alpha {settings.get('alpha_max')}"]
+    diagnostics = getattr(card, "diagnostics", None) or {}
+    kls = {name: diagnostics.get(f"kl_{key}") for name, key in (("image", "visual"), ("text", "text"))}
+    kls = {name: value for name, value in kls.items() if isinstance(value, (int, float))}
+    if kls:
+        used = max(kls.values()) >= USED_KL_NATS
+        numbers = ", ".join(f"{name} {value:.2g}" for name, value in kls.items())
+        parts.append(("its posterior carries information" if used else "**its posterior sits at the prior**")
+                     + f" (mean KL per dim {numbers} nats; {USED_KL_NATS:g} counts as used)")
+    else:
+        parts.append("its posterior use is not measured (no model card with diagnostics)")
+    interval = getattr(lab_arm, "versus_baseline", {}).get("label-keeping") if lab_arm is not None else None
+    if interval is not None:
+        verdict = "a difference" if interval.low > 0 or interval.high < 0 else "no difference shown"
+        parts.append(f"robustness lab, minus the baseline under label-keeping shifts: {interval.mean:+.2f} points "
+                     f"[{interval.low:+.2f}, {interval.high:+.2f}] over {len(interval.per_seed)} seeds ({verdict})")
+    return "; ".join(parts) + "."
+
+
+USED_KL_NATS = 0.01
+"""Mean KL per dimension (nats) from which a posterior counts as used (the lab's gate (b))."""
+
+
+def answer_marks(answers: dict[str, str], vittle_label: str) -> str:
+    """Where the perturbation flipped an answer and where the two models disagree, in words."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().strip().rstrip(".").split())
+
+    if not all(answers.get(role) for role in ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")):
+        return ""
+    lines = []
+    for label, role in (("Baseline", "baseline"), (vittle_label, "vittle")):
+        clean, perturbed = answers[f"{role}_clean"], answers[f"{role}_perturbed"]
+        if norm(clean) == norm(perturbed):
+            lines.append(f"{label}: kept its answer")
+        else:
+            lines.append(f"{label}: **flipped** ({clean.strip()} → {perturbed.strip()})")
+    for when in ("clean", "perturbed"):
+        if norm(answers[f"baseline_{when}"]) != norm(answers[f"vittle_{when}"]):
+            lines.append(f"the models **disagree** on the {when} query")
+    return " · ".join(lines)

@@ -124,6 +124,31 @@ class DemoService:
         loaded = [self.label(name) for name in self.models.loaded()]
         return f"Models: {', '.join(loaded) or 'loading...'} on {self.models.device} ({self.warm_up.state()})."
 
+    def finding(self) -> str:
+        """What each model is and measurably does, one line each (bottleneck, posterior used or at
+        the prior, the lab's headline with its interval): read from the model folders' config.json
+        and model cards, so it is shown before the models are loaded."""
+        import json
+
+        from vittle.app.presentation import model_finding
+
+        summary = self._lab()
+        lines = []
+        for name, path in self.paths.items():
+            try:
+                settings = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("vittle")
+            except (OSError, ValueError):  # a hub id, or not there: nothing to say before it loads
+                continue
+            card = self._card(name)
+            arm = summary.arms.get(card.name) if summary is not None and card is not None else None
+            lines.append(model_finding(self.label(name), settings, card, arm))
+        return "\n\n".join(lines)
+
+    def _card(self, name: str) -> Any:
+        from vittle.analysis.lab.card import read_card
+
+        return read_card(self.paths[name])
+
     def assistant(self, name: str) -> Any:
         """The loaded Assistant `name` (loads it on first use)."""
         return self.models.assistant(name)
@@ -231,9 +256,7 @@ class DemoService:
     # ---------------------------------------------------------------- the lab's numbers
     def _lab_arm(self, name: str) -> str | None:
         """The lab arm a loaded model was exported from (its model card's data), if any."""
-        from vittle.analysis.lab.card import read_card
-
-        card = read_card(self.paths[name])
+        card = self._card(name)
         return card.name if card else None
 
     def _lab(self) -> Any:

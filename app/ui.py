@@ -18,7 +18,7 @@ from gradio.components.plot import PlotData
 from vittle.app.components import QueryImage, ServedImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import InputError, whole_number
-from vittle.app.presentation import FIGURES
+from vittle.app.presentation import FIGURES, answer_marks
 from vittle.app.service import NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
             for answers in service.answers(query, vittle):  # noqa: B007 (the last update is used below); the four arrive together
                 pass
+            marks = answer_marks(answers, service.label(vittle))
+            header += f"  \n{marks}" if marks else ""
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
             panels = service.panels(query, vittle, method)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
@@ -159,6 +161,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
     with gr.Blocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown(service.status(), label="status", elem_id="status")
+        gr.Markdown(service.finding(), label="what the models do", elem_id="finding")
         with gr.Row():
             with gr.Column(scale=1):
                 image = QueryImage(label="Image", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
@@ -189,7 +192,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                         baseline_clean = gr.Textbox(label="Baseline: clean query", interactive=False, elem_id="baseline-clean")
                         baseline_perturbed = gr.Textbox(label="Baseline: perturbed query", interactive=False, elem_id="baseline-perturbed")
                     with gr.Column(min_width=160):
-                        gr.Markdown("### Vittle")
+                        vittle_heading = gr.Markdown(f"### {service.label('vittle-f')}", elem_id="vittle-heading")
                         vittle_clean = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
                         vittle_perturbed = gr.Textbox(label="Vittle: perturbed query", interactive=False, elem_id="vittle-perturbed")
                 summary = gr.Markdown(label="summary", elem_id="summary")
@@ -224,6 +227,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
                       concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
+        vittle.change(lambda name: f"### {service.label(name)}", [vittle], [vittle_heading], api_visibility="private", queue=False)
         demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private")
 
         def refresh_status() -> tuple[str, Any]:

@@ -59,6 +59,9 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert answer(page, "#vittle-perturbed") == expected["vittle_perturbed"]
     assert answer(page, "#perturbed-question") == query.perturbed_question
     assert "Gaussian noise (severity 3) + Keyboard typos (level 3)" in page.inner_text("#perturbation")
+    assert "kept its answer" in page.inner_text("#perturbation") or "flipped" in page.inner_text("#perturbation")
+    assert "its posterior sits at the prior" in page.inner_text("#finding")  # the finding, without opening a tab
+    assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"
     assert page.locator("#perturbed-image img").count() == 1
     assert page.locator("#embedding-plot .scatterlayer .trace").count() >= 8  # 2 models x (clean, perturbed, query x 2)
     assert "Cosine distance between the clean and perturbed query" in page.inner_text("#summary")

@@ -231,3 +231,18 @@ def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(
     expected = extract(plain, samples, ["frost:2+word_delete:4"], cache_dir=tmp_path / "plain", progress=False, variants=variants)
     assert np.allclose(combined, expected["frost:2+word_delete:4"], atol=1e-4)
     service.close()
+
+
+def test_the_finding_and_the_answer_marks_say_what_happened(service):
+    from vittle.app.presentation import answer_marks
+
+    finding = service.finding()
+    assert "**Baseline**: no bottleneck" in finding
+    assert "**Vittle (F)**: bottleneck after layer 3, fixed prior, alpha 0.5; **its posterior sits at the prior**" in finding
+    assert "**Vittle (L)**: bottleneck after layer 3, learnable prior" in finding
+    assert "minus the baseline under label-keeping shifts: -0.63 points [-1.86, +0.24]" in finding  # assets/lab.json
+    marks = answer_marks({"baseline_clean": "red", "baseline_perturbed": "blue", "vittle_clean": "red", "vittle_perturbed": "Red."},
+                         "Vittle (F)")
+    assert marks == ("Baseline: **flipped** (red → blue) · Vittle (F): kept its answer · "
+                     "the models **disagree** on the perturbed query")
+    assert answer_marks({"baseline_clean": "red"}, "Vittle (F)") == ""  # not all four yet
