@@ -31,6 +31,13 @@ LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the sha
 its shape, or whether there is a given shape or colour)."""
 
 
+CSS = """
+#query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+"""
+"""The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
+enlarged by nearest neighbour, so a corruption's pixels can be seen."""
+
+
 def _choices(modality: str) -> list[tuple[str, str]]:
     """The menu: every perturbation of `modality` whose data is installed here."""
     from vittle.analysis.perturb import list_perturbations, unavailable

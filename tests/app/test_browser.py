@@ -63,6 +63,9 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert "its posterior sits at the prior" in page.inner_text("#finding")  # the finding, without opening a tab
     assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"
     assert page.locator("#perturbed-image img").count() == 1
+    shown = page.locator("#perturbed-image img").bounding_box()
+    assert shown["width"] >= 150 and shown["height"] >= 150  # the 64 x 64 image is enlarged to its box
+    assert page.eval_on_selector("#perturbed-image img", "img => getComputedStyle(img).imageRendering") == "pixelated"
     assert page.locator("#embedding-plot .scatterlayer .trace").count() >= 8  # 2 models x (clean, perturbed, query x 2)
     assert "Cosine distance between the clean and perturbed query" in page.inner_text("#summary")
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
