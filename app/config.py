@@ -50,8 +50,10 @@ class ServiceConfig:
     """easy-vqa test images (one question each) in the reference set of the embedding and distance panels."""
     default_spec: str = "frost:3"
     """Perturbation whose reference embeddings are computed in the background."""
-    max_new_tokens: int = 24
-    """Longest answer in tokens."""
+    max_new_tokens: int = 0
+    """Longest answer in tokens; 0: what the models were trained to give (4 when every model is a lab
+    model of the easy-vqa task, whose answers are one word; 64 otherwise). Raise it for models that
+    answer in sentences."""
     max_upload_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata={"cli": False})  # the command line sets it in MB
     """Largest accepted upload, in bytes."""
     seed: int = 0
@@ -81,6 +83,8 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.reference_images < 3:
             raise ValueError(f"reference_images={self.reference_images} must be at least 3")
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be 0 (the models' own) or positive")
         for name in ("baseline", "vittle", "vittle_l"):
             value = getattr(self, name)
             if name == "vittle_l" and str(value).lower() in ("", "none"):  # a Space variable can't be null

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from vittle.app.reference import ReferenceSets
 from vittle.app.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 64
+"""The answers' cap for models that are not lab models (`ServiceConfig.max_new_tokens` = 0)."""
 
 NONE = "none"
 ROLES = ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")
@@ -124,6 +128,17 @@ class DemoService:
         loaded = [self.label(name) for name in self.models.loaded()]
         return f"Models: {', '.join(loaded) or 'loading...'} on {self.models.device} ({self.warm_up.state()})."
 
+    @cached_property
+    def max_new_tokens(self) -> int:
+        """The answers' length cap: the setting, or (0) what the models were trained to give: a
+        lab model of the easy-vqa task answers in one word (4 tokens: the word and its end)."""
+        if self.config.max_new_tokens:
+            return self.config.max_new_tokens
+        from vittle.analysis.lab.plan import MAX_NEW_TOKENS
+
+        lab_models = all(self._card(name) is not None for name in self.paths)
+        return MAX_NEW_TOKENS if lab_models else DEFAULT_MAX_NEW_TOKENS
+
     def finding(self) -> str:
         """What each model is and measurably does, one line each (bottleneck, posterior used or at
         the prior, the lab's headline with its interval): read from the model folders' config.json
@@ -198,9 +213,9 @@ class DemoService:
     def _check_length(self, image: Any, question: str) -> None:
         limit = self.assistant("baseline").context_length
         tokens = self.worker("baseline").prompt_length(image, question)  # the tokenizer is used on its worker only
-        if limit and tokens + self.config.max_new_tokens > limit:
+        if limit and tokens + self.max_new_tokens > limit:
             raise InputError(f"The query takes {tokens:,} tokens (image and question); this model reads at most "
-                             f"{limit - self.config.max_new_tokens:,} before its answer.")
+                             f"{limit - self.max_new_tokens:,} before its answer.")
 
     def answers(self, query: Query, vittle: str = "vittle-f") -> Iterator[dict[str, str]]:
         """The four answers (baseline/Vittle x clean/perturbed): yields the dict of all four
@@ -211,7 +226,7 @@ class DemoService:
         self.models.check_vittle(vittle)
         self.references.prefetch(query.spec, vittle)
         answers = dict.fromkeys(ROLES, "")
-        jobs = {self.worker(name).answer(image, question, max_new_tokens=self.config.max_new_tokens): role
+        jobs = {self.worker(name).answer(image, question, max_new_tokens=self.max_new_tokens): role
                 for role, name, image, question in [
                     ("baseline_clean", "baseline", query.image, query.question),
                     ("baseline_perturbed", "baseline", query.perturbed_image, query.perturbed_question),

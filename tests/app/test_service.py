@@ -52,10 +52,10 @@ def test_answers_arrive_one_by_one_and_match_the_models(service, query):
     assert [sum(bool(v) for v in update.values()) for update in updates] == [1, 2, 3, 4]  # each update adds one answer
     baseline, vittle = service.assistant("baseline"), service.assistant("vittle-f")
     expected = {
-        "baseline_clean": baseline.answer(query.image, query.question, max_new_tokens=service.config.max_new_tokens),
-        "baseline_perturbed": baseline.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.config.max_new_tokens),
-        "vittle_clean": vittle.answer(query.image, query.question, max_new_tokens=service.config.max_new_tokens),
-        "vittle_perturbed": vittle.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.config.max_new_tokens),
+        "baseline_clean": baseline.answer(query.image, query.question, max_new_tokens=service.max_new_tokens),
+        "baseline_perturbed": baseline.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.max_new_tokens),
+        "vittle_clean": vittle.answer(query.image, query.question, max_new_tokens=service.max_new_tokens),
+        "vittle_perturbed": vittle.answer(query.perturbed_image, query.perturbed_question, max_new_tokens=service.max_new_tokens),
     }
     assert final == expected
     assert final["baseline_clean"] == "red"  # the embedded baseline answers this test image right
@@ -71,10 +71,11 @@ def test_unusual_questions_are_answered(service, text):
 
 
 def test_question_too_long_for_the_model(service):
-    with pytest.raises(InputError, match=r"The query takes [0-9,]+ tokens \(image and question\); this model reads at most 2,024 "):
+    """2,048 positions less the 4 of the one-word answer (`service.max_new_tokens`)."""
+    with pytest.raises(InputError, match=r"The query takes [0-9,]+ tokens \(image and question\); this model reads at most 2,044 "):
         service.prepare(None, "\U0001F3A8" * 600)  # 600 characters, 4 bytes each in byte-level BPE
     # the image's 49 tokens count too: a question that fits alone does not fit with an image
-    question = "x " * 990
+    question = "\U0001F3A8" * 300 + " x" * 410  # 2,026 tokens in 1,120 characters: fits alone (+4), not with the image (+48)
     assert service.prepare(None, question).question == question.strip()
     with pytest.raises(InputError, match="The query takes"):
         service.prepare(easy_vqa.get_test_image_paths()[0], question)
@@ -231,6 +232,22 @@ def test_a_text_shift_over_an_embedded_visual_setting_reuses_its_image_prefixes(
     expected = extract(plain, samples, ["frost:2+word_delete:4"], cache_dir=tmp_path / "plain", progress=False, variants=variants)
     assert np.allclose(combined, expected["frost:2+word_delete:4"], atol=1e-4)
     service.close()
+
+
+def test_answers_are_capped_to_what_the_models_were_trained_to_give(service, tmp_path):
+    """The embedded models answer in one word: a free-form question gets at most 4 tokens, not
+    runaway repetition; the cap is a setting for models that answer in sentences."""
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
+
+    assert service.config.max_new_tokens == 0 and service.max_new_tokens == 4
+    query = service.prepare(easy_vqa.get_test_image_paths()[0], "Describe everything you see in great detail.")
+    answers = list(service.answers(query))[-1]
+    tokenizer = service.assistant("baseline").processor.tokenizer
+    assert all(len(tokenizer(answer, add_special_tokens=False)["input_ids"]) <= 4 for answer in answers.values()), answers
+    assert DemoService(ServiceConfig(max_new_tokens=32, warm_umap=False, precompute=False)).max_new_tokens == 32
+    with pytest.raises(ValueError, match="max_new_tokens=-1 must be 0"):
+        ServiceConfig(max_new_tokens=-1)
 
 
 def test_the_finding_and_the_answer_marks_say_what_happened(service):
