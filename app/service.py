@@ -139,6 +139,16 @@ class DemoService:
         lab_models = all(self._card(name) is not None for name in self.paths)
         return MAX_NEW_TOKENS if lab_models else DEFAULT_MAX_NEW_TOKENS
 
+    def answerable(self) -> str:
+        """What the loaded models can answer, when every one is a lab model of the easy-vqa task
+        (else "": their makers know)."""
+        if not all(self._card(name) is not None for name in self.paths):
+            return ""
+        from vittle.easyvqa import COLORS, SHAPES
+
+        return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
+                f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words.")
+
     def finding(self) -> str:
         """What each model is and measurably does, one line each (bottleneck, posterior used or at
         the prior, the lab's headline with its interval): read from the model folders' config.json
@@ -208,6 +218,12 @@ class DemoService:
             raise InputError(f"Translation is not available on this server: {err}") from err
         if pil is None and visual not in (None, NONE):
             notes.append("no image: the visual perturbation does nothing")
+        if text not in (None, NONE, "") and _is_translation(text):
+            from vittle.analysis.perturb import get_translator
+
+            if getattr(get_translator(), "is_gloss", False):
+                notes.append("this translation is an offline word-by-word gloss (freedict dictionaries), not a real "
+                             "translation: set VITTLE_TRANSLATE_BASE_URL (an OpenAI-compatible API) or VITTLE_TRANSLATE_HF_MODEL for one")
         return Query(pil, question, perturbed_image, perturbed_question or question, spec, describe(spec), notes)
 
     def _check_length(self, image: Any, question: str) -> None:
@@ -304,3 +320,9 @@ class DemoService:
         found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
         figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
         return table, figure
+
+
+def _is_translation(name: str) -> bool:
+    from vittle.analysis.perturb.translation_types import Language
+
+    return name in {language.value for language in Language}

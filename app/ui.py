@@ -31,6 +31,10 @@ LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the sha
 its shape, or whether there is a given shape or colour)."""
 
 
+QUESTION_TEMPLATES = [["What color is the shape?"], ["What shape is this?"], ["Is there a red shape?"], ["Is there not a circle?"],
+                      ["Does this image contain a triangle?"]]
+"""easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
+
 CSS = """
 #query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 """
@@ -175,6 +179,10 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                                    elem_id="query-image")
                 question = gr.Textbox(label="Question", value="What color is the shape?", lines=2, max_lines=6,
                                       elem_id="question")
+                if can_answer := service.answerable():
+                    gr.Markdown(can_answer, elem_id="answerable")
+                    gr.Examples(QUESTION_TEMPLATES, inputs=[question], label="Questions they were trained on (click one)",
+                                examples_per_page=len(QUESTION_TEMPLATES))
                 with gr.Row():
                     visual = gr.Dropdown(_choices("visual"), value="frost", label="Visual perturbation", elem_id="visual")
                     severity = gr.Slider(1, 5, value=3, step=1, label="Severity")
@@ -188,7 +196,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                     method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
                 button = gr.Button("Run", variant="primary", elem_id="run")
                 gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
-                            label="Examples: easy-vqa test images (what the default models know) and photos")
+                            label="Examples: easy-vqa test images (what the default models know) and photos (out of their "
+                                  "domain on purpose: the default models only know one coloured shape on a plain background)")
             with gr.Column(scale=1):
                 perturbed_image = ServedImage(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image")
                 perturbed_question = gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question")

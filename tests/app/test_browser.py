@@ -62,6 +62,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert "kept its answer" in page.inner_text("#perturbation") or "flipped" in page.inner_text("#perturbation")
     assert "its posterior sits at the prior" in page.inner_text("#finding")  # the finding, without opening a tab
     assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"
+    assert "circle, rectangle, triangle" in page.inner_text("#answerable")  # what the models can answer, under the question
     assert page.locator("#perturbed-image img").count() == 1
     shown = page.locator("#perturbed-image img").bounding_box()
     assert shown["width"] >= 150 and shown["height"] >= 150  # the 64 x 64 image is enlarged to its box

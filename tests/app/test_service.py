@@ -263,3 +263,16 @@ def test_the_finding_and_the_answer_marks_say_what_happened(service):
     assert marks == ("Baseline: **flipped** (red → blue) · Vittle (F): kept its answer · "
                      "the models **disagree** on the perturbed query")
     assert answer_marks({"baseline_clean": "red"}, "Vittle (F)") == ""  # not all four yet
+
+
+def test_the_page_says_what_the_models_can_answer_and_that_a_gloss_is_not_a_translation(service):
+    from vittle.analysis.perturb import get_translator
+
+    text = service.answerable()
+    assert "red, green, blue" in text and "circle, rectangle, triangle" in text and "yes/no" in text
+    if not getattr(get_translator(), "is_gloss", False):
+        pytest.skip("a real translation backend is configured here")
+    query = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "none", 3, "greek", 3)
+    assert any("offline word-by-word gloss" in note for note in query.notes)
+    plain = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "none", 3, "char_typo", 3)
+    assert not any("gloss" in note for note in plain.notes)
