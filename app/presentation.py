@@ -43,7 +43,7 @@ class Panels:
     def json(self, name: str) -> str | None:
         from vittle.analysis.plots import figure_json
 
-        return figure_json(self.specs[name])
+        return figure_json(fit_to_container(self.specs[name]))
 
     def figure(self, name: str) -> Any:
         from vittle.analysis.plots import figure
@@ -91,6 +91,15 @@ def shift_summary(numbers: PanelNumbers) -> str:
 
 
 CLEAN_SUMMARY = "Clean query: choose a perturbation to compare clean and perturbed representations."
+
+
+def fit_to_container(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A figure dict without a fixed width: in the app, plots take their container's width (a
+    phone's column too); the report keeps its fixed sizes."""
+    if spec is None:
+        return None
+    layout = {key: value for key, value in spec.get("layout", {}).items() if key != "width"}
+    return {**spec, "layout": {**layout, "autosize": True}}
 
 
 KL_SCALE_NATS = 0.05

@@ -31,12 +31,17 @@ LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the sha
 its shape, or whether there is a given shape or colour)."""
 
 
+SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
+                     "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
+
 QUESTION_TEMPLATES = [["What color is the shape?"], ["What shape is this?"], ["Is there a red shape?"], ["Is there not a circle?"],
                       ["Does this image contain a triangle?"]]
 """easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
 
 CSS = """
 #query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+#robustness-table table { display: block; overflow-x: auto; }
+@media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
 """
 """The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
 enlarged by nearest neighbour, so a corruption's pixels can be seen."""
@@ -163,6 +168,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         "vittle-l"): a markdown table, accuracy-vs-severity curves and the server's status."""
         try:
             table, figure = service.robustness(vittle)
+            if figure is not None:
+                figure.update_layout(width=None, autosize=True)  # the container's width, on a phone too
         except gr.Error:
             raise
         except Exception as err:
@@ -218,14 +225,14 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                             "queries, clean and perturbed, for both models on shared axes; the star is your clean query, "
                             "the cross your perturbed one.")
                 embedding_plot = gr.Plot(label="Embedding map", elem_id="embedding-plot")
-            with gr.Tab("Posterior variance"):
+            with gr.Tab("Posterior"):
                 gr.Markdown("Vittle's posterior for the perturbed query: variance and KL to the prior per image token "
                             "(over the image's token grid) and per text token. The baseline has no posterior.")
                 with gr.Row():
                     variance_plot = gr.Plot(label="Variance per image token", elem_id="variance-plot")
                     kl_plot = gr.Plot(label="KL per image token", elem_id="kl-plot")
                 tokens = gr.HTML(label="text tokens", elem_id="tokens")
-            with gr.Tab("Cosine distance"):
+            with gr.Tab("Distances"):
                 gr.Markdown("Clean-vs-perturbed cosine distance of the same layer-l state over the reference set; dashed "
                             "lines mark your query. Smaller means the representation moved less under the shift.")
                 distance_plot = gr.Plot(label="Cosine distances", elem_id="distance-plot")
@@ -239,6 +246,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
             trigger(clear, None, outputs, queue=False, api_visibility="private")
         button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
+        button.click(None, js=SCROLL_TO_ANSWERS)  # on a narrow screen the answers are far below the button
         question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
         method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
                       concurrency_id="models")

@@ -70,7 +70,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert page.locator("#embedding-plot .scatterlayer .trace").count() >= 8  # 2 models x (clean, perturbed, query x 2)
     assert "Cosine distance between the clean and perturbed query" in page.inner_text("#summary")
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-    for tab, selector in (("Posterior variance", "#variance-plot .js-plotly-plot"), ("Cosine distance", "#distance-plot .js-plotly-plot"),
+    for tab, selector in (("Posterior", "#variance-plot .js-plotly-plot"), ("Distances", "#distance-plot .js-plotly-plot"),
                           ("Robustness", "#robustness-plot .js-plotly-plot")):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_selector(selector, timeout=20_000)
@@ -123,3 +123,26 @@ def test_status_line_follows_the_warm_up(browser, free_port):
         page.close()
     finally:
         demo.close()
+
+
+def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, server):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[1])
+    page.wait_for_selector("#query-image img")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0 && "
+                           "document.querySelector('#embedding-plot .js-plotly-plot') !== null", timeout=60_000)
+    top = page.evaluate("document.querySelector('#perturbation').getBoundingClientRect().top")
+    assert -50 <= top <= 844, top  # scrolled to the answers
+    widths = {}
+    for tab, selector in (("Embeddings", "#embedding-plot"), ("Posterior", "#variance-plot"),
+                          ("Distances", "#distance-plot"), ("Robustness", "#robustness-plot")):
+        page.get_by_role("tab", name=tab).click()  # every tab in the tab bar, none behind a "..." menu
+        page.wait_for_selector(f"{selector} .js-plotly-plot", timeout=20_000)
+        page.wait_for_timeout(300)
+        widths[tab] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+    assert all(width <= 390 for width in widths.values()), widths
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400  # nothing pushes the page sideways
+    page.close()
