@@ -88,7 +88,9 @@ class StagedConfig(LabConfig):
     """Seeds whose units also run Vittle (F) at KL 0.1 and the positive control."""
     text_steps: int = 800
     align_steps: int = 200
-    arm_steps: int = 600
+    arm_steps: int = 1205
+    """Stage-2 steps of every arm: one epoch of the 38,575 train questions at batch 32 (the
+    pilot's 600 left the baseline at 90% clean grounded, docs/robustness-lab/staged.md)."""
     severities: tuple[int, ...] = (3,)
     slice_images: int = 200
     diagnostic_queries: int = 128
