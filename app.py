@@ -6,7 +6,7 @@ import logging
 
 import gradio as gr
 
-from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args, stop_on_sigterm
+from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args, serve_when_ready, stop_on_sigterm
 
 if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models stay loaded
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -18,4 +18,5 @@ if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models st
 demo = build_ui(args, service)  # module level, so `gradio app.py` finds it
 
 if __name__ == "__main__":
+    serve_when_ready(service)
     demo.launch(**launch_options(args))

@@ -61,8 +61,10 @@ class ServiceConfig:
     lab: str | None = f"{EMBEDDED}lab.json"
     """The robustness lab's lab.json, whose numbers the app shows ("embedded:lab.json": the one
     shipped with vittle); null: none."""
-    warm_umap: bool = True
-    """Fit a UMAP map at start-up, so that the first user's umap projection does not wait for its JIT."""
+    warm_umap: bool = False
+    """Fit a UMAP map at start-up, so that the first UMAP map does not wait for numba's JIT (~10 s of a
+    core). Off by default: on 2 cores it delays the page by ~10 s and slows the first turns; the map
+    is PCA unless a user picks UMAP, and the first UMAP map then pays the JIT once."""
     precompute: bool = True
     """After the warm-up, embed the reference set under every visual corruption at every severity
     for the baseline and the default Vittle model, in the background (each is an embedding job

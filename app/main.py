@@ -148,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_threads(args.threads)
     stop_on_sigterm()
-    _, demo = build(args)
+    service, demo = build(args)
+    serve_when_ready(service)
     demo.launch(**launch_options(args))
     return 0
+
+
+def serve_when_ready(service, timeout: float = 120) -> None:
+    """Wait (at most `timeout`) for the models before the page is served, so that a visitor's
+    first Run answers at once instead of waiting for a warm-up behind a page that looks ready;
+    the reference sets of the panels are embedded after, in the background."""
+    if not service.wait_models(timeout):
+        logger.warning("the models are still loading after %.0f s; serving the page anyway", timeout)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,14 @@ import yaml
 from transformers import AutoProcessor, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from vittle.bottleneck import record_states
 from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
-from vittle.bottleneck import record_states
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import schedule_alpha, vittle_loss
-from vittle.training_args import resumable_checkpoint, training_arguments
 from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
+from vittle.training_args import resumable_checkpoint, training_arguments
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def markdown(summary: LabSummary) -> str:
                   "Each arm minus the baseline fine-tuned from the same base, on the same questions; the interval resamples "
                   "seeds and questions (paired bootstrap). \"label-keeping\" joins " + " and ".join(LABEL_KEEPING) + ".", "",
                   "| arm | seeds | clean | " + " | ".join(GROUP_COLUMNS) + " |", "|---|---|---|" + "---|" * len(GROUP_COLUMNS)]
-        for name, a in compared.items():
+        for a in compared.values():
             lines.append(f"| {a.label} | {len(a.seeds)} | {fmt_interval(a.versus_baseline.get('clean'))} | "
                          + " | ".join(fmt_interval(a.versus_baseline.get(g)) for g in GROUP_COLUMNS) + " |")
         lines += ["", "Per seed (label-keeping): " + "; ".join(
