@@ -26,6 +26,7 @@ from typing import Any
 
 from vittle.app.config import ServiceConfig
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
+from vittle.app.model_facts import answer_cap, answerable, finding, is_translation, model_card
 from vittle.app.models import ModelPool, WarmUp
 from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, robustness_markdown, shift_figures, shift_summary
 from vittle.app.reference import ReferenceSets
@@ -33,8 +34,7 @@ from vittle.app.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_NEW_TOKENS = 64
-"""The answers' cap for models that are not lab models (`ServiceConfig.max_new_tokens` = 0)."""
+
 
 NONE = "none"
 ROLES = ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")
@@ -130,49 +130,16 @@ class DemoService:
 
     @cached_property
     def max_new_tokens(self) -> int:
-        """The answers' length cap: the setting, or (0) what the models were trained to give: a
-        lab model of the easy-vqa task answers in one word (4 tokens: the word and its end)."""
-        if self.config.max_new_tokens:
-            return self.config.max_new_tokens
-        from vittle.analysis.lab.plan import MAX_NEW_TOKENS
-
-        lab_models = all(self._card(name) is not None for name in self.paths)
-        return MAX_NEW_TOKENS if lab_models else DEFAULT_MAX_NEW_TOKENS
+        """The answers' length cap: the setting, or (0) what the models were trained to give."""
+        return answer_cap(self.paths.values(), self.config.max_new_tokens)
 
     def answerable(self) -> str:
-        """What the loaded models can answer, when every one is a lab model of the easy-vqa task
-        (else "": their makers know)."""
-        if not all(self._card(name) is not None for name in self.paths):
-            return ""
-        from vittle.easyvqa import COLORS, SHAPES
-
-        return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
-                f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words.")
+        """What the loaded models can answer (lab models of the easy-vqa task; else "")."""
+        return answerable(self.paths.values())
 
     def finding(self) -> str:
-        """What each model is and measurably does, one line each (bottleneck, posterior used or at
-        the prior, the lab's headline with its interval): read from the model folders' config.json
-        and model cards, so it is shown before the models are loaded."""
-        import json
-
-        from vittle.app.presentation import model_finding
-
-        summary = self._lab()
-        lines = []
-        for name, path in self.paths.items():
-            try:
-                settings = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("vittle")
-            except (OSError, ValueError):  # a hub id, or not there: nothing to say before it loads
-                continue
-            card = self._card(name)
-            arm = summary.arms.get(card.name) if summary is not None and card is not None else None
-            lines.append(model_finding(self.label(name), settings, card, arm))
-        return "\n\n".join(lines)
-
-    def _card(self, name: str) -> Any:
-        from vittle.analysis.lab.card import read_card
-
-        return read_card(self.paths[name])
+        """What each model is and measurably does, one line each (`vittle.app.model_facts.finding`)."""
+        return finding(self.paths, {name: self.label(name) for name in self.paths}, self._lab())
 
     def assistant(self, name: str) -> Any:
         """The loaded Assistant `name` (loads it on first use)."""
@@ -218,7 +185,7 @@ class DemoService:
             raise InputError(f"Translation is not available on this server: {err}") from err
         if pil is None and visual not in (None, NONE):
             notes.append("no image: the visual perturbation does nothing")
-        if text not in (None, NONE, "") and _is_translation(text):
+        if text not in (None, NONE, "") and is_translation(text):
             from vittle.analysis.perturb import get_translator
 
             if getattr(get_translator(), "is_gloss", False):
@@ -287,7 +254,7 @@ class DemoService:
     # ---------------------------------------------------------------- the lab's numbers
     def _lab_arm(self, name: str) -> str | None:
         """The lab arm a loaded model was exported from (its model card's data), if any."""
-        card = self._card(name)
+        card = model_card(self.paths[name])
         return card.name if card else None
 
     def _lab(self) -> Any:
@@ -321,8 +288,3 @@ class DemoService:
         figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
         return table, figure
 
-
-def _is_translation(name: str) -> bool:
-    from vittle.analysis.perturb.translation_types import Language
-
-    return name in {language.value for language in Language}

@@ -14,9 +14,20 @@ Modules: `plan` (arms, shift groups, LabConfig), `runner` (train and measure; re
 (markdown and figures), `card` (model cards from a template), `cli`.
 """
 
-from vittle.analysis.lab.plan import ARMS, MAIN_ARMS, SHIFT_GROUPS, SWEEP_ARMS, Arm, LabConfig, lab_specs, spec_group
-from vittle.analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, Stat
-from vittle.analysis.lab.stats import Interval, paired_bootstrap, seed_interval
+from __future__ import annotations
 
-__all__ = ["ARMS", "MAIN_ARMS", "SHIFT_GROUPS", "SWEEP_ARMS", "Arm", "ArmSummary", "BaseSummary", "Interval", "LabConfig",
-           "LabSummary", "RunResult", "Stat", "lab_specs", "paired_bootstrap", "seed_interval", "spec_group"]
+import importlib
+from typing import Any
+
+_NAMES = {  # loaded on first use: `vittle lab --help` reads the plan only (no numpy)
+    **dict.fromkeys(["ARMS", "MAIN_ARMS", "SHIFT_GROUPS", "SWEEP_ARMS", "Arm", "LabConfig", "lab_specs", "spec_group"], "plan"),
+    **dict.fromkeys(["ArmSummary", "BaseSummary", "LabSummary", "RunResult", "Stat"], "results"),
+    **dict.fromkeys(["Interval", "paired_bootstrap", "seed_interval"], "stats"),
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

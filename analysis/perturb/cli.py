@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .dataset import BuildConfig
+from .build_config import BuildConfig
 from .spec import valid_levels_text
 from .translate import TranslationSettings
 

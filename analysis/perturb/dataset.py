@@ -28,42 +28,16 @@ from vittle.files import remove_stale_temps, write_text_atomic
 
 from ._rng import derive_seed
 from .api import apply
+from .build_config import BuildConfig
 from .imagefiles import CorruptTask, run_corrupt_task, share_file
 from .registry import Category
-from .spec import Spec, expand_specs, parse_spec
-from .translate import Language, TranslationSettings, Translator, get_translator
+from .spec import Spec, parse_spec
+from .translate import Language, Translator, get_translator
 
 logger = logging.getLogger(__name__)
 
 TRANSLATION_THREADS = 8  # API calls wait on the network, not the CPU
 HUMAN_ROLES = ("human", "user")  # the turns a text perturbation applies to; answers stay
-
-
-@dataclass
-class BuildConfig:
-    """One `vittle perturb build` run."""
-
-    data: Path
-    """LLaVA conversation JSON (a list of samples)."""
-    images: Path
-    """Folder the samples' "image" paths are relative to."""
-    out: Path
-    """Output folder: one subfolder per spec."""
-    specs: list[str] | str = "paper"
-    """Specs, or spec sets and/or specs comma-separated ("paper": the paper's 27 variants)."""
-    workers: int = 1
-    """Processes corrupting images (1: in this process)."""
-    seed: int = 0
-    """Seed of the perturbations."""
-    translation: TranslationSettings | None = field(default=None, metadata={"prefix": "translate"})
-    """Where translations come from; None: from the environment."""
-
-    def __post_init__(self) -> None:
-        self.data, self.images, self.out = Path(self.data), Path(self.images), Path(self.out)
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        specs = expand_specs(self.specs) if isinstance(self.specs, str) else self.specs
-        self.specs = [str(parse_spec(s)) for s in specs]  # fail early on a bad spec
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,64 @@
+"""What the app can say about its models before it loads them, from their folders' config.json
+and model cards: the answers' length cap, what they can answer, and the finding line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_NEW_TOKENS = 64
+"""The answers' cap for models that are not lab models (`ServiceConfig.max_new_tokens` = 0)."""
+
+
+def model_card(path: str) -> Any:
+    """The lab's model card data beside a model folder (`CardData`), or None."""
+    from vittle.analysis.lab.card import read_card
+
+    return read_card(path)
+
+
+def answer_cap(paths: Iterable[str], setting: int) -> int:
+    """`setting`, or (0) what the models were trained to give: a lab model of the easy-vqa task
+    answers in one word (4 tokens: the word and its end)."""
+    if setting:
+        return setting
+    from vittle.analysis.lab.plan import MAX_NEW_TOKENS
+
+    return MAX_NEW_TOKENS if all(model_card(path) is not None for path in paths) else DEFAULT_MAX_NEW_TOKENS
+
+
+def answerable(paths: Iterable[str]) -> str:
+    """What the models can answer, when every one is a lab model of the easy-vqa task (else "":
+    their makers know)."""
+    if not all(model_card(path) is not None for path in paths):
+        return ""
+    from vittle.easyvqa import COLORS, SHAPES
+
+    return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
+            f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words.")
+
+
+def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -> str:
+    """One line per model: its bottleneck, whether its posterior carries information or sits at
+    the prior, the lab's headline with its interval (`summary`: the LabSummary or None)."""
+    from vittle.app.presentation import model_finding
+
+    lines = []
+    for name, path in paths.items():
+        try:
+            settings = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("vittle")
+        except (OSError, ValueError):  # a hub id, or not there: nothing to say before it loads
+            continue
+        card = model_card(path)
+        arm = summary.arms.get(card.name) if summary is not None and card is not None else None
+        lines.append(model_finding(labels[name], settings, card, arm))
+    return "\n\n".join(lines)
+
+
+def is_translation(name: str) -> bool:
+    """True for the translation shifts (arabic, greek, hindi)."""
+    from vittle.analysis.perturb.translation_types import Language
+
+    return name in {language.value for language in Language}
