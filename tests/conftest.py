@@ -9,6 +9,18 @@ import torch
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def _feature_cache_folder_stays_with_its_test():
+    """A lab (`Lab`, `StagedLab`) points $VITTLE_FEATURE_CACHE at its own folder for its worker
+    processes; put it back after each test, so that later tests do not read that disk cache."""
+    saved = os.environ.get("VITTLE_FEATURE_CACHE")
+    yield
+    if saved is None:
+        os.environ.pop("VITTLE_FEATURE_CACHE", None)
+    else:
+        os.environ["VITTLE_FEATURE_CACHE"] = saved
+
+
 @pytest.fixture
 def require():
     """require("module"): import an optional dependency; skip without it locally, but fail
