@@ -170,3 +170,24 @@ def test_an_image_repeated_in_a_batch_is_encoded_once(effnet_llava, image, monke
     assert seen == [2]
     assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[4])
     assert torch.allclose(out[0], tower(pixels).last_hidden_state[0], atol=1e-5)
+
+
+def test_feature_cache_keeps_grid_sizes_apart(effnet_llava, image):
+    """The cache holds the pooled head output, so a tower pooling to 4 x 4 never reads what a
+    7 x 7 tower with the same weights stored for the same pixels."""
+    model, processor = effnet_llava
+    tower = model.model.vision_tower
+    pixels = _query(processor, image)["pixel_values"]
+    FEATURE_CACHE.clear()
+    full = tower(pixels).last_hidden_state
+    assert full.shape[1] == 49
+    tower.config.grid_size = 4
+    try:
+        pooled = tower(pixels).last_hidden_state
+        assert FEATURE_CACHE.misses == 2 and FEATURE_CACHE.hits == 0
+        expected = torch.nn.functional.adaptive_avg_pool2d(full.transpose(1, 2).reshape(1, -1, 7, 7), 4).flatten(2).transpose(1, 2)
+        assert pooled.shape == (1, 16, full.shape[-1]) and torch.allclose(pooled, expected, atol=1e-5)
+        assert torch.equal(tower(pixels).last_hidden_state, pooled) and FEATURE_CACHE.hits == 1
+    finally:
+        tower.config.grid_size = 7
+    assert torch.equal(tower(pixels).last_hidden_state, full) and FEATURE_CACHE.hits == 2
