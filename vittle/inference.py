@@ -5,10 +5,11 @@
     assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
     assistant.probe_batch(images, questions)                # the same for many queries, one forward (vittle.probe)
     assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
+    assistant.answer_distribution(images, questions, ["red", "blue"])  # probabilities over candidates (vittle.distribution)
 
 Long file: `Assistant` is the one narrow API over a loaded model (answer, batched and shared-image
-answers, streaming, log-likelihood, probe, embed); its parts that stand alone live in
-`vittle.probe` and `vittle.prefix_cache`.
+answers, streaming, log-likelihood, answer distributions, probe, embed); its parts that stand
+alone live in `vittle.probe`, `vittle.distribution` and `vittle.prefix_cache`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from transformers import AutoProcessor, TextIteratorStreamer
 from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
+from vittle.distribution import AnswerDistribution, answer_distributions, answer_ids, prompt_pass, score, unique_answers
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
@@ -150,6 +152,27 @@ class Assistant:
         logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, prompt_length - 1 : -1].float()
         picked = torch.log_softmax(logits, dim=-1).gather(1, target[0][:, None])[:, 0]
         return float(picked.sum()), bool((logits.argmax(-1) == target[0]).all())
+
+    def answer_logprobs(self, images: Sequence[ImageInput], questions: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """(N, K) log-probability of each candidate as the whole answer to each query (its end
+        token included; candidates stripped, empty ones and repeats dropped, in order). One
+        forward over the prompts, one over every candidate of every query."""
+        answers = unique_answers(candidates)
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if not answers or not questions:
+            return np.zeros((len(questions), len(answers)))
+        first, cache, mask, _ = prompt_pass(self, images, questions)
+        return score(self, first, cache, mask, [answer_ids(self.processor.tokenizer, a) for a in answers])
+
+    def answer_distribution(self, images: Sequence[ImageInput], questions: Sequence[str], candidates: Sequence[str] = (),
+                            top_k: int = 0, max_new_tokens: int = 8) -> list[AnswerDistribution]:
+        """Each query's probabilities over the same candidate answers, renormalised over them
+        (`vittle.distribution.AnswerDistribution`). The candidates are `candidates` (e.g. the
+        answer vocabulary of a model trained on a closed set, and the answers it gave) plus,
+        with top_k > 0, the greedy answers that begin with each query's top_k first tokens
+        (for a model without a known vocabulary)."""
+        return answer_distributions(self, images, questions, candidates, top_k=top_k, max_new_tokens=max_new_tokens)
 
     @torch.no_grad()
     def answer_batch(self, images: Sequence[ImageInput], questions: Sequence[str], max_new_tokens: int = 8,
