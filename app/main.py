@@ -130,7 +130,7 @@ def configure_threads(threads: int) -> int:
 
 def launch_options(args: DemoConfig) -> dict:
     from vittle.app.examples import examples_dir
-    from vittle.app.ui import CSS
+    from vittle.app.page import CSS
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
                "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS}

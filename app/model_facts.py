@@ -4,9 +4,12 @@ and model cards: the answers' length cap, what they can answer, and the finding 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 64
 """The answers' cap for models that are not lab models (`ServiceConfig.max_new_tokens` = 0)."""
@@ -40,6 +43,31 @@ def answerable(paths: Iterable[str]) -> str:
             f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words.")
 
 
+def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:
+    """Every answer the models were trained to give, when every one is a lab model of the easy-vqa
+    task (yes/no, its shapes and colours); () otherwise."""
+    if not all(model_card(path) is not None for path in paths):
+        return ()
+    from vittle.easyvqa import COLORS, SHAPES
+
+    return ("yes", "no", *SHAPES, *COLORS)
+
+
+def training_alpha(path: str) -> float | None:
+    """The alpha a Vittle model was trained to (its config's alpha_max); None for a model
+    without a bottleneck, or one whose config cannot be read before it loads."""
+    settings = _vittle_settings(path)
+    alpha = settings.get("alpha_max") if settings else None
+    return float(alpha) if isinstance(alpha, (int, float)) and settings.get("kind") != "noise" else None
+
+
+def _vittle_settings(path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("vittle")
+    except (OSError, ValueError):  # a hub id, or not there
+        return None
+
+
 def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -> str:
     """One line per model: its bottleneck, whether its posterior carries information or sits at
     the prior, the lab's headline with its interval (`summary`: the LabSummary or None)."""
@@ -62,3 +90,37 @@ def is_translation(name: str) -> bool:
     from vittle.analysis.perturb.translation_types import Language
 
     return name in {language.value for language in Language}
+
+
+def load_lab(path: str | None) -> Any:
+    """The robustness lab's `LabSummary` at `path`, or None (no path, or unreadable: logged)."""
+    from vittle.analysis.lab import LabSummary
+
+    if not path:
+        return None
+    try:
+        return LabSummary.load(path)
+    except FileNotFoundError:
+        logger.warning("no lab results: %s is missing", path)
+        return None
+    except (OSError, ValueError) as err:
+        logger.warning("no lab results: %s", err)
+        return None
+
+
+def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str], labels: Mapping[str, str],
+                    vittle: str) -> tuple[str, Any]:
+    """The lab's table (markdown) and severity curves (figure or None) for the shown models
+    (`paths`, `labels`: name -> folder, UI name); `summary` from `load_lab(lab_path)`."""
+    from vittle.analysis.lab.report import severity_figure
+    from vittle.app.presentation import robustness_markdown
+
+    shown = {name: (card.name if (card := model_card(path)) else None) for name, path in paths.items()}
+    table = robustness_markdown(summary, shown, dict(labels), dict(paths), vittle)
+    if summary is None:
+        why = ("the app was started without one (--lab none)" if not lab_path else
+               f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")
+        table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
+    found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
+    figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
+    return table, figure

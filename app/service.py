@@ -6,6 +6,8 @@ the shift analysis, and the presentation (`vittle.app.presentation`) for the pan
     service.start()                                 # load, embed the reference set, warm UMAP
     query = service.prepare("photo.png", "What colour is the shape?", visual="frost", severity=3)
     for answers in service.answers(query): ...      # four answers, streamed
+    service.distributions(query, answers)           # the four answers' probabilities and the shift's effect
+    service.sweep(image, question, "frost", "none") # the query at severities 1..5, both models
     panels = service.panels(query, method="pca")    # figures for the embedding / variance / distance tabs
 
 Slow work (model loading, reference embeddings, UMAP's numba JIT) runs once, in the background
@@ -19,52 +21,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from vittle.app.config import ServiceConfig
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
-from vittle.app.model_facts import answer_cap, answerable, finding, is_translation, model_card
+from vittle.app.model_facts import answer_cap, answer_vocabulary, answerable, finding, is_translation, load_lab, robustness_view, training_alpha
 from vittle.app.models import ModelPool, WarmUp
-from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, robustness_markdown, shift_figures, shift_summary
+from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, shift_figures, shift_summary
+from vittle.app.probe_results import Sweep, TurnDistributions
+from vittle.app.probing import Probing
+from vittle.app.query import NONE, ROLES, Query, spec_of
 from vittle.app.reference import ReferenceSets
 from vittle.app.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
-
-
-
-NONE = "none"
-ROLES = ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")
-
-
-@dataclass
-class Query:
-    """One user query and its perturbed twin, ready for the models."""
-
-    image: Any  # PIL image or None
-    question: str
-    perturbed_image: Any
-    perturbed_question: str
-    spec: str
-    label: str
-    notes: list[str] = field(default_factory=list)
-
-
-def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NONE, level: int = 3) -> str:
-    """The spec string of a menu choice, e.g. ("frost", 3, "greek", 3) -> "frost:3+greek"."""
-    from vittle.analysis.perturb import CLEAN, get_perturbation, parse_spec
-
-    steps = []
-    for name, strength in ((visual, severity), (text, level)):
-        if name and name != NONE:
-            entry = get_perturbation(name)
-            steps.append(f"{name}:{int(strength)}" if entry.has_levels else name)
-    spec = "+".join(steps) or CLEAN
-    parse_spec(spec)  # validates the levels
-    return spec
 
 
 class DemoService:
@@ -133,6 +105,22 @@ class DemoService:
         """The answers' length cap: the setting, or (0) what the models were trained to give."""
         return answer_cap(self.paths.values(), self.config.max_new_tokens)
 
+    @cached_property
+    def probing(self) -> Probing:
+        return Probing(self.models, answer_vocabulary(self.paths.values()), self.max_new_tokens)
+
+    def training_alpha(self, name: str) -> float | None:
+        """The alpha model `name` was trained to (None: no bottleneck)."""
+        return training_alpha(self.paths[name]) if name in self.paths else None
+
+    def _alpha(self, vittle: str, alpha: float | None) -> float | None:
+        """A checked inference alpha for `vittle`; None when it is the model's own."""
+        if alpha is None:
+            return None
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise InputError(f"Vittle's alpha must be between 0 and 1, got {alpha!r}.")
+        return None if float(alpha) == self.training_alpha(vittle) else float(alpha)
+
     def answerable(self) -> str:
         """What the loaded models can answer (lab models of the easy-vqa task; else "")."""
         return answerable(self.paths.values())
@@ -200,16 +188,18 @@ class DemoService:
             raise InputError(f"The query takes {tokens:,} tokens (image and question); this model reads at most "
                              f"{limit - self.max_new_tokens:,} before its answer.")
 
-    def answers(self, query: Query, vittle: str = "vittle-f") -> Iterator[dict[str, str]]:
+    def answers(self, query: Query, vittle: str = "vittle-f", alpha: float | None = None) -> Iterator[dict[str, str]]:
         """The four answers (baseline/Vittle x clean/perturbed): yields the dict of all four
         each time one arrives. The four are queued at once, so each model answers the clean
-        and the perturbed query (and whatever other users queued) in one batched pass."""
+        and the perturbed query (and whatever other users queued) in one batched pass.
+        `alpha`: the Vittle model's inference alpha (None: its own)."""
         from concurrent.futures import as_completed
 
         self.models.check_vittle(vittle)
+        alpha = self._alpha(vittle, alpha)
         self.references.prefetch(query.spec, vittle)
         answers = dict.fromkeys(ROLES, "")
-        jobs = {self.worker(name).answer(image, question, max_new_tokens=self.max_new_tokens): role
+        jobs = {self.worker(name).answer(image, question, max_new_tokens=self.max_new_tokens, alpha=alpha if name == vittle else None): role
                 for role, name, image, question in [
                     ("baseline_clean", "baseline", query.image, query.question),
                     ("baseline_perturbed", "baseline", query.perturbed_image, query.perturbed_question),
@@ -218,6 +208,39 @@ class DemoService:
         for future in as_completed(jobs):
             answers[jobs[future]] = future.result().strip() or "(empty answer)"
             yield dict(answers)
+
+    def distributions(self, query: Query, answers: dict[str, str], vittle: str = "vittle-f",
+                      alpha: float | None = None) -> TurnDistributions:
+        """Each of the four answers' probabilities over the candidate answers, and per model the
+        drop of its clean answer's probability and the total variation under the shift."""
+        self.models.check_vittle(vittle)
+        return self.probing.distributions(query, answers, vittle, self._alpha(vittle, alpha))
+
+    def sweep(self, image: Any, question: str | None, visual: str | None = NONE, text: str | None = NONE,
+              vittle: str = "vittle-f", alpha: float | None = None) -> Sweep:
+        """The query under the chosen corruption at severities 1..5 (with the text shift at
+        levels 1..5, when it has levels), for both models (`Probing.sweep`)."""
+        from vittle.analysis.perturb import apply, get_perturbation
+
+        self.models.check_vittle(vittle)
+        alpha = self._alpha(vittle, alpha)
+        base = self.prepare(image, question, visual, 1, text, 1)
+        if base.image is None:
+            raise InputError("The sweep needs an image: it perturbs the image at each severity.")
+        swept = [name for name in (visual, text) if name not in (None, NONE, "") and get_perturbation(name).has_levels]
+        if not swept:
+            raise InputError("The sweep varies a severity: choose a visual corruption, or a text perturbation with levels "
+                             "(translations have none).")
+        steps = []
+        for severity in range(1, 6):
+            spec = spec_of(visual, severity, text, severity)
+            perturbed_image, perturbed_question = apply(spec, image=base.image, text=base.question, seed=self.config.seed)
+            steps.append((severity, spec, perturbed_image, perturbed_question or base.question))
+        setting = " + ".join(f"{get_perturbation(n).label} {'severity' if n == visual else 'level'} 1-5" if n in swept
+                             else get_perturbation(n).label for n in (visual, text) if n not in (None, NONE, ""))
+        result = self.probing.sweep(base.image, base.question, steps, setting, vittle, alpha)
+        result.notes = [note for note in base.notes if "gloss" in note or "image" in note]
+        return result
 
     # ---------------------------------------------------------------- panels
     def panels(self, query: Query, vittle: str = "vittle-f", method: str = "pca") -> Panels:
@@ -252,39 +275,11 @@ class DemoService:
         return Panels(figures, tokens_html, "\n\n".join([*summary, line]), numbers)
 
     # ---------------------------------------------------------------- the lab's numbers
-    def _lab_arm(self, name: str) -> str | None:
-        """The lab arm a loaded model was exported from (its model card's data), if any."""
-        card = model_card(self.paths[name])
-        return card.name if card else None
-
     def _lab(self) -> Any:
-        from vittle.analysis.lab import LabSummary
-
-        if not self.config.lab:
-            return None
-        try:
-            return LabSummary.load(self.config.lab)
-        except FileNotFoundError:
-            logger.warning("no lab results: %s is missing", self.config.lab)
-            return None
-        except (OSError, ValueError) as err:
-            logger.warning("no lab results: %s", err)
-            return None
+        return load_lab(self.config.lab)
 
     def robustness(self, vittle: str = "vittle-f") -> tuple[str, Any]:
         """The lab's numbers and severity curves for the loaded models (markdown, figure or None)."""
-        from vittle.analysis.lab.report import severity_figure
-
         self.models.check_vittle(vittle)
-        summary = self._lab()
-        shown = {name: self._lab_arm(name) for name in ("baseline", vittle)}
-        labels = {name: self.label(name) for name in shown}
-        table = robustness_markdown(summary, shown, labels, self.paths, vittle)
-        if summary is None:
-            why = ("the app was started without one (--lab none)" if not self.config.lab else
-                   f"its file {Path(self.config.lab).name} is missing or unreadable (the server log says why)")
-            table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
-        found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
-        figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
-        return table, figure
-
+        names = ("baseline", vittle)
+        return robustness_view(self._lab(), self.config.lab, {n: self.paths[n] for n in names}, {n: self.label(n) for n in names}, vittle)

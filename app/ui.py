@@ -2,85 +2,33 @@
 
 Plain callbacks around `vittle.app.service.DemoService`; no model or torch code here. Every event
 has an `api_name`, so everything the page does can also be called from `gradio_client`:
-`/run` (a whole turn, streamed), `/embeddings` (the map for another method or model) and
-`/robustness` (the lab's table and curves).
+`/run` (a whole turn, streamed), `/sweep` (the query at severities 1-5), `/embeddings` (the map
+for another method or model) and `/robustness` (the lab's table and curves). A page opened with
+query parameters (the link under a turn) starts with those inputs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.components.plot import PlotData
 
+from vittle.app import ui_probe
 from vittle.app.components import QueryImage, ServedImage
 from vittle.app.examples import example_rows
-from vittle.app.inputs import InputError, whole_number
-from vittle.app.presentation import FIGURES, answer_marks
+from vittle.app.inputs import whole_number
+from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_TO_ANSWERS, hidden_note
+from vittle.app.page import choices as _choices
+from vittle.app.page import plots as _plots
+from vittle.app.page import user_error as _user_error
+from vittle.app.presentation import answer_marks
+from vittle.app.record import ExampleFinder
 from vittle.app.service import NONE, ROLES, DemoService
 
 logger = logging.getLogger(__name__)
-
-INTRO = """# Vittle: baseline vs Vittle on the same perturbed query
-Upload an image (or pick an example), ask a question and choose a visual and/or text
-perturbation. Both models answer the clean and the perturbed query; the tabs below show what
-happens inside, at the layer where Vittle's bottleneck sits. The default models are small
-LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the shape's colour,
-its shape, or whether there is a given shape or colour)."""
-
-
-SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
-                     "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
-
-QUESTION_TEMPLATES = [["What color is the shape?"], ["What shape is this?"], ["Is there a red shape?"], ["Is there not a circle?"],
-                      ["Does this image contain a triangle?"]]
-"""easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
-
-CSS = """
-#query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
-#robustness-table table { display: block; overflow-x: auto; }
-@media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
-"""
-"""The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
-enlarged by nearest neighbour, so a corruption's pixels can be seen."""
-
-
-def _choices(modality: str) -> list[tuple[str, str]]:
-    """The menu: every perturbation of `modality` whose data is installed here."""
-    from vittle.analysis.perturb import list_perturbations, unavailable
-
-    return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality) if unavailable(p.name) is None]
-
-
-def hidden_note() -> str:
-    """A line naming the perturbations hidden on this server and what they need ("" if none)."""
-    from vittle.analysis.perturb import list_perturbations, unavailable
-
-    reasons: dict[str, list[str]] = {}
-    for perturbation in list_perturbations():
-        why = unavailable(perturbation.name)
-        if why:
-            reasons.setdefault(why, []).append(perturbation.label)
-    if not reasons:
-        return ""
-    return "Not offered on this server: " + "; ".join(f"{', '.join(labels)} ({why})" for why, labels in reasons.items()) + "."
-
-
-def _user_error(err: Exception) -> gr.Error:
-    """A message for the page: the input error as written, anything else without internals."""
-    if isinstance(err, InputError):
-        return gr.Error(str(err), title="Cannot use this input", print_exception=False)
-    logger.exception("request failed")
-    return gr.Error(f"The server could not complete this request ({type(err).__name__}: {err}). "
-                    "Other requests are not affected.", title="Server error")
-
-
-def _plots(panels: Any) -> list[PlotData | None]:
-    """The turn's four figures as plotly JSON for `gr.Plot` (no Figure objects to build)."""
-    return [None if (text := panels.json(name)) is None else PlotData(type="plotly", plot=text) for name in FIGURES]
-
 
 FILE_LIFETIME_S = 3600
 """Uploads and output images older than this are deleted (checked every 10 minutes), and all
@@ -103,10 +51,13 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
     def clear() -> tuple[Any, ...]:
         """Empty outputs: an error, or a new turn, never leaves an earlier query's results on screen."""
-        return (None, "", "", "", "", "", "", None, None, None, None, "", "")
+        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", "")
+
+    rows = example_rows()
+    finder = ExampleFinder([row[0] for row in rows])
 
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
-            method: str) -> Iterator[tuple[Any, ...]]:
+            method: str, alpha: float | None = None) -> Iterator[tuple[Any, ...]]:
         """Ask a baseline and a Vittle model the same question about an image, clean and perturbed.
 
         Args:
@@ -118,31 +69,42 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             level: the text perturbation's level, 1 to 5.
             vittle: which Vittle model: "vittle-f" or "vittle-l".
             method: the embedding map's projection, "pca" or "umap".
+            alpha: the Vittle model's alpha at inference, 0 (bottleneck off) to 1 (posterior mean only);
+                None or its training alpha: as trained.
 
         Returns:
             The perturbed image and question, a header, the four answers (baseline and Vittle, clean
             and perturbed), the panels' figures (embedding map, cosine distances, posterior variance
-            and KL), the token highlighting and a summary.
+            and KL), the token highlighting, a summary, the answer-distribution charts (baseline,
+            Vittle) with their numbers, the download (the turn's JSON and the perturbed image), a
+            link that reopens the settings, and the turn's record (JSON).
         """
         try:
             ready()
             need_image(image)
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
+            settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
+                                            service.training_alpha(vittle))
             notes = "; ".join(query.notes)
             header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
             # Three updates, each with every output's value: gr.skip() would be cheaper to write but
             # makes Gradio rebuild the component's config, the costliest part of a turn under load
             answers = dict.fromkeys(ROLES, "")
             cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
-            for answers in service.answers(query, vittle):  # noqa: B007 (the last update is used below); the four arrive together
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", "")
+            for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
                 pass
             marks = answer_marks(answers, service.label(vittle))
             header += f"  \n{marks}" if marks else ""
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared)
+            turn = service.distributions(query, answers, vittle, settings.alpha)
+            charts = ui_probe.distribution_outputs(service, turn, vittle)
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", "")
             panels = service.panels(query, vittle, method)
+            record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
+            files = record.write(downloads(), query.perturbed_image)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
-                   panels.summary)  # the whole turn again: an API caller's final result holds every output
+                   panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
+                   record.to_json())  # the whole turn again: an API caller's final result holds every output
         except gr.Error:
             raise
         except Exception as err:
@@ -162,6 +124,48 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         except Exception as err:
             raise _user_error(err) from err
         return _plots(panels)[0], panels.summary
+
+    def sweep(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str, method: str,
+              alpha: float | None = None, previous: str = "") -> tuple[Any, str, list[str], str]:
+        """The query under the chosen visual corruption at severities 1 to 5 (with the text perturbation
+        at levels 1 to 5, when it has levels), for both models: the probability of each model's clean
+        answer and the cosine distance of its layer-l state from the clean query's, per severity
+        (arguments as for /run; `previous`: the last turn's record, which the sweep joins in the
+        download when the settings match). Returns the figure, a summary, the download's files and
+        the record (JSON)."""
+        try:
+            ready()
+            ui_probe.check_sweep_inputs(image)
+            settings = ui_probe.settings_of(finder, image, question, visual, whole_number("severity", severity), text,
+                                            whole_number("text level", level), vittle, alpha, method, service.training_alpha(vittle))
+            return ui_probe.sweep_outputs(service, settings, image, previous or "", downloads())
+        except gr.Error:
+            raise
+        except Exception as err:
+            raise _user_error(err) from err
+
+    def restore(request: gr.Request) -> tuple[Any, ...]:
+        """The inputs a link's query parameters give (nothing changes without parameters)."""
+        params = dict(request.query_params) if request is not None else {}
+        names = ("image", "question", "visual", "severity", "text", "level", "vittle", "alpha", "method")
+        if not params:
+            return tuple(gr.skip() for _ in names)
+        choices = {"visual": [value for _, value in _choices("visual")], "text": [value for _, value in _choices("text")],
+                   "vittle": [value for _, value in service.vittle_choices], "method": ["pca", "umap"]}
+        values, problems = ui_probe.restored(service, rows, params, choices)
+        if problems:
+            gr.Warning("Some settings in the link were not used: " + "; ".join(problems) + ".", title="Link")
+        return tuple(values[name] if name in values else gr.skip() for name in names)
+
+    def rerun_for_alpha(*args: Any) -> Iterator[tuple[Any, ...]]:
+        """Moving the alpha slider answers again, once there is an image to ask about."""
+        if args[0] is None:
+            yield tuple(gr.skip() for _ in outputs)
+            return
+        yield from run(*args)
+
+    def downloads() -> Path:
+        return Path(download.GRADIO_CACHE) / "vittle-turns"
 
     def robustness(vittle: str) -> tuple[str, Any, str]:
         """The robustness lab's numbers for the baseline and the chosen Vittle model ("vittle-f" or
@@ -201,6 +205,10 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 with gr.Row():
                     vittle = gr.Radio(service.vittle_choices, value="vittle-f", label="Vittle model", elem_id="vittle")
                     method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
+                trained = service.training_alpha("vittle-f")
+                alpha = gr.Slider(0, 1, value=trained if trained is not None else 0.0, step=0.05, interactive=trained is not None,
+                                  label=f"Vittle's alpha at inference (0: bottleneck off, 1: posterior mean only; trained at {trained})",
+                                  elem_id="alpha")
                 button = gr.Button("Run", variant="primary", elem_id="run")
                 gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
                             label="Examples: easy-vqa test images (what the default models know) and photos (out of their "
@@ -218,7 +226,21 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                         vittle_heading = gr.Markdown(f"### {service.label('vittle-f')}", elem_id="vittle-heading")
                         vittle_clean = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
                         vittle_perturbed = gr.Textbox(label="Vittle: perturbed query", interactive=False, elem_id="vittle-perturbed")
+                gr.Markdown(ui_probe.DISTRIBUTION_INTRO)
+                with gr.Row():
+                    baseline_distribution = gr.Plot(label="Baseline: answer probabilities", elem_id="baseline-distribution",
+                                                    min_width=160)
+                    vittle_distribution = gr.Plot(label="Vittle: answer probabilities", elem_id="vittle-distribution", min_width=160)
+                effects = gr.Markdown(label="the shift's effect", elem_id="distribution-effects")
                 summary = gr.Markdown(label="summary", elem_id="summary")
+                with gr.Accordion("Probe further: severity sweep, download, link", open=True, elem_id="probe"):
+                    sweep_button = gr.Button("Sweep severities 1-5 (both models)", elem_id="sweep")
+                    sweep_plot = gr.Plot(label="Severity sweep", elem_id="sweep-plot")
+                    sweep_summary = gr.Markdown(elem_id="sweep-summary")
+                    download = gr.File(label="This turn: JSON with every number shown, and the perturbed image", file_count="multiple",
+                                       interactive=False, elem_id="download")
+                    link = gr.Markdown(elem_id="share-link")
+                    record = gr.State("")
         with gr.Tabs():
             with gr.Tab("Embeddings"):
                 gr.Markdown("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa "
@@ -241,13 +263,21 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 robustness_plot = gr.Plot(label="Accuracy vs severity", elem_id="robustness-plot")
 
         outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
-                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary]
-        inputs = [image, question, visual, severity, text, level, vittle, method]
+                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary,
+                   baseline_distribution, vittle_distribution, effects, download, link, record]
+        inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
             trigger(clear, None, outputs, queue=False, api_visibility="private")
         button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
         button.click(None, js=SCROLL_TO_ANSWERS)  # on a narrow screen the answers are far below the button
         question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
+        alpha.release(rerun_for_alpha, inputs, outputs, api_visibility="private", concurrency_id="models")
+        sweep_button.click(sweep, [*inputs, record], [sweep_plot, sweep_summary, download, record], api_name="sweep",
+                           concurrency_id="models")
+        vittle.input(lambda name: service.training_alpha(name) if service.training_alpha(name) is not None else gr.skip(),
+                     [vittle], [alpha], api_visibility="private", queue=False)  # each model starts at its training alpha
+        demo.load(restore, None, [image, question, visual, severity, text, level, vittle, alpha, method], api_visibility="private",
+                  queue=False)
         method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
                       concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")

@@ -5,14 +5,20 @@
     future.result()                                   # "red"
     worker.probe(image, question).result()            # a ProbeResult
     worker.embed(images, questions)                   # (N, d), in chunks between the answers
+    worker.distribution(images, questions, candidates, alpha=0.0).result()  # (AnswerDistributions, states)
 
 Every call only queues a job. The worker thread is the only one that runs the model (so the
 bottleneck's per-forward state and the fast tokenizer are never shared between threads), and
 each pass takes everything of one kind that is queued: all waiting answers in one batched
 `generate`, all waiting probes in one forward. Sixteen users asking at once therefore cost a
-few batched passes instead of 64 single ones. Answers go first, then probes; a long embedding
+few batched passes instead of 64 single ones. Answers go first, then answer distributions, then
+probes; a long embedding
 job (a new perturbation's reference set) runs in chunks, one between any two batches, so it
 holds up the answers queued behind it for at most one chunk and is never starved by them.
+
+A job may carry its own inference alpha for a Vittle model (0 = bottleneck off, 1 = posterior
+mean only): the worker sets it around that job's pass only (`vittle.model.bottleneck_alpha`), and
+batches together only jobs of the same alpha, so one user's alpha never leaks into another's.
 
 `SingleFlight` computes a keyed value once however many threads ask for it at the same time.
 """
@@ -34,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRIORITY = ("length", "answer", "probe", "embed")
+PRIORITY = ("length", "answer", "distribution", "probe", "embed")
 """The order in which a pass picks the kind of job it runs (cheapest and most urgent first)."""
 
 
@@ -47,6 +53,18 @@ class _Job:
     """A question (a list of questions for "embed")."""
     future: Future = field(default_factory=Future)
     max_new_tokens: int = 0
+    alpha: float | None = None
+    """The Vittle model's inference alpha for this job (None: its own)."""
+    candidates: tuple[str, ...] = ()
+    """Candidate answers of a "distribution" job."""
+    top_k: int = 0
+    states: bool = False
+    """A "distribution" job also returns the queries' layer-l states (`Assistant.embed`)."""
+
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys can run in one pass (a top-k distribution job runs alone:
+        its extra candidates come from its own queries)."""
+        return (self.max_new_tokens, self.alpha, self.candidates, self.top_k, self.states, id(self) if self.top_k else 0)
 
 
 class ModelWorker:
@@ -98,13 +116,23 @@ class ModelWorker:
         self.start()
         return job.future
 
-    def answer(self, image: Any, question: str, max_new_tokens: int = 24) -> Future:
+    def answer(self, image: Any, question: str, max_new_tokens: int = 24, alpha: float | None = None) -> Future:
         """Future of the greedy answer (str), batched with the other queued answers."""
-        return self._submit(_Job("answer", image, question, max_new_tokens=max_new_tokens))
+        return self._submit(_Job("answer", image, question, max_new_tokens=max_new_tokens, alpha=alpha))
 
-    def probe(self, image: Any, question: str) -> Future:
+    def probe(self, image: Any, question: str, alpha: float | None = None) -> Future:
         """Future of the `ProbeResult`, batched with the other queued probes."""
-        return self._submit(_Job("probe", image, question))
+        return self._submit(_Job("probe", image, question, alpha=alpha))
+
+    def distribution(self, images: Sequence[Any], questions: Sequence[str], candidates: Sequence[str], top_k: int = 0,
+                     max_new_tokens: int = 8, alpha: float | None = None, states: bool = False) -> Future:
+        """Future of (list of `AnswerDistribution`, one per query, or with `states` also their
+        (N, d) layer-l states, else None): `Assistant.answer_distribution` of all the queries in
+        one pass, batched with other users' jobs over the same candidates."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        return self._submit(_Job("distribution", list(images), list(questions), max_new_tokens=max_new_tokens, alpha=alpha,
+                                 candidates=tuple(candidates), top_k=top_k, states=states))
 
     def prompt_length(self, image: Any, question: str) -> int:
         """Input tokens of a query (tokenized on the worker: the fast tokenizer is not thread-safe)."""
@@ -137,13 +165,17 @@ class ModelWorker:
             queue = self._queues[kind]
             if kind == "embed":
                 return kind, [queue.popleft()]
-            if kind == "answer":  # one generate per max_new_tokens setting
-                first = queue[0].max_new_tokens
-                taken = [job for job in queue if job.max_new_tokens == first][: self.max_batch]
+            if kind != "probe":  # one pass per setting (length, alpha, candidates)
+                first = queue[0].batch_key()
+                taken = [job for job in queue if job.batch_key() == first][: self.max_batch]
                 for job in taken:
                     queue.remove(job)
                 return kind, taken
-            return kind, [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+            first = queue[0].alpha
+            taken = [job for job in queue if job.alpha == first][: self.max_batch]
+            for job in taken:
+                queue.remove(job)
+            return kind, taken
 
     def _loop(self) -> None:
         while (taken := self._take()) is not None:
@@ -171,6 +203,14 @@ class ModelWorker:
     def _run(self, kind: str, jobs: list[_Job]) -> list[Any]:
         self.passes[kind] += 1
         self.jobs[kind] += len(jobs)
+        if jobs[0].alpha is None:
+            return self._pass(kind, jobs)
+        from vittle.model import bottleneck_alpha
+
+        with bottleneck_alpha(self.assistant.model, jobs[0].alpha):  # this pass only: the next job has its own
+            return self._pass(kind, jobs)
+
+    def _pass(self, kind: str, jobs: list[_Job]) -> list[Any]:
         assistant = self.assistant
         if kind == "length":
             return [assistant.prompt_length(job.image, job.question) for job in jobs]
@@ -181,6 +221,18 @@ class ModelWorker:
                                           batch_size=len(jobs))
         if kind == "probe":
             return assistant.probe_batch([j.image for j in jobs], [j.question for j in jobs])
+        if kind == "distribution":  # the jobs' queries together, then split back
+            images, questions = [i for j in jobs for i in j.image], [q for j in jobs for q in j.question]
+            first = jobs[0]
+            found = assistant.answer_distribution(images, questions, first.candidates, top_k=first.top_k,
+                                                  max_new_tokens=first.max_new_tokens)
+            states = assistant.embed(images, questions, batch_size=max(1, len(questions))) if first.states else None
+            results, start = [], 0
+            for job in jobs:
+                stop = start + len(job.question)
+                results.append((found[start:stop], None if states is None else states[start:stop]))
+                start = stop
+            return results
         job = jobs[0]
         return [assistant.embed(job.image, job.question, batch_size=len(job.question))]
 

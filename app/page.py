@@ -1,0 +1,74 @@
+"""The page's fixed parts: its introduction, style and question templates, the perturbation
+menus, and how a result or an error is put on the page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+from gradio.components.plot import PlotData
+
+from vittle.app.inputs import InputError
+from vittle.app.presentation import FIGURES
+from vittle.app.query import NONE
+
+logger = logging.getLogger(__name__)
+
+INTRO = """# Vittle: baseline vs Vittle on the same perturbed query
+Upload an image (or pick an example), ask a question and choose a visual and/or text
+perturbation. Both models answer the clean and the perturbed query; the tabs below show what
+happens inside, at the layer where Vittle's bottleneck sits. The default models are small
+LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the shape's colour,
+its shape, or whether there is a given shape or colour)."""
+
+
+SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
+                     "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
+
+QUESTION_TEMPLATES = [["What color is the shape?"], ["What shape is this?"], ["Is there a red shape?"], ["Is there not a circle?"],
+                      ["Does this image contain a triangle?"]]
+"""easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
+
+CSS = """
+#query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+#robustness-table table { display: block; overflow-x: auto; }
+@media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
+"""
+"""The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
+enlarged by nearest neighbour, so a corruption's pixels can be seen."""
+
+
+def choices(modality: str) -> list[tuple[str, str]]:
+    """The menu: every perturbation of `modality` whose data is installed here."""
+    from vittle.analysis.perturb import list_perturbations, unavailable
+
+    return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality) if unavailable(p.name) is None]
+
+
+def hidden_note() -> str:
+    """A line naming the perturbations hidden on this server and what they need ("" if none)."""
+    from vittle.analysis.perturb import list_perturbations, unavailable
+
+    reasons: dict[str, list[str]] = {}
+    for perturbation in list_perturbations():
+        why = unavailable(perturbation.name)
+        if why:
+            reasons.setdefault(why, []).append(perturbation.label)
+    if not reasons:
+        return ""
+    return "Not offered on this server: " + "; ".join(f"{', '.join(labels)} ({why})" for why, labels in reasons.items()) + "."
+
+
+def user_error(err: Exception) -> gr.Error:
+    """A message for the page: the input error as written, anything else without internals."""
+    if isinstance(err, InputError):
+        return gr.Error(str(err), title="Cannot use this input", print_exception=False)
+    logger.exception("request failed")
+    return gr.Error(f"The server could not complete this request ({type(err).__name__}: {err}). "
+                    "Other requests are not affected.", title="Server error")
+
+
+def plots(panels: Any) -> list[PlotData | None]:
+    """The turn's four figures as plotly JSON for `gr.Plot` (no Figure objects to build)."""
+    return [None if (text := panels.json(name)) is None else PlotData(type="plotly", plot=text) for name in FIGURES]
