@@ -162,3 +162,31 @@ def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
     assert service.references.cache.computed - before == 2  # the new spec, once per model; clean was already there
     assert (("baseline", spec) in service.references.cache and ("vittle-f", spec) in service.references.cache
             and ("baseline", CLEAN) in service.references.cache)
+
+
+def test_distribution_jobs_batch_by_setting_and_keep_their_own_alpha(assistant, queries):
+    from vittle.model import bottleneck_alpha, get_bottleneck
+
+    images, questions = queries
+    candidates = ("red", "blue", "circle", "yes", "no")
+    slow = Slow(assistant)
+    worker = ModelWorker(slow, "vittle-f").start()
+    try:
+        blocker = worker.answer(images[0], questions[0])  # holds the worker while the others queue
+        time.sleep(0.05)
+        jobs = [worker.distribution(images[0:2], questions[0:2], candidates), worker.distribution(images[2:3], questions[2:3], candidates),
+                worker.distribution(images[0:2], questions[0:2], candidates, alpha=0.0, states=True)]
+        blocker.result()
+        results = [job.result() for job in jobs]
+    finally:
+        worker.close()
+    assert worker.jobs["distribution"] == 3 and worker.passes["distribution"] == 2  # the first two in one pass, alpha 0 alone
+    direct = assistant.answer_distribution(images[0:3], questions[0:3], candidates)
+    np.testing.assert_allclose([d.log_probs for d in results[0][0] + results[1][0]], [d.log_probs for d in direct], atol=1e-5)
+    assert results[0][1] is None and results[2][1].shape == (2, 128)
+    with bottleneck_alpha(assistant.model, 0.0):
+        off = assistant.answer_distribution(images[0:2], questions[0:2], candidates)
+        states = assistant.embed(images[0:2], questions[0:2])
+    np.testing.assert_allclose([d.log_probs for d in results[2][0]], [d.log_probs for d in off], atol=1e-5)
+    np.testing.assert_allclose(results[2][1], states, rtol=1e-4, atol=1e-5)
+    assert get_bottleneck(assistant.model).inference_alpha is None
