@@ -114,16 +114,18 @@ class StagedConfig(LabConfig):
         return cls(**values)
 
     def jobs(self) -> list[Job]:
-        """Every run in order: the bases' stages first, then unit after unit (seed-major, so an
-        interrupted study has complete units), the main arms before the extra ones."""
+        """Every run in order: the bases' stages first, then the main arms unit after unit
+        (seed-major, so an interrupted study has complete units), then the extra arms of the
+        `extra_seeds` units in the same order (the main comparison's units come first)."""
         plan = [Job(kind, b) for b in self.bases for kind in ("text", "align")]
-        for seed in self.seeds:
-            for base in self.bases:
-                for arm in self.arms:
-                    if self.only and arm.name not in self.only:
-                        continue
-                    if arm.name in MAIN_NAMES or seed in self.extra_seeds:
-                        plan.append(Job("arm", base, seed, arm))
+        for main in (True, False):
+            for seed in self.seeds:
+                for base in self.bases:
+                    for arm in self.arms:
+                        if (self.only and arm.name not in self.only) or (arm.name in MAIN_NAMES) != main:
+                            continue
+                        if main or seed in self.extra_seeds:
+                            plan.append(Job("arm", base, seed, arm))
         return plan
 
 

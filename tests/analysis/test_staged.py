@@ -12,14 +12,15 @@ from vittle.analysis.lab.staged_plan import MATCHED_KL, StagedConfig
 from vittle.analysis.lab.staged_report import GateRow, gate_rows
 
 
-def test_the_plan_runs_the_bases_first_then_unit_after_unit():
+def test_the_plan_runs_the_bases_first_then_the_main_arms_unit_after_unit_then_the_extras():
     config = StagedConfig(bases=(0, 1), seeds=(0, 1), extra_seeds=(1,))
     names = [job.name for job in config.jobs()]
     main = ["baseline", "vittle-f", "vittle-l", "noise"]
     assert names[:4] == ["text-b0", "align-b0", "text-b1", "align-b1"]
     assert names[4:] == ([f"{a}-b0-s0" for a in main] + [f"{a}-b1-s0" for a in main]
-                         + [f"{a}-b0-s1" for a in [*main, "vittle-f-kl0.1", "augmented"]]
-                         + [f"{a}-b1-s1" for a in [*main, "vittle-f-kl0.1", "augmented"]])
+                         + [f"{a}-b0-s1" for a in main] + [f"{a}-b1-s1" for a in main]
+                         + [f"{a}-b0-s1" for a in ["vittle-f-kl0.1", "augmented"]]
+                         + [f"{a}-b1-s1" for a in ["vittle-f-kl0.1", "augmented"]])
     assert {job.unit for job in config.jobs() if job.kind == "arm"} == {0, 1, 10, 11}
     assert MATCHED_KL == pytest.approx(0.003125)
 
