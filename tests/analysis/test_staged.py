@@ -56,11 +56,11 @@ def test_a_short_staged_study_runs_every_stage_archives_and_resumes(tmp_path):
     out = tmp_path / "staged"
     config = dict(out=out, bases=(0,), seeds=(0,), extra_seeds=(), text_steps=3, align_steps=2, arm_steps=3, slice_images=4,
                   diagnostic_queries=4, pressure_samples=8, train_images=6, specs=("gaussian_noise:3", "char_typo:3"),
-                  archive=tmp_path / "archive", png=False, only=("baseline", "vittle-f", "noise"),
+                  archive=tmp_path / "archive", png=False, only=("baseline", "vittle-f", "vittle-l", "noise"),
                   overrides=("base:model.hidden_size=32", "base:model.num_layers=3", "train.batch_size=4", "train.logging_steps=1"))
     summary = StagedLab(StagedConfig(**config, gates_only=True)).run()
     assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == [
-        "align-b0.json", "baseline-b0-s0.json", "noise-b0-s0.json", "text-b0.json", "vittle-f-b0-s0.json"]
+        "align-b0.json", "baseline-b0-s0.json", "noise-b0-s0.json", "text-b0.json", "vittle-f-b0-s0.json", "vittle-l-b0-s0.json"]
     text, align = summary.stages["text-b0"], summary.stages["align-b0"]
     assert {"rms_layer0", "rms_layer1", "rms_layer2", "ce_heldout"} <= set(text) and text["rms_layer0"] > 0
     assert align["layer"] == 0.0 and align["ce_vqa_alpha1"] > 0 and align["ce_captions_alpha0.5"] > 0
@@ -71,9 +71,10 @@ def test_a_short_staged_study_runs_every_stage_archives_and_resumes(tmp_path):
     assert arm.recipe_config["model"]["init"] == str(out / "runs" / "align-b0" / "model")
     assert arm.recipe_config["bottleneck"]["kl_weight"] == MATCHED_KL and arm.recipe_config["bottleneck"]["schedule"] == "constant"
     assert set(arm.hits) == {"clean", "gaussian_noise:3", "char_typo:3"} and "grounded_alpha1" in arm.diagnostics
-    assert set(summary.gates) == {"baseline", "vittle-f", "noise"} and summary.gates["vittle-f"].gate_b is not None
+    assert set(summary.gates) == {"baseline", "vittle-f", "vittle-l", "noise"} and summary.gates["vittle-f"].gate_b is not None
     assert summary.comparisons == [] and not summary.shifted  # gates only: no shifted number in the report
     assert "No shifted result" in (out / "staged.md").read_text()
+    _export_follows_the_gate(StagedLab(StagedConfig(**config)), tmp_path / "assets", summary)
     # with the run folders gone the archive alone reports, and nothing trains again
     import shutil
 
@@ -81,3 +82,36 @@ def test_a_short_staged_study_runs_every_stage_archives_and_resumes(tmp_path):
     again = StagedLab(StagedConfig(**config)).run(report_only=True)
     assert again.gates == summary.gates and {c.group for c in again.comparisons} >= {"label-keeping"}
     assert not (out / "runs").exists()
+
+
+def _export_follows_the_gate(lab, assets, summary) -> None:
+    """The app's models come from the declared unit only if its Vittle (F) passes gate (b)."""
+    from vittle.analysis.lab import staged_export
+    from vittle.analysis.lab.card import read_card
+    from vittle.inference import Assistant
+
+    written, decision = staged_export.export_staged(lab, assets, base=0, seed=0, card_images=2, device="cpu")
+    assert written == [] and not assets.exists()  # 3 steps: the posterior mean alone answers no better than the zero state
+    assert "fails gate (b)" in decision and "the models stay" in decision
+    missing, decision = staged_export.export_staged(lab, assets, base=0, seed=1, card_images=2, device="cpu")
+    assert missing == [] and "not finished" in decision
+    original = staged_export.GATE_B_MARGIN, staged_export.GATE_B_KL
+    staged_export.GATE_B_MARGIN, staged_export.GATE_B_KL = -1000.0, 0.0  # the copying path, on these tiny models
+    try:
+        written, decision = staged_export.export_staged(lab, assets, base=0, seed=0, card_images=2, device="cpu")
+    finally:
+        staged_export.GATE_B_MARGIN, staged_export.GATE_B_KL = original
+    assert [p.name for p in written] == ["tiny-baseline", "tiny-vittle-f", "tiny-vittle-l"] and decision.startswith("exported unit (b0, s0)")
+    assert sorted(p.name for p in assets.iterdir()) == ["tiny-baseline", "tiny-vittle-f", "tiny-vittle-l"]  # no staging folder left
+    card = read_card(assets / "tiny-vittle-f")
+    assert (card.protocol, card.unit, card.name) == ("staged", "b0-s0", "vittle-f")
+    assert card.stages["text"]["steps"] == 3 and card.stages["align"]["steps"] == 2 and card.steps == 3
+    assert card.diagnostics["grounded_alpha1"] == summary.gates["vittle-f"].grounded_alpha1
+    readme = (assets / "tiny-vittle-f" / "README.md").read_text()
+    assert "unit b0-s0" in readme and "`tiny-stage0-text`" in readme and "posterior mean alone" in readme
+    assert "library_name: vittle" in readme and "{" not in readme.split("---", 2)[2]  # every placeholder filled
+    from PIL import Image
+
+    assistant = Assistant.load(assets / "tiny-vittle-f", device="cpu")
+    answers = assistant.answer_batch([Image.new("RGB", (64, 64))], ["What color is the shape?"], max_new_tokens=2)
+    assert assistant.has_bottleneck and len(answers) == 1 and isinstance(answers[0], str)
