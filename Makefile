@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # freedict dictionaries for the offline gloss translator, Chromium for the browser tests).
 APT_PACKAGES := wordnet-base wordnet-sense-index dict-freedict-eng-ara dict-freedict-eng-ell dict-freedict-eng-hin chromium
 
-.PHONY: venv apt apt-figures demo quickstart test lint bench lab lab-report lab-quick lab-staged lab-staged-report lab-staged-quick clean
+.PHONY: venv apt apt-figures demo quickstart test lint bench lab lab-report lab-quick lab-staged lab-staged-report lab-staged-quick lab-staged-export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -76,6 +76,10 @@ lab-staged: venv apt
 # staged.json and staged.md from the archived records alone (no training).
 lab-staged-report: venv
 	$(BIN)/python -m vittle.analysis.lab.staged --report-only --out runs/staged --archive docs/robustness-lab/staged/runs
+
+# The app's models from the staged study's declared unit (b0, s0), if its Vittle (F) passes gate (b).
+lab-staged-export: venv
+	$(BIN)/python -m vittle.analysis.lab.staged_export --out runs/staged --archive docs/robustness-lab/staged/runs --assets assets/models --base 0 --seed 0
 
 # One base, one unit, short stages: the staged pipeline in under 10 minutes.
 lab-staged-quick: venv apt
