@@ -172,13 +172,18 @@ def markdown(summary: StagedSummary) -> str:
     if summary.shifted:
         lines += ["", "## Paired differences (grounded accuracy points; t-interval over units, bootstrap over units and "
                   "questions)", "",
-                  "| arm - against | group | units | mean | t 95% | half-width | bootstrap 95% |", "|---|---|---|---|---|---|---|"]
+                  "| arm - against | group | units | mean | t 95% | half-width | bootstrap 95% | per unit |",
+                  "|---|---|---|---|---|---|---|---|"]
         for c in summary.comparisons:
             t = c.t_interval
             b = c.bootstrap
-            lines.append(f"| {c.arm} - {c.against} | {c.group} | {len(c.units)} | {statistics.fmean(c.per_unit):+.2f} | "
+            main = (c.arm, c.against) == MAIN_COMPARISON and c.group == "label-keeping"
+            name = f"**{c.arm} - {c.against}**" if main else f"{c.arm} - {c.against}"
+            per_unit = ", ".join(f"{unit:02d}: {value:+.1f}" for unit, value in zip(c.units, c.per_unit))
+            lines.append(f"| {name} | {c.group} | {len(c.units)} | {statistics.fmean(c.per_unit):+.2f} | "
                          f"{'-' if t is None else f'[{t.low:+.2f}, {t.high:+.2f}]'} | {'-' if t is None else f'{t.half_width:.2f}'} | "
-                         f"{'-' if b is None else f'[{b.low:+.2f}, {b.high:+.2f}]'} |")
+                         f"{'-' if b is None else f'[{b.low:+.2f}, {b.high:+.2f}]'} | {per_unit} |")
+        lines += ["", f"Main comparison in bold (target half-width <= {HALF_WIDTH_TARGET:g} point); units are coded 10 x base + seed."]
     else:
         lines += ["", "(No shifted result is in this report.)"]
     return "\n".join(lines) + "\n"
