@@ -111,9 +111,10 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise _user_error(err) from err
 
     def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
-                   method: str) -> tuple[Any, Any]:
+                   method: str, alpha: float | None = None) -> tuple[Any, Any]:
         """The layer-l embedding map of a query, clean and perturbed, over a reference set of
-        easy-vqa queries (arguments as for /run); returns the figure and a summary."""
+        easy-vqa queries (arguments as for /run; the map shows Vittle at its training alpha);
+        returns the figure and a summary."""
         try:
             ready()
             need_image(image)
@@ -240,7 +241,9 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                     download = gr.File(label="This turn: JSON with every number shown, and the perturbed image", file_count="multiple",
                                        interactive=False, elem_id="download")
                     link = gr.Markdown(elem_id="share-link")
-                    record = gr.State("")
+                    # not gr.State: a page with state holds a heartbeat connection open, and a server
+                    # stopped by SIGTERM then times out waiting for it instead of deleting its files
+                    record = gr.Textbox("", visible=False, elem_id="turn-record")
         with gr.Tabs():
             with gr.Tab("Embeddings"):
                 gr.Markdown("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa "

@@ -5,8 +5,11 @@ In one run:
   then a first turn: when its four answers are on the page (they wait for the models only;
   target 3 s after the page) and when the whole turn is back (its panels wait for the
   reference sets the warm-up embeds);
-- one full side-by-side turn (`/run`: perturb, four answers, four probes, map, histograms,
-  posterior panels): p50 / p95 over `--turns` turns after a warm-up turn per perturbation;
+- one full side-by-side turn (`/run`: perturb, four answers, their answer distributions, four
+  probes, map, histograms, posterior panels, the download): p50 / p95 over `--turns` turns after a
+  warm-up turn per perturbation;
+- the severity sweep (`/sweep`: severities 1-5 of the turn's shift, both models; target under
+  10 s): p50 / p95 over `--sweeps` sweeps;
 - `--users` concurrent gradio_client users, `--user-turns` turns each: errors, p50 / p95.
 
     python benchmarks/app_latency.py                       # writes benchmarks/results/app_latency_cpu.json
@@ -33,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # (visual, severity, text, level): the perturbations the timed turns cycle through
 PERTURBATIONS = [("frost", 3, "none", 3), ("gaussian_noise", 4, "char_typo", 2), ("zoom_blur", 2, "none", 3),
                  ("none", 3, "word_swap", 3)]
+SWEEPS = [("frost", 3, "none", 3), ("gaussian_noise", 4, "char_typo", 2), ("zoom_blur", 2, "none", 3),
+          ("contrast", 3, "word_swap", 3)]
 QUESTIONS = ["What color is the shape?", "What shape is this?", "Is there a red shape?", "Is there not a circle?"]
 
 
@@ -83,6 +88,20 @@ def turn(client, index: int) -> float:
     return elapsed
 
 
+def sweep(client, index: int) -> float:
+    import easy_vqa
+    from gradio_client import handle_file
+
+    visual, severity, text, level = SWEEPS[index % len(SWEEPS)]
+    started = time.perf_counter()
+    result = client.predict(handle_file(easy_vqa.get_test_image_paths()[index % 50]), QUESTIONS[index % len(QUESTIONS)], visual,
+                            severity, text, level, "vittle-f", "pca", api_name="/sweep")
+    elapsed = time.perf_counter() - started
+    if not result[0] or "Sweep" not in result[1]:
+        raise RuntimeError(f"sweep {index} came back without its figure: {result[1][:200]}")
+    return elapsed
+
+
 def first_answers(client, index: int, since: float | None = None) -> tuple[float, float]:
     """A turn through `submit`: (seconds from `since` (default: the submit) until its four answers
     are on the page, seconds until the whole turn is back). The answers are the turn's second
@@ -111,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--user-turns", type=int, default=3)
+    parser.add_argument("--sweeps", type=int, default=8)
     parser.add_argument("--app-args", default="", help="extra app.py options, e.g. '--no-precompute --threads 2'")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency_cpu.json")
     args = parser.parse_args(argv)
@@ -133,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(1, len(PERTURBATIONS)):  # warm-up: each perturbation's reference embeddings once
             turn(client, index)
         timings = [turn(client, index) for index in range(args.turns)]
+        sweep(client, 0)  # warm-up: the sweep's path through the workers once
+        sweeps = [sweep(client, index) for index in range(args.sweeps)]
 
         concurrent: list[float] = []
         errors: list[str] = []
@@ -166,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         "app_args": args.app_args,
         "cold_start": {"page_served_s": round(page_s, 2), "first_answers_after_page_s": round(answers_s, 2),
                        "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2)},
-        "turn": stats(timings),
+        "turn": {**stats(timings), "includes": "four answers, their answer distributions, four probes, map, histograms, posterior "
+                                               "panels, the download (JSON and perturbed image)"},
+        "sweep": {**stats(sweeps), "includes": "severities 1-5 of the shift (with text levels 1-5), both models: clean answer, "
+                                               "answer distributions and layer-l states of six queries per model"},
         "concurrency": {"users": args.users, "turns_each": args.user_turns, "errors": errors, "wall_s": round(wall, 2),
                         **(stats(concurrent) if concurrent else {})},
-        "targets": {"first_answers_after_page_s": 3, "turn_p95_s": 1.5, "concurrent_errors": 0},
+        "targets": {"first_answers_after_page_s": 3, "turn_p95_s": 1.5, "concurrent_errors": 0, "sweep_s": 10},
         "python": platform.python_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

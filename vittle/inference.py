@@ -9,7 +9,7 @@
 
 Long file: `Assistant` is the one narrow API over a loaded model (answer, batched and shared-image
 answers, streaming, log-likelihood, answer distributions, probe, embed); its parts that stand
-alone live in `vittle.probe`, `vittle.distribution` and `vittle.prefix_cache`.
+alone live in `vittle.probe`, `vittle.scoring` and `vittle.prefix_cache`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from transformers import AutoProcessor, TextIteratorStreamer
 from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
-from vittle.distribution import AnswerDistribution, answer_distributions, answer_ids, prompt_pass, score, unique_answers
+from vittle.distribution import AnswerDistribution, unique_answers
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
+from vittle.scoring import answer_distributions, answer_ids, prompt_pass, score
 from vittle.template import system_prompt_of
 
 logger = logging.getLogger(__name__)

@@ -69,6 +69,18 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert page.eval_on_selector("#perturbed-image img", "img => getComputedStyle(img).imageRendering") == "pixelated"
     assert page.locator("#embedding-plot .scatterlayer .trace").count() >= 8  # 2 models x (clean, perturbed, query x 2)
     assert "Cosine distance between the clean and perturbed query" in page.inner_text("#summary")
+    # the answer distributions: one chart per model, clean and perturbed bars on a 0..1 axis, and the shift's effect in numbers
+    for chart in ("#baseline-distribution", "#vittle-distribution"):
+        page.wait_for_selector(f"{chart} .js-plotly-plot", timeout=20_000)
+        assert page.locator(f"{chart} .barlayer .trace").count() == 2
+    assert "total variation between the two distributions" in page.inner_text("#distribution-effects")
+    page.wait_for_selector("#download a", timeout=20_000)
+    assert {"turn.json", "perturbed.png"} <= {name.strip() for name in page.locator("#download a").all_inner_texts()}
+    assert "example=0&" in page.get_attribute("#share-link a", "href")
+    page.click("#sweep")
+    page.wait_for_selector("#sweep-plot .js-plotly-plot", timeout=30_000)
+    assert page.locator("#sweep-plot .scatterlayer .trace").count() == 4  # 2 models x (probability, cosine distance)
+    assert "Vittle (F) (clean answer 'red'" in page.inner_text("#sweep-summary")
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     for tab, selector in (("Posterior", "#variance-plot .js-plotly-plot"), ("Distances", "#distance-plot .js-plotly-plot"),
                           ("Robustness", "#robustness-plot .js-plotly-plot")):
@@ -143,6 +155,29 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
         page.wait_for_selector(f"{selector} .js-plotly-plot", timeout=20_000)
         page.wait_for_timeout(300)
         widths[tab] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+    for name, selector in (("baseline distribution", "#baseline-distribution"), ("Vittle distribution", "#vittle-distribution")):
+        widths[name] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+    page.click("#sweep")
+    page.wait_for_selector("#sweep-plot .js-plotly-plot", timeout=30_000)
+    page.wait_for_timeout(300)
+    widths["sweep"] = page.evaluate("document.querySelector('#sweep-plot .main-svg').getBoundingClientRect().width")
     assert all(width <= 390 for width in widths.values()), widths
     assert page.evaluate("document.documentElement.scrollWidth") <= 400  # nothing pushes the page sideways
+    page.close()
+
+
+def test_a_link_reopens_its_settings(browser, server):
+    page = browser.new_page()
+    page.goto(server + "?example=1&question=Is+there+a+blue+shape%3F&visual=zoom_blur&severity=2&text=none&level=4"
+              "&vittle=vittle-l&alpha=0.3&method=pca")
+    page.wait_for_selector("#run")
+    page.wait_for_function("document.querySelector('#question textarea').value === 'Is there a blue shape?'", timeout=20_000)
+    page.wait_for_selector("#query-image img", timeout=20_000)
+    assert page.input_value("#visual input") == "Zoom blur"
+    assert page.input_value("#alpha input[type=number]") == "0.3"
+    assert page.is_checked("#vittle input[value='vittle-l']")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
+    page.wait_for_selector("#share-link a", timeout=30_000)
+    assert "alpha=0.3" in page.get_attribute("#share-link a", "href") and "example=1" in page.get_attribute("#share-link a", "href")
     page.close()

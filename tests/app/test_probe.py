@@ -107,7 +107,7 @@ def test_sweep_gives_five_points_per_model(service):
     assert sweep.points["Baseline"][2].cosine_distance == pytest.approx(panels.numbers.query_cosine_distance["Baseline"], abs=1e-5)
     assert "Baseline (clean answer 'red'" in sweep_markdown(sweep)
     with pytest.raises(InputError, match="choose a visual corruption, or a text perturbation with levels"):
-        service.sweep(path, QUESTION, "none", "greek", "vittle-f")
+        service.sweep(path, QUESTION, "none", "none", "vittle-f")
     with pytest.raises(InputError, match="needs an image"):
         service.sweep(None, QUESTION, "frost", "none", "vittle-f")
 

@@ -25,12 +25,13 @@ def run(client, image, question="What color is the shape?", visual="frost", seve
 
 
 def test_endpoints_are_named(client):
-    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {"/run", "/embeddings", "/robustness"}
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {"/run", "/sweep", "/embeddings", "/robustness"}
 
 
 def test_run_returns_four_answers_and_panels(client, service):
     result = run(client, EASYVQA[0], visual="gaussian_noise", severity=4, text="char_typo", level=2)
-    (image, question, header, b_clean, b_pert, v_clean, v_pert, embeddings, distances, variance, kl, tokens, summary) = result
+    (image, question, header, b_clean, b_pert, v_clean, v_pert, embeddings, distances, variance, kl, tokens, summary,
+     baseline_distribution, vittle_distribution, effects, download, link, record) = result
     query = service.prepare(EASYVQA[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
     expected = list(service.answers(query, "vittle-f"))[-1]
     assert [b_clean, b_pert, v_clean, v_pert] == [expected[r] for r in ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")]
@@ -44,6 +45,24 @@ def test_run_returns_four_answers_and_panels(client, service):
     assert len(figures["variance"]["data"][0]["z"]) == 7 and {len(row) for row in figures["variance"]["data"][0]["z"]} == {7}
     assert figures["variance"]["layout"]["template"]["layout"]["plot_bgcolor"] == "white"  # the plotly_white look
     assert "<span" in tokens and "Cosine distance between the clean and perturbed query" in summary
+    bars = json.loads(vittle_distribution["plot"])
+    assert [trace["name"] for trace in bars["data"]] == ["clean", "perturbed"] and bars["layout"]["xaxis"]["range"][0] == 0
+    turn = json.loads(record)
+    assert turn["answers"]["vittle_perturbed"] == v_pert and "total variation" in effects and "example=" in link
+    assert sorted(Path(f).name for f in download) == ["perturbed.png", "turn.json"]
+    assert json.loads(Path(next(f for f in download if f.endswith(".json"))).read_text()) == turn
+
+
+def test_sweep_endpoint(client):
+    figure, summary, download, record = client.predict(handle_file(EASYVQA[0]), "What color is the shape?", "contrast", 3, "none", 3,
+                                                       "vittle-f", "pca", 0.0, api_name="/sweep")
+    traces = json.loads(figure["plot"])["data"]
+    assert len(traces) == 4 and all(len(trace["x"]) == 6 for trace in traces)  # clean and severities 1-5, 2 models x 2 panels
+    sweep = json.loads(record)["sweep"]
+    assert sweep["alpha"] == 0.0 and [p["severity"] for p in sweep["points"]["Vittle (F)"]] == [1, 2, 3, 4, 5]
+    assert "Contrast severity 1-5" in summary and len(download) == 2
+    with pytest.raises(Exception, match="choose a visual corruption, or a text perturbation with levels"):
+        client.predict(handle_file(EASYVQA[0]), "What color is the shape?", "none", 3, "none", 3, "vittle-f", "pca", api_name="/sweep")
 
 
 def test_embeddings_endpoint_umap(client):
