@@ -49,10 +49,6 @@ def turn_record(settings: TurnSettings, query: Any, answers: dict[str, str], mar
                       panel_numbers(panels.numbers) if panels is not None else {})
 
 
-def write_download(record: TurnRecord, folder: Path, perturbed_image: Any) -> list[str]:
-    return record.write(folder, perturbed_image)
-
-
 def sweep_outputs(service: Any, settings: TurnSettings, image: str | None, previous: str, folder: Path) -> tuple[Any, str, list[str], str]:
     """Run the sweep of the current inputs: (figure, markdown, the download's files, the record
     as JSON). The sweep joins the last turn's record when that turn had the same settings."""
@@ -67,7 +63,7 @@ def sweep_outputs(service: Any, settings: TurnSettings, image: str | None, previ
         record = TurnRecord(settings)
     record.sweep = sweep
     query = service.prepare(image, settings.question, settings.visual, settings.severity, settings.text, settings.level)
-    files = write_download(record, folder, query.perturbed_image)
+    files = record.write(folder, query.perturbed_image)
     return plot(sweep_spec(sweep)), sweep_markdown(sweep), files, record.to_json()
 
 

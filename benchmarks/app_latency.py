@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(1, len(PERTURBATIONS)):  # warm-up: each perturbation's reference embeddings once
             turn(client, index)
         timings = [turn(client, index) for index in range(args.turns)]
-        sweep(client, 0)  # warm-up: the sweep's path through the workers once
+        if args.sweeps:
+            sweep(client, 0)  # warm-up: the sweep's path through the workers once
         sweeps = [sweep(client, index) for index in range(args.sweeps)]
 
         concurrent: list[float] = []
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                        "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2)},
         "turn": {**stats(timings), "includes": "four answers, their answer distributions, four probes, map, histograms, posterior "
                                                "panels, the download (JSON and perturbed image)"},
-        "sweep": {**stats(sweeps), "includes": "severities 1-5 of the shift (with text levels 1-5), both models: clean answer, "
+        "sweep": {**(stats(sweeps) if sweeps else {}), "includes": "severities 1-5 of the shift (with text levels 1-5), both models: clean answer, "
                                                "answer distributions and layer-l states of six queries per model"},
         "concurrency": {"users": args.users, "turns_each": args.user_turns, "errors": errors, "wall_s": round(wall, 2),
                         **(stats(concurrent) if concurrent else {})},
