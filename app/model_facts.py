@@ -80,9 +80,15 @@ def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -
         except (OSError, ValueError):  # a hub id, or not there: nothing to say before it loads
             continue
         card = model_card(path)
-        arm = summary.arms.get(card.name) if summary is not None and card is not None else None
+        arm = summary.arms.get(card.name) if summary is not None and card is not None and not is_staged(card) else None
         lines.append(model_finding(labels[name], settings, card, arm))
     return "\n\n".join(lines)
+
+
+def is_staged(card: Any) -> bool:
+    """True for a model of the staged study (its card says so), whose numbers the first lab's
+    table (a different protocol) does not describe."""
+    return getattr(card, "protocol", "") == "staged"
 
 
 def is_translation(name: str) -> bool:
@@ -115,8 +121,10 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
     from vittle.analysis.lab.report import severity_figure
     from vittle.app.presentation import robustness_markdown
 
-    shown = {name: (card.name if (card := model_card(path)) else None) for name, path in paths.items()}
-    table = robustness_markdown(summary, shown, dict(labels), dict(paths), vittle)
+    cards = {name: model_card(path) for name, path in paths.items()}
+    staged = {name: card.unit for name, card in cards.items() if is_staged(card)}
+    shown = {name: (card.name if card is not None and name not in staged else None) for name, card in cards.items()}
+    table = robustness_markdown(summary, shown, dict(labels), dict(paths), vittle, staged)
     if summary is None:
         why = ("the app was started without one (--lab none)" if not lab_path else
                f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")

@@ -147,10 +147,15 @@ def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, 
     return variance, kl, tokens_html, line
 
 
+STAGED_DOC = "docs/robustness-lab/staged.md"
+
+
 def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict[str, str], paths: dict[str, str],
-                        vittle: str) -> str:
+                        vittle: str, staged: dict[str, str] | None = None) -> str:
     """The lab's table for the shown models: `shown[name]` is the lab arm a model was exported
-    from (None: not a lab model); `summary` the `LabSummary` (None: no lab results)."""
+    from (None: not a lab model); `summary` the `LabSummary` (None: no lab results); `staged`
+    the models of the staged study (name -> unit), which the first lab's table does not describe."""
+    staged = staged or {}
     from vittle.analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
 
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
@@ -173,9 +178,20 @@ def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict
                       f"| {fmt_interval(vittle_arm.versus_baseline.get('clean'))} | "
                       + " | ".join(fmt_interval(vittle_arm.versus_baseline.get(g)) for g in GROUP_COLUMNS) + " |"]
     for name in shown:
-        if name not in found:
+        if name in staged:
+            lines += ["", f"{labels[name]} comes from the staged study ({STAGED_DOC}), unit {staged[name]}: a Llama pretrained "
+                          "on text, a projector aligned on captions, then the task learned with the bottleneck present from the "
+                          "first step. Its robustness over the study's units is reported there."]
+        elif name not in found:
             lines += ["", f"No lab results for {labels[name]} ({paths[name]}): evaluate it with "
                           f"`vittle eval easyvqa --model PATH --specs paper`."]
+    first = summary.arms.get("vittle-f") if summary is not None and staged else None
+    interval = first.versus_baseline.get("label-keeping") if first is not None else None
+    if interval is not None:
+        lines += ["", f"The first robustness lab (docs/robustness-lab.md) fine-tuned models that already answered the task, a "
+                      f"different protocol: there Vittle (F) minus the baseline under the label-keeping shifts was "
+                      f"{interval.mean:+.2f} points [{interval.low:+.2f}, {interval.high:+.2f}] over {len(interval.per_seed)} seeds, "
+                      "and its posterior sat at the prior."]
     return "\n".join(lines).strip()
 
 
@@ -197,6 +213,10 @@ def model_finding(label: str, settings: dict[str, Any] | None, card: Any, lab_ar
                      + f" (mean KL per dim {numbers} nats; {USED_KL_NATS:g} counts as used)")
     else:
         parts.append("its posterior use is not measured (no model card with diagnostics)")
+    alpha1 = diagnostics.get("grounded_alpha1")
+    if getattr(card, "protocol", "") == "staged" and isinstance(alpha1, (int, float)):
+        parts.append(f"the posterior mean alone (alpha 1) answers {alpha1:.0f}% of the colour/shape questions "
+                     f"(staged study, unit {card.unit}; {STAGED_DOC})")
     interval = getattr(lab_arm, "versus_baseline", {}).get("label-keeping") if lab_arm is not None else None
     if interval is not None:
         verdict = "a difference" if interval.low > 0 or interval.high < 0 else "no difference shown"
