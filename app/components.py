@@ -1,4 +1,4 @@
-"""Gradio components of the app's own.
+"""Gradio components of the app's own, and the app's Blocks (`AppBlocks`).
 
 Gradio writes a type stub (`components.pyi`) next to any module that subclasses a component;
 it is kept in git and shipped in the wheel, so that an uninstall removes it.
@@ -6,12 +6,34 @@ it is kept in git and shipped in the wheel, so that an uninstall removes it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from vittle.files import write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+REFUSED_FILE = ("This request names a file that was not uploaded to this server, so it cannot be used. Upload the file "
+                "first (in Python: gradio_client.handle_file(path) does it).")
+
+
+class AppBlocks(gr.Blocks):
+    """gr.Blocks that refuses a request naming a file the server did not receive as an upload
+    in one log line and a message without server paths. Gradio's own refusal prints a traceback
+    and tells the client the file's absolute path on the server (a relative name is joined to the
+    server's working directory)."""
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        from gradio.exceptions import InvalidPathError
+
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except InvalidPathError as err:
+            logger.warning("refused a request to %s: %s", block_fn.api_name or block_fn.name, str(err).splitlines()[0][:300])
+            raise gr.Error(REFUSED_FILE, title="File not uploaded", print_exception=False) from None
 
 
 class QueryImage(gr.Image):

@@ -130,10 +130,11 @@ def configure_threads(threads: int) -> int:
 
 def launch_options(args: DemoConfig) -> dict:
     from vittle.app.examples import examples_dir
+    from vittle.app.map_script import MAP_SCRIPT
     from vittle.app.page import CSS
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
-               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS}
+               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS, "js": MAP_SCRIPT}
     if args.auth:
         options["auth"] = tuple(args.auth.split(":", 1))
     if args.mcp:

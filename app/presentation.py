@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FIGURES = ("embeddings", "distances", "variance", "kl")
+"""The panels' figures in the order of the page's outputs (the overlay, added later, goes last: `Panels.specs["overlay"]`)."""
 
 
 @dataclass
@@ -68,19 +69,15 @@ class Panels:
 
 
 def shift_figures(shift: Any, spec: str, labels: dict[str, str], placed: dict[str, Any], query_distance: dict[str, float],
-                  method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+                  method: str, view: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(map, histograms) figure dicts of a `ShiftAnalysis` with the user's query marked:
-    `placed[label]` = (clean, perturbed) map points, `query_distance[label]` its distance."""
-    from vittle.analysis.perturb import CLEAN
-    from vittle.analysis.plots import cosine_histograms_spec, embedding_scatter_spec
+    `placed[label]` = (clean, perturbed) map points, `query_distance[label]` its distance, `view`
+    the reference queries (`vittle.app.map_figure.ReferenceView`) for the hover texts."""
+    from vittle.app.map_figure import distance_histogram_spec, reference_map_spec
 
-    points = {labels[name]: {CLEAN: shift.coordinates[name][CLEAN], spec: shift.coordinates[name][spec]} for name in labels}
-    embeddings = embedding_scatter_spec(shift, points, placed,
-                                        title=f"Layer-l last-token states, reference set clean vs {spec} ({method.upper()})")
+    embeddings = reference_map_spec(shift, spec, labels, placed, view, method)
     distances = {labels[name]: shift.distances[name][spec] for name in labels}
-    histograms = cosine_histograms_spec({spec: distances}, marker=query_distance,
-                                        title=f"Cosine distance clean vs {spec} over {len(next(iter(distances.values())))} reference queries")
-    return embeddings, histograms
+    return embeddings, distance_histogram_spec(distances, query_distance, view.questions, spec)
 
 
 def shift_summary(numbers: PanelNumbers) -> str:
@@ -115,9 +112,10 @@ def _finite_max(values: Any) -> float:
     return float(array.max()) if array.size else 0.0
 
 
-def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, str, str]:
+def posterior_panels(probe: Any, posterior: Any, label: str, setting: str = "perturbed query") -> tuple[Any, Any, str, str]:
     """(variance figure, KL figure, tokens HTML, summary line) of the Vittle model's posterior
-    on one query; figures are None without image tokens or without a bottleneck."""
+    on one query (`setting`: its perturbation's name, for the titles); figures are None without
+    image tokens or without a bottleneck."""
     from vittle.analysis.plots import token_colours_html, variance_heatmap_spec
 
     if posterior is None:
@@ -129,9 +127,9 @@ def posterior_panels(probe: Any, posterior: Any, label: str) -> tuple[Any, Any, 
     variance_range = (0.0, max(1.0, _finite_max(probe.visual_variance), _finite_max(probe.text_variance)))
     kl_range = (0.0, max(KL_SCALE_NATS, _finite_max(probe.visual_kl), _finite_max(probe.text_kl)))
     if probe.grid is not None and posterior.visual_variance_mean is not None:
-        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}<br>posterior variance per image token<br>(perturbed query)",
+        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}<br>posterior variance per image token<br>({setting})",
                                          value_range=variance_range, marks={0.0: "0", 1.0: "1 (prior)"})
-        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}<br>KL to the prior per image token<br>(nats per dim)", label="KL",
+        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}<br>KL to the prior per image token<br>(nats per dim, {setting})", label="KL",
                                    value_range=kl_range)
     tokens_html = (token_colours_html(probe.text_tokens, probe.text_variance, "posterior variance", value_range=variance_range)
                    + "<p style='margin-top:8px'>KL to the prior per text token:</p>"

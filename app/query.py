@@ -35,3 +35,16 @@ def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NON
     spec = "+".join(steps) or CLEAN
     parse_spec(spec)  # validates the levels
     return spec
+
+
+def setting_name(spec: str) -> str:
+    """A spec as the page names it, with the menus' labels: "frost:3+char_typo:3" -> "Frost 3 +
+    Keyboard typos 3", "zoom_blur:2+greek" -> "Zoom blur 2 + Translation to Greek", "clean" ->
+    "Clean". The one formatting of a setting for titles, legends and hover text."""
+    from vittle.analysis.perturb import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.is_clean:
+        return "Clean"
+    return " + ".join(step.perturbation.label if step.level is None else f"{step.perturbation.label} {step.level}"
+                      for step in parsed.steps)

@@ -4,6 +4,8 @@ question each, embedded by each model clean and under each shift a user asks for
     references = ReferenceSets(pool, config)
     references.embeddings("baseline", "frost:3")          # {"clean": (n, d), "frost:3": (n, d)}
     references.analysis("pca", "frost:3", "vittle-f")     # vittle.analysis.shift.ShiftAnalysis of both models
+    references.answers("baseline", "frost:3")             # {"clean": [...], "frost:3": [...]}: the model's answers
+    references.thumbnails("frost:3")                      # the perturbed images as small data URIs (the map's hover)
 
 Each embedding set, perturbed input set and map is computed once however many requests ask
 for it at the same time (`SingleFlight`); the perturbation runs outside the model workers, the
@@ -13,13 +15,17 @@ side, and on disk (`vittle.analysis.representations`) so that a restart reads th
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vittle.app.map_figure import ReferenceView
 from vittle.app.models import ModelPool
 from vittle.app.worker import SingleFlight, ViaWorker
 
@@ -27,9 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 class ReferenceSets:
-    def __init__(self, pool: ModelPool, before_umap_fit: Callable[[], None] = lambda: None):
+    def __init__(self, pool: ModelPool, before_umap_fit: Callable[[], None] = lambda: None, answer_tokens: Callable[[], int] = lambda: 4):
         self.pool, self.config = pool, pool.config
         self._before_umap_fit = before_umap_fit
+        self._answer_tokens = answer_tokens
+        """The answers' length cap (the service's)."""
+        self._answers = SingleFlight()
+        """(model, spec) -> the model's answers to the reference queries under spec."""
+        self._thumbnails = SingleFlight()
+        """spec -> the reference images under spec as data URIs."""
         self._samples = SingleFlight()
         """() -> (samples, Variants): the reference set, chosen once."""
         self.cache = SingleFlight()
@@ -75,6 +87,64 @@ class ReferenceSets:
 
         return {s: self.cache.get((name, s), lambda s=s: embed(s)) for s in dict.fromkeys([CLEAN, spec])}
 
+    def answers(self, name: str, spec: str) -> dict[str, list[str]]:
+        """{"clean": [...], spec: [...]}: model `name`'s greedy answers to the reference queries,
+        each set computed once, on its worker after the users' jobs (`ModelWorker.answers`)."""
+        from vittle.analysis.perturb import CLEAN
+
+        _, variants = self.samples()
+        worker = self.pool.worker(name)
+
+        def answer(wanted: str) -> list[str]:
+            images, questions = self._perturbed.get(wanted, lambda: variants.get(wanted))
+            return [text.strip() or "(empty answer)" for text in worker.answers(images, questions, self._answer_tokens())]
+
+        return {s: self._answers.get((name, s), lambda s=s: answer(s)) for s in dict.fromkeys([CLEAN, spec])}
+
+    def thumbnails(self, spec: str) -> list[str]:
+        """The reference images under `spec` (the clean ones for "clean") as WebP data URIs, for
+        the map's hover; computed once per spec (a few hundred bytes to a few KB each)."""
+        _, variants = self.samples()
+
+        def encode() -> list[str]:
+            uris = []
+            for image in self._perturbed.get(spec, lambda: variants.get(spec))[0]:
+                buffer = io.BytesIO()
+                if image is not None:
+                    image.convert("RGB").save(buffer, "WEBP", quality=70)
+                uris.append("data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode() if image is not None else "")
+            return uris
+
+        return self._thumbnails.get(spec, encode)
+
+    def view(self, spec: str, labels: dict[str, str]) -> ReferenceView:
+        """The reference queries as the map's hover shows them under `spec`, for the models of
+        `labels` (name -> label): question, kind, expected answer, each model's answers clean and
+        perturbed, and the images' thumbnails."""
+        from vittle.analysis.perturb import CLEAN
+
+        samples, _ = self.samples()
+        answers = {}
+        for name, label in labels.items():
+            given = self.answers(name, spec)
+            answers[label] = {"clean": given[CLEAN], "perturbed": given[spec]}
+        return ReferenceView([s["question"] for s in samples], [s.get("kind", "other") for s in samples], [s["answer"] for s in samples],
+                             answers, {"clean": self.thumbnails(CLEAN), "perturbed": self.thumbnails(spec)})
+
+    def query(self, index: int, folder: Path) -> tuple[Path, str]:
+        """(image file, question) of reference query `index`, its clean image copied once into
+        `folder` (a folder the server may serve), for loading it into the inputs."""
+        from vittle.files import write_bytes_atomic
+
+        samples, _ = self.samples()
+        if not 0 <= index < len(samples):
+            raise IndexError(f"There is no reference query {index}; the map shows {len(samples)}.")
+        source = Path(samples[index]["image_path"])
+        target = folder / f"easyvqa-test-{samples[index]['image_id']}{source.suffix}"
+        if not target.is_file():
+            write_bytes_atomic(target, source.read_bytes())
+        return target, samples[index]["question"]
+
     def for_models(self, models: list[str], spec: str) -> dict[str, dict[str, np.ndarray]]:
         """`embeddings` of several models at once: each model's worker queues its own chunks,
         so the embeddings of a new setting run side by side, not one after the other."""
@@ -89,10 +159,12 @@ class ReferenceSets:
         if spec != CLEAN:
             for name in ("baseline", vittle):
                 self._background.submit(self._quiet, name, spec)
+            self._background.submit(self.thumbnails, spec)
 
     def _quiet(self, name: str, spec: str) -> None:
         try:
             self.embeddings(name, spec)
+            self.answers(name, spec)
         except Exception as err:
             logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
 

@@ -29,10 +29,11 @@ from vittle.app.config import ServiceConfig
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
 from vittle.app.model_facts import answer_cap, answer_vocabulary, answerable, finding, is_translation, load_lab, robustness_view, training_alpha
 from vittle.app.models import ModelPool, WarmUp
+from vittle.app.overlay import overlay_spec
 from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, shift_figures, shift_summary
 from vittle.app.probe_results import Sweep, TurnDistributions
 from vittle.app.probing import Probing
-from vittle.app.query import NONE, ROLES, Query, spec_of
+from vittle.app.query import NONE, ROLES, Query, setting_name, spec_of
 from vittle.app.reference import ReferenceSets
 from vittle.app.worker import ModelWorker
 
@@ -46,7 +47,7 @@ class DemoService:
         self.config = config or ServiceConfig()
         self.models = ModelPool(self.config)
         self.warm_up = WarmUp(self.models, lambda name, spec: self.references.embeddings(name, spec), self.precompute_settings)
-        self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap)
+        self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -268,11 +269,22 @@ class DemoService:
         else:
             shift = self.references.analysis(method, query.spec, vittle)
             placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
-            figures["embeddings"], figures["distances"] = shift_figures(shift, query.spec, labels, placed, query_distance, method)
+            view = self.references.view(query.spec, labels)
+            figures["embeddings"], figures["distances"] = shift_figures(shift, query.spec, labels, placed, query_distance, method, view)
             numbers.reference_cosine_mean = {labels[n]: shift.mean_distance(n, query.spec) for n in labels}
             summary = [shift_summary(numbers)]
-        figures["variance"], figures["kl"], tokens_html, line = posterior_panels(probes[vittle][1], posterior, labels[vittle])
+        setting = setting_name(query.spec)
+        figures["variance"], figures["kl"], tokens_html, line = posterior_panels(probes[vittle][1], posterior, labels[vittle], setting)
+        figures["overlay"] = overlay_spec(probes[vittle][1], query.perturbed_image, labels[vittle], setting) if posterior else None
         return Panels(figures, tokens_html, "\n\n".join([*summary, line]), numbers)
+
+    def reference_query(self, index: int, folder: Path) -> tuple[Path, str]:
+        """(image file, question) of reference query `index` (a point of the map), the image
+        copied into `folder`."""
+        try:
+            return self.references.query(index, folder)
+        except IndexError as err:
+            raise InputError(str(err)) from err
 
     # ---------------------------------------------------------------- the lab's numbers
     def _lab(self) -> Any:

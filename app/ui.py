@@ -17,16 +17,17 @@ from typing import Any
 import gradio as gr
 
 from vittle.app import ui_probe
-from vittle.app.components import QueryImage, ServedImage
+from vittle.app.components import AppBlocks, QueryImage, ServedImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import whole_number
 from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_TO_ANSWERS, hidden_note
 from vittle.app.page import choices as _choices
 from vittle.app.page import plots as _plots
 from vittle.app.page import user_error as _user_error
-from vittle.app.presentation import answer_marks
+from vittle.app.presentation import answer_marks, fit_to_container
 from vittle.app.record import ExampleFinder
 from vittle.app.service import NONE, ROLES, DemoService
+from vittle.app.ui_tabs import build_tabs, wire_map
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
     def clear() -> tuple[Any, ...]:
         """Empty outputs: an error, or a new turn, never leaves an earlier query's results on screen."""
-        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", "")
+        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", "", None)
 
     rows = example_rows()
     finder = ExampleFinder([row[0] for row in rows])
@@ -77,7 +78,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             and perturbed), the panels' figures (embedding map, cosine distances, posterior variance
             and KL), the token highlighting, a summary, the answer-distribution charts (baseline,
             Vittle) with their numbers, the download (the turn's JSON and the perturbed image), a
-            link that reopens the settings, and the turn's record (JSON).
+            link that reopens the settings, the turn's record (JSON), and the posterior variance over the image.
         """
         try:
             ready()
@@ -91,20 +92,21 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             # makes Gradio rebuild the component's config, the costliest part of a turn under load
             answers = dict.fromkeys(ROLES, "")
             cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", "")
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", "", None)
             for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
                 pass
             marks = answer_marks(answers, service.label(vittle))
             header += f"  \n{marks}" if marks else ""
             turn = service.distributions(query, answers, vittle, settings.alpha)
             charts = ui_probe.distribution_outputs(service, turn, vittle)
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", "")
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", "", None)
             panels = service.panels(query, vittle, method)
             record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
             files = record.write(downloads(), query.perturbed_image)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
                    panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
-                   record.to_json())  # the whole turn again: an API caller's final result holds every output
+                   record.to_json(), ui_probe.plot(fit_to_container(panels.specs.get("overlay"))))
+            # (the whole turn again: an API caller's final result holds every output)
         except gr.Error:
             raise
         except Exception as err:
@@ -181,7 +183,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise _user_error(err) from err
         return table, figure, service.status()
 
-    with gr.Blocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
+    with AppBlocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown(service.status(), label="status", elem_id="status")
         gr.Markdown(service.finding(), label="what the models do", elem_id="finding")
@@ -244,30 +246,13 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                     # not gr.State: a page with state holds a heartbeat connection open, and a server
                     # stopped by SIGTERM then times out waiting for it instead of deleting its files
                     record = gr.Textbox("", visible=False, elem_id="turn-record")
-        with gr.Tabs():
-            with gr.Tab("Embeddings"):
-                gr.Markdown("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa "
-                            "queries, clean and perturbed, for both models on shared axes; the star is your clean query, "
-                            "the cross your perturbed one.")
-                embedding_plot = gr.Plot(label="Embedding map", elem_id="embedding-plot")
-            with gr.Tab("Posterior"):
-                gr.Markdown("Vittle's posterior for the perturbed query: variance and KL to the prior per image token "
-                            "(over the image's token grid) and per text token. The baseline has no posterior.")
-                with gr.Row():
-                    variance_plot = gr.Plot(label="Variance per image token", elem_id="variance-plot")
-                    kl_plot = gr.Plot(label="KL per image token", elem_id="kl-plot")
-                tokens = gr.HTML(label="text tokens", elem_id="tokens")
-            with gr.Tab("Distances"):
-                gr.Markdown("Clean-vs-perturbed cosine distance of the same layer-l state over the reference set; dashed "
-                            "lines mark your query. Smaller means the representation moved less under the shift.")
-                distance_plot = gr.Plot(label="Cosine distances", elem_id="distance-plot")
-            with gr.Tab("Robustness"):
-                robustness_table = gr.Markdown(label="robustness table", elem_id="robustness-table")
-                robustness_plot = gr.Plot(label="Accuracy vs severity", elem_id="robustness-plot")
+        tabs = build_tabs()
+        embedding_plot, distance_plot, variance_plot, kl_plot = tabs.embedding_plot, tabs.distance_plot, tabs.variance_plot, tabs.kl_plot
+        robustness_table, robustness_plot = tabs.robustness_table, tabs.robustness_plot
 
         outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
-                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tokens, summary,
-                   baseline_distribution, vittle_distribution, effects, download, link, record]
+                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tabs.tokens, summary,
+                   baseline_distribution, vittle_distribution, effects, download, link, record, tabs.overlay_plot]
         inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
             trigger(clear, None, outputs, queue=False, api_visibility="private")
@@ -286,6 +271,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
         vittle.change(lambda name: f"### {service.label(name)}", [vittle], [vittle_heading], api_visibility="private", queue=False)
         demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private")
+        wire_map(tabs, service, image, question)
 
         def refresh_status() -> tuple[str, Any]:
             done = service.startup_error is not None or service.wait_ready(0)

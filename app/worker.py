@@ -5,6 +5,7 @@
     future.result()                                   # "red"
     worker.probe(image, question).result()            # a ProbeResult
     worker.embed(images, questions)                   # (N, d), in chunks between the answers
+    worker.answers(images, questions)                 # a reference set's answers, after the users' jobs
     worker.distribution(images, questions, candidates, alpha=0.0).result()  # (AnswerDistributions, states)
 
 Every call only queues a job. The worker thread is the only one that runs the model (so the
@@ -12,9 +13,9 @@ bottleneck's per-forward state and the fast tokenizer are never shared between t
 each pass takes everything of one kind that is queued: all waiting answers in one batched
 `generate`, all waiting probes in one forward. Sixteen users asking at once therefore cost a
 few batched passes instead of 64 single ones. Answers go first, then answer distributions, then
-probes; a long embedding
-job (a new perturbation's reference set) runs in chunks, one between any two batches, so it
-holds up the answers queued behind it for at most one chunk and is never starved by them.
+probes, then a reference set's answers; a long embedding job (a new perturbation's reference
+set) runs in chunks, one between any two batches, so it holds up the answers queued behind it
+for at most one chunk and is never starved by them.
 
 A job may carry its own inference alpha for a Vittle model (0 = bottleneck off, 1 = posterior
 mean only): the worker sets it around that job's pass only (`vittle.model.bottleneck_alpha`), and
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRIORITY = ("length", "answer", "distribution", "probe", "embed")
+PRIORITY = ("length", "answer", "distribution", "probe", "answers", "embed")
 """The order in which a pass picks the kind of job it runs (cheapest and most urgent first)."""
 
 
@@ -110,7 +111,7 @@ class ModelWorker:
             if self._closed:
                 raise RuntimeError(f"the {self.name} worker is closed")
             self._queues[job.kind].append(job)
-            if job.kind != "embed":
+            if job.kind not in ("embed", "answers"):  # background work is not a user's query
                 self.last_query = time.monotonic()
             self._wake.notify()
         self.start()
@@ -133,6 +134,16 @@ class ModelWorker:
             raise ValueError(f"{len(images)} images but {len(questions)} questions")
         return self._submit(_Job("distribution", list(images), list(questions), max_new_tokens=max_new_tokens, alpha=alpha,
                                  candidates=tuple(candidates), top_k=top_k, states=states))
+
+    def answers(self, images: Sequence[Any], questions: Sequence[str], max_new_tokens: int = 24) -> list[str]:
+        """Greedy answers of many queries (a reference set's), in chunks of `embed_chunk` run after
+        the users' jobs queued before them (background work, like `embed`). Blocks until done."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        step = self.embed_chunk
+        futures = [self._submit(_Job("answers", list(images[i:i + step]), list(questions[i:i + step]), max_new_tokens=max_new_tokens))
+                   for i in range(0, len(questions), step)]
+        return [answer for future in futures for answer in future.result()]
 
     def prompt_length(self, image: Any, question: str) -> int:
         """Input tokens of a query (tokenized on the worker: the fast tokenizer is not thread-safe)."""
@@ -163,16 +174,11 @@ class ModelWorker:
                 kind = "embed"  # a chunk between any two batches: a long job is never starved by a stream of answers
             self._last = kind
             queue = self._queues[kind]
-            if kind == "embed":
+            if kind in ("embed", "answers"):
                 return kind, [queue.popleft()]
-            if kind != "probe":  # one pass per setting (length, alpha, candidates)
-                first = queue[0].batch_key()
-                taken = [job for job in queue if job.batch_key() == first][: self.max_batch]
-                for job in taken:
-                    queue.remove(job)
-                return kind, taken
-            first = queue[0].alpha
-            taken = [job for job in queue if job.alpha == first][: self.max_batch]
+            key = (lambda job: job.alpha) if kind == "probe" else _Job.batch_key  # one pass per setting (length, alpha, ...)
+            first = key(queue[0])
+            taken = [job for job in queue if key(job) == first][: self.max_batch]
             for job in taken:
                 queue.remove(job)
             return kind, taken
@@ -234,6 +240,8 @@ class ModelWorker:
                 start = stop
             return results
         job = jobs[0]
+        if kind == "answers":
+            return [assistant.answer_batch(job.image, job.question, max_new_tokens=job.max_new_tokens, batch_size=len(job.question))]
         return [assistant.embed(job.image, job.question, batch_size=len(job.question))]
 
 
