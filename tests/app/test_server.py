@@ -31,17 +31,21 @@ def test_endpoints_are_named(client):
 def test_run_returns_four_answers_and_panels(client, service):
     result = run(client, EASYVQA[0], visual="gaussian_noise", severity=4, text="char_typo", level=2)
     (image, question, header, b_clean, b_pert, v_clean, v_pert, embeddings, distances, variance, kl, tokens, summary,
-     baseline_distribution, vittle_distribution, effects, download, link, record) = result
+     baseline_distribution, vittle_distribution, effects, download, link, record, overlay) = result
     query = service.prepare(EASYVQA[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
     expected = list(service.answers(query, "vittle-f"))[-1]
     assert [b_clean, b_pert, v_clean, v_pert] == [expected[r] for r in ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")]
     assert question == query.perturbed_question and "Gaussian noise (severity 4) + Keyboard typos (level 2)" in header
     assert image.endswith(".webp") or image.endswith(".png")
     figures = {name: json.loads(payload["plot"]) for name, payload in
-               (("embeddings", embeddings), ("distances", distances), ("variance", variance), ("kl", kl))}
-    names = [trace.get("name") for trace in figures["embeddings"]["data"]]
-    assert names.count("clean") == 2 and names.count(query.spec) == 2
-    assert sum(trace["type"] == "histogram" for trace in figures["distances"]["data"]) == 2
+               (("embeddings", embeddings), ("distances", distances), ("variance", variance), ("kl", kl), ("overlay", overlay))}
+    points = [trace for trace in figures["embeddings"]["data"] if trace.get("meta", {}).get("part") == "points"]
+    assert {trace["name"] for trace in points} == {"clean", "Gaussian noise 4 + Keyboard typos 2"}  # the menus' names, not the spec
+    assert sum(len(trace["x"]) for trace in points) == 2 * 2 * 24  # 2 models x (clean, perturbed) x 24 reference queries
+    assert "Baseline: " in points[0]["hovertext"][0] and len(figures["embeddings"]["layout"]["meta"]["thumbnails"]["perturbed"]) == 24
+    assert sum(trace["type"] == "bar" for trace in figures["distances"]["data"]) == 2
+    assert [trace["type"] for trace in figures["overlay"]["data"]] == ["image", "heatmap"]
+    assert figures["overlay"]["data"][1]["zmin"] == 0 and figures["overlay"]["data"][1]["zmax"] >= 1
     assert len(figures["variance"]["data"][0]["z"]) == 7 and {len(row) for row in figures["variance"]["data"][0]["z"]} == {7}
     assert figures["variance"]["layout"]["template"]["layout"]["plot_bgcolor"] == "white"  # the plotly_white look
     assert "<span" in tokens and "Cosine distance between the clean and perturbed query" in summary
@@ -70,7 +74,7 @@ def test_embeddings_endpoint_umap(client):
                                          "umap", api_name="/embeddings")
     figure = json.loads(embeddings["plot"])
     assert "UMAP" in figure["layout"]["title"]["text"]
-    assert [t.get("name") for t in figure["data"]].count("query: perturbed") == 2
+    assert [t.get("name") for t in figure["data"]].count("your query: Zoom blur 2") == 2
     assert "Vittle (L)" in summary
 
 
@@ -163,6 +167,30 @@ def test_serves_no_file_outside_assets_and_uploads(server):
             response = httpx.get(f"{server}{route}{path}")
             assert response.status_code in (403, 404), (route, path)
             assert "root:" not in response.text and "# vittle" not in response.text
+
+
+def test_a_file_the_server_did_not_receive_is_refused_in_one_line_without_server_paths(server, caplog, capfd):
+    """A request naming a file that was never uploaded (a relative name, or a path on the server):
+    one warning line in the log, no traceback, and a message naming no server folder."""
+    import os
+    import tempfile
+
+    def call(path: str) -> str:
+        data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "What color is the shape?", "frost", 3, "none", 3, "vittle-f", "pca", 0.2]
+        event = httpx.post(f"{server}gradio_api/call/run", json={"data": data}).json()["event_id"]
+        return httpx.get(f"{server}gradio_api/call/run/{event}", timeout=60).text
+
+    capfd.readouterr()
+    with caplog.at_level("INFO"):
+        bodies = [call("shape.png"), call("/etc/hostname")]
+    records = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(records) == 2 and all(r.levelname == "WARNING" and "\n" not in r.getMessage() and r.exc_info is None for r in records)
+    assert "Traceback" not in capfd.readouterr().err
+    for body in bodies:
+        assert "event: error" in body and "was not uploaded to this server" in body
+        assert os.getcwd() not in body and tempfile.gettempdir() not in body and "/etc" not in body and "shape.png" not in body
+    refused = httpx.get(f"{server}gradio_api/file=shape.png")  # the file route echoes the name it was given, nothing more
+    assert refused.status_code == 403 and os.getcwd() not in refused.text
 
 
 @pytest.mark.parametrize("lifetime", [3600, 1])
