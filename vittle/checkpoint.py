@@ -1,4 +1,5 @@
-"""Loading checkpoints: a plain LLaVA (baseline) or a LLaVA with its Vittle bottleneck.
+"""Loading checkpoints: a plain model (baseline) or one with its Vittle bottleneck, of any family
+`vittle.families` supports (the class comes from the config's model type).
 
 `model.save_pretrained(path)` already writes everything (see vittle.model); this module
 reads it back. Only safetensors weights are read: never pickles.
@@ -15,11 +16,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import LlavaForConditionalGeneration
+from transformers import AutoConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from vittle import efficientnet  # noqa: F401  (registers the EfficientNet-Lite tower with AutoModel)
 from vittle.config import BottleneckConfig
+from vittle.families import UnsupportedFamilyError, model_class
 from vittle.model import BOTTLENECK_ATTR, CONFIG_KEY, attach_bottleneck
 
 logger = logging.getLogger(__name__)
@@ -153,17 +155,22 @@ def quantization_config(quantize: str, compute_dtype: torch.dtype = torch.bfloat
                               bnb_4bit_use_double_quant=True)
 
 
-def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto", **kwargs: Any) -> LlavaForConditionalGeneration:
-    """Load a LLaVA checkpoint; if its config declares a Vittle bottleneck, attach it and
-    load its weights. Extra keyword arguments go to `from_pretrained` (e.g. device_map)."""
+def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto", **kwargs: Any) -> PreTrainedModel:
+    """Load a checkpoint of a supported family (LLaVA-1.5, Qwen2.5-VL: `vittle.families`); if
+    its config declares a Vittle bottleneck, attach it and load its weights. Extra keyword
+    arguments go to `from_pretrained` (e.g. device_map)."""
     if isinstance(dtype, str) and dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not allowed; choose one of auto, {', '.join(DTYPES)}")
     folder = resolve_checkpoint(path_or_id)
     files = weight_files(folder)
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     try:
+        cls = model_class(AutoConfig.from_pretrained(folder))
+    except (UnsupportedFamilyError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
+    try:
         with _quiet_transformers():
-            model, info = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
+            model, info = cls.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
     foreign = [key for key in info.get("unexpected_keys", []) if not key.startswith(BOTTLENECK_ATTR + ".")]
@@ -179,7 +186,7 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
     return model.eval()
 
 
-def _load_bottleneck(model: LlavaForConditionalGeneration, folder: Path, files: list[Path], config: BottleneckConfig) -> None:
+def _load_bottleneck(model: PreTrainedModel, folder: Path, files: list[Path], config: BottleneckConfig) -> None:
     delattr(model.config, CONFIG_KEY)  # attach_bottleneck writes it back
     attach_bottleneck(model, config, allow_last_layer=True)  # trained that way: load it, with the warning
     bottleneck = getattr(model, BOTTLENECK_ATTR)

@@ -31,13 +31,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from vittle.families import encode_image, family_of, image_token_count, token_inputs
 from vittle.files import write_text_atomic
-from vittle.template import (
-    IMAGE_PLACEHOLDER,
-    SYSTEM_PROMPT,
-    build_prompt,
-    format_conversation,
-)
+from vittle.template import IMAGE_PLACEHOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -178,17 +174,17 @@ class _PixelMemo:
 
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._items: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> torch.Tensor | None:
+    def get(self, key: tuple) -> dict[str, torch.Tensor] | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: tuple, value: torch.Tensor) -> None:
+    def put(self, key: tuple, value: dict[str, torch.Tensor]) -> None:
         with self._lock:
             self._items[key] = value
             while len(self._items) > self.size:
@@ -205,35 +201,41 @@ def image_digest(image: Image.Image) -> tuple:
 
 
 class ImageEncoder:
-    """Pads to square and runs the processor's image processor; counts image tokens. Pixels
-    are kept by content in `PIXEL_MEMO` (a query's image is answered and probed by several
-    calls and several models; hashing its bytes costs a fraction of resizing and normalising it)."""
+    """Runs the processor's image processor the way the model's family expects (LLaVA-1.5 pads
+    to a square first; dynamic-resolution families keep the aspect ratio) and counts image
+    tokens (`vittle.families`). Encoded images are kept by content in `PIXEL_MEMO` (a query's
+    image is answered and probed by several calls and several models; hashing its bytes costs
+    a fraction of resizing and normalising it)."""
 
     def __init__(self, processor: Any, memo: bool = True):
         self.processor = processor
+        self.family = family_of(processor)
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
         self.background = tuple(int(round(255 * m)) for m in mean)
         self.memo = memo
         settings = processor.image_processor.to_json_string() if hasattr(processor.image_processor, "to_json_string") else repr(processor.image_processor)
         self._settings = hashlib.blake2b(f"{settings}|{self.background}".encode(), digest_size=16).digest()
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
-        """(3, H, W) float pixels; do not modify the returned tensor in place (it may be shared)."""
+    def encode(self, image: Image.Image) -> dict[str, torch.Tensor]:
+        """The image's model inputs: {"pixel_values": (3, H, W)}, or for a dynamic-resolution
+        family its patches and {"image_grid_thw": (1, 3)}. Do not modify them in place (they may
+        be shared)."""
         key = (self._settings, *image_digest(image))
         if self.memo and (value := PIXEL_MEMO.get(key)) is not None:
             return value
-        square = expand_to_square(image.convert("RGB"), self.background)
-        value = self.processor.image_processor(images=[square], return_tensors="pt")["pixel_values"][0]
+        image = image.convert("RGB")
+        value = encode_image(self.family, self.processor, expand_to_square(image, self.background) if self.family.pad_to_square else image)
         if self.memo:
             PIXEL_MEMO.put(key, value)
         return value
 
-    def num_tokens(self, pixel_values: torch.Tensor) -> int:
-        processor = self.processor
-        height, width = pixel_values.shape[-2:]
-        count = (height // processor.patch_size) * (width // processor.patch_size)
-        count += processor.num_additional_image_tokens
-        return count - 1 if processor.vision_feature_select_strategy == "default" else count
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """The image's `pixel_values` alone (what `encode` gives a fixed-size family)."""
+        return self.encode(image)["pixel_values"]
+
+    def num_tokens(self, encoded: torch.Tensor | dict[str, torch.Tensor]) -> int:
+        """How many image tokens an encoded image (or a fixed-size family's pixel values) takes."""
+        return image_token_count(self.family, self.processor, {"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
 
 
 def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], max_length: int) -> tuple[list[int], list[int]]:
@@ -247,21 +249,25 @@ def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], 
     return ids, labels
 
 
-def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None, question: str, system: str = SYSTEM_PROMPT,
-                 pixel_values: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """One inference query: the vicuna-v1 prompt ending in "ASSISTANT:", image tokens expanded.
-    `pixel_values`, when given, are the image's already processed pixels."""
+def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None, question: str, system: str | None = None,
+                 pixel_values: torch.Tensor | dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """One inference query in the family's chat format (vicuna-v1: ending in "ASSISTANT:"),
+    image tokens expanded; `system` None is the format's default. `pixel_values`, when given,
+    are the image's already encoded inputs (`ImageEncoder.encode`, or a tensor of pixels)."""
     if not question or not question.strip():
         raise ValueError("the question is empty")
     count = question.count(IMAGE_PLACEHOLDER)
     if count > (1 if image is not None else 0):
         raise ValueError(f"the question contains {count} {IMAGE_PLACEHOLDER} placeholders; at most one, and only with an image")
-    prompt = build_prompt(question, has_image=image is not None, system=system)
+    chat = images.family.chat
+    prompt = chat.build_prompt(question, has_image=image is not None, system=chat.system if system is None else system)
     item: dict[str, torch.Tensor] = {}
     if image is not None:
-        item["pixel_values"] = images.pixel_values(image) if pixel_values is None else pixel_values
-        prompt = prompt.replace(IMAGE_PLACEHOLDER, processor.image_token * images.num_tokens(item["pixel_values"]))
+        encoded = images.encode(image) if pixel_values is None else pixel_values
+        item.update({"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
+        prompt = chat.expand_image(prompt, processor.image_token, images.num_tokens(encoded))
     item["input_ids"] = torch.tensor(processor.tokenizer(prompt)["input_ids"])
+    item.update(token_inputs(images.family, item["input_ids"], processor.image_token_id))
     return item
 
 
@@ -269,14 +275,16 @@ class ConversationDataset(Dataset):
     """Tokenized LLaVA conversations for training."""
 
     def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048,
-                 system: str = SYSTEM_PROMPT, cache_images: bool = False, check_images: bool = True):
+                 system: str | None = None, cache_images: bool = False, check_images: bool = True):
         self.samples = read_conversations(json_path, image_folder)
         if check_images:
             verify_images(self.samples, Path(json_path).with_name(Path(json_path).name + ".images-ok.json"))
-        self.system = system
-        self._pixels: dict[Path, torch.Tensor] | None = {} if cache_images else None
+        self._pixels: dict[Path, dict[str, torch.Tensor]] | None = {} if cache_images else None
         self.processor = processor
         self.images = ImageEncoder(processor)
+        self.chat = self.images.family.chat
+        self.system = self.chat.system if system is None else system
+        """The system prompt; None: the family's chat format's default (vicuna-v1's for LLaVA)."""
         self.max_length = max_length
         self.image_token = processor.image_token
 
@@ -288,38 +296,40 @@ class ConversationDataset(Dataset):
         if sample["turns"] is None:  # plain text: every token but BOS is supervised, no template
             ids = self.processor.tokenizer(sample["text"] + self.processor.tokenizer.eos_token)["input_ids"][: self.max_length]
             return {"input_ids": torch.tensor(ids), "labels": torch.tensor([IGNORE_INDEX, *ids[1:]])}
-        pixel_values = None
+        encoded = None
         turns = sample["turns"]
         if sample["image_path"] is not None:
-            pixel_values = self._pixel_values(sample)
-            expanded = self.image_token * self.images.num_tokens(pixel_values)
-            turns = [(q.replace(IMAGE_PLACEHOLDER, expanded), a) for q, a in turns]
-        text, spans = format_conversation(turns, eos=self.processor.tokenizer.eos_token, system=self.system)
+            encoded = self._encoded(sample)
+            count = self.images.num_tokens(encoded)
+            turns = [(self.chat.expand_image(q, self.image_token, count), a) for q, a in turns]
+        text, spans = self.chat.format_conversation(turns, eos=self.processor.tokenizer.eos_token, system=self.system)
         ids, labels = encode_text(self.processor.tokenizer, text, spans, self.max_length)
-        if pixel_values is not None and ids.count(self.processor.image_token_id) != text.count(self.image_token):
+        if encoded is not None and ids.count(self.processor.image_token_id) != text.count(self.image_token):
             raise DataError(f"sample {sample['id']!r}: max_length={self.max_length} cuts into its image tokens")
         if all(label == IGNORE_INDEX for label in labels):
             raise DataError(f"sample {sample['id']!r}: no answer token fits in max_length={self.max_length}")
         item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-        if pixel_values is not None:
-            item["pixel_values"] = pixel_values
+        item.update(token_inputs(self.images.family, item["input_ids"], self.processor.image_token_id))
+        if encoded is not None:
+            item.update(encoded)
         return item
 
-    def _pixel_values(self, sample: dict[str, Any]) -> torch.Tensor:
+    def _encoded(self, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
         path = sample["image_path"]
         if self._pixels is not None and path in self._pixels:
             return self._pixels[path]
-        pixel_values = self.images.pixel_values(load_image(path, sample["id"]))
+        encoded = self.images.encode(load_image(path, sample["id"]))
         if self._pixels is not None:
-            self._pixels[path] = pixel_values
-        return pixel_values
+            self._pixels[path] = encoded
+        return encoded
 
 
 @dataclass
 class ConversationCollator:
-    """Pads a batch (labels too, when the items have them) on the right, or on the left for
-    batched generation; stacks the pixel values of the samples that have an image, in
-    batch order."""
+    """Pads a batch (labels and `mm_token_type_ids` too, when the items have them) on the right,
+    or on the left for batched generation; stacks the pixel values of the samples that have an
+    image, in batch order, or, for images given as patches with `image_grid_thw` (dynamic
+    resolution), concatenates patches and grids."""
 
     pad_token_id: int
     padding_side: str = "right"
@@ -329,6 +339,7 @@ class ConversationCollator:
         input_ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        token_types = torch.zeros((len(batch), length), dtype=torch.int) if "mm_token_type_ids" in batch[0] else None
         if self.padding_side not in ("right", "left"):
             raise ValueError(f"padding_side={self.padding_side!r}; choose 'right' or 'left'")
         for row, item in enumerate(batch):
@@ -338,10 +349,17 @@ class ConversationCollator:
             attention_mask[row, span] = 1
             if "labels" in item:
                 labels[row, span] = item["labels"]
+            if token_types is not None:
+                token_types[row, span] = item["mm_token_type_ids"]
         out = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "labels" in batch[0]:
             out["labels"] = labels
-        pixels = [item["pixel_values"] for item in batch if "pixel_values" in item]
-        if pixels:
-            out["pixel_values"] = torch.stack(pixels)
+        if token_types is not None:
+            out["mm_token_type_ids"] = token_types
+        with_image = [item for item in batch if "pixel_values" in item]
+        if with_image and "image_grid_thw" in with_image[0]:
+            out["pixel_values"] = torch.cat([item["pixel_values"] for item in with_image])
+            out["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in with_image])
+        elif with_image:
+            out["pixel_values"] = torch.stack([item["pixel_values"] for item in with_image])
         return out

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import AutoProcessor, TextIteratorStreamer
+from transformers import AutoConfig, TextIteratorStreamer
 
 from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.distribution import AnswerDistribution, unique_answers
+from vittle.families import family_of, image_token_id, load_processor, require_1d_positions, text_config, visual_token_ids
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
@@ -58,8 +59,9 @@ class Assistant:
         self.pad_token_id = processor.tokenizer.pad_token_id
         self.prefix_cache: PrefixCache | None = None
         """Off by default; `enable_prefix_cache()` turns it on (embedding many questions per image)."""
+        self.family = family_of(model)
         self.layer = bottleneck_layer(model)
-        self.system = system_prompt_of(model.config)
+        self.system = system_prompt_of(model.config, self.family.chat.system)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", device_map: str | dict | None = None,
@@ -78,7 +80,7 @@ class Assistant:
             dtype = "float32" if target.type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         folder = resolve_checkpoint(path)
         try:
-            processor = AutoProcessor.from_pretrained(folder)
+            processor = load_processor(folder, AutoConfig.from_pretrained(folder))
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder} has no usable processor (tokenizer + image processor): {err}") from err
         extra: dict[str, Any] = {}
@@ -101,7 +103,7 @@ class Assistant:
     @property
     def context_length(self) -> int | None:
         """The language model's maximum number of positions (None if the config has none)."""
-        return getattr(self.model.config.text_config, "max_position_embeddings", None)
+        return getattr(text_config(self.model), "max_position_embeddings", None)
 
     def prompt_length(self, image: ImageInput, question: str) -> int:
         """How many input tokens the query takes: template, image tokens and question."""
@@ -110,12 +112,12 @@ class Assistant:
     def _batch(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
         # An image object asked several questions is processed once; the dict holds the image
         # too, so no id is reused by a new object while the batch is built.
-        pixels: dict[int, tuple[Image.Image, torch.Tensor]] = {}
+        pixels: dict[int, tuple[Image.Image, dict[str, torch.Tensor]]] = {}
         items = []
         for img, question in zip(images, questions, strict=True):
             image = _as_image(img)
             if image is not None and id(image) not in pixels:
-                pixels[id(image)] = (image, self.images.pixel_values(image))
+                pixels[id(image)] = (image, self.images.encode(image))
             items.append(encode_query(self.processor, self.images, image, question, self.system,
                                       pixel_values=pixels[id(image)][1] if image is not None else None))
         batch = ConversationCollator(self.pad_token_id, padding_side)(items)
@@ -125,7 +127,7 @@ class Assistant:
     def _greedy(self, max_new_tokens: int) -> dict[str, Any]:
         """Generation settings shared by `answer` and `answer_batch`."""
         return {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": self.pad_token_id,
-                "suppress_tokens": [self.model.config.image_token_id]}  # an image token without an image is invalid
+                "suppress_tokens": visual_token_ids(self.model)}  # an image token without an image is invalid
 
     @torch.no_grad()
     def answer(self, image: ImageInput, question: str, max_new_tokens: int = 64, stream: bool = False) -> str | Iterator[str]:
@@ -150,6 +152,8 @@ class Assistant:
         prompt_length = inputs["input_ids"].shape[1]
         ids = torch.cat([inputs["input_ids"], target], dim=1)
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        if "mm_token_type_ids" in extra:  # the continuation's tokens are text
+            extra["mm_token_type_ids"] = torch.cat([extra["mm_token_type_ids"], torch.zeros_like(target, dtype=torch.int)], dim=1)
         logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, prompt_length - 1 : -1].float()
         picked = torch.log_softmax(logits, dim=-1).gather(1, target[0][:, None])[:, 0]
         return float(picked.sum()), bool((logits.argmax(-1) == target[0]).all())
@@ -158,13 +162,14 @@ class Assistant:
         """(N, K) log-probability of each candidate as the whole answer to each query (its end
         token included; candidates stripped, empty ones and repeats dropped, in order). One
         forward over the prompts, one over every candidate of every query."""
+        require_1d_positions(self.model, "scoring candidate answers")
         answers = unique_answers(candidates)
         if len(images) != len(questions):
             raise ValueError(f"{len(images)} images but {len(questions)} questions")
         if not answers or not questions:
             return np.zeros((len(questions), len(answers)))
         first, cache, mask, _ = prompt_pass(self, images, questions)
-        return score(self, first, cache, mask, [answer_ids(self.processor.tokenizer, a) for a in answers])
+        return score(self, first, cache, mask, [answer_ids(self.processor.tokenizer, a, self.family.chat.answer_head) for a in answers])
 
     def answer_distribution(self, images: Sequence[ImageInput], questions: Sequence[str], candidates: Sequence[str] = (),
                             top_k: int = 0, max_new_tokens: int = 8) -> list[AnswerDistribution]:
@@ -173,6 +178,7 @@ class Assistant:
         answer vocabulary of a model trained on a closed set, and the answers it gave) plus,
         with top_k > 0, the greedy answers that begin with each query's top_k first tokens
         (for a model without a known vocabulary)."""
+        require_1d_positions(self.model, "answer distributions")
         return answer_distributions(self, images, questions, candidates, top_k=top_k, max_new_tokens=max_new_tokens)
 
     @torch.no_grad()
@@ -185,7 +191,9 @@ class Assistant:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         tokenizer = self.processor.tokenizer
         settings = self._greedy(max_new_tokens)
-        if _shared_images(images):  # several questions per image: encode each image's prefix once
+        # several questions per image: encode each image's prefix once (a loop with hand-built 1-D
+        # positions; a family with 3-D positions decodes through generate)
+        if _shared_images(images) and self.family.positions_1d:
             return self._answer_shared(images, questions, max_new_tokens, batch_size, progress)
         answers: list[str] = []
         starts = range(0, len(questions), batch_size)
@@ -209,7 +217,7 @@ class Assistant:
             if id(image) not in pixels:
                 pixels[id(image)] = self.images.pixel_values(image)
             ids = encode_query(self.processor, self.images, image, question, self.system, pixel_values=pixels[id(image)])["input_ids"].tolist()
-            split = len(ids) - ids[::-1].index(self.model.config.image_token_id)  # after the last image token
+            split = len(ids) - ids[::-1].index(image_token_id(self.model))  # after the last image token
             groups.setdefault((id(image), tuple(ids[:split])), []).append((index, ids[split:]))
         answers: list[str] = [""] * len(questions)
         chunk: list[tuple[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]]] = []
@@ -250,7 +258,7 @@ class Assistant:
         tokens: list[list[int]] = [[] for _ in rows]
         done = torch.zeros(len(rows), dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
-            logits[:, self.model.config.image_token_id] = float("-inf")  # as in `_greedy`: no image token without an image
+            logits[:, visual_token_ids(self.model)] = float("-inf")  # as in `_greedy`: no image token without an image
             chosen = logits.float().argmax(-1)
             for n, token in enumerate(chosen.tolist()):
                 if not done[n]:
@@ -294,7 +302,9 @@ class Assistant:
 
     def enable_prefix_cache(self, max_bytes: int = 256 * 1024 * 1024) -> PrefixCache:
         """Keep each image's prompt prefix (layers 0..l) so that `embed` of more questions
-        about images already embedded runs only the questions' tokens (`PrefixCache`)."""
+        about images already embedded runs only the questions' tokens (`PrefixCache`).
+        Families with 1-D positions only (not Qwen2.5-VL yet)."""
+        require_1d_positions(self.model, "the prefix cache")
         self.prefix_cache = PrefixCache(max_bytes)
         return self.prefix_cache
 
@@ -315,7 +325,7 @@ class Assistant:
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
             rows.append(self._embed_chunk(images[start : start + batch_size], questions[start : start + batch_size]))
-        width = self.model.config.text_config.hidden_size
+        width = text_config(self.model).hidden_size
         return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
 
     def _embed_chunk(self, images: Sequence[ImageInput], questions: Sequence[str]) -> np.ndarray:
@@ -337,7 +347,7 @@ class Assistant:
         with record_states():  # nothing of this forward kept on the module
             hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
         if cache is not None:
-            prefix.store(inputs["input_ids"], cache, keys, self.model.config.image_token_id, self.layer)
+            prefix.store(inputs["input_ids"], cache, keys, image_token_id(self.model), self.layer)
         last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy()
 

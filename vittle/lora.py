@@ -15,6 +15,7 @@ quantized weights: the base is loaded again in the compute dtype and the adapter
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from vittle.checkpoint import CheckpointError
 from vittle.config import LoraConfig
+from vittle.families import family_of
 from vittle.model import BOTTLENECK_ATTR
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,11 @@ logger = logging.getLogger(__name__)
 ADAPTER_FILE = "adapter_model.safetensors"
 TRAINED_FILE = "vittle_trained.safetensors"
 """The fully trained (non-adapter) weights of a LoRA checkpoint: projector and bottleneck."""
-FULLY_TRAINED = ("multi_modal_projector", BOTTLENECK_ATTR)
+
+
+def _fully_trained(model: torch.nn.Module) -> tuple[str, ...]:
+    """Name prefixes (in the base model) of the modules trained in full: projector and bottleneck."""
+    return (family_of(model).projector + ".", BOTTLENECK_ATTR + ".")
 
 
 def _peft() -> Any:
@@ -58,15 +64,18 @@ def apply_lora(model: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     names = "|".join(config.modules)
     # only inside the language model: the vision tower and the projector have linear layers too
-    target = rf".*language_model.*\.({names})$"
-    found = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "language_model" in n and n.split(".")[-1] in config.modules]
+    inside = family_of(model).language_model
+    target = rf"(.*\.)?{re.escape(inside)}\..*\.({names})$"
+    found = [n for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and n.startswith(inside + ".") and n.split(".")[-1] in config.modules]
     if not found:
         raise ValueError(f"lora.target_modules={config.target_modules!r}: no linear layer of the language model has these names")
     lora = peft.LoraConfig(r=config.r, lora_alpha=config.scale_numerator, lora_dropout=config.dropout, target_modules=target,
                            bias="none", task_type=None)
     wrapped = peft.get_peft_model(model, lora)
+    fully_trained = _fully_trained(model)
     for name, param in wrapped.get_base_model().named_parameters():
-        if any(part in name.split(".") for part in FULLY_TRAINED):
+        if name.startswith(fully_trained):
             param.requires_grad_(True)
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     total = sum(p.numel() for p in wrapped.parameters())

@@ -1,9 +1,9 @@
-"""Attach a Vittle bottleneck to a Hugging Face LLaVA model, save it and load it back.
+"""Attach a Vittle bottleneck to a Hugging Face vision-language model, save it and load it back.
 
 The bottleneck runs in a forward hook on decoder layer l: the hook's return value replaces
 the layer's output, so transformers' own layer loop, KV cache, gradient checkpointing and
-generation stay untouched. A pre-hook on the LLaVA backbone records which tokens are image
-tokens (`input_ids == image_token_id`) for the forward that follows; during cached
+generation stay untouched. A pre-hook on the backbone (`families.backbone`) records which tokens are
+image tokens (`vittle.families.visual_mask`) for the forward that follows; during cached
 generation each new token is a text token. Both hooks keep their per-forward data per thread,
 and `run_to_layer` stops only its own thread's forward, so several threads may call one model
 at once (each reads its own posterior through `vittle.bottleneck.record_states`).
@@ -28,21 +28,15 @@ from torch import nn
 
 from vittle.bottleneck import VittleBottleneck
 from vittle.config import BottleneckConfig
+from vittle.families import backbone, decoder_layers, text_config, visual_mask
+
+__all__ = ["BOTTLENECK_ATTR", "CONFIG_KEY", "attach_bottleneck", "bottleneck_alpha", "bottleneck_layer", "decoder_layers",
+           "detach_bottleneck", "get_bottleneck", "run_to_layer"]
 
 logger = logging.getLogger(__name__)
 
 BOTTLENECK_ATTR = "vittle_bottleneck"
 CONFIG_KEY = "vittle"
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The language model's decoder layers of a LlavaForConditionalGeneration."""
-    try:
-        return model.model.language_model.layers
-    except AttributeError as err:
-        raise TypeError(
-            f"{type(model).__name__} is not a LLaVA-style model: expected model.model.language_model.layers"
-        ) from err
 
 
 def get_bottleneck(model: nn.Module) -> VittleBottleneck | None:
@@ -60,19 +54,12 @@ def bottleneck_layer(model: nn.Module) -> int:
 
 def _visual_mask(model: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
     input_ids = kwargs.get("input_ids", args[0] if args else None)
-    token_id = model.config.image_token_id
-    if input_ids is not None:
-        return input_ids == token_id
-    embeds = kwargs.get("inputs_embeds")
-    if embeds is None:
-        raise ValueError("the model was called without input_ids or inputs_embeds")
-    # Before image features are scattered in, image positions hold the image token's embedding.
-    image_embedding = model.get_input_embeddings().weight[token_id].to(embeds.dtype)
-    return (embeds == image_embedding).all(dim=-1)
+    return visual_mask(model, input_ids=input_ids, inputs_embeds=kwargs.get("inputs_embeds"))
 
 
 def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, *, allow_last_layer: bool = False) -> nn.Module:
-    """Add a Vittle bottleneck after decoder layer `config.layer` of a LLaVA model, in place.
+    """Add a Vittle bottleneck after decoder layer `config.layer` of a model of a supported family
+    (`vittle.families`), in place.
 
     Returns the model. The bottleneck takes the dtype and device of that layer, and its MLPs
     start from the language model's own initialisation (normal with the config's
@@ -93,9 +80,9 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
     # a floating-point weight of the layer (under 8-/4-bit loading its linear weights are integers; its norms are not)
     reference = next((p for p in layers[layer].parameters() if p.is_floating_point()), None)
     reference = reference if reference is not None else next(layers[layer].parameters())
-    text_config = model.config.text_config
-    init_std = config.init_std if config.init_std is not None else getattr(text_config, "initializer_range", 0.02)
-    bottleneck = VittleBottleneck(config, text_config.hidden_size, init_std=init_std)
+    text = text_config(model)
+    init_std = config.init_std if config.init_std is not None else getattr(text, "initializer_range", 0.02)
+    bottleneck = VittleBottleneck(config, text.hidden_size, init_std=init_std)
     bottleneck = bottleneck.to(device=reference.device, dtype=reference.dtype)
     bottleneck.train(model.training)  # a new module starts in training mode; follow the model
     model.add_module(BOTTLENECK_ATTR, bottleneck)
@@ -110,12 +97,12 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
         mask = getattr(pending, "visual_mask", None)
         pending.visual_mask = None  # one backbone forward, one use
         if mask is None or mask.shape != hidden.shape[:2]:
-            raise RuntimeError("the bottleneck's layer ran without the LLaVA backbone's forward; call the model itself")
+            raise RuntimeError("the bottleneck's layer ran without the backbone's forward; call the model itself")
         new_hidden = bottleneck(hidden, mask.to(hidden.device))
         return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
 
     bottleneck._hook_handles = [
-        model.model.register_forward_pre_hook(record_tokens, with_kwargs=True),
+        backbone(model).register_forward_pre_hook(record_tokens, with_kwargs=True),
         layers[layer].register_forward_hook(apply, prepend=True),  # before any other hook reads the layer's output
     ]
     return model
@@ -172,9 +159,9 @@ def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, 
     previous, _STOP.layer = getattr(_STOP, "layer", None), layers[layer]
     try:
         if cache is None:
-            model.model(**inputs, use_cache=False)
+            backbone(model)(**inputs, use_cache=False)
         else:
-            model.model(**inputs, use_cache=True, cache=cache)
+            backbone(model)(**inputs, use_cache=True, cache=cache)
     except _StopForward as stopped:
         return stopped.hidden
     finally:

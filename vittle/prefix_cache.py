@@ -16,8 +16,8 @@ from PIL import Image
 
 from vittle.bottleneck import record_states
 from vittle.data import image_digest
+from vittle.families import image_token_id
 from vittle.model import run_to_layer
-from vittle.template import IMAGE_PLACEHOLDER, build_prompt
 
 
 class PrefixCache:
@@ -110,13 +110,13 @@ class PrefixCache:
 
         shared_ids, shared_layers = self.shared
         start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
-        image = assistant.processor.image_token
+        image, image_id, chat = assistant.processor.image_token, image_token_id(assistant.model), assistant.family.chat
         suffixes = []
         for question in questions:
-            prompt = build_prompt(question, has_image=True, system=assistant.system).replace(IMAGE_PLACEHOLDER, image * count, 1)
+            prompt = chat.expand_image(chat.build_prompt(question, has_image=True, system=assistant.system), image, count)
             ids = torch.tensor(assistant.processor.tokenizer(prompt)["input_ids"])
             if ids.shape[0] <= start + count or not torch.equal(ids[:start], shared_ids.to(ids.device)) \
-                    or not bool((ids[start : start + count] == assistant.model.config.image_token_id).all()):
+                    or not bool((ids[start : start + count] == image_id).all()):
                 return None
             suffixes.append(ids[start + count :])
         lengths = torch.tensor([s.shape[0] for s in suffixes])

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vittle.bottleneck import record_states
+from vittle.families import image_grids, visual_mask
 from vittle.model import get_bottleneck, run_to_layer
 
 
@@ -29,7 +30,8 @@ class ProbeResult:
     visual_positions: list[int]
     """Indices into `tokens` of the image tokens."""
     grid: tuple[int, int] | None
-    """(rows, cols) of the image tokens, None without an image."""
+    """(rows, cols) of the image tokens, None without an image (a dynamic-resolution family's
+    grid from its `image_grid_thw`; else the square of the count, or one row)."""
     has_bottleneck: bool
     visual_variance: np.ndarray | None = None
     """(n_visual,) posterior variance per image token, mean over dims."""
@@ -66,6 +68,8 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
     with record_states() as states:  # this call's posterior: concurrent probes do not read each other's
         hidden = run_to_layer(assistant.model, assistant.layer, **inputs)
     lengths = inputs["attention_mask"].sum(dim=1).tolist()
+    visual_rows = visual_mask(assistant.model, inputs["input_ids"])
+    grids = iter(image_grids(assistant.model, inputs) or [])
     state = states[-1] if states and assistant.has_bottleneck else None
     if state is not None:
         variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
@@ -75,10 +79,11 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
     for row, length in enumerate(lengths):
         ids = inputs["input_ids"][row, :length]
         after = hidden[row, length - 1].float().cpu().numpy()
-        visual = (ids == assistant.model.config.image_token_id).nonzero().flatten().tolist()
+        visual = visual_rows[row, :length].nonzero().flatten().tolist()
+        grid = next(grids, None) if visual else None
         result = ProbeResult(layer=assistant.layer, hidden_before=after, hidden_after=after,
                              tokens=assistant.processor.tokenizer.convert_ids_to_tokens(ids.tolist()), visual_positions=visual,
-                             grid=_grid(len(visual)) if visual else None, has_bottleneck=assistant.has_bottleneck)
+                             grid=(grid or _grid(len(visual))) if visual else None, has_bottleneck=assistant.has_bottleneck)
         if state is not None:
             result.hidden_before = state.hidden[row, length - 1].float().cpu().numpy()
             mask = masks[row, :length]

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from vittle.families import projector_output
 from vittle.model import bottleneck_alpha, bottleneck_layer, decoder_layers, run_to_layer
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def residual_rms(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], l
 def _writers(model: nn.Module) -> list[nn.Module]:
     """The modules whose outputs are added into the language model's residual stream."""
     layers = decoder_layers(model)
-    writers: list[nn.Module] = [model.get_input_embeddings(), model.model.multi_modal_projector.linear_2]
+    writers: list[nn.Module] = [model.get_input_embeddings(), projector_output(model)]
     for index, layer in enumerate(layers):
         try:
             writers += [layer.self_attn.o_proj, layer.mlp.down_proj]

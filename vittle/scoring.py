@@ -15,14 +15,17 @@ import numpy as np
 import torch
 
 from vittle.distribution import AnswerDistribution, unique_answers
+from vittle.families import visual_token_ids
 from vittle.template import ASSISTANT
 
 
-def answer_ids(tokenizer: Any, answer: str) -> list[int]:
-    """The token ids of `answer` as the model writes it after "ASSISTANT:", end token included
-    (tokenized in that context, so a tokenizer that merges the leading space gets it right)."""
-    head = tokenizer(f"{ASSISTANT}:", add_special_tokens=False)["input_ids"]
-    full = tokenizer(f"{ASSISTANT}: {answer}{tokenizer.eos_token}", add_special_tokens=False)["input_ids"]
+def answer_ids(tokenizer: Any, answer: str, head_text: str = f"{ASSISTANT}:") -> list[int]:
+    """The token ids of `answer` as the model writes it after the prompt's end `head_text`
+    (vicuna-v1's "ASSISTANT:"), end token included (tokenized in that context, so a tokenizer
+    that merges the leading space gets it right)."""
+    head = tokenizer(head_text, add_special_tokens=False)["input_ids"]
+    space = " " if head_text.endswith(":") else ""
+    full = tokenizer(f"{head_text}{space}{answer}{tokenizer.eos_token}", add_special_tokens=False)["input_ids"]
     if full[: len(head)] == head:
         return full[len(head):]
     return tokenizer(f" {answer}{tokenizer.eos_token}", add_special_tokens=False)["input_ids"]
@@ -71,8 +74,7 @@ def continuations(assistant: Any, images: Sequence[Any], questions: Sequence[str
                   max_new_tokens: int) -> list[str]:
     """The greedy answers that start with each query's `top_k` most likely first tokens (the
     end token and the image token left out): what the model would say if it began otherwise."""
-    config = assistant.model.config
-    banned = {config.image_token_id, assistant.processor.tokenizer.eos_token_id}
+    banned = {*visual_token_ids(assistant.model), assistant.processor.tokenizer.eos_token_id}
     starts: list[tuple[int, int]] = []
     for row in range(first.shape[0]):
         for token in torch.argsort(first[row], descending=True)[: top_k + len(banned)].tolist():
@@ -104,5 +106,6 @@ def answer_distributions(assistant: Any, images: Sequence[Any], questions: Seque
     if top_k:
         answers = unique_answers([*answers, *continuations(assistant, images, questions, first, top_k, max_new_tokens)])
     tokenizer = assistant.processor.tokenizer
-    scores = score(assistant, first, cache, mask, [answer_ids(tokenizer, answer) for answer in answers])
+    head = assistant.family.chat.answer_head
+    scores = score(assistant, first, cache, mask, [answer_ids(tokenizer, answer, head) for answer in answers])
     return [AnswerDistribution(list(answers), row.tolist()) for row in scores]

@@ -1,4 +1,6 @@
-"""The vicuna-v1 conversation template LLaVA-1.5 is trained with.
+"""The conversation templates: vicuna-v1 (LLaVA-1.5) and ChatML (Qwen-VL).
+
+vicuna-v1, the one LLaVA-1.5 is trained with:
 
     "{system} USER: <image>\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>"
 
@@ -18,10 +20,11 @@ USER, ASSISTANT = "USER", "ASSISTANT"
 EOS = "</s>"
 
 
-def system_prompt_of(model_config: object) -> str:
-    """The system prompt a model was trained with: vicuna-v1's unless its config says."""
+def system_prompt_of(model_config: object, default: str = SYSTEM_PROMPT) -> str:
+    """The system prompt a model was trained with: `default` (vicuna-v1's, or the family's chat
+    format's) unless its config says."""
     value = getattr(model_config, SYSTEM_PROMPT_KEY, None)
-    return SYSTEM_PROMPT if value is None else str(value)
+    return default if value is None else str(value)
 
 
 def format_conversation(turns: list[tuple[str, str]], eos: str = EOS, system: str = SYSTEM_PROMPT) -> tuple[str, list[tuple[int, int]]]:
@@ -72,3 +75,105 @@ def chat_template(system: str = SYSTEM_PROMPT, eos: str = EOS) -> str:
         "{%- else -%}{{ ' ' + text }}" + eos + "{%- endif -%}"
         "{%- endfor -%}"
     )
+
+
+def expand_image(text: str, image_token: str, count: int) -> str:
+    """The vicuna prompt's image placeholder replaced by `count` image tokens."""
+    return text.replace(IMAGE_PLACEHOLDER, image_token * count)
+
+
+class Vicuna:
+    """The vicuna-v1 format above, as a chat format object (`vittle.families` picks one per family)."""
+
+    name = "vicuna-v1"
+    system = SYSTEM_PROMPT
+    answer_head = f"{ASSISTANT}:"
+    """What the prompt ends with; an answer's tokens are those written after it (vittle.scoring)."""
+
+    @staticmethod
+    def format_conversation(turns: list[tuple[str, str]], eos: str = EOS, system: str = SYSTEM_PROMPT) -> tuple[str, list[tuple[int, int]]]:
+        return format_conversation(turns, eos, system)
+
+    @staticmethod
+    def build_prompt(question: str, has_image: bool, system: str = SYSTEM_PROMPT) -> str:
+        return build_prompt(question, has_image, system)
+
+    @staticmethod
+    def expand_image(text: str, image_token: str, count: int) -> str:
+        return expand_image(text, image_token, count)
+
+    @staticmethod
+    def chat_template(system: str = SYSTEM_PROMPT, eos: str = EOS) -> str:
+        return chat_template(system, eos)
+
+
+class ChatML:
+    """The ChatML format of Qwen-VL instruct models:
+
+        "<|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n<|vision_start|>{image tokens}<|vision_end|>{q}<|im_end|>\\n
+         <|im_start|>assistant\\n{a}<|im_end|>\\n"
+
+    Answers with their "<|im_end|>" are the supervised spans; the prompt ends with
+    "<|im_start|>assistant\\n". The image placeholder (with the newline after it) becomes the
+    image tokens between the vision start and end markers."""
+
+    name = "chatml"
+    system = "You are a helpful assistant."
+    end = "<|im_end|>"
+    answer_head = "<|im_start|>assistant\n"
+    vision_start, vision_end = "<|vision_start|>", "<|vision_end|>"
+
+    @classmethod
+    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """As `format_conversation`; the end of an answer is always "<|im_end|>" (`eos` is ignored)."""
+        system = cls.system if system is None else system
+        text = f"<|im_start|>system\n{system}{cls.end}\n" if system else ""
+        spans: list[tuple[int, int]] = []
+        for index, (question, answer) in enumerate(turns):
+            text += f"<|im_start|>user\n{question}{cls.end}\n{cls.answer_head}"
+            if answer == "" and index == len(turns) - 1:
+                break
+            start = len(text)
+            text += f"{answer}{cls.end}"
+            spans.append((start, len(text)))
+            text += "\n"
+        return text, spans
+
+    @classmethod
+    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
+        if has_image and IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return cls.format_conversation([(question, "")], system=system)[0]
+
+    @classmethod
+    def expand_image(cls, text: str, image_token: str, count: int) -> str:
+        slot = cls.vision_start + image_token * count + cls.vision_end
+        return text.replace(IMAGE_PLACEHOLDER + "\n", slot).replace(IMAGE_PLACEHOLDER, slot)
+
+    @classmethod
+    def chat_template(cls, system: str | None = None, eos: str = "") -> str:
+        """A Jinja chat template rendering messages as `format_conversation` does (images first in
+        a user turn, as the vision markers around the processor's image token); every user turn
+        ends with the assistant header."""
+        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            "{%- set ns = namespace(system='" + default + "') -%}"
+            "{%- if messages and messages[0]['role'] == 'system' -%}"
+            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- endif -%}{%- endif -%}"
+            "{%- if ns.system -%}<|im_start|>system\n{{ ns.system }}<|im_end|>\n{% endif -%}"
+            "{%- for message in messages if message['role'] != 'system' -%}"
+            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
+            "{%- else -%}"
+            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+            "{%- endif -%}"
+            "{%- if message['role'] == 'user' -%}"
+            "<|im_start|>user\n{{ '<|vision_start|><|image_pad|><|vision_end|>' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
+            "{%- else -%}{{ text }}<|im_end|>\n{%- endif -%}"
+            "{%- endfor -%}"
+        )
+
+
+ChatFormat = type[Vicuna] | type[ChatML]

@@ -16,16 +16,17 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoProcessor, Trainer, set_seed
+from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from vittle.bottleneck import record_states
 from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
+from vittle.families import family_of, language_model, lm_head, load_processor, projector
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import schedule_alpha, vittle_loss
-from vittle.template import SYSTEM_PROMPT_KEY, chat_template, system_prompt_of
+from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,13 @@ def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
     """
     model.requires_grad_(False)
     if stage == "pretrain":
-        model.model.language_model.requires_grad_(True)
-        model.lm_head.requires_grad_(True)
+        language_model(model).requires_grad_(True)
+        lm_head(model).requires_grad_(True)
         return [name for name, param in model.named_parameters() if param.requires_grad]
-    model.model.multi_modal_projector.requires_grad_(True)
+    projector(model).requires_grad_(True)
     if stage in ("instruct", "baseline"):
-        model.model.language_model.requires_grad_(True)
-        model.lm_head.requires_grad_(True)
+        language_model(model).requires_grad_(True)
+        lm_head(model).requires_grad_(True)
         bottleneck = get_bottleneck(model)
         if bottleneck is not None:
             bottleneck.requires_grad_(True)
@@ -81,7 +82,8 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
 
             compute = DTYPES.get(recipe.model.dtype, torch.bfloat16)
             extra.update(quantization_config=quantization_config(recipe.lora.quantize, compute), device_map={"": _local_device()})
-        model, processor = load_pretrained(init, dtype=recipe.model.dtype, **extra), AutoProcessor.from_pretrained(init)
+        model = load_pretrained(init, dtype=recipe.model.dtype, **extra)
+        processor = load_processor(init, model.config)
     if recipe.model.attn_implementation != "auto" and init in ("tiny", "tiny-efficientnet", "compose"):
         model.set_attn_implementation(recipe.model.attn_implementation)
     existing = get_bottleneck(model)
@@ -268,11 +270,12 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         prepare(recipe.data.path, recipe.data.synthetic)
     args = training_arguments(recipe)  # first: with ZeRO-3 it makes from_pretrained partition at load
     model, processor = prepare_model(recipe)
-    system = system_prompt_of(model.config)
+    chat = family_of(model).chat
+    system = system_prompt_of(model.config, chat.system)
     if recipe.data.system_prompt is not None:
         system = recipe.data.system_prompt
         setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
-    processor.chat_template = chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
+    processor.chat_template = chat.chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
                                    cache_images=recipe.data.cache_images)
     if recipe.model.residual_rms:

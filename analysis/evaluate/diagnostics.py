@@ -27,6 +27,7 @@ def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequ
                           threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
     """Run the queries up to the bottleneck layer and summarize its posterior per modality."""
     from vittle.bottleneck import record_states
+    from vittle.families import visual_mask
     from vittle.model import get_bottleneck, run_to_layer
 
     if not questions:
@@ -34,13 +35,12 @@ def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequ
     model = assistant.model
     bottleneck = get_bottleneck(model)
     sums: dict[str, dict[str, Any]] = {m: {"n": 0, "h2": 0.0, "mu2": 0.0, "var": 0.0, "kl_dim": None} for m in ("visual", "text")}
-    image_token = model.config.image_token_id
     for start in range(0, len(questions), batch_size):
         inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
         with record_states() as states:
             hidden = run_to_layer(model, assistant.layer, **inputs)
         real = inputs["attention_mask"].bool()
-        visual = (inputs["input_ids"] == image_token) & real
+        visual = visual_mask(model, inputs["input_ids"]) & real
         masks = {"visual": visual, "text": real & ~visual}
         state = states[-1] if bottleneck is not None and states else None
         source = state.hidden if state is not None else hidden
@@ -93,6 +93,8 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
       image tokens in the layers after the bottleneck layer, mean over heads, layers and queries.
     """
     from vittle.bottleneck import record_states
+    from vittle.families import language_model as text_decoder
+    from vittle.families import visual_mask
     from vittle.model import bottleneck_alpha, decoder_layers, get_bottleneck
 
     if not questions:
@@ -102,7 +104,7 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
     layers = range(assistant.layer + 1, len(decoder_layers(model)))
     totals: dict[str, float] = {"queries": 0, "tv": 0.0, "flips": 0, "attention": 0.0, "visual_change": 0.0, "visual_tokens": 0,
                                 "text_change": 0.0, "text_tokens": 0}
-    language_model = model.model.language_model
+    language_model = text_decoder(model)
     previous = language_model.config._attn_implementation
     language_model.set_attn_implementation("eager")  # sdpa does not return attention weights; the vision tower is left as is
     try:
@@ -112,7 +114,7 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
             last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the answer position
             with record_states() as states:
                 outputs = model(**inputs, output_attentions=bool(layers), use_cache=False)
-            visual = inputs["input_ids"] == model.config.image_token_id
+            visual = visual_mask(model, inputs["input_ids"])
             totals["queries"] += len(rows)
             if layers:
                 shares = [outputs.attentions[i][rows, :, last].float() for i in layers]  # (batch, heads, seq) each

@@ -87,7 +87,7 @@ def test_attach_errors(tiny):
     assert model.config.vittle["layer"] == 1  # the resolved default (two layers after it) is stored
     with pytest.raises(ValueError, match="already has a Vittle bottleneck"):
         attach_bottleneck(model)
-    with pytest.raises(TypeError, match="not a LLaVA-style model"):
+    with pytest.raises(TypeError, match="does not support Linear; supported families: LLaVA-1.5"):
         attach_bottleneck(torch.nn.Linear(2, 2))
 
 

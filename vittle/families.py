@@ -1,0 +1,259 @@
+"""The family adapter: the one place that knows how a model family lays out a vision-language
+model. Everything else asks it where the decoder layers, the image tokens, the projector, the
+LM head, the chat format and the positions are.
+
+    family = family_of(model)           # a model (peft-wrapped too), its config or its processor
+    decoder_layers(model)               # the text decoder's layers (transformers' get_decoder())
+    visual_mask(model, input_ids)       # (batch, seq) image (and video) placeholder tokens
+    family.chat.build_prompt(question, has_image=True)
+
+Families (docs/models.md):
+- LLaVA-1.5, `LlavaForConditionalGeneration`: a fixed number of image tokens per image (the
+  image padded to a square), vicuna-v1 prompts, 1-D positions.
+- Qwen2.5-VL, `Qwen2_5_VLForConditionalGeneration`: dynamic resolution (the image's size
+  sets the number of image tokens; pixels come as flattened patches with `image_grid_thw`),
+  ChatML prompts, 3-D rotary positions (M-RoPE) that the model builds from
+  `mm_token_type_ids`: vittle never builds positions by hand for it, so decoding goes
+  through `generate`, and the paths that would need hand-built positions (the prefix cache,
+  candidate scoring, the shared-image decoding loop) are refused or bypassed.
+
+Adding a family: one `Family` entry in `FAMILIES` and one fixture in tests/vittle/families.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+from transformers import Qwen2_5_VLProcessor
+
+from vittle.config import default_layer
+from vittle.template import ChatFormat, ChatML, Vicuna
+
+logger = logging.getLogger(__name__)
+
+
+class UnsupportedFamilyError(TypeError):
+    """A model, config or processor of a family vittle does not know, naming those it knows."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one model family keeps what the bottleneck and its tools need."""
+
+    name: str
+    model_type: str
+    """`config.model_type` of the family's models."""
+    model_class: str
+    """The transformers class that loads a checkpoint (a name in `transformers`)."""
+    processor_class: str
+    language_model: str
+    """Path of the text decoder module (what `get_decoder()` returns): LoRA goes inside it."""
+    projector: str
+    """Path of the vision-to-text projector (trained in stage 1, in full under LoRA)."""
+    projector_output: str
+    """Path of the projector's last linear layer, whose output enters the residual stream."""
+    chat: ChatFormat
+    mrope: bool = False
+    """3-D rotary positions built by the model (from `mm_token_type_ids`); vittle uses `generate`."""
+    pad_to_square: bool = True
+    """LLaVA-1.5 pads images to a square; dynamic-resolution families keep the aspect ratio."""
+    image_grid: bool = False
+    """Images come as flattened patches with `image_grid_thw` (concatenated over a batch)."""
+    video: bool = False
+    """The family also has a video placeholder token (`config.video_token_id`)."""
+
+    @property
+    def positions_1d(self) -> bool:
+        """Whether positions are one index per token, so that vittle may build them itself."""
+        return not self.mrope
+
+
+LLAVA = Family(
+    name="LLaVA-1.5", model_type="llava", model_class="LlavaForConditionalGeneration", processor_class="LlavaProcessor",
+    language_model="model.language_model", projector="model.multi_modal_projector",
+    projector_output="model.multi_modal_projector.linear_2", chat=Vicuna,
+)
+QWEN2_5_VL = Family(
+    name="Qwen2.5-VL", model_type="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration",
+    processor_class="Qwen2_5_VLProcessor", language_model="model.language_model", projector="model.visual.merger",
+    projector_output="model.visual.merger.mlp.2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
+)
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL)}
+
+
+def supported() -> str:
+    return ", ".join(f"{f.name} ({f.model_class})" for f in FAMILIES.values())
+
+
+def _base(model: Any) -> Any:
+    """The transformers model under a peft wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def family_of(obj: Any) -> Family:
+    """The family of a model, a model config or a processor."""
+    if isinstance(obj, transformers.ProcessorMixin):
+        for family in FAMILIES.values():
+            if isinstance(obj, getattr(transformers, family.processor_class)):
+                return family
+        raise UnsupportedFamilyError(f"vittle does not support {type(obj).__name__} processors; supported families: {supported()}")
+    config = obj if isinstance(obj, transformers.PretrainedConfig) else getattr(obj, "config", None)
+    family = FAMILIES.get(getattr(config, "model_type", None))
+    if family is None:
+        kind = type(obj).__name__ if config is None else f"{type(obj).__name__} (model_type {config.model_type!r})"
+        raise UnsupportedFamilyError(f"vittle does not support {kind}; supported families: {supported()}")
+    return family
+
+
+def submodule(model: Any, path: str) -> nn.Module:
+    return _base(model).get_submodule(path)
+
+
+def backbone(model: Any) -> nn.Module:
+    """The model without its LM head (`model.model`: vision tower, projector, text decoder)."""
+    family_of(model)
+    return _base(model).base_model
+
+
+def decoder_layers(model: Any) -> nn.ModuleList:
+    """The text decoder's layers (transformers' `get_decoder()`)."""
+    family_of(model)
+    return _base(model).get_decoder().layers
+
+
+def language_model(model: Any) -> nn.Module:
+    family = family_of(model)
+    return submodule(model, family.language_model)
+
+
+def projector(model: Any) -> nn.Module:
+    return submodule(model, family_of(model).projector)
+
+
+def projector_output(model: Any) -> nn.Module:
+    return submodule(model, family_of(model).projector_output)
+
+
+def lm_head(model: Any) -> nn.Module:
+    return _base(model).get_output_embeddings()
+
+
+def text_config(model: Any) -> Any:
+    return _base(model).config.get_text_config()
+
+
+def default_bottleneck_layer(model: Any) -> int:
+    """3/4 of the depth, never the last layer (`vittle.config.default_layer`)."""
+    return default_layer(len(decoder_layers(model)))
+
+
+def image_token_id(model: Any) -> int:
+    return _base(model).config.image_token_id
+
+
+def visual_token_ids(model: Any) -> list[int]:
+    """The placeholder ids the bottleneck treats as visual: the image token, and the video token
+    where the family has one."""
+    config = _base(model).config
+    return [config.image_token_id, *([config.video_token_id] if family_of(model).video else [])]
+
+
+def visual_mask(model: Any, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, seq) True at image (and video) placeholder positions: the rule of transformers'
+    `get_placeholder_mask` (the token id, or, given only embeddings, the placeholder's embedding).
+    That method cannot be called here: LLaVA's checks the image features, which do not exist
+    yet when the mask is needed (before the backbone's forward)."""
+    ids = visual_token_ids(model)
+    if input_ids is not None:
+        return torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
+    if inputs_embeds is None:
+        raise ValueError("the model was called without input_ids or inputs_embeds")
+    table = _base(model).get_input_embeddings().weight
+    mask = torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
+    for token in ids:
+        mask |= (inputs_embeds == table[token].to(inputs_embeds.dtype)).all(dim=-1)
+    return mask
+
+
+def token_inputs(family: Family, input_ids: torch.Tensor, image_token: int) -> dict[str, torch.Tensor]:
+    """Per-token model inputs besides the ids: Qwen-VL's `mm_token_type_ids` (1 at image tokens),
+    from which it builds its 3-D positions."""
+    if not family.mrope:
+        return {}
+    return {"mm_token_type_ids": (input_ids == image_token).to(torch.int)}
+
+
+def require_1d_positions(model: Any, what: str) -> None:
+    """Refuse `what` for a family whose positions vittle cannot build by hand."""
+    family = family_of(model)
+    if not family.positions_1d:
+        raise NotImplementedError(f"{what} is not supported yet for {family.name} models: it builds positions by hand, "
+                                  "and their 3-D rotary positions (M-RoPE) come from the model's own position code")
+
+
+# Images
+
+
+def encode_image(family: Family, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+    """One image through the processor's image processor: {"pixel_values": (3, H, W)} for a
+    fixed-size family; {"pixel_values": (patches, dim), "image_grid_thw": (1, 3)} for a
+    dynamic-resolution one."""
+    out = processor.image_processor(images=[image], return_tensors="pt")
+    if family.image_grid:
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+    return {"pixel_values": out["pixel_values"][0]}
+
+
+def image_token_count(family: Family, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+    """How many image tokens the prompt needs for one encoded image (what the processor would
+    expand its image token to)."""
+    if family.image_grid:
+        return int(encoded["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+    height, width = encoded["pixel_values"].shape[-2:]
+    count = (height // processor.patch_size) * (width // processor.patch_size) + processor.num_additional_image_tokens
+    return count - 1 if processor.vision_feature_select_strategy == "default" else count
+
+
+def image_grids(model: Any, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]] | None:
+    """(rows, cols) of each image's tokens in a batch, in order, for a dynamic-resolution family;
+    None for a fixed-size one (its grid follows from the count)."""
+    if not family_of(model).image_grid or inputs.get("image_grid_thw") is None:
+        return None
+    merge = _base(model).config.vision_config.spatial_merge_size
+    return [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
+
+
+# Loading
+
+
+def model_class(config: Any) -> type:
+    return getattr(transformers, family_of(config).model_class)
+
+
+class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL's processor without its video processor: transformers' video processors need
+    torchvision, which this project does not install. Images and text behave as in the original."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+def load_processor(folder: str | Path, config: Any) -> Any:
+    """The processor saved with a checkpoint of `config`'s family. A Qwen2.5-VL processor
+    whose video half cannot be built here (no torchvision) is loaded for images and text."""
+    family = family_of(config)
+    try:
+        return transformers.AutoProcessor.from_pretrained(folder)
+    except (AttributeError, ImportError, ValueError) as err:
+        if family is not QWEN2_5_VL:
+            raise
+        logger.info("%s: loading the processor without video support (%s)", folder, err)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    image_processor = transformers.Qwen2VLImageProcessorPil.from_pretrained(folder)
+    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=getattr(tokenizer, "chat_template", None))
