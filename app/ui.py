@@ -52,7 +52,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
     def clear() -> tuple[Any, ...]:
         """Empty outputs: an error, or a new turn, never leaves an earlier query's results on screen."""
-        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", "", None)
+        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", None, "")
 
     rows = example_rows()
     finder = ExampleFinder([row[0] for row in rows])
@@ -78,7 +78,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             and perturbed), the panels' figures (embedding map, cosine distances, posterior variance
             and KL), the token highlighting, a summary, the answer-distribution charts (baseline,
             Vittle) with their numbers, the download (the turn's JSON and the perturbed image), a
-            link that reopens the settings, the turn's record (JSON), and the posterior variance over the image.
+            link that reopens the settings, the posterior variance over the image, and the turn's record (JSON).
         """
         try:
             ready()
@@ -92,20 +92,20 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             # makes Gradio rebuild the component's config, the costliest part of a turn under load
             answers = dict.fromkeys(ROLES, "")
             cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", "", None)
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", None, "")
             for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
                 pass
             marks = answer_marks(answers, service.label(vittle))
             header += f"  \n{marks}" if marks else ""
             turn = service.distributions(query, answers, vittle, settings.alpha)
             charts = ui_probe.distribution_outputs(service, turn, vittle)
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", "", None)
+            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", None, "")
             panels = service.panels(query, vittle, method)
             record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
             files = record.write(downloads(), query.perturbed_image)
             yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
                    panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
-                   record.to_json(), ui_probe.plot(fit_to_container(panels.specs.get("overlay"))))
+                   ui_probe.plot(fit_to_container(panels.specs.get("overlay"))), record.to_json())
             # (the whole turn again: an API caller's final result holds every output)
         except gr.Error:
             raise
@@ -252,7 +252,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
         outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
                    vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tabs.tokens, summary,
-                   baseline_distribution, vittle_distribution, effects, download, link, record, tabs.overlay_plot]
+                   baseline_distribution, vittle_distribution, effects, download, link, tabs.overlay_plot, record]
         inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
             trigger(clear, None, outputs, queue=False, api_visibility="private")

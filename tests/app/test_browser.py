@@ -105,6 +105,75 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     page.close()
 
 
+POINT_XY = """([trace, index]) => {
+    const gd = document.querySelector('#embedding-plot .js-plotly-plot');
+    const data = gd._fullData[trace], xa = gd._fullLayout[data.xaxis.replace('x', 'xaxis')], ya = gd._fullLayout[data.yaxis.replace('y', 'yaxis')];
+    const box = gd.getBoundingClientRect();
+    return [box.left + xa._offset + xa.l2p(data.x[index]), box.top + ya._offset + ya.l2p(data.y[index])];
+}"""
+VISIBLE_POINTS = "document.querySelectorAll('#embedding-plot .scatterlayer .trace .points path.point').length"
+TRACES_BY_PART = """(part) => document.querySelector('#embedding-plot .js-plotly-plot').data
+    .map((t, i) => [i, t]).filter(([i, t]) => (t.meta || {}).part === part && t.visible !== false).map(([i, t]) => i)"""
+
+
+def test_the_map_can_be_explored(browser, server, service):
+    """Hover a reference point (its query, answers and two thumbnails), join the twins, filter a
+    kind of question, click a point to load its query into the inputs."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[2])
+    page.wait_for_selector("#query-image img")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#embedding-plot .js-plotly-plot') !== null", timeout=60_000)
+    page.locator("#embedding-plot").scroll_into_view_if_needed()
+    samples, _ = service.references.samples()
+    kinds = [sample["kind"] for sample in samples]
+    page.wait_for_function(f"{VISIBLE_POINTS} >= {4 * len(samples)}", timeout=20_000)
+    assert page.evaluate(VISIBLE_POINTS) == 4 * len(samples) + 4  # 2 models x (clean, perturbed), and your star and cross
+    # hover: plotly's label names the query and both models' answers; the card shows the clean and perturbed image
+    points = page.evaluate(TRACES_BY_PART, "points")
+    x, y = page.evaluate(POINT_XY, [points[0], 0])
+    page.mouse.move(x, y)
+    page.wait_for_selector("#embedding-plot .hoverlayer .hovertext", timeout=5_000)
+    label = page.text_content("#embedding-plot .hoverlayer .hovertext")
+    assert "→" in label and "Baseline:" in label and "Vittle (F):" in label and "click to load" in label
+    index = int(label.split("#", 1)[1].split(":", 1)[0])
+    assert samples[index]["question"] in label
+    page.wait_for_selector("#map-hover-card img", timeout=5_000)
+    assert page.locator("#map-hover-card img").count() == 2 and "Frost 3" in page.inner_text("#map-hover-card")
+    # click: the point's query goes into the inputs
+    page.mouse.click(x, y)
+    page.wait_for_function(f"document.querySelector('#question textarea').value === {samples[index]['question']!r}", timeout=20_000)
+    page.wait_for_selector("#query-image img", timeout=10_000)
+    # the join toggle draws a segment per query and model, hidden again when off
+    assert page.evaluate(TRACES_BY_PART, "join") == []
+    page.click("#map-join input")
+    page.wait_for_function(f"({TRACES_BY_PART})('join').length === 2 * {len(set(kinds))}", timeout=5_000)
+    segments = page.evaluate("[...document.querySelectorAll('#embedding-plot .scatterlayer .trace path.js-line')]"
+                             ".filter(p => (p.getAttribute('d') || '').split('M').length - 1 >= 1).length")
+    assert segments >= 2 * len(set(kinds))
+    # the filter: without yes/no questions, their points go
+    page.click("#map-kinds label:has-text('yes/no') input")
+    expected = 4 * (len(samples) - kinds.count("yes/no")) + 4
+    page.wait_for_function(f"{VISIBLE_POINTS} === {expected}", timeout=5_000)
+    assert page.evaluate(f"({TRACES_BY_PART})('join').length") == 2 * (len(set(kinds)) - 1)  # their segments too
+    page.click("#map-kinds label:has-text('yes/no') input")
+    page.wait_for_function(f"{VISIBLE_POINTS} === {4 * len(samples) + 4}", timeout=5_000)
+    # the histogram: a bar's hover lists its queries
+    page.get_by_role("tab", name="Distances").click()
+    page.wait_for_selector("#distance-plot .barlayer .point", timeout=20_000)
+    bar = page.locator("#distance-plot .barlayer .trace").first.locator(".point").first.bounding_box()
+    page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] - 3)
+    page.wait_for_selector("#distance-plot .hoverlayer .hovertext", timeout=5_000)
+    listed = page.text_content("#distance-plot .hoverlayer .hovertext")
+    assert "queries" in listed and "#" in listed
+    assert errors == []
+    page.close()
+
+
 def test_bad_upload_shows_a_message_in_the_page(browser, server, bad_files):
     page = browser.new_page()
     page.goto(server)
@@ -151,12 +220,12 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
     top = page.evaluate("document.querySelector('#perturbation').getBoundingClientRect().top")
     assert -50 <= top <= 844, top  # scrolled to the answers
     widths = {}
-    for tab, selector in (("Embeddings", "#embedding-plot"), ("Posterior", "#variance-plot"),
+    for tab, selector in (("Embeddings", "#embedding-plot"), ("Posterior", "#variance-plot"), ("Posterior", "#overlay-plot"),
                           ("Distances", "#distance-plot"), ("Robustness", "#robustness-plot")):
         page.get_by_role("tab", name=tab).click()  # every tab in the tab bar, none behind a "..." menu
         page.wait_for_selector(f"{selector} .js-plotly-plot", timeout=20_000)
         page.wait_for_timeout(300)
-        widths[tab] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+        widths[selector] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
     for name, selector in (("baseline distribution", "#baseline-distribution"), ("Vittle distribution", "#vittle-distribution")):
         widths[name] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
     page.click("#sweep")

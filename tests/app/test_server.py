@@ -31,7 +31,7 @@ def test_endpoints_are_named(client):
 def test_run_returns_four_answers_and_panels(client, service):
     result = run(client, EASYVQA[0], visual="gaussian_noise", severity=4, text="char_typo", level=2)
     (image, question, header, b_clean, b_pert, v_clean, v_pert, embeddings, distances, variance, kl, tokens, summary,
-     baseline_distribution, vittle_distribution, effects, download, link, record, overlay) = result
+     baseline_distribution, vittle_distribution, effects, download, link, overlay, record) = result
     query = service.prepare(EASYVQA[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
     expected = list(service.answers(query, "vittle-f"))[-1]
     assert [b_clean, b_pert, v_clean, v_pert] == [expected[r] for r in ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")]
