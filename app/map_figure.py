@@ -75,7 +75,7 @@ def reference_map_spec(shift: Any, spec: str, labels: Mapping[str, str], placed:
     width = 0.95 / len(labels)
     layout: dict[str, Any] = {"annotations": []}
     data: list[dict[str, Any]] = []
-    kinds = list(dict.fromkeys(view.kinds))
+    kinds = [k for k in KINDS if k in view.kinds] + [k for k in dict.fromkeys(view.kinds) if k not in KINDS]  # circles first
     for col, (name, label) in enumerate(labels.items()):
         suffix = "" if col == 0 else str(col + 1)
         axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
