@@ -9,8 +9,11 @@ The format is LLaVA's: a JSON list of
 or, for language-model pretraining, {"id": "...", "text": "..."}: plain text with every
 token supervised and no chat template.
 
-Images are padded to a square with the image processor's mean colour (LLaVA-1.5's
-"pad" aspect ratio), then processed. Every problem names the sample id and the path.
+Prompts follow the model family's chat format (`vittle.families`: vicuna-v1 for LLaVA-1.5,
+ChatML for Qwen2.5-VL). LLaVA-1.5's images are padded to a square with the image processor's
+mean colour (its "pad" aspect ratio), then processed; a dynamic-resolution family's keep their
+aspect ratio and size, which sets their number of image tokens. Every problem names the sample
+id and the path.
 
 Long file: reading, checking, encoding and batching samples stay together, so each error
 message can name the sample and the file the reader has to fix.

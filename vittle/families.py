@@ -246,14 +246,16 @@ class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
 
 def load_processor(folder: str | Path, config: Any) -> Any:
     """The processor saved with a checkpoint of `config`'s family. A Qwen2.5-VL processor
-    whose video half cannot be built here (no torchvision) is loaded for images and text."""
+    whose video half cannot be built here (no torchvision), or one saved without it, is loaded
+    for images and text (`Qwen2_5_VLImageProcessor`)."""
     family = family_of(config)
     try:
-        return transformers.AutoProcessor.from_pretrained(folder)
+        processor = transformers.AutoProcessor.from_pretrained(folder)
     except (AttributeError, ImportError, ValueError) as err:
         if family is not QWEN2_5_VL:
             raise
         logger.info("%s: loading the processor without video support (%s)", folder, err)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    image_processor = transformers.Qwen2VLImageProcessorPil.from_pretrained(folder)
-    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=getattr(tokenizer, "chat_template", None))
+    else:
+        if family is not QWEN2_5_VL or isinstance(processor, Qwen2_5_VLProcessor):
+            return processor
+    return Qwen2_5_VLImageProcessor.from_pretrained(folder)

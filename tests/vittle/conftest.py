@@ -1,0 +1,82 @@
+"""The model families, one fixture each: a tiny random model built from the family's own
+config class and a processor built here (a tokenizer trained with `tokenizers`, the family's
+image processor at small sizes). Nothing is downloaded. Adding a family to the tests is one
+builder in `BUILDERS` (and its `vittle.families.FAMILIES` entry)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+)
+
+from vittle.families import Qwen2_5_VLImageProcessor
+from vittle.template import ChatML
+from vittle.tiny import build_tiny_llava
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+_WORDS = ("what colour color is the shape image picture red green blue yellow circle square triangle yes no "
+          "a an this there in of does contain which small large left right answer user assistant system")
+
+
+def _qwen_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tokenizer.train_from_iterator([_WORDS, ChatML.system, *(_WORDS.split())] * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+                                   padding_side="right", model_max_length=2048)
+
+
+def build_tiny_qwen2_5_vl(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """Qwen2.5-VL at 4 decoder layers x 64, a 2-block vision tower with 4 px patches merged 2 x 2,
+    images resized (aspect kept) to 64..1024 pixels: 1 to 16 image tokens by size."""
+    tokenizer = _qwen_tokenizer()
+    image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
+                                               size={"shortest_edge": 8 * 8, "longest_edge": 32 * 32})
+    processor = Qwen2_5_VLImageProcessor(image_processor, tokenizer)
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+                     "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "max_position_embeddings": 2048, "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                                          "rope_theta": 10000.0},
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 4,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 16, "out_hidden_size": hidden_size,
+                       "fullatt_block_indexes": [1]},
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = None
+    return model, processor
+
+
+BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+"""One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def family_builder(request):
+    """Each family's builder in turn: `family_builder(seed=0)` -> (model, processor)."""
+    return BUILDERS[request.param]
+
+
+@pytest.fixture
+def family_pair(family_builder):
+    """(model in eval mode, processor) of each family in turn."""
+    model, processor = family_builder(seed=0)
+    return model.eval(), processor
