@@ -197,3 +197,15 @@ def test_vittle_s_inputs_are_the_processor_s(family_pair):
                             pad_token_id=processor.tokenizer.pad_token_id)
     expected = processor.tokenizer.decode(output[0, theirs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     assert Assistant(model, processor).answer(image, question, max_new_tokens=5) == expected
+
+
+def test_paths_with_hand_built_positions_are_refused_for_3d_positions(family_pair):
+    model, processor = family_pair
+    assistant = Assistant(model, processor)
+    if families.family_of(model).positions_1d:
+        assert assistant.answer_logprobs([_image((32, 32), 0)], ["What colour?"], ["red", "blue"]).shape == (1, 2)
+        return
+    with pytest.raises(NotImplementedError, match="answer distributions is not supported yet for Qwen2.5-VL"):
+        assistant.answer_distribution([_image((32, 32), 0)], ["What colour?"], ["red", "blue"])
+    with pytest.raises(NotImplementedError, match="scoring candidate answers is not supported yet"):
+        assistant.answer_logprobs([_image((32, 32), 0)], ["What colour?"], ["red", "blue"])
