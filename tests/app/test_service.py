@@ -85,22 +85,33 @@ def test_panels(service, query):
     panels = service.panels(query, "vittle-f", "pca")
     n = len(service.references.samples()[0])
     assert n == 24
-    names = [trace.name for trace in panels.embeddings.data]
-    assert names.count("clean") == 2 and names.count(query.spec) == 2 and names.count("query: clean") == 2
+    spec = panels.specs["embeddings"]
+    points = [trace for trace in spec["data"] if trace.get("meta", {}).get("part") == "points"]
+    assert {trace["name"] for trace in points} == {"clean", "Gaussian noise 4 + Keyboard typos 2"}
+    assert [trace.get("name") for trace in spec["data"]].count("your query: clean") == 2
     reference = service.reference("baseline", query.spec)
     assert reference["clean"].shape == reference[query.spec].shape == (n, 128)
-    # the map's points are the reference embeddings, placed by the shared projection
+    # the map's points are the reference embeddings, placed by the shared projection; each carries its index
     shift = service.references.analysis("pca", query.spec, "vittle-f")
-    clean_trace = panels.embeddings.data[names.index("clean")]
-    assert np.allclose(clean_trace.x, shift.place("baseline", reference["clean"])[:, 0])
+    x = np.full(n, np.nan)
+    for trace in points:
+        if trace["xaxis"] == "x" and trace["meta"]["role"] == "clean":  # the baseline's panel
+            x[trace["customdata"]] = trace["x"]
+    assert np.allclose(x, shift.place("baseline", reference["clean"])[:, 0])
+    # each model's answers to the reference queries, clean and perturbed, are in the hover
+    answers = service.references.answers("baseline", query.spec)
+    assert len(answers["clean"]) == len(answers[query.spec]) == n
+    first = next(t for t in points if t["meta"]["role"] == "perturbed")
+    i = first["customdata"][0]
+    assert f"Baseline: {answers['clean'][i]} → {answers[query.spec][i]}" in first["hovertext"][0]
     # the query's distance is the cosine distance of its two probed states
     baseline = service.assistant("baseline")
     clean, perturbed = baseline.probe(query.image, query.question), baseline.probe(query.perturbed_image, query.perturbed_question)
     expected = cosine_distances(clean.hidden_after[None], perturbed.hidden_after[None])[0]
     assert panels.numbers.query_cosine_distance["Baseline"] == pytest.approx(expected, rel=1e-5)
-    histograms = [trace for trace in panels.distances.data if trace.type == "histogram"]
-    assert [len(h.x) for h in histograms] == [n, n]
-    assert histograms[0].name.startswith("Baseline (mean ")
+    bars = [trace for trace in panels.distances.data if trace.type == "bar"]
+    assert [sum(b.y) for b in bars] == [n, n]
+    assert bars[0].name.startswith("Baseline (mean ")
     assert panels.numbers.reference_cosine_mean["Baseline"] == pytest.approx(
         cosine_distances(reference["clean"], reference[query.spec]).mean(), rel=1e-5)
     # Vittle's posterior over the 7 x 7 image grid, and per text token
@@ -112,6 +123,9 @@ def test_panels(service, query):
     assert variance.zmin == 0.0 and variance.zmax >= 1.0 and list(variance.colorbar.ticktext) == ["0", "1 (prior)"]
     assert kl.zmin == 0.0 and kl.zmax >= 0.05 and np.max(kl.z) < 0.01 * kl.zmax
     assert "<br>" in panels.variance.layout.title.text  # the long title wraps instead of being cut
+    # the variance over the image: the 7 x 7 grid on the same fixed scale, over the enlarged image
+    overlay = panels.specs["overlay"]["data"]
+    assert overlay[0]["type"] == "image" and np.shape(overlay[1]["z"]) == (7, 7) and overlay[1]["zmax"] >= 1.0
     assert "posterior variance: 0 (clear) to" in panels.tokens_html and "KL to the prior: 0 (clear) to 0.05" in panels.tokens_html
 
 

@@ -119,6 +119,32 @@ def test_probes_are_batched_and_an_embedding_job_lets_answers_through(assistant,
         ModelWorker(assistant, max_batch=0)
 
 
+def test_a_reference_sets_answers_run_in_chunks_after_the_users_and_are_not_a_users_query(assistant, queries):
+    images, questions = queries
+    slow = Slow(assistant)
+    worker = ModelWorker(slow, "vittle-f", embed_chunk=4).start()
+    try:
+        blocker = worker.answer(images[0], questions[0], max_new_tokens=4)  # holds the worker while the others queue
+        time.sleep(0.05)
+        before = worker.last_query
+        order: list[str] = []
+        thread = threading.Thread(target=lambda: order.append(("answers", worker.answers(images, questions, max_new_tokens=4))))
+        thread.start()
+        time.sleep(0.05)
+        assert worker.last_query == before  # background work leaves the precompute's quiet clock alone
+        user = worker.answer(images[1], questions[1], max_new_tokens=4)
+        blocker.result()
+        user.result()
+        order.append("user")
+        thread.join(60)
+        assert [entry if isinstance(entry, str) else entry[0] for entry in order] == ["user", "answers"]
+        got = next(entry[1] for entry in order if not isinstance(entry, str))
+        assert got == assistant.answer_batch(images, questions, max_new_tokens=4, batch_size=len(questions))
+        assert worker.jobs["answers"] == 3 and worker.passes["answers"] == 3  # twelve queries in chunks of four
+    finally:
+        worker.close()
+
+
 def test_single_flight_computes_once_and_does_not_remember_failures():
     flight = SingleFlight()
     calls = []
