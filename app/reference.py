@@ -161,10 +161,14 @@ class ReferenceSets:
                 self._background.submit(self._quiet, name, spec)
             self._background.submit(self.thumbnails, spec)
 
+    def prepare(self, name: str, spec: str) -> None:
+        """Model `name`'s embeddings and answers under `spec` (what its map needs), computed now."""
+        self.embeddings(name, spec)
+        self.answers(name, spec)
+
     def _quiet(self, name: str, spec: str) -> None:
         try:
-            self.embeddings(name, spec)
-            self.answers(name, spec)
+            self.prepare(name, spec)
         except Exception as err:
             logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
 

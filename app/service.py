@@ -46,7 +46,7 @@ class DemoService:
     def __init__(self, config: ServiceConfig | None = None):
         self.config = config or ServiceConfig()
         self.models = ModelPool(self.config)
-        self.warm_up = WarmUp(self.models, lambda name, spec: self.references.embeddings(name, spec), self.precompute_settings)
+        self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings)
         self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
 
     # ---------------------------------------------------------------- lifecycle
@@ -279,8 +279,7 @@ class DemoService:
         return Panels(figures, tokens_html, "\n\n".join([*summary, line]), numbers)
 
     def reference_query(self, index: int, folder: Path) -> tuple[Path, str]:
-        """(image file, question) of reference query `index` (a point of the map), the image
-        copied into `folder`."""
+        """(image file, question) of reference query `index` (a map point), its image copied into `folder`."""
         try:
             return self.references.query(index, folder)
         except IndexError as err:
