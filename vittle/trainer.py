@@ -270,12 +270,11 @@ def train(recipe: RecipeConfig) -> dict[str, Any]:
         prepare(recipe.data.path, recipe.data.synthetic)
     args = training_arguments(recipe)  # first: with ZeRO-3 it makes from_pretrained partition at load
     model, processor = prepare_model(recipe)
-    chat = family_of(model).chat
-    system = system_prompt_of(model.config, chat.system)
+    system = system_prompt_of(model.config, family_of(model).chat.system)
     if recipe.data.system_prompt is not None:
         system = recipe.data.system_prompt
         setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
-    processor.chat_template = chat.chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
+    processor.chat_template = family_of(model).chat.chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
                                    cache_images=recipe.data.cache_images)
     if recipe.model.residual_rms:
