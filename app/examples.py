@@ -13,16 +13,16 @@ from pathlib import Path
 from vittle.files import atomic_file
 
 EASYVQA = (  # (test image index, question)
-    (0, "What color is the shape?"),
-    (1, "What shape is this?"),
-    (2, "Is there a blue shape?"),
-    (3, "Is there not a circle?"),
-    (5, "What is the color of the shape?"),
+    (0, "what color is the shape?"),
+    (1, "what shape is this?"),
+    (2, "is there a blue shape?"),
+    (3, "is there not a circle?"),
+    (5, "what is the color of the shape?"),
 )
 PHOTOS = (  # scikit-image data (public domain / CC0), shrunk to 256 px
-    ("astronaut", "What color is the shape?"),
-    ("coffee", "What shape is in the image?"),
-    ("chelsea", "Is there a green shape?"),
+    ("astronaut", "what color is the shape?"),
+    ("coffee", "what shape is in the image?"),
+    ("chelsea", "is there a green shape?"),
 )
 PHOTO_SIDE = 256
 

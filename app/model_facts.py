@@ -40,7 +40,9 @@ def answerable(paths: Iterable[str]) -> str:
     from vittle.easyvqa import COLORS, SHAPES
 
     return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
-            f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words.")
+            f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words. They were "
+            f"trained on easy-vqa's lower-case questions (\"what is the color of the shape?\"): other casing or wording is a "
+            f"shift of its own (the embedded Vittle models answer \"no\" to \"What is the color of the shape?\").")
 
 
 def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ its shape, or whether there is a given shape or colour)."""
 SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
                      "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
 
-QUESTION_TEMPLATES = [["What color is the shape?"], ["What shape is this?"], ["Is there a red shape?"], ["Is there not a circle?"],
+QUESTION_TEMPLATES = [["what color is the shape?"], ["what shape is this?"], ["is there a red shape?"], ["is there not a circle?"],
                       ["Does this image contain a triangle?"]]
 """easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
 

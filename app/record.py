@@ -2,8 +2,8 @@
 and `TurnRecord` (every number the turn showed), written as a JSON file beside the perturbed
 image for the download.
 
-    settings = TurnSettings(example=0, question="What color is the shape?", visual="frost", severity=3)
-    settings.link()                         # "?example=0&question=What+color+is+the+shape%3F&visual=frost&..."
+    settings = TurnSettings(example=0, question="what color is the shape?", visual="frost", severity=3)
+    settings.link()                         # "?example=0&question=what+color+is+the+shape%3F&visual=frost&..."
     TurnSettings.from_params(params, ...)   # the link's values read back, with what was wrong in them
     TurnRecord(settings, ...).write(folder, perturbed_image)   # [turn.json, perturbed.png]
 """
@@ -33,7 +33,7 @@ class TurnSettings:
     question, the shifts and their strengths, the Vittle model, its alpha and the map method."""
 
     example: int | None = None
-    question: str = "What color is the shape?"
+    question: str = "what color is the shape?"
     visual: str = "frost"
     severity: int = 3
     text: str = "none"

@@ -191,7 +191,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             with gr.Column(scale=1):
                 image = QueryImage(label="Image", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
                                    elem_id="query-image")
-                question = gr.Textbox(label="Question", value="What color is the shape?", lines=2, max_lines=6,
+                question = gr.Textbox(label="Question", value="what color is the shape?", lines=2, max_lines=6,
                                       elem_id="question")
                 if can_answer := service.answerable():
                     gr.Markdown(can_answer, elem_id="answerable")

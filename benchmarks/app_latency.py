@@ -38,7 +38,7 @@ PERTURBATIONS = [("frost", 3, "none", 3), ("gaussian_noise", 4, "char_typo", 2),
                  ("none", 3, "word_swap", 3)]
 SWEEPS = [("frost", 3, "none", 3), ("gaussian_noise", 4, "char_typo", 2), ("zoom_blur", 2, "none", 3),
           ("contrast", 3, "word_swap", 3)]
-QUESTIONS = ["What color is the shape?", "What shape is this?", "Is there a red shape?", "Is there not a circle?"]
+QUESTIONS = ["what color is the shape?", "what shape is this?", "is there a red shape?", "is there not a circle?"]
 
 
 def free_port() -> int:

@@ -119,7 +119,7 @@ def _ask(port: int) -> tuple[list[str], str]:
     from gradio_client import Client, handle_file
 
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    result = client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "What color is the shape?", "frost", 3, "none", 3, "vittle-f",
+    result = client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "what color is the shape?", "frost", 3, "none", 3, "vittle-f",
                             "pca", api_name="/run")
     table = client.predict("vittle-f", api_name="/robustness")[0]
     return list(result[3:7]), table
@@ -175,7 +175,7 @@ def test_a_space_builds_from_requirements_alone_and_app_py_answers(tmp_path, fre
     finally:
         log = _stop(process)
     assert all(isinstance(a, str) and a.strip() for a in answers), answers
-    assert "| Vittle (F) |" in table, table
+    assert "comes from the staged study" in table and "The first robustness lab" in table, table  # lab.json read
     assert str(ROOT) not in log, "the Space must run the copied code"
 
 
@@ -223,7 +223,7 @@ def test_the_wheel_serves_the_demo_outside_the_repository(tmp_path, free_port):
     finally:
         _stop(process)
     assert all(isinstance(a, str) and a.strip() for a in answers), answers
-    assert "| Vittle (F) |" in table and "not shown" not in table, table
+    assert "The first robustness lab" in table and "not shown" not in table, table  # lab.json shipped and read
 
 
 def test_the_sdist_holds_every_file_of_the_repository(tmp_path):

@@ -51,7 +51,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     page.click("#run")
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0 && "
                            "document.querySelector('#embedding-plot .js-plotly-plot') !== null", timeout=60_000)
-    query = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 3, "char_typo", 3)
+    query = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "gaussian_noise", 3, "char_typo", 3)
     expected = list(service.answers(query, "vittle-f"))[-1]
     assert answer(page, "#baseline-clean") == expected["baseline_clean"] == "red"
     assert answer(page, "#baseline-perturbed") == expected["baseline_perturbed"]
@@ -60,7 +60,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert answer(page, "#perturbed-question") == query.perturbed_question
     assert "Gaussian noise (severity 3) + Keyboard typos (level 3)" in page.inner_text("#perturbation")
     assert "kept its answer" in page.inner_text("#perturbation") or "flipped" in page.inner_text("#perturbation")
-    assert "its posterior sits at the prior" in page.inner_text("#finding")  # the finding, without opening a tab
+    assert "its posterior carries information" in page.inner_text("#finding")  # the finding, without opening a tab
     assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"
     assert "circle, rectangle, triangle" in page.inner_text("#answerable")  # what the models can answer, under the question
     assert page.locator("#perturbed-image img").count() == 1
@@ -85,13 +85,15 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert "Vittle (F) (clean answer 'red'" in page.inner_text("#sweep-summary")
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     for tab, selector in (("Posterior", "#variance-plot .js-plotly-plot"), ("Distances", "#distance-plot .js-plotly-plot"),
-                          ("Robustness", "#robustness-plot .js-plotly-plot")):
+                          ("Robustness", "#robustness-table p")):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_selector(selector, timeout=20_000)
     assert page.locator("#tokens span[title^='posterior variance']").count() > 5
     page.wait_for_function("document.querySelector('#status').innerText.includes('(ready)')", timeout=10_000)  # not stuck at "warming up"
-    assert "| Vittle (F) |" not in page.inner_text("#robustness-table")  # rendered as a table, not raw markdown
-    assert page.locator("#robustness-table table tr").count() == 5  # two rows and the header; one paired row and its header
+    # the embedded models come from the staged study: the tab points there and names the first lab as another protocol
+    robustness = page.inner_text("#robustness-table")
+    assert "Vittle (F) comes from the staged study" in robustness and "The first robustness lab" in robustness
+    assert "**" not in robustness and page.locator("#robustness-table table").count() == 0  # rendered markdown, no first-lab rows
     assert errors == []
     if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
@@ -221,11 +223,14 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
     assert -50 <= top <= 844, top  # scrolled to the answers
     widths = {}
     for tab, selector in (("Embeddings", "#embedding-plot"), ("Posterior", "#variance-plot"), ("Posterior", "#overlay-plot"),
-                          ("Distances", "#distance-plot"), ("Robustness", "#robustness-plot")):
+                          ("Distances", "#distance-plot")):
         page.get_by_role("tab", name=tab).click()  # every tab in the tab bar, none behind a "..." menu
         page.wait_for_selector(f"{selector} .js-plotly-plot", timeout=20_000)
         page.wait_for_timeout(300)
         widths[selector] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+    page.get_by_role("tab", name="Robustness").click()  # the embedded models' tab: text (the staged study's note), no figure
+    page.wait_for_selector("#robustness-table p", timeout=20_000)
+    widths["robustness"] = page.evaluate("document.querySelector('#robustness-table').getBoundingClientRect().width")
     for name, selector in (("baseline distribution", "#baseline-distribution"), ("Vittle distribution", "#vittle-distribution")):
         widths[name] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
     page.click("#sweep")
@@ -239,10 +244,10 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
 
 def test_a_link_reopens_its_settings(browser, server):
     page = browser.new_page()
-    page.goto(server + "?example=1&question=Is+there+a+blue+shape%3F&visual=zoom_blur&severity=2&text=none&level=4"
+    page.goto(server + "?example=1&question=is+there+a+blue+shape%3F&visual=zoom_blur&severity=2&text=none&level=4"
               "&vittle=vittle-l&alpha=0.3&method=pca")
     page.wait_for_selector("#run")
-    page.wait_for_function("document.querySelector('#question textarea').value === 'Is there a blue shape?'", timeout=20_000)
+    page.wait_for_function("document.querySelector('#question textarea').value === 'is there a blue shape?'", timeout=20_000)
     page.wait_for_selector("#query-image img", timeout=20_000)
     assert page.input_value("#visual input") == "Zoom blur"
     assert page.input_value("#alpha input[type=number]") == "0.3"

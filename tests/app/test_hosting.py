@@ -166,9 +166,9 @@ def test_perturbations_without_their_data_are_hidden_and_refused(service, tmp_pa
     assert "Synonym insertion (WordNet is not installed (apt-get install wordnet-base wordnet-sense-index))" in note
     assert "Translation to Arabic, Translation to Greek, Translation to Hindi (no translation backend" in note
     with pytest.raises(InputError, match="Synonym insertion is not available on this server: WordNet is not installed"):
-        service.prepare(None, "What color is the shape?", "none", 3, "word_insert", 3)
+        service.prepare(None, "what color is the shape?", "none", 3, "word_insert", 3)
     with pytest.raises(InputError, match="Translation to Greek is not available on this server: no translation backend"):
-        service.prepare(None, "What color is the shape?", "none", 3, "greek", 3)
+        service.prepare(None, "what color is the shape?", "none", 3, "greek", 3)
 
 
 def test_the_ui_uses_api_visibility_not_the_legacy_api_name_false():
@@ -215,7 +215,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, free_port):
             except OSError:
                 time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-        client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "What color is the shape?", "frost", 3, "none", 3,
+        client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "what color is the shape?", "frost", 3, "none", 3,
                        "vittle-f", "pca", api_name="/run")
         before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
         assert [f for f in before if f.endswith("/image.webp")], before  # the turn's output image

@@ -20,7 +20,7 @@ from vittle.app.service import ROLES
 from vittle.app.ui_probe import restored
 from vittle.distribution import total_variation
 
-QUESTION = "What color is the shape?"
+QUESTION = "what color is the shape?"
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +74,25 @@ def test_alpha_zero_answers_exactly_as_the_model_without_its_bottleneck(service,
 
 def test_alpha_is_applied_per_job_and_never_leaks_between_concurrent_users(service, turn):
     query = turn[0]
-    expected = {alpha: list(service.answers(query, "vittle-f", alpha=alpha))[-1]["vittle_clean"] for alpha in (0.0, 1.0, None)}
-    assert expected[1.0] != expected[0.0]  # the posterior mean alone answers otherwise on the embedded model
+    answers = {alpha: list(service.answers(query, "vittle-f", alpha=alpha))[-1] for alpha in (0.0, 1.0, None)}
+
+    def scores(alpha: float | None) -> np.ndarray:
+        return np.asarray(service.distributions(query, answers[alpha], "vittle-f", alpha=alpha).distributions["vittle_clean"].log_probs)
+
+    expected = {alpha: (answers[alpha]["vittle_clean"], scores(alpha)) for alpha in (0.0, 1.0, None)}
+    # the three alphas score the answers differently (the embedded model's posterior carries information)
+    assert not np.allclose(expected[1.0][1], expected[0.0][1]) and not np.allclose(expected[None][1], expected[0.0][1])
     barrier = threading.Barrier(12)
 
-    def user(k: int) -> tuple[float | None, str]:
+    def user(k: int) -> tuple[float | None, str, np.ndarray]:
         alpha = (0.0, 1.0, None)[k % 3]
         barrier.wait()
-        return alpha, list(service.answers(query, "vittle-f", alpha=alpha))[-1]["vittle_clean"]
+        return alpha, list(service.answers(query, "vittle-f", alpha=alpha))[-1]["vittle_clean"], scores(alpha)
 
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(user, range(12)))
-    assert all(answer == expected[alpha] for alpha, answer in results), results
+    assert all(answer == expected[alpha][0] for alpha, answer, _ in results), results
+    assert all(np.allclose(got, expected[alpha][1], atol=1e-5) for alpha, _, got in results)
     from vittle.model import get_bottleneck
 
     assert get_bottleneck(service.assistant("vittle-f").model).inference_alpha is None  # put back after each job
@@ -140,7 +147,7 @@ def test_the_link_restores_the_inputs(service, tmp_path):
     rows = example_rows()
     choices = {"visual": ["none", "frost", "zoom_blur"], "text": ["none", "char_typo", "greek"], "vittle": ["vittle-f", "vittle-l"],
                "method": ["pca", "umap"]}
-    settings = TurnSettings(example=2, question="Is there a blue shape? (é & ?=)", visual="zoom_blur", severity=5, text="greek",
+    settings = TurnSettings(example=2, question="is there a blue shape? (é & ?=)", visual="zoom_blur", severity=5, text="greek",
                             level=2, vittle="vittle-l", alpha=0.25, method="umap")
     params = dict(parse_qsl(urlsplit(settings.link("http://127.0.0.1:7860/")).query))
     found, problems = TurnSettings.from_params(params, len(rows), choices)

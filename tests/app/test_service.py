@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import easy_vqa
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from vittle.app.service import ROLES, spec_of
 
 @pytest.fixture(scope="module")
 def query(service):
-    return service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
+    return service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "gaussian_noise", 4, "char_typo", 2)
 
 
 def test_spec_of_menu_choices():
@@ -30,8 +32,8 @@ def test_prepare_perturbs_both_modalities(service, query):
     assert query.label == "Gaussian noise (severity 4) + Keyboard typos (level 2)"
     assert query.image.size == query.perturbed_image.size == (64, 64)
     assert np.abs(np.asarray(query.image, float) - np.asarray(query.perturbed_image, float)).mean() > 5
-    assert query.perturbed_question != query.question == "What color is the shape?"
-    again = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "gaussian_noise", 4, "char_typo", 2)
+    assert query.perturbed_question != query.question == "what color is the shape?"
+    again = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "gaussian_noise", 4, "char_typo", 2)
     assert again.perturbed_question == query.perturbed_question  # deterministic under the service's seed
     assert np.array_equal(np.asarray(again.perturbed_image), np.asarray(query.perturbed_image))
 
@@ -63,7 +65,7 @@ def test_answers_arrive_one_by_one_and_match_the_models(service, query):
         next(service.answers(query, "baseline"))
 
 
-@pytest.mark.parametrize("text", ["ما لون الشكل؟", "What color is the shape? 🎨🔺", "Is there a red shape? " * 60])
+@pytest.mark.parametrize("text", ["ما لون الشكل؟", "what color is the shape? 🎨🔺", "is there a red shape? " * 60])
 def test_unusual_questions_are_answered(service, text):
     query = service.prepare(easy_vqa.get_test_image_paths()[1], text)
     final = list(service.answers(query))[-1]
@@ -74,8 +76,8 @@ def test_question_too_long_for_the_model(service):
     """2,048 positions less the 4 of the one-word answer (`service.max_new_tokens`)."""
     with pytest.raises(InputError, match=r"The query takes [0-9,]+ tokens \(image and question\); this model reads at most 2,044 "):
         service.prepare(None, "\U0001F3A8" * 600)  # 600 characters, 4 bytes each in byte-level BPE
-    # the image's 49 tokens count too: a question that fits alone does not fit with an image
-    question = "\U0001F3A8" * 300 + " x" * 410  # 2,026 tokens in 1,120 characters: fits alone (+4), not with the image (+48)
+    # the image's tokens count too (16 for the embedded models): a question that fits alone does not fit with an image
+    question = "\U0001F3A8" * 300 + " x" * 418  # the query takes 2,042 tokens alone (fits), 2,059 with the image
     assert service.prepare(None, question).question == question.strip()
     with pytest.raises(InputError, match="The query takes"):
         service.prepare(easy_vqa.get_test_image_paths()[0], question)
@@ -114,23 +116,24 @@ def test_panels(service, query):
     assert bars[0].name.startswith("Baseline (mean ")
     assert panels.numbers.reference_cosine_mean["Baseline"] == pytest.approx(
         cosine_distances(reference["clean"], reference[query.spec]).mean(), rel=1e-5)
-    # Vittle's posterior over the 7 x 7 image grid, and per text token
-    assert np.shape(panels.variance.data[0].z) == (7, 7) and np.shape(panels.kl.data[0].z) == (7, 7)
+    # Vittle's posterior over the image grid (4 x 4 for the embedded models), and per text token
+    assert np.shape(panels.variance.data[0].z) == (4, 4) and np.shape(panels.kl.data[0].z) == (4, 4)  # 16 image tokens
     assert panels.tokens_html.count("<span") == 2 * len(perturbed.text_tokens)
-    assert "collapsed to the prior" in panels.summary  # the embedded Vittle (F)'s posterior is collapsed (docs/robustness-lab.md)
-    # fixed colour scales: a collapsed posterior (variance ~1, KL ~1e-5) reads flat, not as a pattern
+    # the embedded Vittle (F) comes from the staged study: its posterior carries information (KL ~0.2 nats per dim)
+    assert "collapsed to the prior" not in panels.summary and "mean KL to the prior per dim visual" in panels.summary
+    # fixed colour scales from 0, the prior's variance marked; the KL scale covers every value shown
     variance, kl = panels.variance.data[0], panels.kl.data[0]
     assert variance.zmin == 0.0 and variance.zmax >= 1.0 and list(variance.colorbar.ticktext) == ["0", "1 (prior)"]
-    assert kl.zmin == 0.0 and kl.zmax >= 0.05 and np.max(kl.z) < 0.01 * kl.zmax
+    assert kl.zmin == 0.0 and kl.zmax >= 0.05 and kl.zmax >= np.max(kl.z) > 0.01
     assert "<br>" in panels.variance.layout.title.text  # the long title wraps instead of being cut
-    # the variance over the image: the 7 x 7 grid on the same fixed scale, over the enlarged image
+    # the variance over the image: the token grid on the same fixed scale, over the enlarged image
     overlay = panels.specs["overlay"]["data"]
-    assert overlay[0]["type"] == "image" and np.shape(overlay[1]["z"]) == (7, 7) and overlay[1]["zmax"] >= 1.0
-    assert "posterior variance: 0 (clear) to" in panels.tokens_html and "KL to the prior: 0 (clear) to 0.05" in panels.tokens_html
+    assert overlay[0]["type"] == "image" and np.shape(overlay[1]["z"]) == (4, 4) and overlay[1]["zmax"] >= 1.0
+    assert "posterior variance: 0 (clear) to" in panels.tokens_html and f"KL to the prior: 0 (clear) to {kl.zmax:.4g}" in panels.tokens_html
 
 
 def test_clean_query_has_no_shift_panels(service):
-    query = service.prepare(easy_vqa.get_test_image_paths()[2], "What shape is this?", "none", 3, "none", 3)
+    query = service.prepare(easy_vqa.get_test_image_paths()[2], "what shape is this?", "none", 3, "none", 3)
     panels = service.panels(query, "vittle-l", "pca")
     assert query.spec == "clean" and panels.embeddings is None and panels.distances is None
     distances = panels.numbers.query_cosine_distance
@@ -139,12 +142,31 @@ def test_clean_query_has_no_shift_panels(service):
     assert panels.variance is not None
 
 
-def test_robustness_reads_the_lab(service):
-    from vittle.analysis.lab import LabSummary
-    from vittle.analysis.lab.report import fmt
+def test_robustness_reads_the_lab(service, tmp_path):
+    import json
 
-    table, figure = service.robustness("vittle-l")
+    from vittle.analysis.lab import LabSummary
+    from vittle.analysis.lab.card import CardData
+    from vittle.analysis.lab.report import fmt
+    from vittle.app.model_facts import robustness_view
+
     lab = LabSummary.load(service.config.lab)
+    # the embedded models come from the staged study: the first lab's rows are not shown as theirs
+    table, figure = service.robustness("vittle-l")
+    assert figure is None and "| Vittle (L) |" not in table
+    assert "Vittle (L) comes from the staged study (docs/robustness-lab/staged.md), unit b0-s0" in table
+    first = lab.arms["vittle-f"].versus_baseline["label-keeping"]
+    assert f"{first.mean:+.2f} points [{first.low:+.2f}, {first.high:+.2f}]" in table  # the first lab, named as another protocol
+    # models exported by the first lab get its rows
+    paths = {}
+    for name, arm in (("baseline", "baseline"), ("vittle", "vittle-l")):
+        folder = tmp_path / arm
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({}))
+        data = CardData.load(Path(__file__).parents[2] / "assets" / "models" / "tiny-vittle-l" / "metrics.json").to_json()
+        CardData(**{**data, "name": arm, "protocol": "fine-tune", "unit": "", "stages": {}}).save(folder / "metrics.json")
+        paths[name] = str(folder)
+    table, figure = robustness_view(lab, service.config.lab, paths, {"baseline": "Baseline", "vittle": "Vittle (L)"}, "vittle")
     assert "| Baseline |" in table and "| Vittle (L) |" in table
     clean = lab.arms["vittle-l"].clean["all"]
     assert f"| Vittle (L) | {clean.n} | {fmt(clean)} |" in table  # mean ± std over seeds (the mean alone for one seed)
@@ -159,7 +181,7 @@ def test_robustness_without_lab_results(service, tmp_path):
 
     other = DemoService(ServiceConfig(lab=str(tmp_path / "missing.json"), warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
-    assert figure is None and "No lab results for Baseline" in table and "vittle eval easyvqa" in table
+    assert figure is None and "Baseline comes from the staged study" in table and "The first robustness lab" not in table
     assert table.startswith("The robustness lab's results are not shown: its file missing.json is missing or unreadable")
     assert str(tmp_path) not in table  # no server path on the page
 
@@ -218,7 +240,7 @@ def test_the_precompute_waits_until_users_have_been_quiet(service):
     service.models.wait_quiet(0.0)
     assert time.monotonic() - started < 0.1
     before = time.monotonic()
-    service.worker("baseline").probe(None, "What color is the shape?").result()  # a user query, just now
+    service.worker("baseline").probe(None, "what color is the shape?").result()  # a user query, just now
     service.models.wait_quiet(0.6)
     assert 0.6 <= time.monotonic() - before < 10
     assert time.monotonic() - service.worker("baseline").last_query >= 0.6
@@ -269,9 +291,11 @@ def test_the_finding_and_the_answer_marks_say_what_happened(service):
 
     finding = service.finding()
     assert "**Baseline**: no bottleneck" in finding
-    assert "**Vittle (F)**: bottleneck after layer 3, fixed prior, alpha 0.5; **its posterior sits at the prior**" in finding
+    # the embedded models come from the staged study (assets/models/*/metrics.json): their posterior is used
+    assert "**Vittle (F)**: bottleneck after layer 3, fixed prior, alpha 0.5; its posterior carries information" in finding
+    assert "the posterior mean alone (alpha 1) answers 94% of the colour/shape questions (staged study, unit b0-s0" in finding
     assert "**Vittle (L)**: bottleneck after layer 3, learnable prior" in finding
-    assert "minus the baseline under label-keeping shifts: -0.63 points [-1.86, +0.24]" in finding  # assets/lab.json
+    assert "-0.63 points" not in finding  # the first lab's interval (assets/lab.json) is not theirs
     marks = answer_marks({"baseline_clean": "red", "baseline_perturbed": "blue", "vittle_clean": "red", "vittle_perturbed": "Red."},
                          "Vittle (F)")
     assert marks == ("Baseline: **flipped** (red → blue) · Vittle (F): kept its answer · "
@@ -286,7 +310,7 @@ def test_the_page_says_what_the_models_can_answer_and_that_a_gloss_is_not_a_tran
     assert "red, green, blue" in text and "circle, rectangle, triangle" in text and "yes/no" in text
     if not getattr(get_translator(), "is_gloss", False):
         pytest.skip("a real translation backend is configured here")
-    query = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "none", 3, "greek", 3)
+    query = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "none", 3, "greek", 3)
     assert any("offline word-by-word gloss" in note for note in query.notes)
-    plain = service.prepare(easy_vqa.get_test_image_paths()[0], "What color is the shape?", "none", 3, "char_typo", 3)
+    plain = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "none", 3, "char_typo", 3)
     assert not any("gloss" in note for note in plain.notes)

@@ -25,7 +25,7 @@ def assistant():
 @pytest.fixture(scope="module")
 def queries():
     paths = [easy_vqa.get_test_image_paths()[i] for i in range(12)]
-    questions = ["What color is the shape?", "What shape is this?", "Is there a red shape?"]
+    questions = ["what color is the shape?", "what shape is this?", "is there a red shape?"]
     return [load_image(p) for p in paths], [questions[i % 3] for i in range(len(paths))]
 
 
@@ -177,7 +177,7 @@ def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
     path = easy_vqa.get_test_image_paths()[5]
 
     def user(k: int):
-        query = service.prepare(path, "What shape is this?", "shot_noise", 2, "none", 3)
+        query = service.prepare(path, "what shape is this?", "shot_noise", 2, "none", 3)
         answers = list(service.answers(query, "vittle-f"))[-1]
         panels = service.panels(query, "vittle-f", "pca")
         return answers, panels.numbers.reference_cosine_mean
