@@ -244,20 +244,28 @@ def export_assets(results: list[RunResult], summary: LabSummary, config: LabConf
         predictions = assistant.answer_batch(images, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
         full = RunResult(**{**result.to_json(), "clean_predictions": predictions})
         card = card_data(result, base, summary, clean_metrics(full, samples), len(samples))
-        target = config.assets / EXPORTED[name]
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for file in sorted(Path(result.model_dir).iterdir()):
-            if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
-                shutil.copy2(file, target / file.name)
-        (target / "README.md").write_text(model_card(card), encoding="utf-8")
-        from vittle.hub import add_metadata  # here: `vittle lab --help` loads no torch
-
-        add_metadata(target)  # the Hub's metadata (library_name vittle, model-index) on top
-        card.save(target / "metrics.json")
-        written.append(target)
+        written.append(write_asset(Path(result.model_dir), config.assets / EXPORTED[name], card))
     return written
+
+
+def write_asset(model_dir: Path, target: Path, card: CardData) -> Path:
+    """Copy a trained model's files (no pickles) to `target` with its card (README.md with the
+    Hub's metadata, metrics.json); written beside it, then renamed into place."""
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for file in sorted(model_dir.iterdir()):
+        if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
+            shutil.copy2(file, staging / file.name)
+    (staging / "README.md").write_text(model_card(card), encoding="utf-8")
+    from vittle.hub import add_metadata  # here: `vittle lab --help` loads no torch
+
+    add_metadata(staging)  # the Hub's metadata (library_name vittle, model-index) on top
+    card.save(staging / "metrics.json")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
 
 
 def read_card(folder: str | Path) -> CardData | None:

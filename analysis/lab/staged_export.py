@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vittle.analysis.lab.card import CardData, model_card
+from vittle.analysis.lab.card import CardData, write_asset
 from vittle.analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS
 from vittle.analysis.lab.results import RunResult
 from vittle.analysis.lab.staged_plan import StageRecord
@@ -116,22 +115,7 @@ def export_staged(lab: Any, assets: Path, base: int, seed: int, card_images: int
         predictions = assistant.answer_batch(images, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
         full = RunResult(**{**result.to_json(), "clean_predictions": predictions})
         card = staged_card(result, stages, (base, seed), clean_metrics(full, samples), len(samples), *labels[name])
-        target = assets / EXPORTED[name]
-        staging = assets / f".{EXPORTED[name]}.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for file in sorted(Path(result.model_dir).iterdir()):
-            if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
-                shutil.copy2(file, staging / file.name)
-        (staging / "README.md").write_text(model_card(card), encoding="utf-8")
-        from vittle.hub import add_metadata
-
-        add_metadata(staging)
-        card.save(staging / "metrics.json")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-        written.append(target)
+        written.append(write_asset(Path(result.model_dir), assets / EXPORTED[name], card))
     grounded = accuracy(runs["vittle-f"].hits["clean"])
     return written, (f"exported unit (b{base}, s{seed}): its Vittle (F) passes gate (b) ({gate.reason}); "
                      f"clean grounded on the study's slice {grounded:.1f}%")
