@@ -73,7 +73,7 @@ class StagedLab(Lab):
         if job.kind == "arm" or (folder / "model" / "config.json").exists():
             return True
         later = {"text": "align", "align": "arm"}[job.kind]  # a lost base model is needed only by runs still to do
-        return all(self.job_done(j, []) for j in jobs if j.base == job.base and j.kind == later)
+        return all(self.job_done(j, jobs) for j in jobs if j.base == job.base and j.kind == later)
 
     def ready(self, job: Job) -> bool:
         if job.kind == "text":

@@ -25,6 +25,26 @@ def test_the_plan_runs_the_bases_first_then_the_main_arms_unit_after_unit_then_t
     assert MATCHED_KL == pytest.approx(0.003125)
 
 
+
+def test_a_lost_base_is_trained_again_only_while_a_run_of_its_base_still_needs_it(tmp_path):
+    """Run folders gone, archive kept: the stage-0/1 models of a base are rebuilt when an arm of
+    that base is still to run (they were once taken as done, and the study stopped, "nothing
+    left can run"), and not otherwise."""
+    from vittle.analysis.lab.staged import StagedLab
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config = StagedConfig(out=tmp_path / "staged", archive=archive, bases=(0, 1), seeds=(0, 1), extra_seeds=())
+    jobs = config.jobs()
+    done = ["text-b0", "align-b0", "text-b1", "align-b1"] + [j.name for j in jobs if j.kind == "arm" and j.base == 0]
+    done += [j.name for j in jobs if j.kind == "arm" and j.base == 1][:5]  # base 1: three arms of unit s1 still to run
+    for name in done:
+        (archive / f"{name}.json").write_text("{}")
+    lab = StagedLab(config)
+    todo = [job.name for job in jobs if not lab.job_done(job, jobs)]
+    assert todo == ["text-b1", "align-b1", "vittle-f-b1-s1", "vittle-l-b1-s1", "noise-b1-s1"]
+    assert [job.name for job in jobs if lab.ready(job) and job.name in todo] == ["text-b1"]
+
 def _run(name: str, unit: int, clean: str, **diagnostics: float) -> RunResult:
     return RunResult(name=name, seed=unit, group="main", recipe="r", overrides=[], model_dir="m", train_seconds=60.0,
                      train_device="cpu", eval_seconds=1.0, eval_device="cpu", commit="x", final_log={"ce": 0.1},
