@@ -47,6 +47,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_busy(seconds: float = 3.0) -> float | None:
+    """Fraction of all cores busy over `seconds` before the app starts (from /proc/stat; None where
+    it does not exist): 0 on an idle machine, 1 when other work holds every core."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 def wait_for_page(process: subprocess.Popen, url: str, started: float, timeout: float = 300) -> float:
     """Seconds from `started` until `url` answers 200; an error if the app exits or is too slow."""
     while True:
@@ -138,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio_client import Client
 
+    busy_at_start = cpu_busy()
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -187,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "models": "embedded defaults: tiny-baseline + tiny-vittle-f (tiny-vittle-l loaded)",
         "app_args": args.app_args,
+        "cpu_busy_before_start": busy_at_start,
         "cold_start": {"page_served_s": round(page_s, 2), "first_answers_after_page_s": round(answers_s, 2),
                        "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2)},
         "turn": {**stats(timings), "includes": "four answers, their answer distributions, four probes, map, histograms, posterior "
