@@ -16,8 +16,12 @@ Families (docs/models.md):
   `mm_token_type_ids`: vittle never builds positions by hand for it, so decoding goes
   through `generate`, and the paths that would need hand-built positions (the prefix cache,
   candidate scoring, the shared-image decoding loop) are refused or bypassed.
+- Qwen3-VL, `Qwen3VLForConditionalGeneration`: as Qwen2.5-VL (dynamic resolution, ChatML,
+  M-RoPE from `mm_token_type_ids`, which it requires), plus "deepstack" mergers that add
+  features of early vision blocks to the first decoder layers' image tokens. `projector` is the
+  main merger only: stage 1 and LoRA train it, not the deepstack mergers.
 
-Adding a family: one `Family` entry in `FAMILIES` and one fixture in tests/vittle/families.py.
+Adding a family: one `Family` entry in `FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import torch
 import transformers
 from torch import nn
-from transformers import Qwen2_5_VLProcessor
+from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
 
 from vittle.config import default_layer
 from vittle.template import ChatFormat, ChatML, Vicuna
@@ -67,11 +71,28 @@ class Family:
     """Images come as flattened patches with `image_grid_thw` (concatenated over a batch)."""
     video: bool = False
     """The family also has a video placeholder token (`config.video_token_id`)."""
+    image_only_processor: type | None = None
+    """The family's processor without its video half (`load_processor`), where that half needs torchvision."""
 
     @property
     def positions_1d(self) -> bool:
         """Whether positions are one index per token, so that vittle may build them itself."""
         return not self.mrope
+
+
+class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL's processor without its video processor: transformers' video processors need
+    torchvision, which this project does not install. Images and text behave as in the original."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class Qwen3VLImageProcessor(Qwen3VLProcessor):
+    """Qwen3-VL's processor without its video processor (as `Qwen2_5_VLImageProcessor`)."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
 LLAVA = Family(
@@ -83,8 +104,15 @@ QWEN2_5_VL = Family(
     name="Qwen2.5-VL", model_type="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration",
     processor_class="Qwen2_5_VLProcessor", language_model="model.language_model", projector="model.visual.merger",
     projector_output="model.visual.merger.mlp.2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
+    image_only_processor=Qwen2_5_VLImageProcessor,
 )
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL)}
+QWEN3_VL = Family(
+    name="Qwen3-VL", model_type="qwen3_vl", model_class="Qwen3VLForConditionalGeneration",
+    processor_class="Qwen3VLProcessor", language_model="model.language_model", projector="model.visual.merger",
+    projector_output="model.visual.merger.linear_fc2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
+    image_only_processor=Qwen3VLImageProcessor,
+)
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL)}
 
 
 def supported() -> str:
@@ -236,26 +264,19 @@ def model_class(config: Any) -> type:
     return getattr(transformers, family_of(config).model_class)
 
 
-class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
-    """Qwen2.5-VL's processor without its video processor: transformers' video processors need
-    torchvision, which this project does not install. Images and text behave as in the original."""
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
 def load_processor(folder: str | Path, config: Any) -> Any:
-    """The processor saved with a checkpoint of `config`'s family. A Qwen2.5-VL processor
-    whose video half cannot be built here (no torchvision), or one saved without it, is loaded
-    for images and text (`Qwen2_5_VLImageProcessor`)."""
+    """The processor saved with a checkpoint of `config`'s family. A processor whose video half
+    cannot be built here (no torchvision), or one saved without it, is loaded for images and
+    text (the family's `image_only_processor`, e.g. `Qwen2_5_VLImageProcessor`)."""
     family = family_of(config)
+    image_only = family.image_only_processor
     try:
         processor = transformers.AutoProcessor.from_pretrained(folder)
     except (AttributeError, ImportError, ValueError) as err:
-        if family is not QWEN2_5_VL:
+        if image_only is None:
             raise
         logger.info("%s: loading the processor without video support (%s)", folder, err)
     else:
-        if family is not QWEN2_5_VL or isinstance(processor, Qwen2_5_VLProcessor):
+        if image_only is None or isinstance(processor, getattr(transformers, family.processor_class)):
             return processor
-    return Qwen2_5_VLImageProcessor.from_pretrained(folder)
+    return image_only.from_pretrained(folder)

@@ -13,9 +13,11 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
 )
 
-from vittle.families import Qwen2_5_VLImageProcessor
+from vittle.families import Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
 from vittle.template import ChatML
 from vittle.tiny import build_tiny_llava
 
@@ -65,7 +67,41 @@ def build_tiny_qwen2_5_vl(seed: int = 0, hidden_size: int = 64, num_layers: int 
     return model, processor
 
 
-BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+def _generation_ids(model, tokenizer, bos: int | None = None):
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = bos
+    return model
+
+
+def build_tiny_qwen3_vl(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """Qwen3-VL at 4 decoder layers x 64, a 2-block vision tower (4 px patches merged 2 x 2, one
+    deepstack merger after block 0), the same image sizes and tokenizer as Qwen2.5-VL's."""
+    tokenizer = _qwen_tokenizer()
+    image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
+                                               size={"shortest_edge": 8 * 8, "longest_edge": 32 * 32})
+    processor = Qwen3VLImageProcessor(image_processor, tokenizer)
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen3VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+                     "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "max_position_embeddings": 2048,
+                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+                                         "rope_theta": 10000.0},
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 4,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": hidden_size,
+                       "num_position_embeddings": 64, "deepstack_visual_indexes": [0]},
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(config)
+    return _generation_ids(model, tokenizer), processor
+
+
+BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 
