@@ -34,7 +34,16 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from vittle.families import encode_image, family_of, image_token_count, token_inputs
+from vittle.families import (
+    TOKEN_TYPE_KEYS,
+    collate_images,
+    encode_image,
+    family_of,
+    feature_token_id,
+    image_text,
+    image_token_count,
+    token_inputs,
+)
 from vittle.files import write_text_atomic
 from vittle.template import IMAGE_PLACEHOLDER
 
@@ -216,6 +225,9 @@ class ImageEncoder:
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
         self.background = tuple(int(round(255 * m)) for m in mean)
         self.memo = memo
+        self.feature_token = self.family.layout.feature_token(processor)
+        """The token the model's image features replace (`vittle.families.feature_token_id`)."""
+        self.feature_token_id = feature_token_id(self.family, processor)
         settings = processor.image_processor.to_json_string() if hasattr(processor.image_processor, "to_json_string") else repr(processor.image_processor)
         self._settings = hashlib.blake2b(f"{settings}|{self.background}".encode(), digest_size=16).digest()
 
@@ -239,6 +251,11 @@ class ImageEncoder:
     def num_tokens(self, encoded: torch.Tensor | dict[str, torch.Tensor]) -> int:
         """How many image tokens an encoded image (or a fixed-size family's pixel values) takes."""
         return image_token_count(self.family, self.processor, {"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
+
+    def text(self, encoded: torch.Tensor | dict[str, torch.Tensor]) -> str:
+        """What the prompt holds for an encoded image: its image tokens, with whatever the family
+        writes around them (as the family's processor would expand its image marker)."""
+        return image_text(self.family, self.processor, {"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
 
 
 def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], max_length: int) -> tuple[list[int], list[int]]:
@@ -268,9 +285,9 @@ def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None
     if image is not None:
         encoded = images.encode(image) if pixel_values is None else pixel_values
         item.update({"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
-        prompt = chat.expand_image(prompt, processor.image_token, images.num_tokens(encoded))
+        prompt = chat.expand_image(prompt, images.text(encoded), 1)
     item["input_ids"] = torch.tensor(processor.tokenizer(prompt)["input_ids"])
-    item.update(token_inputs(images.family, item["input_ids"], processor.image_token_id))
+    item.update(token_inputs(images.family, item["input_ids"], images.feature_token_id))
     return item
 
 
@@ -289,7 +306,6 @@ class ConversationDataset(Dataset):
         self.system = self.chat.system if system is None else system
         """The system prompt; None: the family's chat format's default (vicuna-v1's for LLaVA)."""
         self.max_length = max_length
-        self.image_token = processor.image_token
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -303,16 +319,16 @@ class ConversationDataset(Dataset):
         turns = sample["turns"]
         if sample["image_path"] is not None:
             encoded = self._encoded(sample)
-            count = self.images.num_tokens(encoded)
-            turns = [(self.chat.expand_image(q, self.image_token, count), a) for q, a in turns]
+            slot = self.images.text(encoded)
+            turns = [(self.chat.expand_image(q, slot, 1), a) for q, a in turns]
         text, spans = self.chat.format_conversation(turns, eos=self.processor.tokenizer.eos_token, system=self.system)
         ids, labels = encode_text(self.processor.tokenizer, text, spans, self.max_length)
-        if encoded is not None and ids.count(self.processor.image_token_id) != text.count(self.image_token):
+        if encoded is not None and ids.count(self.images.feature_token_id) != text.count(self.images.feature_token):
             raise DataError(f"sample {sample['id']!r}: max_length={self.max_length} cuts into its image tokens")
         if all(label == IGNORE_INDEX for label in labels):
             raise DataError(f"sample {sample['id']!r}: no answer token fits in max_length={self.max_length}")
         item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-        item.update(token_inputs(self.images.family, item["input_ids"], self.processor.image_token_id))
+        item.update(token_inputs(self.images.family, item["input_ids"], self.images.feature_token_id))
         if encoded is not None:
             item.update(encoded)
         return item
@@ -329,10 +345,11 @@ class ConversationDataset(Dataset):
 
 @dataclass
 class ConversationCollator:
-    """Pads a batch (labels and `mm_token_type_ids` too, when the items have them) on the right,
-    or on the left for batched generation; stacks the pixel values of the samples that have an
-    image, in batch order, or, for images given as patches with `image_grid_thw` (dynamic
-    resolution), concatenates patches and grids."""
+    """Pads a batch (labels and a family's per-token inputs too, `mm_token_type_ids` or
+    `token_type_ids`, when the items have them) on the right, or on the left for batched
+    generation; batches the image tensors of the samples that have an image, in batch order
+    (`vittle.families.collate_images`: fixed-size pixels stacked, patches, tiles and grids
+    concatenated, padded where their sizes differ)."""
 
     pad_token_id: int
     padding_side: str = "right"
@@ -342,7 +359,8 @@ class ConversationCollator:
         input_ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
-        token_types = torch.zeros((len(batch), length), dtype=torch.int) if "mm_token_type_ids" in batch[0] else None
+        per_token = {key: torch.zeros((len(batch), length), dtype=torch.int) for key in TOKEN_TYPE_KEYS
+                     if any(key in item for item in batch)}
         if self.padding_side not in ("right", "left"):
             raise ValueError(f"padding_side={self.padding_side!r}; choose 'right' or 'left'")
         for row, item in enumerate(batch):
@@ -352,17 +370,15 @@ class ConversationCollator:
             attention_mask[row, span] = 1
             if "labels" in item:
                 labels[row, span] = item["labels"]
-            if token_types is not None:
-                token_types[row, span] = item["mm_token_type_ids"]
+            for key, values in per_token.items():
+                if key in item:
+                    values[row, span] = item[key]
         out = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "labels" in batch[0]:
             out["labels"] = labels
-        if token_types is not None:
-            out["mm_token_type_ids"] = token_types
-        with_image = [item for item in batch if "pixel_values" in item]
-        if with_image and "image_grid_thw" in with_image[0]:
-            out["pixel_values"] = torch.cat([item["pixel_values"] for item in with_image])
-            out["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in with_image])
-        elif with_image:
-            out["pixel_values"] = torch.stack([item["pixel_values"] for item in with_image])
+        out.update(per_token)
+        skip = {"input_ids", "labels", *TOKEN_TYPE_KEYS}
+        with_image = [{k: v for k, v in item.items() if k not in skip} for item in batch if "pixel_values" in item]
+        if with_image:
+            out.update(collate_images(with_image))
         return out

@@ -20,6 +20,13 @@ Families (docs/models.md):
   M-RoPE from `mm_token_type_ids`, which it requires), plus "deepstack" mergers that add
   features of early vision blocks to the first decoder layers' image tokens. `projector` is the
   main merger only: stage 1 and LoRA train it, not the deepstack mergers.
+- Gemma 3, `Gemma3ForConditionalGeneration`: a fixed number of soft image tokens between
+  begin- and end-of-image tokens (its processor's `image_token` is the begin marker it expands),
+  the Gemma chat format, 1-D positions, and `token_type_ids` (1 at image tokens) for attention
+  both ways within an image, passed wherever vittle runs a prompt.
+
+`Family.layout` (`vittle.family_inputs`) turns an image into tensors, a token count and prompt
+text; `Family.token_types` names the per-token input; `collate_images` batches for every family.
 
 Adding a family: one `Family` entry in `FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
@@ -34,10 +41,16 @@ from typing import Any
 import torch
 import transformers
 from torch import nn
-from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
 
 from vittle.config import default_layer
-from vittle.template import ChatFormat, ChatML, Vicuna
+from vittle.family_inputs import FixedLayout, GridLayout, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor, WrappedLayout
+from vittle.family_inputs import collate_images as collate_images
+from vittle.family_inputs import encode_image as encode_image
+from vittle.family_inputs import feature_token_id as feature_token_id
+from vittle.family_inputs import image_text as image_text
+from vittle.family_inputs import image_text_for_count as image_text_for_count
+from vittle.family_inputs import image_token_count as image_token_count
+from vittle.template import ChatFormat, ChatML, Gemma, Vicuna
 
 logger = logging.getLogger(__name__)
 
@@ -73,26 +86,18 @@ class Family:
     """The family also has a video placeholder token (`config.video_token_id`)."""
     image_only_processor: type | None = None
     """The family's processor without its video half (`load_processor`), where that half needs torchvision."""
+    layout: FixedLayout = FixedLayout()
+    """How one image becomes tensors, a token count and prompt text (`vittle.family_inputs`)."""
+    token_types: str | None = None
+    """The per-token input (1 at image tokens) the model needs: Qwen-VL's `mm_token_type_ids` (its
+    3-D positions), Gemma 3's `token_type_ids` (bidirectional attention among an image's tokens)."""
+    prefix_cache: str | None = None
+    """Why `Assistant.enable_prefix_cache` is refused for the family (None: it works)."""
 
     @property
     def positions_1d(self) -> bool:
         """Whether positions are one index per token, so that vittle may build them itself."""
         return not self.mrope
-
-
-class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
-    """Qwen2.5-VL's processor without its video processor: transformers' video processors need
-    torchvision, which this project does not install. Images and text behave as in the original."""
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class Qwen3VLImageProcessor(Qwen3VLProcessor):
-    """Qwen3-VL's processor without its video processor (as `Qwen2_5_VLImageProcessor`)."""
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
 LLAVA = Family(
@@ -104,15 +109,23 @@ QWEN2_5_VL = Family(
     name="Qwen2.5-VL", model_type="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration",
     processor_class="Qwen2_5_VLProcessor", language_model="model.language_model", projector="model.visual.merger",
     projector_output="model.visual.merger.mlp.2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
-    image_only_processor=Qwen2_5_VLImageProcessor,
+    image_only_processor=Qwen2_5_VLImageProcessor, layout=GridLayout(), token_types="mm_token_type_ids",
 )
 QWEN3_VL = Family(
     name="Qwen3-VL", model_type="qwen3_vl", model_class="Qwen3VLForConditionalGeneration",
     processor_class="Qwen3VLProcessor", language_model="model.language_model", projector="model.visual.merger",
     projector_output="model.visual.merger.linear_fc2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
-    image_only_processor=Qwen3VLImageProcessor,
+    image_only_processor=Qwen3VLImageProcessor, layout=GridLayout(), token_types="mm_token_type_ids",
 )
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL)}
+GEMMA3 = Family(
+    name="Gemma 3", model_type="gemma3", model_class="Gemma3ForConditionalGeneration", processor_class="Gemma3Processor",
+    language_model="model.language_model", projector="model.multi_modal_projector",
+    projector_output="model.multi_modal_projector", chat=Gemma, pad_to_square=False, layout=WrappedLayout(),
+    token_types="token_type_ids",
+)
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3)}
+TOKEN_TYPE_KEYS = tuple(sorted({f.token_types for f in FAMILIES.values() if f.token_types}))
+"""Every family's per-token input name: the collator pads these like the ids."""
 
 
 def supported() -> str:
@@ -202,19 +215,21 @@ def visual_mask(model: Any, input_ids: torch.Tensor | None = None, inputs_embeds
         return torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
     if inputs_embeds is None:
         raise ValueError("the model was called without input_ids or inputs_embeds")
-    table = _base(model).get_input_embeddings().weight
+    embedding = _base(model).get_input_embeddings()  # through the module: Gemma scales its embeddings
+    table = embedding(torch.tensor(ids, device=embedding.weight.device)).to(inputs_embeds.device, inputs_embeds.dtype)
     mask = torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
-    for token in ids:
-        mask |= (inputs_embeds == table[token].to(inputs_embeds.dtype)).all(dim=-1)
+    for row in table:
+        mask |= (inputs_embeds == row).all(dim=-1)
     return mask
 
 
 def token_inputs(family: Family, input_ids: torch.Tensor, image_token: int) -> dict[str, torch.Tensor]:
-    """Per-token model inputs besides the ids: Qwen-VL's `mm_token_type_ids` (1 at image tokens),
-    from which it builds its 3-D positions."""
-    if not family.mrope:
+    """Per-token model inputs besides the ids, 1 at the image (feature) tokens `image_token`:
+    Qwen-VL's `mm_token_type_ids` (its 3-D positions), Gemma 3's `token_type_ids` (bidirectional
+    attention within an image)."""
+    if family.token_types is None:
         return {}
-    return {"mm_token_type_ids": (input_ids == image_token).to(torch.int)}
+    return {family.token_types: (input_ids == image_token).to(torch.int)}
 
 
 def require_1d_positions(model: Any, what: str) -> None:
@@ -225,27 +240,15 @@ def require_1d_positions(model: Any, what: str) -> None:
                                   "and their 3-D rotary positions (M-RoPE) come from the model's own position code")
 
 
+def require_prefix_cache(model: Any) -> None:
+    """Refuse the prefix cache for a family it cannot serve (`Family.prefix_cache`)."""
+    require_1d_positions(model, "the prefix cache")
+    family = family_of(model)
+    if family.prefix_cache:
+        raise NotImplementedError(f"the prefix cache is not supported for {family.name} models: {family.prefix_cache}")
+
+
 # Images
-
-
-def encode_image(family: Family, processor: Any, image: Any) -> dict[str, torch.Tensor]:
-    """One image through the processor's image processor: {"pixel_values": (3, H, W)} for a
-    fixed-size family; {"pixel_values": (patches, dim), "image_grid_thw": (1, 3)} for a
-    dynamic-resolution one."""
-    out = processor.image_processor(images=[image], return_tensors="pt")
-    if family.image_grid:
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
-    return {"pixel_values": out["pixel_values"][0]}
-
-
-def image_token_count(family: Family, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
-    """How many image tokens the prompt needs for one encoded image (what the processor would
-    expand its image token to)."""
-    if family.image_grid:
-        return int(encoded["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
-    height, width = encoded["pixel_values"].shape[-2:]
-    count = (height // processor.patch_size) * (width // processor.patch_size) + processor.num_additional_image_tokens
-    return count - 1 if processor.vision_feature_select_strategy == "default" else count
 
 
 def image_grids(model: Any, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]] | None:

@@ -30,7 +30,18 @@ from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
 from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
 from vittle.distribution import AnswerDistribution, unique_answers
-from vittle.families import family_of, image_token_id, load_processor, require_1d_positions, text_config, visual_token_ids
+from vittle.families import (
+    TOKEN_TYPE_KEYS,
+    collate_images,
+    family_of,
+    image_token_id,
+    load_processor,
+    require_1d_positions,
+    require_prefix_cache,
+    text_config,
+    token_inputs,
+    visual_token_ids,
+)
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
@@ -152,8 +163,9 @@ class Assistant:
         prompt_length = inputs["input_ids"].shape[1]
         ids = torch.cat([inputs["input_ids"], target], dim=1)
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        if "mm_token_type_ids" in extra:  # the continuation's tokens are text
-            extra["mm_token_type_ids"] = torch.cat([extra["mm_token_type_ids"], torch.zeros_like(target, dtype=torch.int)], dim=1)
+        for key in TOKEN_TYPE_KEYS:  # the continuation's tokens are text
+            if key in extra:
+                extra[key] = torch.cat([extra[key], torch.zeros_like(target, dtype=extra[key].dtype)], dim=1)
         logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, prompt_length - 1 : -1].float()
         picked = torch.log_softmax(logits, dim=-1).gather(1, target[0][:, None])[:, 0]
         return float(picked.sum()), bool((logits.argmax(-1) == target[0]).all())
@@ -211,11 +223,11 @@ class Assistant:
         question. The same answers as `generate` (the bottleneck acts per token, so the cached
         prefix holds what it would have computed)."""
         opened = [_as_image(image) for image in images]
-        pixels: dict[int, torch.Tensor] = {}
+        pixels: dict[int, dict[str, torch.Tensor]] = {}
         groups: dict[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]] = {}
         for index, (image, question) in enumerate(zip(opened, questions, strict=True)):
             if id(image) not in pixels:
-                pixels[id(image)] = self.images.pixel_values(image)
+                pixels[id(image)] = self.images.encode(image)
             ids = encode_query(self.processor, self.images, image, question, self.system, pixel_values=pixels[id(image)])["input_ids"].tolist()
             split = len(ids) - ids[::-1].index(image_token_id(self.model))  # after the last image token
             groups.setdefault((id(image), tuple(ids[:split])), []).append((index, ids[split:]))
@@ -234,12 +246,14 @@ class Assistant:
         bar.close()
         return answers
 
-    def _greedy_shared(self, chunk: list, pixels: dict[int, torch.Tensor], max_new_tokens: int) -> list[tuple[int, str]]:
+    def _greedy_shared(self, chunk: list, pixels: dict[int, dict[str, torch.Tensor]], max_new_tokens: int) -> list[tuple[int, str]]:
         """One batch of `_answer_shared`: prefixes of equal length, each with its questions."""
         device, dtype = self.device, next(self.model.parameters()).dtype
         prefix = torch.tensor([list(key[1]) for key, _ in chunk], device=device)
-        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix),
-                         pixel_values=torch.stack([pixels[key[0]] for key, _ in chunk]).to(device, dtype), use_cache=True)
+        images = collate_images([pixels[key[0]] for key, _ in chunk])
+        images = {k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in images.items()}
+        out = self.model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, **images,
+                         **token_inputs(self.family, prefix, image_token_id(self.model)))
         rows = [(row, index, suffix) for row, (_, members) in enumerate(chunk) for index, suffix in members]
         cache = out.cache
         cache.batch_select_indices(torch.tensor([row for row, _, _ in rows], device=device))
@@ -304,7 +318,7 @@ class Assistant:
         """Keep each image's prompt prefix (layers 0..l) so that `embed` of more questions
         about images already embedded runs only the questions' tokens (`PrefixCache`).
         Families with 1-D positions only (not Qwen2.5-VL yet)."""
-        require_1d_positions(self.model, "the prefix cache")
+        require_prefix_cache(self.model)
         self.prefix_cache = PrefixCache(max_bytes)
         return self.prefix_cache
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from vittle.bottleneck import record_states
 from vittle.data import image_digest
-from vittle.families import image_token_id
+from vittle.families import image_text_for_count, image_token_id
 from vittle.model import run_to_layer
 
 
@@ -110,10 +110,10 @@ class PrefixCache:
 
         shared_ids, shared_layers = self.shared
         start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
-        image, image_id, chat = assistant.processor.image_token, image_token_id(assistant.model), assistant.family.chat
+        image, image_id, chat = image_text_for_count(assistant.family, assistant.processor, count), image_token_id(assistant.model), assistant.family.chat
         suffixes = []
         for question in questions:
-            prompt = chat.expand_image(chat.build_prompt(question, has_image=True, system=assistant.system), image, count)
+            prompt = chat.expand_image(chat.build_prompt(question, has_image=True, system=assistant.system), image, 1)
             ids = torch.tensor(assistant.processor.tokenizer(prompt)["input_ids"])
             if ids.shape[0] <= start + count or not torch.equal(ids[:start], shared_ids.to(ids.device)) \
                     or not bool((ids[start : start + count] == image_id).all()):

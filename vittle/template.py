@@ -1,4 +1,4 @@
-"""The conversation templates: vicuna-v1 (LLaVA-1.5) and ChatML (Qwen-VL).
+"""The conversation templates: vicuna-v1 (LLaVA-1.5), ChatML (Qwen-VL) and Gemma (Gemma 3).
 
 vicuna-v1, the one LLaVA-1.5 is trained with:
 
@@ -171,9 +171,77 @@ class ChatML:
             "{%- endif -%}"
             "{%- if message['role'] == 'user' -%}"
             "<|im_start|>user\n{{ '<|vision_start|><|image_pad|><|vision_end|>' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
-            "{%- else -%}{{ text }}<|im_end|>\n{%- endif -%}"
+            "{% else -%}{{ text }}<|im_end|>\n{% endif -%}"
             "{%- endfor -%}"
         )
 
 
-ChatFormat = type[Vicuna] | type[ChatML]
+class Gemma:
+    """The Gemma (3) instruct format:
+
+        "<start_of_turn>user\n{system}\n\n{image}{q}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n"
+
+    (the tokenizer adds "<bos>"). Gemma has no system role: a system prompt opens the first user
+    turn, and the default is none. Answers with their "<end_of_turn>" are the supervised spans.
+    The image placeholder (with the newline after it) becomes the processor's image text, which
+    brings its own blank lines."""
+
+    name = "gemma"
+    system = ""
+    end = "<end_of_turn>"
+    answer_head = "<start_of_turn>model\n"
+
+    @classmethod
+    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """As `format_conversation`; the end of an answer is always "<end_of_turn>" (`eos` is ignored)."""
+        system = cls.system if system is None else system
+        text = ""
+        spans: list[tuple[int, int]] = []
+        for index, (question, answer) in enumerate(turns):
+            opening = f"{system}\n\n" if system and index == 0 else ""
+            text += f"<start_of_turn>user\n{opening}{question}{cls.end}\n{cls.answer_head}"
+            if answer == "" and index == len(turns) - 1:
+                break
+            start = len(text)
+            text += f"{answer}{cls.end}"
+            spans.append((start, len(text)))
+            text += "\n"
+        return text, spans
+
+    @classmethod
+    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
+        if has_image and IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return cls.format_conversation([(question, "")], system=system)[0]
+
+    @classmethod
+    def expand_image(cls, text: str, image_token: str, count: int) -> str:
+        slot = image_token * count
+        return text.replace(IMAGE_PLACEHOLDER + "\n", slot).replace(IMAGE_PLACEHOLDER, slot)
+
+    @classmethod
+    def chat_template(cls, system: str | None = None, eos: str = "", image_marker: str = "<start_of_image>") -> str:
+        """A Jinja chat template rendering messages as `format_conversation` does (images first in
+        a user turn, as the processor's image marker); every user turn ends with the model header."""
+        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            "{%- set ns = namespace(system='" + default + "', first=true) -%}"
+            "{%- if messages and messages[0]['role'] == 'system' -%}"
+            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- endif -%}{%- endif -%}"
+            "{%- for message in messages if message['role'] != 'system' -%}"
+            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
+            "{%- else -%}"
+            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+            "{%- endif -%}"
+            "{%- if message['role'] == 'user' -%}"
+            "<start_of_turn>user\n{% if ns.first and ns.system %}{{ ns.system }}\n\n{% endif %}{%- set ns.first = false -%}"
+            "{{ '" + image_marker + "' * images }}{{ text }}<end_of_turn>\n<start_of_turn>model\n"
+            "{% else -%}{{ text }}<end_of_turn>\n{% endif -%}"
+            "{%- endfor -%}"
+        )
+
+
+ChatFormat = type[Vicuna] | type[ChatML] | type[Gemma]

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3ImageProcessorPil,
+    Gemma3Processor,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -18,7 +22,7 @@ from transformers import (
 )
 
 from vittle.families import Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
-from vittle.template import ChatML
+from vittle.template import ChatML, Gemma
 from vittle.tiny import build_tiny_llava
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -26,13 +30,18 @@ _WORDS = ("what colour color is the shape image picture red green blue yellow ci
           "a an this there in of does contain which small large left right answer user assistant system")
 
 
-def _qwen_tokenizer() -> PreTrainedTokenizerFast:
+def _byte_bpe(special: list[str], texts: list[str]) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tokenizer.train_from_iterator([_WORDS, ChatML.system, *(_WORDS.split())] * 4, trainer=trainer)
+    tokenizer.train_from_iterator([_WORDS, *texts, *(_WORDS.split())] * 4, trainer=trainer)
+    return tokenizer
+
+
+def _qwen_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = _byte_bpe(QWEN_SPECIAL, [ChatML.system])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
                                    padding_side="right", model_max_length=2048)
@@ -101,7 +110,42 @@ def build_tiny_qwen3_vl(seed: int = 0, hidden_size: int = 64, num_layers: int = 
     return _generation_ids(model, tokenizer), processor
 
 
-BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl}
+GEMMA_SPECIAL = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+
+
+def build_tiny_gemma3(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """Gemma 3 at 4 decoder layers x 64 (sliding and full attention layers), a 1-block SigLIP
+    tower on 16 px images (4 px patches pooled to 2 x 2 = 4 soft tokens per image), a tokenizer
+    that adds "<bos>" as Gemma's does, `<end_of_turn>` ending answers."""
+    tokenizer = _byte_bpe(GEMMA_SPECIAL, [Gemma.answer_head])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>",
+                                        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                                              "image_token": "<image_soft_token>"},
+                                        padding_side="right", model_max_length=2048)
+    image_processor = Gemma3ImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = Gemma3Processor(image_processor, tokenizer, image_seq_length=4)
+    ids = tokenizer.convert_tokens_to_ids
+    config = Gemma3Config(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+                     "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "query_pre_attn_scalar": 16, "sliding_window": 512, "sliding_window_pattern": 2,
+                     "max_position_embeddings": 2048, "bos_token_id": tokenizer.bos_token_id,
+                     "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 16, "patch_size": 4},
+        mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Gemma3ForConditionalGeneration(config)
+        with torch.no_grad():  # transformers starts it at zero: image features would all be zero
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.02)
+    return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
+
+
+BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 

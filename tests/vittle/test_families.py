@@ -32,9 +32,10 @@ def _image(size: tuple[int, int], seed: int) -> Image.Image:
 
 
 def _processor_count(processor, image: Image.Image) -> int:
-    """How many image tokens the family's own processor expands one image to."""
+    """How many image (feature) tokens the family's own processor expands one image to (its
+    `image_token` is the marker it expands: Gemma 3's is the begin-of-image token)."""
     out = processor(images=[image], text=[f"{processor.image_token} x"], return_tensors="pt")
-    return int((out["input_ids"] == processor.image_token_id).sum())
+    return int((out["input_ids"] == families.feature_token_id(families.family_of(processor), processor)).sum())
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_probe_gives_a_posterior_per_image_token(family_pair):
 
 
 def test_vittle_s_inputs_are_the_processor_s(family_pair):
-    """What vittle feeds the model (ids, pixels, Qwen's token types for its 3-D positions) gives
+    """What vittle feeds the model (ids, pixels, the family's per-token inputs) gives
     the logits of the family's own processor output; the answer through vittle equals
     `generate` on the processor's output."""
     model, processor = family_pair
@@ -192,12 +193,12 @@ def test_vittle_s_inputs_are_the_processor_s(family_pair):
     theirs = processor(images=[image], text=[prompt], return_tensors="pt")
     assert torch.equal(ours["input_ids"], theirs["input_ids"])
     torch.testing.assert_close(model(**ours).logits, model(**theirs).logits, rtol=0, atol=1e-6)
-    if "mm_token_type_ids" in ours:  # without them Qwen2.5-VL falls back to 1-D positions (a different result), Qwen3-VL refuses
-        flat = {k: v for k, v in ours.items() if k != "mm_token_type_ids"}
-        try:
+    for key in set(ours) & set(families.TOKEN_TYPE_KEYS):  # the per-token inputs matter: without Qwen's `mm_token_type_ids`
+        flat = {k: v for k, v in ours.items() if k != key}  # Qwen2.5-VL falls back to 1-D positions, Qwen3-VL refuses;
+        try:  # without Gemma 3's `token_type_ids` its image tokens attend causally
             assert not torch.allclose(model(**flat).logits, model(**ours).logits)
         except ValueError as err:
-            assert "mm_token_type_ids" in str(err)
+            assert key in str(err)
     output = model.generate(**theirs, max_new_tokens=5, do_sample=False, suppress_tokens=families.visual_token_ids(model),
                             pad_token_id=processor.tokenizer.pad_token_id)
     expected = processor.tokenizer.decode(output[0, theirs["input_ids"].shape[1]:], skip_special_tokens=True).strip()

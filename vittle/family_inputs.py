@@ -1,0 +1,149 @@
+"""How each model family turns one image into model inputs and prompt text: the image layouts
+that `vittle.families` picks one of per family.
+
+A layout answers, for the family's processor and one image:
+
+    layout.encode(processor, image)      # its tensors: {"pixel_values": ..., and any per-image extras}
+    layout.count(processor, encoded)     # how many feature tokens (the model's `image_token_id`) it takes
+    layout.text(processor, encoded)      # the text the processor writes in place of its image marker
+    layout.feature_token(processor)      # the token the model's image features replace
+    layout.count_text(processor, count)  # the text from the count alone (layouts where it suffices)
+
+Batching (`collate_images`) follows one rule for every family, so the collator needs no family:
+a fixed-size family's pixels (3, H, W) are stacked; every other tensor of an encoded image has a
+leading dimension along which a batch is concatenated (one row per image, or its patches or
+tiles), after padding its other dimensions with zeros to the batch's largest.
+
+Also here: the processors of families whose video half needs torchvision (not installed), for
+images and text only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
+
+IMAGE_KEYS_STACKED = ("pixel_values",)
+"""Keys whose (C, H, W) tensors are one image each (a fixed-size family's pixels): stacked."""
+
+
+class FixedLayout:
+    """LLaVA-1.5: one (3, H, W) image, a fixed count from the vision tower's patch grid, the
+    processor's image token repeated that many times."""
+
+    def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+        return {"pixel_values": processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]}
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        height, width = encoded["pixel_values"].shape[-2:]
+        count = (height // processor.patch_size) * (width // processor.patch_size) + processor.num_additional_image_tokens
+        return count - 1 if processor.vision_feature_select_strategy == "default" else count
+
+    def feature_token(self, processor: Any) -> str:
+        return processor.image_token
+
+    def text(self, processor: Any, encoded: dict[str, torch.Tensor]) -> str:
+        return self.count_text(processor, self.count(processor, encoded))
+
+    def count_text(self, processor: Any, count: int) -> str:
+        """The image's text given only its token count (what the prefix cache rebuilds prompts from)."""
+        return self.feature_token(processor) * count
+
+
+class GridLayout(FixedLayout):
+    """Qwen-VL (dynamic resolution): flattened patches with `image_grid_thw`, t*h*w / merge^2
+    tokens."""
+
+    def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+        out = processor.image_processor(images=[image], return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        return int(encoded["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+
+
+class WrappedLayout(FixedLayout):
+    """Gemma 3: a fixed number of soft tokens per image (`processor.image_seq_length`) between
+    begin- and end-of-image tokens, blank lines around them (`processor.full_image_sequence`).
+    Its processor calls the begin-of-image marker its `image_token`; the features go at the
+    tokenizer's image token."""
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        return processor.image_seq_length
+
+    def feature_token(self, processor: Any) -> str:
+        return processor.tokenizer.image_token
+
+    def count_text(self, processor: Any, count: int) -> str:
+        return processor.full_image_sequence
+
+
+class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL's processor without its video processor: transformers' video processors need
+    torchvision, which this project does not install. Images and text behave as in the original."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class Qwen3VLImageProcessor(Qwen3VLProcessor):
+    """Qwen3-VL's processor without its video processor (as `Qwen2_5_VLImageProcessor`)."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+# Per image, by the family's layout (re-exported by `vittle.families`)
+
+
+def encode_image(family: Any, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+    """One image through the processor's image processor (`Family.layout`): {"pixel_values":
+    (3, H, W)} for a fixed-size family; {"pixel_values": (patches, dim), "image_grid_thw":
+    (1, 3)} for a dynamic-resolution one."""
+    return family.layout.encode(processor, image)
+
+
+def image_token_count(family: Any, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+    """How many image (feature) tokens the prompt needs for one encoded image."""
+    return family.layout.count(processor, encoded)
+
+
+def image_text(family: Any, processor: Any, encoded: dict[str, torch.Tensor]) -> str:
+    """The text the family's processor writes in place of its image marker for one encoded image
+    (the image tokens, with whatever the family puts around them)."""
+    return family.layout.text(processor, encoded)
+
+
+def image_text_for_count(family: Any, processor: Any, count: int) -> str:
+    """`image_text` of an image known only by its token count (families whose text it determines)."""
+    return family.layout.count_text(processor, count)
+
+
+def feature_token_id(family: Any, processor: Any) -> int:
+    """The id of the token the model's image features replace (its config's `image_token_id`)."""
+    return processor.tokenizer.convert_tokens_to_ids(family.layout.feature_token(processor))
+
+
+def _pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    if tuple(tensor.shape[1:]) == shape:
+        return tensor
+    out = tensor.new_zeros((tensor.shape[0], *shape))
+    out[(slice(None), *(slice(0, n) for n in tensor.shape[1:]))] = tensor
+    return out
+
+
+def collate_images(encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A batch's image tensors from each image's (`FixedLayout.encode` and the others), in order:
+    (3, H, W) pixels stacked; any other tensor padded with zeros to the batch's largest in all
+    but its first dimension, then concatenated along it."""
+    out: dict[str, torch.Tensor] = {}
+    for key in encoded[0]:
+        tensors = [item[key] for item in encoded]
+        if key in IMAGE_KEYS_STACKED and tensors[0].dim() == 3:
+            out[key] = torch.stack(tensors)
+            continue
+        shape = tuple(max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim()))
+        out[key] = torch.cat([_pad_to(t, shape) for t in tensors])
+    return out
