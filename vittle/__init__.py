@@ -69,6 +69,7 @@ _LAZY = {
     "train": "vittle.trainer",
     "VittleTrainer": "vittle.trainer",
     "schedule_alpha": "vittle.objective",
+    "AlphaSchedule": "vittle.objective",
     "vittle_loss": "vittle.objective",
     "alpha_at": "vittle.objective",
 }

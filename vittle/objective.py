@@ -2,6 +2,9 @@
 
     vittle.schedule_alpha(model, step / total_steps)      # each optimizer step
     loss, terms = vittle.vittle_loss(model, outputs, batch["labels"], batch["attention_mask"])
+
+With a `transformers.Trainer` (or TRL's `SFTTrainer`), `AlphaSchedule()` in its callbacks sets
+alpha at the start of every optimizer step; `VittleTrainer` adds it itself.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import math
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from vittle.bottleneck import BottleneckState
 from vittle.config import BottleneckConfig
@@ -37,6 +41,16 @@ def schedule_alpha(model: torch.nn.Module, progress: float) -> float:
         return 0.0
     bottleneck.train_alpha = alpha_at(bottleneck.config, progress)
     return bottleneck.train_alpha
+
+
+class AlphaSchedule(TrainerCallback):
+    """Sets the bottleneck's training alpha from its schedule at the start of each optimizer
+    step (`schedule_alpha` with progress = steps done / max_steps), for any `transformers.Trainer`:
+    `Trainer(..., callbacks=[AlphaSchedule()])`. A model without a bottleneck is left alone."""
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+        if model is not None:
+            schedule_alpha(model, state.global_step / max(1, state.max_steps))
 
 
 def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | None = None,

@@ -25,7 +25,7 @@ from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
 from vittle.families import family_of, language_model, lm_head, load_processor, projector
 from vittle.model import attach_bottleneck, get_bottleneck
-from vittle.objective import schedule_alpha, vittle_loss
+from vittle.objective import AlphaSchedule, vittle_loss
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
@@ -118,20 +118,20 @@ class NonFiniteTrainingError(ValueError):
 
 
 class VittleTrainer(Trainer):
-    """Trainer with the KL terms, the alpha schedule and CE / KL / alpha logging."""
+    """Trainer with the KL terms, the alpha schedule (`AlphaSchedule`) and CE / KL / alpha logging."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        if not any(isinstance(c, AlphaSchedule) for c in self.callback_handler.callbacks):
+            self.add_callback(AlphaSchedule())  # alpha's schedule, as for any Trainer
         self.model_accepts_loss_kwargs = False
         self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         bottleneck = get_bottleneck(unwrapped)
-        if bottleneck is not None and model.training:
-            schedule_alpha(unwrapped, self.state.global_step / max(1, self.state.max_steps))
         with record_states() as states:  # this forward's posterior, not kept on the module
             outputs = model(**inputs)
         loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"),

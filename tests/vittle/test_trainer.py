@@ -254,3 +254,31 @@ def test_training_outside_the_cli_schedule_alpha_and_vittle_loss(tiny, image, ca
     with pytest.raises(ValueError, match="text_kl_scope='prompt' needs the batch's labels and attention_mask"):
         vittle.vittle_loss(model, outputs)
     assert vittle.VittleTrainer.__name__ == "VittleTrainer" and vittle.alpha_at is not None
+
+
+def test_alpha_schedule_callback_drives_a_plain_trainer(shapes_data, tmp_path):
+    """`AlphaSchedule` is the schedule for any `transformers.Trainer`: alpha at each optimizer
+    step is `alpha_at(config, step / max_steps)`, with gradient accumulation too (once per
+    optimizer step, not per micro-batch); `VittleTrainer` adds it without being asked."""
+    from transformers import Trainer, TrainerCallback
+
+    from vittle.objective import AlphaSchedule
+
+    recipe = _recipe(shapes_data, tmp_path, "bottleneck.schedule=cosine", "bottleneck.alpha_max=0.5", "train.max_steps=4",
+                     "train.batch_size=2")
+    model, processor = prepare_model(recipe)
+    args = dataclasses.replace(training_arguments(recipe), gradient_accumulation_steps=2, report_to=[])
+    seen: list[float] = []
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append(get_bottleneck(model).train_alpha)
+
+    data = ConversationDataset(recipe.data.path, processor)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=ConversationCollator(processor.tokenizer.pad_token_id),
+                      callbacks=[AlphaSchedule(), Watch()])
+    trainer.train()
+    config = get_bottleneck(model).config
+    assert seen == pytest.approx([alpha_at(config, step / 4) for step in range(4)]) and seen[-1] > 0
+    vittle_trainer = VittleTrainer(model=model, args=args, train_dataset=data)
+    assert sum(isinstance(c, AlphaSchedule) for c in vittle_trainer.callback_handler.callbacks) == 1
