@@ -170,23 +170,36 @@ def _quickstart(args: QuickstartArgs) -> int:
     return 0
 
 
-EXTERNAL = {"perturb": "vittle.analysis.perturb.cli", "eval": "vittle.analysis.evaluate.cli", "lab": "vittle.analysis.lab.cli",
-            "analyze": "vittle.analysis.report.cli", "demo": "vittle.app.main", "cache": "vittle.analysis.cache_cli"}
+COMMANDS_GROUP = "vittle.commands"
+"""Entry points of the analysis and app commands (pyproject.toml): name -> the module's `main(argv)`.
+A package may add its own `vittle NAME` command the same way."""
+SETTINGS_GROUP = "vittle.command_settings"
+"""Entry points of those commands' settings dataclasses, for completion without the heavy imports."""
 EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app", "cache": "analysis"}
 """The pip extra each command's dependencies come with (pyproject.toml)."""
 
 
-def _dispatch(command: str, argv: list[str]) -> int:
-    import importlib
+def _entry_points(group: str) -> dict[str, Any]:
+    from importlib.metadata import entry_points
 
+    return {point.name: point for point in entry_points(group=group)}
+
+
+def external_commands() -> dict[str, Any]:
+    """The declared analysis and app commands: name -> entry point (none when vittle runs from a
+    source tree that was never installed: `pip install -e .` declares them)."""
+    return _entry_points(COMMANDS_GROUP)
+
+
+def _dispatch(command: str, argv: list[str]) -> int:
     try:
-        return importlib.import_module(EXTERNAL[command]).main(argv)
+        return external_commands()[command].load()(argv)
     except ModuleNotFoundError as err:  # at import or later, when the command first needs the package
         if err.name and err.name.split(".")[0] == "vittle":
             raise
-        extra = EXTRA_OF_COMMAND[command]
-        print(f"vittle {command}: error: needs {err.name!r}, which comes with the {extra!r} extra: "
-              f"pip install 'vittle[{extra}]'", file=sys.stderr)
+        extra = EXTRA_OF_COMMAND.get(command)
+        needs = f"which comes with the {extra!r} extra: pip install 'vittle[{extra}]'" if extra else "which is not installed"
+        print(f"vittle {command}: error: needs {err.name!r}, {needs}", file=sys.stderr)
         return FAILURE
 
 
@@ -201,20 +214,14 @@ def _completion(shell: str) -> int:
     return 0
 
 
-def _external_parser(sub: Any, name: str) -> None:
-    """The full parser of an analysis or app command (for completion): built from its settings,
-    without importing the command's heavy modules."""
-    from importlib import import_module
-
-    specs = {"perturb": None, "eval": ("vittle.analysis.evaluate.args", "EvalArgs"), "lab": ("vittle.analysis.lab.cli", "LabCommand"),
-             "analyze": ("vittle.analysis.report.config", "ReportConfig"), "demo": ("vittle.app.config", "DemoConfig"),
-             "cache": ("vittle.analysis.cache_cli", "CacheCommand")}
+def _external_parser(sub: Any, name: str, settings: dict[str, Any]) -> None:
+    """The full parser of an analysis or app command (for completion): built from its declared
+    settings dataclass, without importing the command's heavy modules."""
     parser = sub.add_parser(name, help=f"see `vittle {name} --help`")
-    if specs[name] is None:
+    if name not in settings:
         return
-    module, cls = specs[name]
     try:
-        add_options(parser, getattr(import_module(module), cls))
+        add_options(parser, settings[name].load())
     except ImportError:  # its extra is not installed: complete the command's name only
         pass
 
@@ -235,9 +242,10 @@ def build_parser(full: bool = False) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text, description=text, epilog=GLOBAL_HELP)
         add_options(command, cls)
         command.set_defaults(handler=handler, spec=cls)
-    for name in EXTERNAL:
+    settings = _entry_points(SETTINGS_GROUP) if full else {}
+    for name in external_commands():
         if full:
-            _external_parser(sub, name)
+            _external_parser(sub, name, settings)
         else:
             sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
     completion = sub.add_parser("completion", help="print a shell completion script: vittle completion bash > ~/.vittle-complete")
@@ -252,8 +260,13 @@ def _run(argv: list[str]) -> int:
         print(f"vittle: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     apply_globals(flags)
-    if argv and argv[0] in EXTERNAL:
+    if argv and argv[0] in external_commands():
         return _dispatch(argv[0], argv[1:])
+    if argv and argv[0] in EXTRA_OF_COMMAND:  # a built-in command the package metadata does not declare
+        print(f"vittle {argv[0]}: error: vittle's package metadata does not declare this command (a source tree that was "
+              "never installed, or installed before the command existed, or a stale vittle.egg-info in the current "
+              "folder): run `pip install -e .` in the repository", file=sys.stderr)
+        return USAGE_ERROR
     args = build_parser().parse_args(argv)
     if args.command == "completion":
         return _completion(args.shell)

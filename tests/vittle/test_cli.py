@@ -139,3 +139,31 @@ def test_help_loads_no_torch(command):
     result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("usage: vittle"), result.stdout[:200] + result.stderr[-500:]
     assert result.stderr.strip().splitlines()[-1] == "False False", result.stderr[-500:]
+
+
+def test_analysis_and_app_commands_come_from_declared_entry_points(tmp_path, capsys, monkeypatch):
+    """pyproject.toml declares each command's main and settings; a package of its own can add a
+    `vittle NAME` command the same way; metadata without them gives a clear error, not argparse's."""
+    import os
+    import tomllib
+    from pathlib import Path
+
+    from vittle import cli
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"][cli.COMMANDS_GROUP]
+    assert set(declared) == set(cli.EXTRA_OF_COMMAND) == set(cli.external_commands())
+    assert {name: point.value for name, point in cli.external_commands().items()} == declared
+    assert set(project["entry-points"][cli.SETTINGS_GROUP]) == set(declared) - {"perturb"}
+    # a plugin: a module and a dist-info on the path, found through the same group
+    (tmp_path / "hello_plugin.py").write_text("def main(argv):\n    print('hello', *argv)\n    return 0\n")
+    info = tmp_path / "hello_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{cli.COMMANDS_GROUP}]\nhello = hello_plugin:main\n")
+    result = _vittle("hello", "world", env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip() == "hello world", result.stderr
+    monkeypatch.setattr(cli, "external_commands", dict)  # stale metadata: no command declared
+    assert main(["lab", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert "vittle lab: error:" in err and "does not declare this command" in err and "pip install -e ." in err
