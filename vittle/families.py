@@ -16,14 +16,15 @@ Families (docs/models.md):
   `mm_token_type_ids`: vittle never builds positions by hand for it, so decoding goes
   through `generate`, and the paths that would need hand-built positions (the prefix cache,
   candidate scoring, the shared-image decoding loop) are refused or bypassed.
-- Qwen3-VL, `Qwen3VLForConditionalGeneration`: as Qwen2.5-VL (dynamic resolution, ChatML,
-  M-RoPE from `mm_token_type_ids`, which it requires), plus "deepstack" mergers that add
-  features of early vision blocks to the first decoder layers' image tokens. `projector` is the
-  main merger only: stage 1 and LoRA train it, not the deepstack mergers.
+- Qwen3-VL, `Qwen3VLForConditionalGeneration`: as Qwen2.5-VL (M-RoPE from the required
+  `mm_token_type_ids`), plus "deepstack" mergers into the first decoder layers' image tokens;
+  `projector` is the main merger only (stage 1 and LoRA do not train the deepstack mergers).
 - Gemma 3, `Gemma3ForConditionalGeneration`: a fixed number of soft image tokens between
   begin- and end-of-image tokens (its processor's `image_token` is the begin marker it expands),
   the Gemma chat format, 1-D positions, and `token_type_ids` (1 at image tokens) for attention
   both ways within an image, passed wherever vittle runs a prompt.
+- LLaVA-NeXT, `LlavaNextForConditionalGeneration`: anyres tiling (the image's size sets the
+  count; patches padded over a batch, `image_sizes`), vicuna-v1 prompts, 1-D positions.
 
 `Family.layout` (`vittle.family_inputs`) turns an image into tensors, a token count and prompt
 text; `Family.token_types` names the per-token input; `collate_images` batches for every family.
@@ -43,7 +44,14 @@ import transformers
 from torch import nn
 
 from vittle.config import default_layer
-from vittle.family_inputs import FixedLayout, GridLayout, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor, WrappedLayout
+from vittle.family_inputs import (
+    AnyresLayout,
+    FixedLayout,
+    GridLayout,
+    Qwen2_5_VLImageProcessor,
+    Qwen3VLImageProcessor,
+    WrappedLayout,
+)
 from vittle.family_inputs import collate_images as collate_images
 from vittle.family_inputs import encode_image as encode_image
 from vittle.family_inputs import feature_token_id as feature_token_id
@@ -123,7 +131,12 @@ GEMMA3 = Family(
     projector_output="model.multi_modal_projector", chat=Gemma, pad_to_square=False, layout=WrappedLayout(),
     token_types="token_type_ids",
 )
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3)}
+LLAVA_NEXT = Family(
+    name="LLaVA-NeXT", model_type="llava_next", model_class="LlavaNextForConditionalGeneration",
+    processor_class="LlavaNextProcessor", language_model="model.language_model", projector="model.multi_modal_projector",
+    projector_output="model.multi_modal_projector.linear_2", chat=Vicuna, pad_to_square=False, layout=AnyresLayout(),
+)
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT)}
 TOKEN_TYPE_KEYS = tuple(sorted({f.token_types for f in FAMILIES.values() if f.token_types}))
 """Every family's per-token input name: the collator pads these like the ids."""
 

@@ -33,6 +33,9 @@ class FixedLayout:
     """LLaVA-1.5: one (3, H, W) image, a fixed count from the vision tower's patch grid, the
     processor's image token repeated that many times."""
 
+    variable_count = False
+    """Whether the image's size sets its token count (else every image takes the same)."""
+
     def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
         return {"pixel_values": processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]}
 
@@ -56,12 +59,34 @@ class GridLayout(FixedLayout):
     """Qwen-VL (dynamic resolution): flattened patches with `image_grid_thw`, t*h*w / merge^2
     tokens."""
 
+    variable_count = True
+
     def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
         out = processor.image_processor(images=[image], return_tensors="pt")
         return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
 
     def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
         return int(encoded["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+
+
+class AnyresLayout(FixedLayout):
+    """LLaVA-NeXT (anyres tiling): (1, patches, 3, H, W) pixels, the base image and the tiles of the
+    grid resolution that fits it best, with `image_sizes` (1, 2); the count (the processor's rule:
+    the base image's features plus the tiles' with the padding cut off and a newline per row)
+    depends on the image's size. A batch pads the patches dimension (the model reads
+    `image_sizes` to drop the padding)."""
+
+    variable_count = True
+
+    def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+        out = processor.image_processor(images=[image], return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_sizes": out["image_sizes"]}
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        height, width = encoded["pixel_values"].shape[-2:]
+        original_height, original_width = (int(n) for n in encoded["image_sizes"].reshape(-1)[:2])
+        count = processor._get_number_of_features(original_height, original_width, height, width)
+        return count - 1 if processor.vision_feature_select_strategy == "default" else count
 
 
 class WrappedLayout(FixedLayout):

@@ -13,6 +13,10 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
     Gemma3Processor,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessorPil,
+    LlavaNextProcessor,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -23,7 +27,7 @@ from transformers import (
 
 from vittle.families import Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
 from vittle.template import ChatML, Gemma
-from vittle.tiny import build_tiny_llava
+from vittle.tiny import build_tiny_llava, build_tiny_tokenizer
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 _WORDS = ("what colour color is the shape image picture red green blue yellow circle square triangle yes no "
@@ -145,7 +149,41 @@ def build_tiny_gemma3(seed: int = 0, hidden_size: int = 64, num_layers: int = 4)
     return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
 
 
-BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3}
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+_LLAMA = {"num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 2048, "model_type": "llama"}
+
+
+def _llama_text(tokenizer, hidden_size: int, num_layers: int) -> dict:
+    return {**_LLAMA, "vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_layers, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}
+
+
+def build_tiny_llava_next(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """LLaVA-NeXT at 4 decoder layers x 64, a 2-block CLIP tower on 16 px tiles (4 px patches, a
+    CLS token dropped by the "default" strategy), grid resolutions 16 x 32, 32 x 16 and 32 x 32:
+    each image a base tile and 2 or 4 grid tiles, its size setting the count."""
+    tokenizer = build_tiny_tokenizer()
+    pinpoints = [[16, 32], [32, 16], [32, 32]]
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
+                                                 image_grid_pinpoints=pinpoints, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    processor = LlavaNextProcessor(image_processor, tokenizer, patch_size=4, vision_feature_select_strategy="default",
+                                   num_additional_image_tokens=1)
+    config = LlavaNextConfig(
+        vision_config={"model_type": "clip_vision_model", "image_size": 16, "patch_size": 4, "hidden_size": 32,
+                       "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "projection_dim": 32},
+        text_config=_llama_text(tokenizer, hidden_size, num_layers), image_grid_pinpoints=pinpoints,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlavaNextForConditionalGeneration(config)
+    return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
+
+
+BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3,
+            "llava_next": build_tiny_llava_next}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 
