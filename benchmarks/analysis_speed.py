@@ -61,7 +61,7 @@ def time_extraction(assistant, samples: list[dict], batch_size: int, repeats: in
     @torch.no_grad()
     def full_forward() -> None:
         for start in range(0, len(questions), batch_size):
-            model(**assistant._batch(images[start : start + batch_size], questions[start : start + batch_size]))
+            model(**assistant.model_inputs(images[start : start + batch_size], questions[start : start + batch_size]))
 
     timings: dict[str, list[float]] = {"embed": [], "full_forward": []}
     for _ in range(2):  # warm-up: vision-feature cache, kernels, allocator

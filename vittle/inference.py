@@ -5,6 +5,7 @@
     assistant.probe(image, "What colour is the shape?")      # layer-l state, posterior variance
     assistant.probe_batch(images, questions)                # the same for many queries, one forward (vittle.probe)
     assistant.embed(images, questions, batch_size=16)       # (N, d), no layer after l runs
+    assistant.model_inputs(images, questions)               # the batch the model sees: model(**inputs)
     assistant.answer_distribution(images, questions, ["red", "blue"])  # probabilities over candidates (vittle.distribution)
 
 Long file: `Assistant` is the one narrow API over a loaded model (answer, batched and shared-image
@@ -118,11 +119,15 @@ class Assistant:
 
     def prompt_length(self, image: ImageInput, question: str) -> int:
         """How many input tokens the query takes: template, image tokens and question."""
-        return int(self._batch([image], [question])["input_ids"].shape[1])
+        return int(self.model_inputs([image], [question])["input_ids"].shape[1])
 
-    def _batch(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
-        # An image object asked several questions is processed once; the dict holds the image
-        # too, so no id is reused by a new object while the batch is built.
+    def model_inputs(self, images: Sequence[ImageInput], questions: Sequence[str], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """The model's inputs for a batch of queries, on its device and dtype: the prompts in the
+        family's chat format with their image tokens, padded on `padding_side` ("left" for
+        generation), with the images' tensors (`model(**assistant.model_inputs(images, questions))`).
+        An image may be None (a text-only query); an image object asked several questions is
+        processed once."""
+        # the dict holds the image too, so no id is reused by a new object while the batch is built
         pixels: dict[int, tuple[Image.Image, dict[str, torch.Tensor]]] = {}
         items = []
         for img, question in zip(images, questions, strict=True):
@@ -143,7 +148,7 @@ class Assistant:
     @torch.no_grad()
     def answer(self, image: ImageInput, question: str, max_new_tokens: int = 64, stream: bool = False) -> str | Iterator[str]:
         """Greedy answer to one question. With stream=True, a generator of text pieces."""
-        inputs = self._batch([image], [question])
+        inputs = self.model_inputs([image], [question])
         settings = self._greedy(max_new_tokens)
         if not stream:
             output = self.model.generate(**inputs, **settings)
@@ -156,7 +161,7 @@ class Assistant:
         tokens after the prompt's "ASSISTANT:", without special tokens; write a leading space
         where the answer would have one), and whether greedy decoding would produce exactly
         those tokens."""
-        inputs = self._batch([image], [question])
+        inputs = self.model_inputs([image], [question])
         target = self.processor.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
         if target.shape[1] == 0:
             raise ValueError(f"the continuation {continuation!r} has no tokens")
@@ -210,7 +215,7 @@ class Assistant:
         answers: list[str] = []
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="answering", unit="batch", disable=not progress):
-            inputs = self._batch(images[start : start + batch_size], questions[start : start + batch_size], "left")
+            inputs = self.model_inputs(images[start : start + batch_size], questions[start : start + batch_size], "left")
             output = self.model.generate(**inputs, **settings)[:, inputs["input_ids"].shape[1] :]
             answers.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
         return answers
@@ -352,7 +357,7 @@ class Assistant:
                 rows = prefix.embed(self, entries, questions)
                 if rows is not None:
                     return rows
-        inputs = self._batch(loaded, questions)
+        inputs = self.model_inputs(loaded, questions)
         cache = None
         if keys is not None:
             from transformers import DynamicCache

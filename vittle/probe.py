@@ -64,7 +64,7 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
     if not questions:
         return []
-    inputs = assistant._batch(images, questions)
+    inputs = assistant.model_inputs(images, questions)
     with record_states() as states:  # this call's posterior: concurrent probes do not read each other's
         hidden = run_to_layer(assistant.model, assistant.layer, **inputs)
     lengths = inputs["attention_mask"].sum(dim=1).tolist()

@@ -35,7 +35,7 @@ def answer_ids(tokenizer: Any, answer: str, head_text: str = f"{ASSISTANT}:") ->
 def prompt_pass(assistant: Any, images: Sequence[Any], questions: Sequence[str]) -> tuple[torch.Tensor, Any, torch.Tensor, dict]:
     """Run the prompts once, left-padded: (log-probs of the first answer token (N, V), the KV
     cache, the attention mask, the inputs)."""
-    inputs = assistant._batch(images, questions, "left")
+    inputs = assistant.model_inputs(images, questions, "left")
     mask = inputs["attention_mask"]
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     out = assistant.model(**inputs, position_ids=positions, use_cache=True)
@@ -80,7 +80,7 @@ def continuations(assistant: Any, images: Sequence[Any], questions: Sequence[str
         for token in torch.argsort(first[row], descending=True)[: top_k + len(banned)].tolist():
             if token not in banned and sum(1 for r, _ in starts if r == row) < top_k:
                 starts.append((row, token))
-    inputs = assistant._batch([images[r] for r, _ in starts], [questions[r] for r, _ in starts], "left")
+    inputs = assistant.model_inputs([images[r] for r, _ in starts], [questions[r] for r, _ in starts], "left")
     column = torch.tensor([[t] for _, t in starts], device=inputs["input_ids"].device)
     inputs["input_ids"] = torch.cat([inputs["input_ids"], column], dim=1)
     inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(column)], dim=1)

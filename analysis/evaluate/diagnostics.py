@@ -36,7 +36,7 @@ def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequ
     bottleneck = get_bottleneck(model)
     sums: dict[str, dict[str, Any]] = {m: {"n": 0, "h2": 0.0, "mu2": 0.0, "var": 0.0, "kl_dim": None} for m in ("visual", "text")}
     for start in range(0, len(questions), batch_size):
-        inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
+        inputs = assistant.model_inputs(images[start : start + batch_size], questions[start : start + batch_size])
         with record_states() as states:
             hidden = run_to_layer(model, assistant.layer, **inputs)
         real = inputs["attention_mask"].bool()
@@ -109,7 +109,7 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
     language_model.set_attn_implementation("eager")  # sdpa does not return attention weights; the vision tower is left as is
     try:
         for start in range(0, len(questions), batch_size):
-            inputs = assistant._batch(images[start : start + batch_size], questions[start : start + batch_size])
+            inputs = assistant.model_inputs(images[start : start + batch_size], questions[start : start + batch_size])
             rows = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device)
             last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the answer position
             with record_states() as states:

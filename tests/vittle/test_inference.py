@@ -168,7 +168,7 @@ def test_a_model_config_system_prompt_changes_the_prompt(vittle_assistant, image
     setattr(model.config, SYSTEM_PROMPT_KEY, "")
     try:
         plain = Assistant(model, vittle_assistant.processor)
-        ids = plain._batch([image], ["Hi?"])["input_ids"][0].tolist()
+        ids = plain.model_inputs([image], ["Hi?"])["input_ids"][0].tolist()
         text = plain.processor.tokenizer.decode(ids, skip_special_tokens=False)
         assert "A chat between" not in text and "USER:" in text
     finally:
@@ -182,7 +182,7 @@ def test_context_length_and_prompt_length(tiny):
     assistant = Assistant(model, processor)
     assert assistant.context_length == model.config.text_config.max_position_embeddings
     text_only = assistant.prompt_length(None, "What color is the shape?")
-    assert text_only == assistant._batch([None], ["What color is the shape?"])["input_ids"].shape[1] > 5
+    assert text_only == assistant.model_inputs([None], ["What color is the shape?"])["input_ids"].shape[1] > 5
     from PIL import Image
 
     image = Image.new("RGB", (16, 16))
