@@ -62,6 +62,25 @@ def activations_gib(shape: dict, batch: int, seq: int) -> float:
     return (kept + one_layer + logits + bottleneck) / GIB
 
 
+NF4_BYTES = 0.53
+"""Bytes per 4-bit (NF4) weight: 0.5 B + ~0.03 B of double-quantized block constants."""
+
+
+def one_gpu_states_gib(llm: float, embeddings: float, frozen: float, full_trained: float, lora: float) -> dict[str, float]:
+    """Weights, gradients and optimizer states on one GPU (GiB) for full fine-tuning, LoRA and
+    QLoRA 4-bit, from parameter counts: `llm` the language model (its `embeddings`: input
+    embeddings and LM head, counted once when tied, stay in bf16 under QLoRA), `frozen` the
+    vision tower and whatever else is never trained, `full_trained` what LoRA trains in full
+    (projector and bottleneck), `lora` the adapters. Trained: 16 B per parameter (bf16 weight
+    and gradient, fp32 master and two Adam moments); frozen: 2 B (bf16) or NF4."""
+    full = (2 * (llm + frozen + full_trained) + 14 * (llm + full_trained)) / GIB
+    trained = lora + full_trained
+    lora_run = (2 * (llm + frozen + trained) + 14 * trained) / GIB
+    linear = llm - embeddings
+    qlora = (NF4_BYTES * linear + 2 * (embeddings + frozen + trained) + 14 * trained) / GIB
+    return {"full": full, "lora": lora_run, "qlora": qlora}
+
+
 def estimate(size: str, gpus: int, batch: int, seq: int, lora_rank: int) -> dict:
     shape = SHAPES[size]
     llm, proj, bott = llm_params(shape), projector_params(shape), bottleneck_params(shape)
@@ -74,14 +93,13 @@ def estimate(size: str, gpus: int, batch: int, seq: int, lora_rank: int) -> dict
     rows["full, ZeRO-2"] = (2 * everything + (2 + 12) * full_trainable / gpus) / GIB
     # ZeRO-3: everything partitioned; live gathered parameters (stage3_max_live_parameters 1e9) in bf16
     rows["full, ZeRO-3"] = ((2 + 2 + 12) * full_trainable / gpus + 2 * frozen_vision / gpus + 2 * 1e9) / GIB
-    rows["full, plain DDP"] = (2 * everything + 14 * full_trainable) / GIB
+    one = one_gpu_states_gib(llm, 2 * shape["vocab"] * shape["hidden"], frozen_vision, proj + bott, lora_params(shape, lora_rank))
+    rows["full, plain DDP"] = one["full"]
     lora = lora_params(shape, lora_rank) + proj + bott
     rows[f"LoRA r={lora_rank}, ZeRO-2"] = (2 * (everything + lora_params(shape, lora_rank)) + 14 * lora / gpus) / GIB
-    rows[f"LoRA r={lora_rank}, one GPU"] = (2 * (everything + lora_params(shape, lora_rank)) + 14 * lora) / GIB
-    # QLoRA: NF4 weights (0.5 B + ~0.13 B/param of double-quantized constants) for the LLM's linear layers
-    linear = llm - 2 * shape["vocab"] * shape["hidden"]
-    rows[f"QLoRA 4-bit r={lora_rank}, one GPU"] = (0.53 * linear + 2 * (llm - linear + frozen_vision + lora_params(shape, lora_rank))
-                                                  + 14 * lora) / GIB
+    rows[f"LoRA r={lora_rank}, one GPU"] = one["lora"]
+    # QLoRA: NF4 weights for the LLM's linear layers, the rest in bf16
+    rows[f"QLoRA 4-bit r={lora_rank}, one GPU"] = one["qlora"]
     return {
         "params": {"llm": llm, "projector": proj, "bottleneck": bott, "vision_frozen": frozen_vision,
                    f"lora_r{lora_rank}": lora_params(shape, lora_rank)},
