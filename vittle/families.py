@@ -7,35 +7,16 @@ LM head, the chat format and the positions are.
     visual_mask(model, input_ids)       # (batch, seq) image (and video) placeholder tokens
     family.chat.build_prompt(question, has_image=True)
 
-Families (docs/models.md):
-- LLaVA-1.5, `LlavaForConditionalGeneration`: a fixed number of image tokens per image (the
-  image padded to a square), vicuna-v1 prompts, 1-D positions.
-- Qwen2.5-VL, `Qwen2_5_VLForConditionalGeneration`: dynamic resolution (the image's size
-  sets the number of image tokens; pixels come as flattened patches with `image_grid_thw`),
-  ChatML prompts, 3-D rotary positions (M-RoPE) that the model builds from
-  `mm_token_type_ids`: vittle never builds positions by hand for it, so decoding goes
-  through `generate`, and the paths that would need hand-built positions (the prefix cache,
-  candidate scoring, the shared-image decoding loop) are refused or bypassed.
-- Qwen3-VL, `Qwen3VLForConditionalGeneration`: as Qwen2.5-VL (M-RoPE from the required
-  `mm_token_type_ids`), plus "deepstack" mergers into the first decoder layers' image tokens;
-  `projector` is the main merger only (stage 1 and LoRA do not train the deepstack mergers).
-- Gemma 3, `Gemma3ForConditionalGeneration`: a fixed number of soft image tokens between
-  begin- and end-of-image tokens (its processor's `image_token` is the begin marker it expands),
-  the Gemma chat format, 1-D positions, and `token_type_ids` (1 at image tokens) for attention
-  both ways within an image, passed wherever vittle runs a prompt.
-- LLaVA-NeXT, `LlavaNextForConditionalGeneration`: anyres tiling (the image's size sets the
-  count; patches padded over a batch, `image_sizes`), vicuna-v1 prompts, 1-D positions.
-
+The families and what each one keeps where: `vittle.family_table` (`Family`, `FAMILIES`).
 `Family.layout` (`vittle.family_inputs`) turns an image into tensors, a token count and prompt
 text; `Family.token_types` names the per-token input; `collate_images` batches for every family.
 
-Adding a family: one `Family` entry in `FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
+Adding a family: one `Family` entry in `vittle.family_table.FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +25,17 @@ import transformers
 from torch import nn
 
 from vittle.config import default_layer
-from vittle.family_inputs import (
-    AnyresLayout,
-    FixedLayout,
-    GridLayout,
-    Qwen2_5_VLImageProcessor,
-    Qwen3VLImageProcessor,
-    WrappedLayout,
-)
+from vittle.family_inputs import Qwen2_5_VLImageProcessor as Qwen2_5_VLImageProcessor
+from vittle.family_inputs import Qwen3VLImageProcessor as Qwen3VLImageProcessor
 from vittle.family_inputs import collate_images as collate_images
 from vittle.family_inputs import encode_image as encode_image
 from vittle.family_inputs import feature_token_id as feature_token_id
 from vittle.family_inputs import image_text as image_text
 from vittle.family_inputs import image_text_for_count as image_text_for_count
 from vittle.family_inputs import image_token_count as image_token_count
-from vittle.template import ChatFormat, ChatML, Gemma, Vicuna
+from vittle.family_table import FAMILIES as FAMILIES
+from vittle.family_table import TOKEN_TYPE_KEYS as TOKEN_TYPE_KEYS
+from vittle.family_table import Family as Family
 
 logger = logging.getLogger(__name__)
 
@@ -67,78 +44,6 @@ class UnsupportedFamilyError(TypeError):
     """A model, config or processor of a family vittle does not know, naming those it knows."""
 
 
-@dataclass(frozen=True)
-class Family:
-    """Where one model family keeps what the bottleneck and its tools need."""
-
-    name: str
-    model_type: str
-    """`config.model_type` of the family's models."""
-    model_class: str
-    """The transformers class that loads a checkpoint (a name in `transformers`)."""
-    processor_class: str
-    language_model: str
-    """Path of the text decoder module (what `get_decoder()` returns): LoRA goes inside it."""
-    projector: str
-    """Path of the vision-to-text projector (trained in stage 1, in full under LoRA)."""
-    projector_output: str
-    """Path of the projector's last linear layer, whose output enters the residual stream."""
-    chat: ChatFormat
-    mrope: bool = False
-    """3-D rotary positions built by the model (from `mm_token_type_ids`); vittle uses `generate`."""
-    pad_to_square: bool = True
-    """LLaVA-1.5 pads images to a square; dynamic-resolution families keep the aspect ratio."""
-    image_grid: bool = False
-    """Images come as flattened patches with `image_grid_thw` (concatenated over a batch)."""
-    video: bool = False
-    """The family also has a video placeholder token (`config.video_token_id`)."""
-    image_only_processor: type | None = None
-    """The family's processor without its video half (`load_processor`), where that half needs torchvision."""
-    layout: FixedLayout = FixedLayout()
-    """How one image becomes tensors, a token count and prompt text (`vittle.family_inputs`)."""
-    token_types: str | None = None
-    """The per-token input (1 at image tokens) the model needs: Qwen-VL's `mm_token_type_ids` (its
-    3-D positions), Gemma 3's `token_type_ids` (bidirectional attention among an image's tokens)."""
-    prefix_cache: str | None = None
-    """Why `Assistant.enable_prefix_cache` is refused for the family (None: it works)."""
-
-    @property
-    def positions_1d(self) -> bool:
-        """Whether positions are one index per token, so that vittle may build them itself."""
-        return not self.mrope
-
-
-LLAVA = Family(
-    name="LLaVA-1.5", model_type="llava", model_class="LlavaForConditionalGeneration", processor_class="LlavaProcessor",
-    language_model="model.language_model", projector="model.multi_modal_projector",
-    projector_output="model.multi_modal_projector.linear_2", chat=Vicuna,
-)
-QWEN2_5_VL = Family(
-    name="Qwen2.5-VL", model_type="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration",
-    processor_class="Qwen2_5_VLProcessor", language_model="model.language_model", projector="model.visual.merger",
-    projector_output="model.visual.merger.mlp.2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
-    image_only_processor=Qwen2_5_VLImageProcessor, layout=GridLayout(), token_types="mm_token_type_ids",
-)
-QWEN3_VL = Family(
-    name="Qwen3-VL", model_type="qwen3_vl", model_class="Qwen3VLForConditionalGeneration",
-    processor_class="Qwen3VLProcessor", language_model="model.language_model", projector="model.visual.merger",
-    projector_output="model.visual.merger.linear_fc2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
-    image_only_processor=Qwen3VLImageProcessor, layout=GridLayout(), token_types="mm_token_type_ids",
-)
-GEMMA3 = Family(
-    name="Gemma 3", model_type="gemma3", model_class="Gemma3ForConditionalGeneration", processor_class="Gemma3Processor",
-    language_model="model.language_model", projector="model.multi_modal_projector",
-    projector_output="model.multi_modal_projector", chat=Gemma, pad_to_square=False, layout=WrappedLayout(),
-    token_types="token_type_ids",
-)
-LLAVA_NEXT = Family(
-    name="LLaVA-NeXT", model_type="llava_next", model_class="LlavaNextForConditionalGeneration",
-    processor_class="LlavaNextProcessor", language_model="model.language_model", projector="model.multi_modal_projector",
-    projector_output="model.multi_modal_projector.linear_2", chat=Vicuna, pad_to_square=False, layout=AnyresLayout(),
-)
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT)}
-TOKEN_TYPE_KEYS = tuple(sorted({f.token_types for f in FAMILIES.values() if f.token_types}))
-"""Every family's per-token input name: the collator pads these like the ids."""
 
 
 def supported() -> str:

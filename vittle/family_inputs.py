@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
+from transformers import LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen3VLProcessor
 
 IMAGE_KEYS_STACKED = ("pixel_values",)
 """Keys whose (C, H, W) tensors are one image each (a fixed-size family's pixels): stacked."""
@@ -70,7 +70,7 @@ class GridLayout(FixedLayout):
 
 
 class AnyresLayout(FixedLayout):
-    """LLaVA-NeXT (anyres tiling): (1, patches, 3, H, W) pixels, the base image and the tiles of the
+    """LLaVA-NeXT and LLaVA-OneVision (anyres tiling): (1, patches, 3, H, W) pixels, the base image and the tiles of the
     grid resolution that fits it best, with `image_sizes` (1, 2); the count (the processor's rule:
     the base image's features plus the tiles' with the padding cut off and a newline per row)
     depends on the image's size. A batch pads the patches dimension (the model reads
@@ -118,6 +118,20 @@ class Qwen3VLImageProcessor(Qwen3VLProcessor):
 
     def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+
+class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):
+    """LLaVA-OneVision's processor without its video processor (as `Qwen2_5_VLImageProcessor`; not
+    named `...ImageProcessor`, which transformers' image processor of the family is called). Its
+    settings are named in the signature: a processor saves the `__init__` arguments it declares."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, num_image_tokens: int | None = None,
+                 vision_feature_select_strategy: str | None = None, chat_template: str | None = None, image_token: str = "<image>",
+                 video_token: str = "<video>", vision_aspect_ratio: str = "anyres_max_9", **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, num_image_tokens=num_image_tokens,
+                         vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
+                         image_token=image_token, video_token=video_token, vision_aspect_ratio=vision_aspect_ratio, **kwargs)
 
 
 # Per image, by the family's layout (re-exported by `vittle.families`)

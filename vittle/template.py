@@ -122,6 +122,8 @@ class ChatML:
     end = "<|im_end|>"
     answer_head = "<|im_start|>assistant\n"
     vision_start, vision_end = "<|vision_start|>", "<|vision_end|>"
+    image_slot = "<|vision_start|><|image_pad|><|vision_end|>"
+    """What `chat_template` writes for an image (the processor's image marker, expanded by the processor)."""
 
     @classmethod
     def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
@@ -153,8 +155,7 @@ class ChatML:
     @classmethod
     def chat_template(cls, system: str | None = None, eos: str = "") -> str:
         """A Jinja chat template rendering messages as `format_conversation` does (images first in
-        a user turn, as the vision markers around the processor's image token); every user turn
-        ends with the assistant header."""
+        a user turn, each as `image_slot`); every user turn ends with the assistant header."""
         default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
         return (
             "{%- set ns = namespace(system='" + default + "') -%}"
@@ -170,10 +171,29 @@ class ChatML:
             "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
             "{%- endif -%}"
             "{%- if message['role'] == 'user' -%}"
-            "<|im_start|>user\n{{ '<|vision_start|><|image_pad|><|vision_end|>' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
+            "<|im_start|>user\n{{ '" + cls.image_slot.replace("\n", "\\n") + "' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
             "{% else -%}{{ text }}<|im_end|>\n{% endif -%}"
             "{%- endfor -%}"
         )
+
+
+
+class ChatMLImage(ChatML):
+    """ChatML with the image written as LLaVA writes it, the LLaVA-OneVision (qwen2) format:
+
+        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{image tokens}\n{q}<|im_end|>\n<|im_start|>assistant\n"
+
+    The image placeholder becomes the image's text where it stands (no vision markers), the
+    newline after it kept (the checkpoints' chat template writes "<image>\n" before the text).
+    The default system prompt is ChatML's, as in the original training conversations (the
+    transformers conversion's chat template writes none unless given one)."""
+
+    name = "chatml-image"
+    image_slot = "<image>\n"
+
+    @classmethod
+    def expand_image(cls, text: str, image_token: str, count: int) -> str:
+        return text.replace(IMAGE_PLACEHOLDER, image_token * count)
 
 
 class Gemma:

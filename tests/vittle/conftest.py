@@ -17,6 +17,9 @@ from transformers import (
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil,
     LlavaNextProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessorPil,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -25,7 +28,7 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from vittle.families import Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
+from vittle.family_inputs import LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
 from vittle.template import ChatML, Gemma
 from vittle.tiny import build_tiny_llava, build_tiny_tokenizer
 
@@ -182,8 +185,37 @@ def build_tiny_llava_next(seed: int = 0, hidden_size: int = 64, num_layers: int 
     return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
 
 
+ONEVISION_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+
+def build_tiny_llava_onevision(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """LLaVA-OneVision at 4 decoder layers x 64 (Qwen2), a 2-block SigLIP tower on 16 px tiles
+    (4 px patches: 16 features per tile, no CLS token, the "full" strategy), grid resolutions
+    16 x 32, 32 x 16 and 32 x 32 as LLaVA-NeXT's; a ChatML tokenizer with "<image>" and "<video>"."""
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_byte_bpe(ONEVISION_SPECIAL, [ChatML.system]), eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+                                        padding_side="right", model_max_length=2048)
+    pinpoints = [[16, 32], [32, 16], [32, 32]]
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 16, "width": 16}, image_grid_pinpoints=pinpoints)
+    processor = LlavaOnevisionImageOnlyProcessor(image_processor, tokenizer, num_image_tokens=16, vision_feature_select_strategy="full")
+    ids = tokenizer.convert_tokens_to_ids
+    config = LlavaOnevisionConfig(
+        vision_config={"model_type": "siglip_vision_model", "image_size": 16, "patch_size": 4, "hidden_size": 32,
+                       "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+                     "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id},
+        image_grid_pinpoints=pinpoints, image_token_index=ids("<image>"), video_token_index=ids("<video>"),
+        vision_feature_select_strategy="full", vision_feature_layer=-1,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    return _generation_ids(model, tokenizer), processor
+
+
 BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3,
-            "llava_next": build_tiny_llava_next}
+            "llava_next": build_tiny_llava_next, "llava_onevision": build_tiny_llava_onevision}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 
