@@ -27,6 +27,9 @@ from transformers import LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen3VLPr
 
 IMAGE_KEYS_STACKED = ("pixel_values",)
 """Keys whose (C, H, W) tensors are one image each (a fixed-size family's pixels): stacked."""
+LAYOUT_KEYS = ("tile_grid",)
+"""Keys a layout keeps with an encoded image for its own count and text, not model inputs:
+`collate_images` leaves them out."""
 
 
 class FixedLayout:
@@ -105,6 +108,36 @@ class WrappedLayout(FixedLayout):
         return processor.full_image_sequence
 
 
+
+class TiledTextLayout(FixedLayout):
+    """Idefics3 (image splitting): (1, tiles, 3, H, W) pixels, the tiles of the resized image
+    row by row and the whole image last, with `pixel_attention_mask` (1, tiles, H, W); the text
+    is the processor's (per tile "<fake_token_around_image><row_i_col_j>" and
+    `image_seq_len` image tokens, a newline after each row, then the global image between
+    "<fake_token_around_image><global-img>" and "<fake_token_around_image>"), so the image
+    tokens are no one run. The tile grid (rows, cols; 0, 0 for an unsplit image) sets the count
+    and is kept as `tile_grid`, a layout key the model does not see. A batch pads the tiles
+    dimension (the model drops all-zero tiles)."""
+
+    variable_count = True
+
+    def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+        out = processor.image_processor(images=[[image]], return_tensors="pt", return_row_col_info=True)
+        return {"pixel_values": out["pixel_values"], "pixel_attention_mask": out["pixel_attention_mask"],
+                "tile_grid": torch.tensor([[out["rows"][0][0], out["cols"][0][0]]])}
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        rows, cols = (int(n) for n in encoded["tile_grid"].reshape(-1)[:2])
+        return (rows * cols + 1) * processor.image_seq_len
+
+    def text(self, processor: Any, encoded: dict[str, torch.Tensor]) -> str:
+        rows, cols = (int(n) for n in encoded["tile_grid"].reshape(-1)[:2])
+        return processor.replace_image_token({"rows": [[rows]], "cols": [[cols]]}, 0)
+
+    def count_text(self, processor: Any, count: int) -> str:
+        raise NotImplementedError("an image's text in the tiled layout depends on its tile grid, not on its token count alone")
+
+
 class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without its video processor: transformers' video processors need
     torchvision, which this project does not install. Images and text behave as in the original."""
@@ -176,9 +209,11 @@ def _pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 def collate_images(encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """A batch's image tensors from each image's (`FixedLayout.encode` and the others), in order:
     (3, H, W) pixels stacked; any other tensor padded with zeros to the batch's largest in all
-    but its first dimension, then concatenated along it."""
+    but its first dimension, then concatenated along it; `LAYOUT_KEYS` left out."""
     out: dict[str, torch.Tensor] = {}
     for key in encoded[0]:
+        if key in LAYOUT_KEYS:
+            continue
         tensors = [item[key] for item in encoded]
         if key in IMAGE_KEYS_STACKED and tensors[0].dim() == 3:
             out[key] = torch.stack(tensors)

@@ -23,6 +23,10 @@ Families (docs/models.md):
 - LLaVA-OneVision, `LlavaOnevisionForConditionalGeneration`: anyres as LLaVA-NeXT (SigLIP, no
   CLS token; single-image inputs: no `batch_num_images`), ChatML with "<image>\n" and no vision
   markers (`ChatMLImage`), 1-D positions, a video token among the visual ids.
+- Idefics3, `Idefics3ForConditionalGeneration`: image splitting (tiles and a global image,
+  `pixel_attention_mask`; the processor's row/col text around each tile's image tokens), the
+  Idefics format ("User:" / "Assistant:", `<end_of_utterance>`), 1-D positions; the prefix cache
+  is refused (the image tokens are no one run).
 
 Adding a family: one `Family` entry in `FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
@@ -38,9 +42,10 @@ from vittle.family_inputs import (
     LlavaOnevisionImageOnlyProcessor,
     Qwen2_5_VLImageProcessor,
     Qwen3VLImageProcessor,
+    TiledTextLayout,
     WrappedLayout,
 )
-from vittle.template import ChatFormat, ChatML, ChatMLImage, Gemma, Vicuna
+from vittle.template import ChatFormat, ChatML, ChatMLImage, Gemma, Idefics, Vicuna
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,14 @@ LLAVA_ONEVISION = Family(
     projector_output="model.multi_modal_projector.linear_2", chat=ChatMLImage, pad_to_square=False, video=True,
     image_only_processor=LlavaOnevisionImageOnlyProcessor, layout=AnyresLayout(),
 )
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT, LLAVA_ONEVISION)}
+IDEFICS3 = Family(
+    name="Idefics3", model_type="idefics3", model_class="Idefics3ForConditionalGeneration", processor_class="Idefics3Processor",
+    language_model="model.text_model", projector="model.connector", projector_output="model.connector.modality_projection.proj",
+    chat=Idefics, pad_to_square=False, layout=TiledTextLayout(),
+    prefix_cache="its image tokens are no one run (tile markers and row breaks between the tiles' tokens), and the cache "
+                 "rebuilds an image's text from its token count alone",
+)
+FAMILIES: dict[str, Family] = {family.model_type: family for family in
+                               (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT, LLAVA_ONEVISION, IDEFICS3)}
 TOKEN_TYPE_KEYS = tuple(sorted({f.token_types for f in FAMILIES.values() if f.token_types}))
 """Every family's per-token input name: the collator pads these like the ids."""

@@ -1,4 +1,5 @@
-"""The conversation templates: vicuna-v1 (LLaVA-1.5), ChatML (Qwen-VL) and Gemma (Gemma 3).
+"""The conversation templates: vicuna-v1 (LLaVA-1.5, LLaVA-NeXT), ChatML (Qwen-VL), ChatML with
+LLaVA's image line (LLaVA-OneVision), Gemma (Gemma 3) and Idefics (Idefics3).
 
 vicuna-v1, the one LLaVA-1.5 is trained with:
 
@@ -6,6 +7,10 @@ vicuna-v1, the one LLaVA-1.5 is trained with:
 
 Answers (with their closing "</s>") are the only supervised spans. At inference the prompt
 ends with "ASSISTANT:" and the model continues.
+
+Long file: every family's chat format (its text, answer spans, image placement and the Jinja
+template that renders the same) stays in one module, so the formats can be read side by side and
+keep one shape (the methods `vittle.families` and the data code call).
 """
 
 from __future__ import annotations
@@ -264,4 +269,82 @@ class Gemma:
         )
 
 
-ChatFormat = type[Vicuna] | type[ChatML] | type[Gemma]
+
+class Idefics:
+    """The Idefics3 instruct format (the chat template of HuggingFaceM4/Idefics3-8B-Llama3):
+
+        "User:{image}{q}<end_of_utterance>\nAssistant: {a}<end_of_utterance>\n"
+
+    (the tokenizer adds its BOS). A question that opens with the image is glued to "User:" (the
+    template writes ":" before an image, ": " before text); the image placeholder with the
+    newline after it becomes the processor's image text. No system prompt by default; one given
+    is a "System: {system}<end_of_utterance>\n" turn first. Answers with the space before them
+    and their "<end_of_utterance>" are the supervised spans; the prompt ends with "Assistant:"."""
+
+    name = "idefics"
+    system = ""
+    end = "<end_of_utterance>"
+    answer_head = "Assistant:"
+    image_start = "<fake_token_around_image>"
+    """What the image text begins with (the processor's tile marker)."""
+
+    @classmethod
+    def _user(cls, question: str) -> str:
+        glued = question.startswith((cls.image_start, IMAGE_PLACEHOLDER))
+        return f"User:{'' if glued else ' '}{question}{cls.end}\n"
+
+    @classmethod
+    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """As `format_conversation`; the end of an answer is always "<end_of_utterance>" (`eos` is ignored)."""
+        system = cls.system if system is None else system
+        text = f"System: {system}{cls.end}\n" if system else ""
+        spans: list[tuple[int, int]] = []
+        for index, (question, answer) in enumerate(turns):
+            text += cls._user(question) + cls.answer_head
+            if answer == "" and index == len(turns) - 1:
+                break
+            start = len(text)
+            text += f" {answer}{cls.end}"
+            spans.append((start, len(text)))
+            text += "\n"
+        return text, spans
+
+    @classmethod
+    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
+        if has_image and IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return cls.format_conversation([(question, "")], system=system)[0]
+
+    @classmethod
+    def expand_image(cls, text: str, image_token: str, count: int) -> str:
+        """The (one) placeholder replaced once: the image text holds "<image>" tokens itself."""
+        slot = image_token * count
+        marker = IMAGE_PLACEHOLDER + "\n" if IMAGE_PLACEHOLDER + "\n" in text else IMAGE_PLACEHOLDER
+        return text.replace(marker, slot, 1)
+
+    @classmethod
+    def chat_template(cls, system: str | None = None, eos: str = "") -> str:
+        """A Jinja chat template rendering messages as `format_conversation` does (images first in
+        a user turn, as the processor's "<image>"); every user turn ends with "Assistant:"."""
+        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            "{%- set ns = namespace(system='" + default + "') -%}"
+            "{%- if messages and messages[0]['role'] == 'system' -%}"
+            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- endif -%}{%- endif -%}"
+            "{%- if ns.system -%}System: {{ ns.system }}<end_of_utterance>\n{% endif -%}"
+            "{%- for message in messages if message['role'] != 'system' -%}"
+            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
+            "{%- else -%}"
+            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+            "{%- endif -%}"
+            "{%- if message['role'] == 'user' -%}"
+            "User:{{ ' ' if not images else '' }}{{ '<image>' * images }}{{ text }}<end_of_utterance>\nAssistant:"
+            "{%- else -%}{{ ' ' + text }}<end_of_utterance>\n{% endif -%}"
+            "{%- endfor -%}"
+        )
+
+
+ChatFormat = type[Vicuna] | type[ChatML] | type[Gemma] | type[Idefics]

@@ -13,6 +13,10 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
     Gemma3Processor,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil,
@@ -29,7 +33,7 @@ from transformers import (
 )
 
 from vittle.family_inputs import LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
-from vittle.template import ChatML, Gemma
+from vittle.template import ChatML, Gemma, Idefics
 from vittle.tiny import build_tiny_llava, build_tiny_tokenizer
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -214,8 +218,37 @@ def build_tiny_llava_onevision(seed: int = 0, hidden_size: int = 64, num_layers:
     return _generation_ids(model, tokenizer), processor
 
 
+IDEFICS_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+                   "<global-img>", *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))]
+
+
+def build_tiny_idefics3(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """Idefics3 at 4 decoder layers x 64 (Llama), a 1-block vision tower on 16 px tiles (4 px
+    patches, pixel shuffle by 2: 4 image tokens per tile), images resized to a longest edge of
+    32 px and split into 16 px tiles (1 x 2 to 2 x 2, plus the global image); a tokenizer that
+    adds "<|begin_of_text|>", the row/col tokens special, `<end_of_utterance>` ending answers."""
+    tokenizer = _byte_bpe(IDEFICS_SPECIAL, ["User: Assistant: System:", Idefics.end])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
+                                                             special_tokens=[("<|begin_of_text|>", 0)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>", eos_token="<end_of_utterance>",
+                                        pad_token="<pad>", padding_side="right", model_max_length=2048)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 16})
+    processor = Idefics3Processor(image_processor, tokenizer, image_seq_len=4)
+    config = Idefics3Config(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 16, "patch_size": 4},
+        text_config=_llama_text(tokenizer, hidden_size, num_layers), scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Idefics3ForConditionalGeneration(config)
+    return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
+
+
 BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3,
-            "llava_next": build_tiny_llava_next, "llava_onevision": build_tiny_llava_onevision}
+            "llava_next": build_tiny_llava_next, "llava_onevision": build_tiny_llava_onevision,
+            "idefics3": build_tiny_idefics3}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 

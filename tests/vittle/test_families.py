@@ -159,6 +159,10 @@ def test_the_prefix_cache_equals_the_full_path_or_is_refused(family_pair):
         with pytest.raises(NotImplementedError, match=f"prefix cache is not supported yet for {re.escape(family.name)}"):
             assistant.enable_prefix_cache()
         return
+    if family.prefix_cache:  # e.g. Idefics3: its image tokens are no one run
+        with pytest.raises(NotImplementedError, match=f"prefix cache is not supported for {re.escape(family.name)}"):
+            assistant.enable_prefix_cache()
+        return
     full = assistant.embed(images, questions[::-1])
     assistant.enable_prefix_cache()
     assistant.embed(images, questions)
