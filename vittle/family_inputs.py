@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen3VLProcessor
+from transformers import InternVLProcessor, LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen3VLProcessor
 
 IMAGE_KEYS_STACKED = ("pixel_values",)
 """Keys whose (C, H, W) tensors are one image each (a fixed-size family's pixels): stacked."""
@@ -138,6 +138,24 @@ class TiledTextLayout(FixedLayout):
         raise NotImplementedError("an image's text in the tiled layout depends on its tile grid, not on its token count alone")
 
 
+
+class TilesLayout(FixedLayout):
+    """InternVL (dynamic tiling): (tiles, 3, H, W) pixels, the tiles of the aspect ratio that fits
+    the image best and a thumbnail, concatenated over a batch; `image_seq_length` context tokens
+    (the feature token) per tile, between the start- and end-of-image tokens."""
+
+    variable_count = True
+
+    def encode(self, processor: Any, image: Any) -> dict[str, torch.Tensor]:
+        return {"pixel_values": processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]}
+
+    def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
+        return encoded["pixel_values"].shape[0] * processor.image_seq_length
+
+    def count_text(self, processor: Any, count: int) -> str:
+        return processor.start_image_token + processor.image_token * count + processor.end_image_token
+
+
 class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without its video processor: transformers' video processors need
     torchvision, which this project does not install. Images and text behave as in the original."""
@@ -165,6 +183,15 @@ class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):
         super().__init__(image_processor, tokenizer, None, num_image_tokens=num_image_tokens,
                          vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
                          image_token=image_token, video_token=video_token, vision_aspect_ratio=vision_aspect_ratio, **kwargs)
+
+
+
+class InternVLImageProcessor(InternVLProcessor):
+    """InternVL's processor without its video processor (as `LlavaOnevisionImageOnlyProcessor`)."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, image_seq_length: int = 256,
+                 chat_template: str | None = None, **kwargs: Any):
+        super().__init__(image_processor, tokenizer, None, image_seq_length=image_seq_length, chat_template=chat_template, **kwargs)
 
 
 # Per image, by the family's layout (re-exported by `vittle.families`)

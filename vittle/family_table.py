@@ -27,6 +27,9 @@ Families (docs/models.md):
   `pixel_attention_mask`; the processor's row/col text around each tile's image tokens), the
   Idefics format ("User:" / "Assistant:", `<end_of_utterance>`), 1-D positions; the prefix cache
   is refused (the image tokens are no one run).
+- InternVL, `InternVLForConditionalGeneration`: dynamic tiling (tiles concatenated over a batch,
+  `image_seq_length` context tokens per tile between `<img>` and `</img>`), ChatML with the
+  image line first (`InternVLChat`, InternVL's system prompt), 1-D positions.
 
 Adding a family: one `Family` entry in `FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
@@ -39,13 +42,15 @@ from vittle.family_inputs import (
     AnyresLayout,
     FixedLayout,
     GridLayout,
+    InternVLImageProcessor,
     LlavaOnevisionImageOnlyProcessor,
     Qwen2_5_VLImageProcessor,
     Qwen3VLImageProcessor,
     TiledTextLayout,
+    TilesLayout,
     WrappedLayout,
 )
-from vittle.template import ChatFormat, ChatML, ChatMLImage, Gemma, Idefics, Vicuna
+from vittle.template import ChatFormat, ChatML, ChatMLImage, Gemma, Idefics, InternVLChat, Vicuna
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,13 @@ IDEFICS3 = Family(
     prefix_cache="its image tokens are no one run (tile markers and row breaks between the tiles' tokens), and the cache "
                  "rebuilds an image's text from its token count alone",
 )
+INTERNVL = Family(
+    name="InternVL", model_type="internvl", model_class="InternVLForConditionalGeneration", processor_class="InternVLProcessor",
+    language_model="model.language_model", projector="model.multi_modal_projector",
+    projector_output="model.multi_modal_projector.linear_2", chat=InternVLChat, pad_to_square=False,
+    image_only_processor=InternVLImageProcessor, layout=TilesLayout(),
+)
 FAMILIES: dict[str, Family] = {family.model_type: family for family in
-                               (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT, LLAVA_ONEVISION, IDEFICS3)}
+                               (LLAVA, QWEN2_5_VL, QWEN3_VL, GEMMA3, LLAVA_NEXT, LLAVA_ONEVISION, IDEFICS3, INTERNVL)}
 TOKEN_TYPE_KEYS = tuple(sorted({f.token_types for f in FAMILIES.values() if f.token_types}))
 """Every family's per-token input name: the collator pads these like the ids."""

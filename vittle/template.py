@@ -1,5 +1,5 @@
 """The conversation templates: vicuna-v1 (LLaVA-1.5, LLaVA-NeXT), ChatML (Qwen-VL), ChatML with
-LLaVA's image line (LLaVA-OneVision), Gemma (Gemma 3) and Idefics (Idefics3).
+LLaVA's image line (LLaVA-OneVision, InternVL), Gemma (Gemma 3) and Idefics (Idefics3).
 
 vicuna-v1, the one LLaVA-1.5 is trained with:
 
@@ -199,6 +199,17 @@ class ChatMLImage(ChatML):
     @classmethod
     def expand_image(cls, text: str, image_token: str, count: int) -> str:
         return text.replace(IMAGE_PLACEHOLDER, image_token * count)
+
+
+
+class InternVLChat(ChatMLImage):
+    """The InternVL (2.5, 3) format: `ChatMLImage` with the image written as the processor's
+    "<IMG_CONTEXT>" in the chat template (transformers' InternVL conversion) and the system
+    prompt of InternVL's own conversation template."""
+
+    name = "internvl"
+    system = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+    image_slot = "<IMG_CONTEXT>\n"
 
 
 class Gemma:

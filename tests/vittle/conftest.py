@@ -13,10 +13,13 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
     Gemma3Processor,
+    GotOcr2ImageProcessorPil,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
     Idefics3Processor,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil,
@@ -32,8 +35,8 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from vittle.family_inputs import LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
-from vittle.template import ChatML, Gemma, Idefics
+from vittle.family_inputs import InternVLImageProcessor, LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
+from vittle.template import ChatML, Gemma, Idefics, InternVLChat
 from vittle.tiny import build_tiny_llava, build_tiny_tokenizer
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -246,9 +249,38 @@ def build_tiny_idefics3(seed: int = 0, hidden_size: int = 64, num_layers: int = 
     return _generation_ids(model, tokenizer, tokenizer.bos_token_id), processor
 
 
+INTERNVL_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+
+
+def build_tiny_internvl(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
+    """InternVL at 4 decoder layers x 64 (Qwen2), a 1-block vision tower on 16 px tiles (4 px
+    patches, pixel shuffle by 2: 4 context tokens per tile), 1 to 4 tiles by aspect ratio plus a
+    thumbnail; a ChatML tokenizer with InternVL's image tokens and system prompt."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_byte_bpe(INTERNVL_SPECIAL, [InternVLChat.system]), eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                              "video_token": "<video>"},
+        padding_side="right", model_max_length=2048)
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 16, "width": 16}, crop_to_patches=True, min_patches=1, max_patches=4)
+    processor = InternVLImageProcessor(image_processor, tokenizer, image_seq_length=4)
+    config = InternVLConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": [16, 16], "patch_size": [4, 4]},
+        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+                     "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+                     "tie_word_embeddings": False},
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=4, tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = InternVLForConditionalGeneration(config)
+    return _generation_ids(model, tokenizer), processor
+
+
 BUILDERS = {"llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl, "qwen3_vl": build_tiny_qwen3_vl, "gemma3": build_tiny_gemma3,
             "llava_next": build_tiny_llava_next, "llava_onevision": build_tiny_llava_onevision,
-            "idefics3": build_tiny_idefics3}
+            "idefics3": build_tiny_idefics3, "internvl": build_tiny_internvl}
 """One builder per family (keyed by config.model_type): (model, processor), same seed same weights."""
 
 
