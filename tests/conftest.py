@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from functools import cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,3 +61,43 @@ def shapes_data(tmp_path_factory):
     from vittle.shapes import make_shapes_dataset
 
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "train.json", 48, seed=0)
+
+
+@cache
+def family_builders() -> dict:
+    """`BUILDERS` of tests/vittle/conftest.py (one tiny random model per family), for tests in
+    any folder: the test folders are not one package, so it is loaded from its file."""
+    path = Path(__file__).with_name("vittle") / "conftest.py"
+    spec = importlib.util.spec_from_file_location("vittle_tests_family_builders", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.BUILDERS
+
+
+def pytest_generate_tests(metafunc):
+    """A test that takes `tiny_family` runs once per family in BUILDERS (ids: the model_type),
+    with that family's builder: `tiny_family(seed=0)` -> (model, processor)."""
+    if "tiny_family" in metafunc.fixturenames:
+        builders = family_builders()
+        metafunc.parametrize("tiny_family", [builders[name] for name in sorted(builders)], ids=sorted(builders))
+
+
+@pytest.fixture
+def save_tiny_family(tiny_family):
+    """save_tiny_family(folder, bottleneck=True) -> folder: `tiny_family`'s model (seed 0), with
+    a Vittle bottleneck attached (alpha_max 0.5) or without one, saved with its processor as a
+    model folder that `Assistant.load`, `vittle eval` and the app read."""
+
+    def save(folder: Path, bottleneck: bool = True) -> Path:
+        from vittle.config import BottleneckConfig
+        from vittle.model import attach_bottleneck
+
+        model, processor = tiny_family(seed=0)
+        if bottleneck:
+            attach_bottleneck(model, BottleneckConfig(alpha_max=0.5))
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        return Path(folder)
+
+    return save
