@@ -53,15 +53,20 @@ class TurnDistributions:
     """What the distributions are over, in words (shown under the charts)."""
     alpha: float | None = None
     """The Vittle model's inference alpha (None: its training alpha)."""
+    unavailable: str = ""
+    """Why there are no distributions (the models' family cannot score candidate answers yet; the
+    page shows this instead of the charts); "" when there are."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"distributions": {role: d.to_dict() for role, d in self.distributions.items()},
-                "effects": {label: e.to_dict() for label, e in self.effects.items()}, "over": self.over, "alpha": self.alpha}
+                "effects": {label: e.to_dict() for label, e in self.effects.items()}, "over": self.over, "alpha": self.alpha,
+                **({"unavailable": self.unavailable} if self.unavailable else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnDistributions:
         return cls({role: AnswerDistribution.from_dict(d) for role, d in data["distributions"].items()},
-                   {label: ShiftEffect.from_dict(e) for label, e in data["effects"].items()}, data["over"], data.get("alpha"))
+                   {label: ShiftEffect.from_dict(e) for label, e in data["effects"].items()}, data["over"], data.get("alpha"),
+                   data.get("unavailable", ""))
 
 
 @dataclass

@@ -8,7 +8,9 @@ distributions of a turn and a severity sweep.
 Each model scores all its queries in one job on its worker (`ModelWorker.distribution`): the
 clean and perturbed query of a turn, or the clean query and its five severities of a sweep,
 with the layer-l states of the sweep's queries in the same pass. A Vittle model's alpha goes
-with its jobs, so other users' requests on the same worker keep their own.
+with its jobs, so other users' requests on the same worker keep their own. A family that cannot
+score candidate answers yet (Qwen's 3-D positions: `NotImplementedError`) gets a turn without
+distributions and a note saying why, and a sweep refused with the same reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vittle.app.inputs import InputError
 from vittle.app.models import ModelPool
 from vittle.app.probe_results import ShiftEffect, Sweep, SweepPoint, TurnDistributions
 from vittle.distribution import total_variation, unique_answers
@@ -27,6 +30,13 @@ TOP_K = 5
 """For models without a known answer vocabulary: the first tokens whose greedy continuations
 join the candidates."""
 EMPTY = "(empty answer)"
+
+
+def unsupported(err: NotImplementedError) -> str:
+    """The refusal of a family that cannot score candidate answers yet (it names the family and
+    says why) as a sentence for the page."""
+    text = str(err).rstrip(".")
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 class Probing:
@@ -62,9 +72,12 @@ class Probing:
                     [query.image, query.perturbed_image], [query.question, query.perturbed_question], candidates,
                     top_k=self.top_k, max_new_tokens=self.max_new_tokens, alpha=self._alpha(name, vittle, alpha))
                 for role, name in (("baseline", "baseline"), ("vittle", vittle))}
+        try:
+            results = {role: future.result() for role, future in jobs.items()}
+        except NotImplementedError as err:  # the turn goes on without its charts
+            return TurnDistributions({}, {}, "", alpha, unavailable=f"{unsupported(err)} The four answers and the panels do not need them.")
         distributions, effects = {}, {}
-        for role, future in jobs.items():
-            (clean, perturbed), _ = future.result()
+        for role, ((clean, perturbed), _) in results.items():
             distributions[f"{role}_clean"], distributions[f"{role}_perturbed"] = clean, perturbed
             name = "baseline" if role == "baseline" else vittle
             effects[self.pool.label(name)] = ShiftEffect.of(answers[f"{role}_clean"], clean, perturbed)
@@ -89,9 +102,12 @@ class Probing:
         jobs = {name: self.pool.worker(name).distribution(images, questions, candidates, top_k=self.top_k,
                                                           max_new_tokens=self.max_new_tokens, alpha=self._alpha(name, vittle, alpha),
                                                           states=True) for name in names}
+        try:
+            results = {name: future.result() for name, future in jobs.items()}
+        except NotImplementedError as err:
+            raise InputError(f"The severity sweep scores candidate answers. {unsupported(err)}") from err
         points, clean_probs, labels, count = {}, {}, {}, 0
-        for name, future in jobs.items():
-            found, states = future.result()
+        for name, (found, states) in results.items():
             label = labels[name] = self.pool.label(name)
             answer = clean_answers[name]
             distances = cosine_distances(np.repeat(states[:1], len(steps), axis=0), states[1:])

@@ -25,7 +25,10 @@ def plot(spec: dict[str, Any] | None) -> PlotData | None:
 
 
 def distribution_outputs(service: Any, turn: Any, vittle: str) -> tuple[Any, Any, str]:
-    """(baseline chart, Vittle chart, the numbers in markdown) of a turn's `TurnDistributions`."""
+    """(baseline chart, Vittle chart, the numbers in markdown) of a turn's `TurnDistributions`;
+    no charts and the reason, for models whose family cannot score candidate answers yet."""
+    if turn.unavailable:
+        return None, None, f"_{turn.unavailable}_"
     labels = {"baseline": service.label("baseline"), "vittle": service.label(vittle)}
     specs = distribution_specs(turn, labels)
     return plot(specs["baseline"]), plot(specs["vittle"]), effects_markdown(turn, labels["vittle"], service.training_alpha(vittle))
