@@ -112,7 +112,98 @@ class Vicuna:
         return chat_template(system, eos)
 
 
-class ChatML:
+def _escaped(text: str) -> str:
+    """`text` inside a single-quoted Jinja string."""
+    return text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+
+
+class TurnFormat:
+    """What the turn-based formats below share: a system opening, per turn a user part ending with
+    `end`, the answer head, then the answer and `end` (the supervised span, after `answer_prefix`);
+    the prompt ends with the answer head. A format says how its opening and its user part look
+    (`_opening`, `_user`, and the Jinja of both in `_jinja_system`, `_jinja_user`)."""
+
+    name = ""
+    system = ""
+    end = ""
+    answer_head = ""
+    answer_prefix = ""
+    """Written between the answer head and the answer, inside the supervised span."""
+
+    @classmethod
+    def _opening(cls, system: str) -> str:
+        return ""
+
+    @classmethod
+    def _user(cls, question: str, system: str, index: int) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """As `format_conversation`; the end of an answer is always the format's own (`eos` is ignored)."""
+        system = cls.system if system is None else system
+        text = cls._opening(system)
+        spans: list[tuple[int, int]] = []
+        for index, (question, answer) in enumerate(turns):
+            text += cls._user(question, system, index) + cls.answer_head
+            if answer == "" and index == len(turns) - 1:
+                break
+            start = len(text)
+            text += f"{cls.answer_prefix}{answer}{cls.end}"
+            spans.append((start, len(text)))
+            text += "\n"
+        return text, spans
+
+    @classmethod
+    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
+        if has_image and IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return cls.format_conversation([(question, "")], system=system)[0]
+
+    @classmethod
+    def expand_image(cls, text: str, image_token: str, count: int) -> str:
+        slot = image_token * count
+        return text.replace(IMAGE_PLACEHOLDER + "\n", slot).replace(IMAGE_PLACEHOLDER, slot)
+
+    @classmethod
+    def _jinja_system(cls) -> str:
+        """Jinja written once before the turns (the system prompt is `ns.system`)."""
+        return ""
+
+    @classmethod
+    def _jinja_user(cls, image: str) -> str:
+        """Jinja of a user turn up to the answer head (`text`, `images`: its text and image count)."""
+        raise NotImplementedError
+
+    @classmethod
+    def chat_template(cls, system: str | None = None, eos: str = "", image: str | None = None) -> str:
+        """A Jinja chat template rendering messages as `format_conversation` does (images first in
+        a user turn, each written as `image`, by default the format's); every user turn ends with
+        the answer head."""
+        default = _escaped(cls.system if system is None else system)
+        return (
+            "{%- set ns = namespace(system='" + default + "', first=true) -%}"
+            "{%- if messages and messages[0]['role'] == 'system' -%}"
+            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- endif -%}{%- endif -%}"
+            + cls._jinja_system() +
+            "{%- for message in messages if message['role'] != 'system' -%}"
+            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
+            "{%- else -%}"
+            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+            "{%- endif -%}"
+            "{%- if message['role'] == 'user' -%}" + cls._jinja_user(_escaped(cls.image_slot if image is None else image))
+            + "{% else -%}{{ '" + _escaped(cls.answer_prefix) + "' + text }}" + cls.end + "\n{% endif -%}"
+            "{%- endfor -%}"
+        )
+
+    image_slot = "<image>"
+    """What `chat_template` writes for an image (the processor's image marker, expanded by the processor)."""
+
+
+class ChatML(TurnFormat):
     """The ChatML format of Qwen-VL instruct models:
 
         "<|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n<|vision_start|>{image tokens}<|vision_end|>{q}<|im_end|>\\n
@@ -128,29 +219,14 @@ class ChatML:
     answer_head = "<|im_start|>assistant\n"
     vision_start, vision_end = "<|vision_start|>", "<|vision_end|>"
     image_slot = "<|vision_start|><|image_pad|><|vision_end|>"
-    """What `chat_template` writes for an image (the processor's image marker, expanded by the processor)."""
 
     @classmethod
-    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
-        """As `format_conversation`; the end of an answer is always "<|im_end|>" (`eos` is ignored)."""
-        system = cls.system if system is None else system
-        text = f"<|im_start|>system\n{system}{cls.end}\n" if system else ""
-        spans: list[tuple[int, int]] = []
-        for index, (question, answer) in enumerate(turns):
-            text += f"<|im_start|>user\n{question}{cls.end}\n{cls.answer_head}"
-            if answer == "" and index == len(turns) - 1:
-                break
-            start = len(text)
-            text += f"{answer}{cls.end}"
-            spans.append((start, len(text)))
-            text += "\n"
-        return text, spans
+    def _opening(cls, system: str) -> str:
+        return f"<|im_start|>system\n{system}{cls.end}\n" if system else ""
 
     @classmethod
-    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
-        if has_image and IMAGE_PLACEHOLDER not in question:
-            question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return cls.format_conversation([(question, "")], system=system)[0]
+    def _user(cls, question: str, system: str, index: int) -> str:
+        return f"<|im_start|>user\n{question}{cls.end}\n"
 
     @classmethod
     def expand_image(cls, text: str, image_token: str, count: int) -> str:
@@ -158,29 +234,12 @@ class ChatML:
         return text.replace(IMAGE_PLACEHOLDER + "\n", slot).replace(IMAGE_PLACEHOLDER, slot)
 
     @classmethod
-    def chat_template(cls, system: str | None = None, eos: str = "") -> str:
-        """A Jinja chat template rendering messages as `format_conversation` does (images first in
-        a user turn, each as `image_slot`); every user turn ends with the assistant header."""
-        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
-        return (
-            "{%- set ns = namespace(system='" + default + "') -%}"
-            "{%- if messages and messages[0]['role'] == 'system' -%}"
-            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
-            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- endif -%}{%- endif -%}"
-            "{%- if ns.system -%}<|im_start|>system\n{{ ns.system }}<|im_end|>\n{% endif -%}"
-            "{%- for message in messages if message['role'] != 'system' -%}"
-            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
-            "{%- else -%}"
-            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
-            "{%- endif -%}"
-            "{%- if message['role'] == 'user' -%}"
-            "<|im_start|>user\n{{ '" + cls.image_slot.replace("\n", "\\n") + "' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
-            "{% else -%}{{ text }}<|im_end|>\n{% endif -%}"
-            "{%- endfor -%}"
-        )
+    def _jinja_system(cls) -> str:
+        return "{%- if ns.system -%}<|im_start|>system\n{{ ns.system }}<|im_end|>\n{% endif -%}"
 
+    @classmethod
+    def _jinja_user(cls, image: str) -> str:
+        return "<|im_start|>user\n{{ '" + image + "' * images }}{{ text }}<|im_end|>\n<|im_start|>assistant\n"
 
 
 class ChatMLImage(ChatML):
@@ -212,7 +271,7 @@ class InternVLChat(ChatMLImage):
     image_slot = "<IMG_CONTEXT>\n"
 
 
-class Gemma:
+class Gemma(TurnFormat):
     """The Gemma (3) instruct format:
 
         "<start_of_turn>user\n{system}\n\n{image}{q}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n"
@@ -226,62 +285,20 @@ class Gemma:
     system = ""
     end = "<end_of_turn>"
     answer_head = "<start_of_turn>model\n"
+    image_slot = "<start_of_image>"
 
     @classmethod
-    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
-        """As `format_conversation`; the end of an answer is always "<end_of_turn>" (`eos` is ignored)."""
-        system = cls.system if system is None else system
-        text = ""
-        spans: list[tuple[int, int]] = []
-        for index, (question, answer) in enumerate(turns):
-            opening = f"{system}\n\n" if system and index == 0 else ""
-            text += f"<start_of_turn>user\n{opening}{question}{cls.end}\n{cls.answer_head}"
-            if answer == "" and index == len(turns) - 1:
-                break
-            start = len(text)
-            text += f"{answer}{cls.end}"
-            spans.append((start, len(text)))
-            text += "\n"
-        return text, spans
+    def _user(cls, question: str, system: str, index: int) -> str:
+        opening = f"{system}\n\n" if system and index == 0 else ""
+        return f"<start_of_turn>user\n{opening}{question}{cls.end}\n"
 
     @classmethod
-    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
-        if has_image and IMAGE_PLACEHOLDER not in question:
-            question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return cls.format_conversation([(question, "")], system=system)[0]
-
-    @classmethod
-    def expand_image(cls, text: str, image_token: str, count: int) -> str:
-        slot = image_token * count
-        return text.replace(IMAGE_PLACEHOLDER + "\n", slot).replace(IMAGE_PLACEHOLDER, slot)
-
-    @classmethod
-    def chat_template(cls, system: str | None = None, eos: str = "", image_marker: str = "<start_of_image>") -> str:
-        """A Jinja chat template rendering messages as `format_conversation` does (images first in
-        a user turn, as the processor's image marker); every user turn ends with the model header."""
-        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
-        return (
-            "{%- set ns = namespace(system='" + default + "', first=true) -%}"
-            "{%- if messages and messages[0]['role'] == 'system' -%}"
-            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
-            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- endif -%}{%- endif -%}"
-            "{%- for message in messages if message['role'] != 'system' -%}"
-            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
-            "{%- else -%}"
-            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
-            "{%- endif -%}"
-            "{%- if message['role'] == 'user' -%}"
-            "<start_of_turn>user\n{% if ns.first and ns.system %}{{ ns.system }}\n\n{% endif %}{%- set ns.first = false -%}"
-            "{{ '" + image_marker + "' * images }}{{ text }}<end_of_turn>\n<start_of_turn>model\n"
-            "{% else -%}{{ text }}<end_of_turn>\n{% endif -%}"
-            "{%- endfor -%}"
-        )
+    def _jinja_user(cls, image: str) -> str:
+        return ("<start_of_turn>user\n{% if ns.first and ns.system %}{{ ns.system }}\n\n{% endif %}{%- set ns.first = false -%}"
+                "{{ '" + image + "' * images }}{{ text }}<end_of_turn>\n<start_of_turn>model\n")
 
 
-
-class Idefics:
+class Idefics(TurnFormat):
     """The Idefics3 instruct format (the chat template of HuggingFaceM4/Idefics3-8B-Llama3):
 
         "User:{image}{q}<end_of_utterance>\nAssistant: {a}<end_of_utterance>\n"
@@ -296,35 +313,18 @@ class Idefics:
     system = ""
     end = "<end_of_utterance>"
     answer_head = "Assistant:"
+    answer_prefix = " "
     image_start = "<fake_token_around_image>"
     """What the image text begins with (the processor's tile marker)."""
 
     @classmethod
-    def _user(cls, question: str) -> str:
+    def _opening(cls, system: str) -> str:
+        return f"System: {system}{cls.end}\n" if system else ""
+
+    @classmethod
+    def _user(cls, question: str, system: str, index: int) -> str:
         glued = question.startswith((cls.image_start, IMAGE_PLACEHOLDER))
         return f"User:{'' if glued else ' '}{question}{cls.end}\n"
-
-    @classmethod
-    def format_conversation(cls, turns: list[tuple[str, str]], eos: str = "", system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
-        """As `format_conversation`; the end of an answer is always "<end_of_utterance>" (`eos` is ignored)."""
-        system = cls.system if system is None else system
-        text = f"System: {system}{cls.end}\n" if system else ""
-        spans: list[tuple[int, int]] = []
-        for index, (question, answer) in enumerate(turns):
-            text += cls._user(question) + cls.answer_head
-            if answer == "" and index == len(turns) - 1:
-                break
-            start = len(text)
-            text += f" {answer}{cls.end}"
-            spans.append((start, len(text)))
-            text += "\n"
-        return text, spans
-
-    @classmethod
-    def build_prompt(cls, question: str, has_image: bool, system: str | None = None) -> str:
-        if has_image and IMAGE_PLACEHOLDER not in question:
-            question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return cls.format_conversation([(question, "")], system=system)[0]
 
     @classmethod
     def expand_image(cls, text: str, image_token: str, count: int) -> str:
@@ -334,28 +334,12 @@ class Idefics:
         return text.replace(marker, slot, 1)
 
     @classmethod
-    def chat_template(cls, system: str | None = None, eos: str = "") -> str:
-        """A Jinja chat template rendering messages as `format_conversation` does (images first in
-        a user turn, as the processor's "<image>"); every user turn ends with "Assistant:"."""
-        default = (cls.system if system is None else system).replace("\\", "\\\\").replace("'", "\\'")
-        return (
-            "{%- set ns = namespace(system='" + default + "') -%}"
-            "{%- if messages and messages[0]['role'] == 'system' -%}"
-            "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
-            "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- endif -%}{%- endif -%}"
-            "{%- if ns.system -%}System: {{ ns.system }}<end_of_utterance>\n{% endif -%}"
-            "{%- for message in messages if message['role'] != 'system' -%}"
-            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}{%- set images = 0 -%}"
-            "{%- else -%}"
-            "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- set images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
-            "{%- endif -%}"
-            "{%- if message['role'] == 'user' -%}"
-            "User:{{ ' ' if not images else '' }}{{ '<image>' * images }}{{ text }}<end_of_utterance>\nAssistant:"
-            "{%- else -%}{{ ' ' + text }}<end_of_utterance>\n{% endif -%}"
-            "{%- endfor -%}"
-        )
+    def _jinja_system(cls) -> str:
+        return "{%- if ns.system -%}System: {{ ns.system }}<end_of_utterance>\n{% endif -%}"
+
+    @classmethod
+    def _jinja_user(cls, image: str) -> str:
+        return "User:{{ ' ' if not images else '' }}{{ '" + image + "' * images }}{{ text }}<end_of_utterance>\nAssistant:"
 
 
-ChatFormat = type[Vicuna] | type[ChatML] | type[Gemma] | type[Idefics]
+ChatFormat = type[Vicuna] | type[TurnFormat]
