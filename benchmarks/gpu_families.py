@@ -55,6 +55,7 @@ from vittle.data import ConversationCollator, ConversationDataset
 from vittle.families import family_of
 from vittle.inference import Assistant
 from vittle.model import attach_bottleneck, detach_bottleneck, get_bottleneck
+from vittle.objective import vittle_loss
 from vittle.settings import load_recipe
 from vittle.shapes import make_shapes_dataset
 from vittle.trainer import train
@@ -186,12 +187,7 @@ def step_ratio(model: torch.nn.Module, processor: Any, data: Path, lora: bool, r
     base = model.get_base_model() if lora else model
 
     def step() -> None:
-        out = model(**batch)
-        loss = out.loss
-        bottleneck = get_bottleneck(base)
-        if bottleneck is not None:
-            kl_v, kl_t = bottleneck.kl_terms()
-            loss = loss + 0.1 * (kl_v + kl_t)
+        loss, _ = vittle_loss(base, model(**batch), batch.get("labels"), batch.get("attention_mask"))  # CE alone without a bottleneck
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

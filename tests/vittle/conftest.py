@@ -84,10 +84,7 @@ def build_tiny_qwen2_5_vl(seed: int = 0, hidden_size: int = 64, num_layers: int 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = None
-    return model, processor
+    return _generation_ids(model, tokenizer), processor
 
 
 def _generation_ids(model, tokenizer, bos: int | None = None):
