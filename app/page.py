@@ -25,6 +25,11 @@ its shape, or whether there is a given shape or colour)."""
 
 SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
                      "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
+SCROLL_IF_HIDDEN = ("() => { const el = document.querySelector('#perturbation'); if (window.innerWidth < 800 && el) { "
+                    "const top = el.getBoundingClientRect().top; "
+                    "if (top < -50 || top > window.innerHeight) { el.scrollIntoView({block: 'start'}); } } }")
+"""After a turn, on a narrow screen: the answers back in view if the page moved under the smooth
+scroll of the click (results that arrive while it scrolls can cut it short)."""
 
 QUESTION_TEMPLATES = [["what color is the shape?"], ["what shape is this?"], ["is there a red shape?"], ["is there not a circle?"],
                       ["Does this image contain a triangle?"]]

@@ -20,7 +20,7 @@ from vittle.app import ui_probe
 from vittle.app.components import AppBlocks, QueryImage, ServedImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import whole_number
-from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_TO_ANSWERS, hidden_note
+from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_IF_HIDDEN, SCROLL_TO_ANSWERS, hidden_note
 from vittle.app.page import choices as _choices
 from vittle.app.page import plots as _plots
 from vittle.app.page import user_error as _user_error
@@ -256,7 +256,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
             trigger(clear, None, outputs, queue=False, api_visibility="private")
-        button.click(run, inputs, outputs, api_name="run", concurrency_id="models")
+        button.click(run, inputs, outputs, api_name="run", concurrency_id="models").then(None, js=SCROLL_IF_HIDDEN)
         button.click(None, js=SCROLL_TO_ANSWERS)  # on a narrow screen the answers are far below the button
         question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
         alpha.release(rerun_for_alpha, inputs, outputs, api_visibility="private", concurrency_id="models")

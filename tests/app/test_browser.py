@@ -219,8 +219,8 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
     page.click("#run")
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0 && "
                            "document.querySelector('#embedding-plot .js-plotly-plot') !== null", timeout=60_000)
-    top = page.evaluate("document.querySelector('#perturbation').getBoundingClientRect().top")
-    assert -50 <= top <= 844, top  # scrolled to the answers
+    page.wait_for_function("(() => { const top = document.querySelector('#perturbation').getBoundingClientRect().top; "
+                           "return top >= -50 && top <= 844; })()", timeout=10_000)  # scrolled to the answers (once the turn is done)
     widths = {}
     for tab, selector in (("Embeddings", "#embedding-plot"), ("Posterior", "#variance-plot"), ("Posterior", "#overlay-plot"),
                           ("Distances", "#distance-plot")):

@@ -76,6 +76,8 @@ def test_no_builtin_recipe_puts_the_bottleneck_after_the_last_layer():
     checked = 0
     for path in sorted((pathlib.Path(vittle.__file__).parent / "recipes").glob("*.yaml")):
         recipe = load_recipe(path)
+        if "/" in recipe.model.init and not recipe.model.init.startswith("runs/"):
+            continue  # a family's hub checkpoint: tests/vittle/test_recipes.py checks its layer against the published depth
         if recipe.train.stage == "instruct":
             depth = _recipe_depth(recipe)
             assert recipe.bottleneck.resolve_layer(depth) < depth - 1, path.name
