@@ -25,10 +25,11 @@ IGNORED = ["checkpoint-*", "checkpoint-*/**", "optimizer.pt", "scheduler.pt", "s
            "trainer_state.json", "*.tmp", ".cache/**"]
 """Not uploaded: the trainer's state (pickles among them) and intermediate checkpoints."""
 ARXIV = "2505.13946"
-TAGS = ["vittle", "llava", "multimodal", "information-bottleneck", f"arxiv:{ARXIV}"]
-"""The Hub links a model to a paper through an `arxiv:ID` tag."""
+TAGS = ["vittle", "multimodal", "information-bottleneck", f"arxiv:{ARXIV}"]
+"""The Hub links a model to a paper through an `arxiv:ID` tag; the model's `model_type` ("llava",
+"qwen2_5_vl", ...) is added per model."""
 PLAIN_LOAD_WARNING = (
-    "Do not load it with plain transformers (`LlavaForConditionalGeneration.from_pretrained`): that drops the bottleneck "
+    "Do not load it with plain transformers (`{cls}.from_pretrained`): that drops the bottleneck "
     "(its load report lists the `vittle_bottleneck.*` weights as UNEXPECTED, and the layer-{layer} states then pass "
     "unchanged instead of as (1 - alpha) * h + alpha * mu with alpha = {alpha}), so the answers differ from the "
     "trained model's. vittle (`pip install vittle`) attaches the bottleneck from `config.json`; this card's "
@@ -143,6 +144,22 @@ def model_index(name: str, results: dict[str, dict[str, float]]) -> list[dict[st
     }]}]
 
 
+def _model_class(config: dict[str, Any]) -> str:
+    """The transformers class of a saved model (its config.json's `architectures`)."""
+    return (config.get("architectures") or ["LlavaForConditionalGeneration"])[0]
+
+
+def _family_name(config: dict[str, Any]) -> str:
+    """"LLaVA", "Qwen2.5-VL", ...: the family's name in vittle's adapter, or the model type."""
+    from vittle.family_table import FAMILIES
+
+    model_type = config.get("model_type", "llava")
+    family = FAMILIES.get(model_type)
+    if family is None:
+        return str(model_type)
+    return "LLaVA" if model_type == "llava" else family.name
+
+
 def card_metadata(config: dict[str, Any], recipe: dict[str, Any], base_model: str | None = None,
                   datasets: list[str] | None = None, license: str = "mit", name: str = "",
                   results: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
@@ -153,7 +170,7 @@ def card_metadata(config: dict[str, Any], recipe: dict[str, Any], base_model: st
     base = base_model or (init if _looks_like_hub_id(init) else None)
     library = "transformers" if plain_transformers_loads_all(config) else "vittle"
     meta: dict[str, Any] = {"library_name": library, "pipeline_tag": "image-text-to-text", "license": license,
-                            "tags": TAGS + ([] if config.get(CONFIG_KEY) else ["baseline"])}
+                            "tags": TAGS + [str(config.get("model_type", "llava"))] + ([] if config.get(CONFIG_KEY) else ["baseline"])}
     if base:
         meta["base_model"] = base
     if datasets:
@@ -178,9 +195,10 @@ def card_text(folder: Path, repo_id: str, config: dict[str, Any], metadata: dict
     settings = config.get(CONFIG_KEY)
     lines = []
     if not existing:
-        kind = "a Vittle model" if settings else "a plain LLaVA model (no bottleneck), trained with vittle"
+        family = _family_name(config)
+        kind = "a Vittle model" if settings else f"a plain {family} model (no bottleneck), trained with vittle"
         lines += [f"# {repo_id.split('/')[-1]}", "",
-                  f"{kind.capitalize()}: a LLaVA-architecture multimodal LLM (`LlavaForConditionalGeneration`) "
+                  f"{kind.capitalize()}: a {family}-architecture multimodal LLM (`{_model_class(config)}`) "
                   "trained with Visual Instruction Bottleneck Tuning's recipe (Oh et al., NeurIPS 2025, "
                   f"[arXiv:{ARXIV}](https://arxiv.org/abs/{ARXIV})).", ""]
     if settings and not existing:
@@ -195,7 +213,8 @@ def card_text(folder: Path, repo_id: str, config: dict[str, Any], metadata: dict
                   'print(assistant.answer("image.png", "What is in the picture?"))', "```", ""]
         if settings:
             layer = settings.get("layer")
-            lines += [PLAIN_LOAD_WARNING.format(layer=layer if layer is not None else "l", alpha=settings.get("alpha_max")), ""]
+            lines += [PLAIN_LOAD_WARNING.format(cls=_model_class(config), layer=layer if layer is not None else "l",
+                                                alpha=settings.get("alpha_max")), ""]
         if custom:
             lines += [CUSTOM_PARTS_WARNING.format(parts=" and ".join(k.replace("_config", " tower" if k.startswith("vision") else " model")
                                                                     for k in custom),

@@ -246,3 +246,17 @@ def test_ignored_patterns_cover_the_trainer_state():
 
     for name in ("optimizer.pt", "rng_state_0.pth", "scheduler.pt", "training_args.bin", "checkpoint-500/model.safetensors"):
         assert any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED), name
+
+
+def test_the_card_names_the_model_s_own_family_and_class(tmp_path):
+    """A Qwen2.5-VL model's card names its family and transformers class (not LLaVA's), in the
+    text, the plain-transformers warning and the tags."""
+    from vittle.hub import card_metadata, card_text
+
+    config = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+              "vittle": {"layer": 21, "alpha_max": 0.5, "prior": "fixed"}}
+    meta = card_metadata(config, {})
+    text = card_text(tmp_path, "org/qwen-vittle", config, meta)
+    assert "qwen2_5_vl" in meta["tags"] and "llava" not in meta["tags"]
+    assert "Qwen2.5-VL-architecture multimodal LLM (`Qwen2_5_VLForConditionalGeneration`)" in text
+    assert "`Qwen2_5_VLForConditionalGeneration.from_pretrained`" in text and "Llava" not in text
