@@ -110,6 +110,8 @@ class PrefixCache:
 
         shared_ids, shared_layers = self.shared
         start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
+        if any(entry[0][0].shape[2] != count for entry in entries):
+            return None  # images of different token counts (the count follows the image's size): the full path
         image, image_id, chat = image_text_for_count(assistant.family, assistant.processor, count), image_token_id(assistant.model), assistant.family.chat
         suffixes = []
         for question in questions:

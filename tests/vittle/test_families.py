@@ -164,11 +164,16 @@ def test_the_prefix_cache_equals_the_full_path_or_is_refused(family_pair):
             assistant.enable_prefix_cache()
         return
     full = assistant.embed(images, questions[::-1])
+    mixed = [_image(SIZES[0], 2), _image(SIZES[2], 3)]  # a family whose count follows the image's size: two counts
+    full_mixed = assistant.embed(mixed, questions)
     assistant.enable_prefix_cache()
     assistant.embed(images, questions)
     cached = assistant.embed(images, questions[::-1])
     assert assistant.prefix_cache.hits >= 2
     torch.testing.assert_close(torch.from_numpy(cached), torch.from_numpy(full), rtol=1e-4, atol=1e-5)
+    assistant.embed(mixed[:1], questions[:1])
+    assistant.embed(mixed[1:], questions[1:])
+    torch.testing.assert_close(torch.from_numpy(assistant.embed(mixed, questions)), torch.from_numpy(full_mixed), rtol=1e-4, atol=1e-5)
 
 
 def test_probe_gives_a_posterior_per_image_token(family_pair):
