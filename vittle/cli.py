@@ -185,10 +185,19 @@ def _entry_points(group: str) -> dict[str, Any]:
     return {point.name: point for point in entry_points(group=group)}
 
 
+BUILT_IN = ("train", "answer", "probe", "push", "quickstart", "completion")
+"""The commands of this module; an entry point with one of these names is ignored."""
+
+
 def external_commands() -> dict[str, Any]:
     """The declared analysis and app commands: name -> entry point (none when vittle runs from a
-    source tree that was never installed: `pip install -e .` declares them)."""
-    return _entry_points(COMMANDS_GROUP)
+    source tree that was never installed: `pip install -e .` declares them). One named like a
+    built-in command is left out with a warning (it would shadow it and break the parser)."""
+    points = _entry_points(COMMANDS_GROUP)
+    for name in sorted(set(points) & set(BUILT_IN)):
+        logger.warning("ignoring the %s entry point %r (%s): vittle has a built-in command of that name", COMMANDS_GROUP, name,
+                       points.pop(name).value)
+    return points
 
 
 def _dispatch(command: str, argv: list[str]) -> int:

@@ -46,7 +46,7 @@ from vittle.families import (
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
-from vittle.scoring import answer_distributions, answer_ids, prompt_pass, score
+from vittle.scoring import answer_distributions, answer_end, answer_ids, prompt_pass, score
 from vittle.template import system_prompt_of
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,8 @@ class Assistant:
         if not answers or not questions:
             return np.zeros((len(questions), len(answers)))
         first, cache, mask, _ = prompt_pass(self, images, questions)
-        return score(self, first, cache, mask, [answer_ids(self.processor.tokenizer, a, self.family.chat.answer_head) for a in answers])
+        tokenizer, chat = self.processor.tokenizer, self.family.chat
+        return score(self, first, cache, mask, [answer_ids(tokenizer, a, chat.answer_head, answer_end(chat, tokenizer)) for a in answers])
 
     def answer_distribution(self, images: Sequence[ImageInput], questions: Sequence[str], candidates: Sequence[str] = (),
                             top_k: int = 0, max_new_tokens: int = 8) -> list[AnswerDistribution]:

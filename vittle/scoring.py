@@ -19,16 +19,23 @@ from vittle.families import visual_token_ids
 from vittle.template import ASSISTANT
 
 
-def answer_ids(tokenizer: Any, answer: str, head_text: str = f"{ASSISTANT}:") -> list[int]:
+def answer_end(chat: Any, tokenizer: Any) -> str:
+    """What closes an answer in training: the chat format's end of turn ("<|im_end|>",
+    "<end_of_turn>", ...), or the tokenizer's end token (vicuna-v1's "</s>")."""
+    return getattr(chat, "end", "") or tokenizer.eos_token
+
+
+def answer_ids(tokenizer: Any, answer: str, head_text: str = f"{ASSISTANT}:", end: str | None = None) -> list[int]:
     """The token ids of `answer` as the model writes it after the prompt's end `head_text`
-    (vicuna-v1's "ASSISTANT:"), end token included (tokenized in that context, so a tokenizer
-    that merges the leading space gets it right)."""
+    (vicuna-v1's "ASSISTANT:"), its closing `end` included (default: the tokenizer's end token;
+    tokenized in that context, so a tokenizer that merges the leading space gets it right)."""
+    end = end or tokenizer.eos_token
     head = tokenizer(head_text, add_special_tokens=False)["input_ids"]
     space = " " if head_text.endswith(":") else ""
-    full = tokenizer(f"{head_text}{space}{answer}{tokenizer.eos_token}", add_special_tokens=False)["input_ids"]
+    full = tokenizer(f"{head_text}{space}{answer}{end}", add_special_tokens=False)["input_ids"]
     if full[: len(head)] == head:
         return full[len(head):]
-    return tokenizer(f" {answer}{tokenizer.eos_token}", add_special_tokens=False)["input_ids"]
+    return tokenizer(f" {answer}{end}", add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()
@@ -74,7 +81,9 @@ def continuations(assistant: Any, images: Sequence[Any], questions: Sequence[str
                   max_new_tokens: int) -> list[str]:
     """The greedy answers that start with each query's `top_k` most likely first tokens (the
     end token and the image token left out): what the model would say if it began otherwise."""
-    banned = {*visual_token_ids(assistant.model), assistant.processor.tokenizer.eos_token_id}
+    tokenizer = assistant.processor.tokenizer
+    banned = {*visual_token_ids(assistant.model), tokenizer.eos_token_id,
+              tokenizer.convert_tokens_to_ids(answer_end(assistant.family.chat, tokenizer))}  # an empty answer is no candidate
     starts: list[tuple[int, int]] = []
     for row in range(first.shape[0]):
         for token in torch.argsort(first[row], descending=True)[: top_k + len(banned)].tolist():
@@ -107,5 +116,6 @@ def answer_distributions(assistant: Any, images: Sequence[Any], questions: Seque
         answers = unique_answers([*answers, *continuations(assistant, images, questions, first, top_k, max_new_tokens)])
     tokenizer = assistant.processor.tokenizer
     head = assistant.family.chat.answer_head
-    scores = score(assistant, first, cache, mask, [answer_ids(tokenizer, answer, head) for answer in answers])
+    end = answer_end(assistant.family.chat, tokenizer)
+    scores = score(assistant, first, cache, mask, [answer_ids(tokenizer, answer, head, end) for answer in answers])
     return [AnswerDistribution(list(answers), row.tolist()) for row in scores]

@@ -160,9 +160,11 @@ def test_analysis_and_app_commands_come_from_declared_entry_points(tmp_path, cap
     info = tmp_path / "hello_plugin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[{cli.COMMANDS_GROUP}]\nhello = hello_plugin:main\n")
+    (info / "entry_points.txt").write_text(f"[{cli.COMMANDS_GROUP}]\nhello = hello_plugin:main\ntrain = hello_plugin:main\n")
     result = _vittle("hello", "world", env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0 and result.stdout.strip() == "hello world", result.stderr
+    shadow = _vittle("train", "--help", env={**os.environ, "PYTHONPATH": str(tmp_path)})  # a plugin never replaces a built-in
+    assert shadow.returncode == 0 and shadow.stdout.startswith("usage: vittle train"), shadow.stderr
     monkeypatch.setattr(cli, "external_commands", dict)  # stale metadata: no command declared
     assert main(["lab", "--help"]) == 2
     err = capsys.readouterr().err

@@ -93,3 +93,19 @@ def test_total_variation_and_round_trip():
     assert q.coverage == pytest.approx(0.5)
     with pytest.raises(ValueError, match="different candidates"):
         total_variation(p, AnswerDistribution(["blue", "red"], [0.0, 0.0]))
+
+
+def test_candidates_end_with_the_chat_format_s_end_of_turn(tiny_family):
+    """A candidate is scored through the token that closes an answer in training: the chat
+    format's end of turn (Gemma's "<end_of_turn>", ChatML's "<|im_end|>"), which for an
+    instruct checkpoint such as gemma-3-it is not the tokenizer's end token ("<eos>")."""
+    from vittle.families import family_of
+    from vittle.scoring import answer_end, answer_ids
+
+    _, processor = tiny_family(seed=0)
+    chat, tokenizer = family_of(processor).chat, processor.tokenizer
+    end = answer_end(chat, tokenizer)
+    assert end == (getattr(chat, "end", "") or tokenizer.eos_token)
+    ids = answer_ids(tokenizer, "red", chat.answer_head, end)
+    assert ids[-1] == tokenizer.convert_tokens_to_ids(end)
+    assert tokenizer.decode(ids[:-1], skip_special_tokens=True).strip() == "red"
