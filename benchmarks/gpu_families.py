@@ -183,8 +183,9 @@ def step_ratio(model: torch.nn.Module, processor: Any, data: Path, lora: bool, r
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    optimizer = torch.optim.AdamW([p for n, p in model.named_parameters() if p.requires_grad and "vittle_bottleneck" not in n], lr=1e-6)
     base = model.get_base_model() if lora else model
+    _bottleneck_group(optimizer, base)
 
     def step() -> None:
         loss, _ = vittle_loss(base, model(**batch), batch.get("labels"), batch.get("attention_mask"))  # CE alone without a bottleneck
@@ -201,6 +202,7 @@ def step_ratio(model: torch.nn.Module, processor: Any, data: Path, lora: bool, r
                 detach_bottleneck(base)
             elif get_bottleneck(base) is None:
                 _reattach(base, bottleneck)
+                _bottleneck_group(optimizer, base)  # the optimizer steps the attached module, as in training
             seconds = time_call(step, device)
             if index:  # the first round warms up
                 timings[name].append(seconds)
@@ -208,6 +210,18 @@ def step_ratio(model: torch.nn.Module, processor: Any, data: Path, lora: bool, r
     medians = {name: statistics.median(values) for name, values in timings.items()}
     return {"sequence_length": int(batch["input_ids"].shape[1]), "batch_size": 4, "repeats": repeats,
             "median_s": medians, "ratio": medians["with"] / medians["without"], "peak_memory_gib": _peak(device)}
+
+
+def _bottleneck_group(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+    """The attached bottleneck's parameters as the optimizer's own group, replacing (and freeing
+    the state of) a detached one's."""
+    for group in [g for g in optimizer.param_groups if g.get("bottleneck")]:
+        for param in group["params"]:
+            optimizer.state.pop(param, None)
+        optimizer.param_groups.remove(group)
+    module = get_bottleneck(model)
+    if module is not None:
+        optimizer.add_param_group({"params": [p for p in module.parameters() if p.requires_grad], "bottleneck": True})
 
 
 def _reattach(model: torch.nn.Module, bottleneck: torch.nn.Module) -> None:
