@@ -11,6 +11,7 @@ quietly. `vittle completion bash|zsh|tcsh` prints a shell completion script.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -170,29 +171,20 @@ def _quickstart(args: QuickstartArgs) -> int:
     return 0
 
 
-COMMANDS_GROUP = "vittle.commands"
-"""Entry points of the analysis and app commands (pyproject.toml): name -> the module's `main(argv)`.
-A package may add its own `vittle NAME` command the same way."""
-SETTINGS_GROUP = "vittle.command_settings"
-"""Entry points of those commands' settings dataclasses, for completion without the heavy imports."""
+COMMANDS_GROUP, SETTINGS_GROUP = "vittle.commands", "vittle.command_settings"
+"""Entry points (pyproject.toml) of the analysis and app commands, name -> `main(argv)` (a package may add its own),
+and of their settings dataclasses, for completion without the heavy imports."""
 EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app", "cache": "analysis"}
 """The pip extra each command's dependencies come with (pyproject.toml)."""
 
 
 def _entry_points(group: str) -> dict[str, Any]:
-    from importlib.metadata import entry_points
-
-    return {point.name: point for point in entry_points(group=group)}
-
-
-BUILT_IN = ("train", "answer", "probe", "push", "quickstart", "completion")
-"""The commands of this module; an entry point with one of these names is ignored."""
+    return {point.name: point for point in importlib.metadata.entry_points(group=group)}
 
 
 def external_commands() -> dict[str, Any]:
-    """The declared analysis and app commands: name -> entry point (none when vittle runs from a
-    source tree that was never installed: `pip install -e .` declares them). One named like a
-    built-in command is left out with a warning (it would shadow it and break the parser)."""
+    """The declared analysis and app commands, name -> entry point (none from a source tree never installed);
+    one named like a built-in command is left out with a warning (it would shadow it and break the parser)."""
     points = _entry_points(COMMANDS_GROUP)
     for name in sorted(set(points) & set(BUILT_IN)):
         logger.warning("ignoring the %s entry point %r (%s): vittle has a built-in command of that name", COMMANDS_GROUP, name,
@@ -206,9 +198,9 @@ def _dispatch(command: str, argv: list[str]) -> int:
     except ModuleNotFoundError as err:  # at import or later, when the command first needs the package
         if err.name and err.name.split(".")[0] == "vittle":
             raise
-        extra = EXTRA_OF_COMMAND.get(command)
-        needs = f"which comes with the {extra!r} extra: pip install 'vittle[{extra}]'" if extra else "which is not installed"
-        print(f"vittle {command}: error: needs {err.name!r}, {needs}", file=sys.stderr)
+        extra = EXTRA_OF_COMMAND.get(command)  # a plugin's command has none
+        print(f"vittle {command}: error: needs {err.name!r}, " + (f"which comes with the {extra!r} extra: pip install 'vittle[{extra}]'"
+              if extra else "which is not installed"), file=sys.stderr)
         return FAILURE
 
 
@@ -224,8 +216,7 @@ def _completion(shell: str) -> int:
 
 
 def _external_parser(sub: Any, name: str, settings: dict[str, Any]) -> None:
-    """The full parser of an analysis or app command (for completion): built from its declared
-    settings dataclass, without importing the command's heavy modules."""
+    """The full parser of an analysis or app command (for completion), from its declared settings alone."""
     parser = sub.add_parser(name, help=f"see `vittle {name} --help`")
     if name not in settings:
         return
@@ -235,28 +226,28 @@ def _external_parser(sub: Any, name: str, settings: dict[str, Any]) -> None:
         pass
 
 
+COMMANDS = (("train", TrainArgs, _train, "train with a YAML recipe"),
+            ("answer", AnswerArgs, _answer, "answer a question about an image"),
+            ("probe", ProbeArgs, _probe, "layer-l state and posterior statistics of one query"),
+            ("push", PushArgs, _push, "upload a trained model to the Hugging Face Hub with a model card"),
+            ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"))
+BUILT_IN = (*(command[0] for command in COMMANDS), "completion")
+"""The commands of this module; an entry point with one of these names is ignored."""
+
+
 def build_parser(full: bool = False) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for LLaVA", epilog=GLOBAL_HELP)
+    parser = argparse.ArgumentParser(prog="vittle", description="Visual Instruction Bottleneck Tuning for vision-language models", epilog=GLOBAL_HELP)
     parser.add_argument("--version", action="version", version=f"vittle {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (anywhere on the command line)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, cls, handler, text in (
-        ("train", TrainArgs, _train, "train with a YAML recipe"),
-        ("answer", AnswerArgs, _answer, "answer a question about an image"),
-        ("probe", ProbeArgs, _probe, "layer-l state and posterior statistics of one query"),
-        ("push", PushArgs, _push, "upload a trained model to the Hugging Face Hub with a model card"),
-        ("quickstart", QuickstartArgs, _quickstart, "train the tiny recipe briefly and answer a question"),
-    ):
+    for name, cls, handler, text in COMMANDS:
         command = sub.add_parser(name, help=text, description=text, epilog=GLOBAL_HELP)
         add_options(command, cls)
         command.set_defaults(handler=handler, spec=cls)
     settings = _entry_points(SETTINGS_GROUP) if full else {}
-    for name in external_commands():
-        if full:
-            _external_parser(sub, name, settings)
-        else:
-            sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
+    for name in external_commands():  # the full parsers only for completion: they import each command's settings
+        _external_parser(sub, name, settings) if full else sub.add_parser(name, help=f"see `vittle {name} --help`", add_help=False)
     completion = sub.add_parser("completion", help="print a shell completion script: vittle completion bash > ~/.vittle-complete")
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return parser
@@ -272,9 +263,8 @@ def _run(argv: list[str]) -> int:
     if argv and argv[0] in external_commands():
         return _dispatch(argv[0], argv[1:])
     if argv and argv[0] in EXTRA_OF_COMMAND:  # a built-in command the package metadata does not declare
-        print(f"vittle {argv[0]}: error: vittle's package metadata does not declare this command (a source tree that was "
-              "never installed, or installed before the command existed, or a stale vittle.egg-info in the current "
-              "folder): run `pip install -e .` in the repository", file=sys.stderr)
+        print(f"vittle {argv[0]}: error: vittle's package metadata does not declare this command (never installed, installed "
+              "before it existed, or a stale vittle.egg-info here): run `pip install -e .` in the repository", file=sys.stderr)
         return USAGE_ERROR
     args = build_parser().parse_args(argv)
     if args.command == "completion":

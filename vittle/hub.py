@@ -154,10 +154,7 @@ def _family_name(config: dict[str, Any]) -> str:
     from vittle.family_table import FAMILIES
 
     model_type = config.get("model_type", "llava")
-    family = FAMILIES.get(model_type)
-    if family is None:
-        return str(model_type)
-    return "LLaVA" if model_type == "llava" else family.name
+    return "LLaVA" if model_type == "llava" else FAMILIES[model_type].name if model_type in FAMILIES else str(model_type)
 
 
 def card_metadata(config: dict[str, Any], recipe: dict[str, Any], base_model: str | None = None,
