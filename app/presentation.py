@@ -127,9 +127,13 @@ def posterior_panels(probe: Any, posterior: Any, label: str, setting: str = "per
     variance_range = (0.0, max(1.0, _finite_max(probe.visual_variance), _finite_max(probe.text_variance)))
     kl_range = (0.0, max(KL_SCALE_NATS, _finite_max(probe.visual_kl), _finite_max(probe.text_kl)))
     if probe.grid is not None and posterior.visual_variance_mean is not None:
-        variance = variance_heatmap_spec(probe.visual_variance, probe.grid, f"{label}<br>posterior variance per image token<br>({setting})",
+        shown = probe.grid.caption(len(probe.visual_positions))  # a tiling family: the base or global image's tokens
+        shown = f"<br>{shown}" if shown else ""
+        variance = variance_heatmap_spec(probe.on_grid(probe.visual_variance), probe.grid.shape,
+                                         f"{label}<br>posterior variance per image token<br>({setting}){shown}",
                                          value_range=variance_range, marks={0.0: "0", 1.0: "1 (prior)"})
-        kl = variance_heatmap_spec(probe.visual_kl, probe.grid, f"{label}<br>KL to the prior per image token<br>(nats per dim, {setting})", label="KL",
+        kl = variance_heatmap_spec(probe.on_grid(probe.visual_kl), probe.grid.shape,
+                                   f"{label}<br>KL to the prior per image token<br>(nats per dim, {setting}){shown}", label="KL",
                                    value_range=kl_range)
     tokens_html = (token_colours_html(probe.text_tokens, probe.text_variance, "posterior variance", value_range=variance_range)
                    + "<p style='margin-top:8px'>KL to the prior per text token:</p>"

@@ -46,6 +46,7 @@ from vittle.families import (
 )
 from vittle.files import write_text_atomic
 from vittle.template import IMAGE_PLACEHOLDER
+from vittle.token_grid import TokenGrid
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,13 @@ def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Im
     canvas = Image.new(image.mode, (side, side), background)
     canvas.paste(image, ((side - width) // 2, (side - height) // 2))
     return canvas
+
+
+def as_image(image: Image.Image | str | Path | None) -> Image.Image | None:
+    """An image object as it is, a path loaded (`load_image`), None as None."""
+    if image is None or isinstance(image, Image.Image):
+        return image
+    return load_image(image)
 
 
 def load_image(path: str | Path, sample_id: str = "?") -> Image.Image:
@@ -243,6 +251,15 @@ class ImageEncoder:
         if self.memo:
             PIXEL_MEMO.put(key, value)
         return value
+
+    def grid(self, image: Image.Image) -> TokenGrid | None:
+        """Which of the image's tokens raster it and over which part of it, in the image's own
+        fractions (`vittle.token_grid`); None where the family's tokens form no raster."""
+        width, height = image.size
+        side = max(width, height) if self.family.pad_to_square else 0
+        seen = (side, side) if side else (width, height)
+        grid = self.family.layout.grid(self.processor, self.encode(image), seen)
+        return grid.in_image(width, height, side) if grid is not None and side and width != height else grid
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
         """The image's `pixel_values` alone (what `encode` gives a fixed-size family)."""

@@ -166,18 +166,6 @@ def require_prefix_cache(model: Any) -> None:
         raise NotImplementedError(f"the prefix cache is not supported for {family.name} models: {family.prefix_cache}")
 
 
-# Images
-
-
-def image_grids(model: Any, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]] | None:
-    """(rows, cols) of each image's tokens in a batch, in order, for a dynamic-resolution family;
-    None for a fixed-size one (its grid follows from the count)."""
-    if not family_of(model).image_grid or inputs.get("image_grid_thw") is None:
-        return None
-    merge = _base(model).config.vision_config.spatial_merge_size
-    return [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
-
-
 # Loading
 
 

@@ -8,6 +8,7 @@ A layout answers, for the family's processor and one image:
     layout.text(processor, encoded)      # the text the processor writes in place of its image marker
     layout.feature_token(processor)      # the token the model's image features replace
     layout.count_text(processor, count)  # the text from the count alone (layouts where it suffices)
+    layout.grid(processor, encoded, size)  # the run of its tokens that rasters the image (`vittle.token_grid`)
 
 Batching (`collate_images`) follows one rule for every family, so the collator needs no family:
 a fixed-size family's pixels (3, H, W) are stacked; every other tensor of an encoded image has a
@@ -24,6 +25,8 @@ from typing import Any
 
 import torch
 from transformers import InternVLProcessor, LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen3VLProcessor
+
+from vittle.token_grid import TokenGrid, crop_box, square
 
 IMAGE_KEYS_STACKED = ("pixel_values",)
 """Keys whose (C, H, W) tensors are one image each (a fixed-size family's pixels): stacked."""
@@ -57,6 +60,14 @@ class FixedLayout:
         """The image's text given only its token count (what the prefix cache rebuilds prompts from)."""
         return self.feature_token(processor) * count
 
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The tokens that raster the image (`size`: width, height of the image the processor
+        got), over the part of it the processor keeps: the patch grid, after a CLS token if kept."""
+        height, width = encoded["pixel_values"].shape[-2:]
+        rows, cols = height // processor.patch_size, width // processor.patch_size
+        start = self.count(processor, encoded) - rows * cols
+        return TokenGrid(rows, cols, start, crop_box(processor.image_processor, *size)) if start >= 0 else None
+
 
 class GridLayout(FixedLayout):
     """Qwen-VL (dynamic resolution): flattened patches with `image_grid_thw`, t*h*w / merge^2
@@ -70,6 +81,12 @@ class GridLayout(FixedLayout):
 
     def count(self, processor: Any, encoded: dict[str, torch.Tensor]) -> int:
         return int(encoded["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The merged patches of the first frame, over the whole image (resized to keep its aspect ratio)."""
+        _, height, width = (int(n) for n in encoded["image_grid_thw"].reshape(-1)[:3])
+        merge = processor.image_processor.merge_size
+        return TokenGrid(height // merge, width // merge)
 
 
 class AnyresLayout(FixedLayout):
@@ -91,6 +108,13 @@ class AnyresLayout(FixedLayout):
         count = processor._get_number_of_features(original_height, original_width, height, width)
         return count - 1 if processor.vision_feature_select_strategy == "default" else count
 
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The base image's tokens, first: the whole image resized to the tower's square."""
+        if getattr(processor, "num_image_tokens", None):  # LLaVA-OneVision's processor counts the base image's tokens
+            return square(processor.num_image_tokens, part="base image")
+        height, width = encoded["pixel_values"].shape[-2:]
+        return TokenGrid(height // processor.patch_size, width // processor.patch_size, part="base image")
+
 
 class WrappedLayout(FixedLayout):
     """Gemma 3: a fixed number of soft tokens per image (`processor.image_seq_length`) between
@@ -106,6 +130,10 @@ class WrappedLayout(FixedLayout):
 
     def count_text(self, processor: Any, count: int) -> str:
         return processor.full_image_sequence
+
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The pooled soft tokens, a square over the whole image (resized to the tower's square)."""
+        return square(self.count(processor, encoded))
 
 
 
@@ -137,6 +165,11 @@ class TiledTextLayout(FixedLayout):
     def count_text(self, processor: Any, count: int) -> str:
         raise NotImplementedError("an image's text in the tiled layout depends on its tile grid, not on its token count alone")
 
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The global image's tokens, last: the whole image resized to one tile."""
+        start = self.count(processor, encoded) - processor.image_seq_len
+        return square(processor.image_seq_len, start, "global image" if start else "")
+
 
 
 class TilesLayout(FixedLayout):
@@ -154,6 +187,11 @@ class TilesLayout(FixedLayout):
 
     def count_text(self, processor: Any, count: int) -> str:
         return processor.start_image_token + processor.image_token * count + processor.end_image_token
+
+    def grid(self, processor: Any, encoded: dict[str, torch.Tensor], size: tuple[int, int]) -> TokenGrid | None:
+        """The thumbnail's tokens, last (or the one tile of a small image): the whole image resized to one tile."""
+        start = self.count(processor, encoded) - processor.image_seq_length
+        return square(processor.image_seq_length, start, "thumbnail" if start else "")
 
 
 class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):

@@ -29,7 +29,7 @@ from transformers import AutoConfig, TextIteratorStreamer
 
 from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
-from vittle.data import ConversationCollator, ImageEncoder, encode_query, load_image
+from vittle.data import ConversationCollator, ImageEncoder, as_image, encode_query
 from vittle.distribution import AnswerDistribution, unique_answers
 from vittle.families import (
     TOKEN_TYPE_KEYS,
@@ -378,6 +378,4 @@ def _shared_images(images: Sequence[ImageInput]) -> bool:
 
 
 def _as_image(image: ImageInput) -> Image.Image | None:
-    if image is None or isinstance(image, Image.Image):
-        return image
-    return load_image(image)
+    return as_image(image)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,8 +11,10 @@ import numpy as np
 import torch
 
 from vittle.bottleneck import record_states
-from vittle.families import image_grids, visual_mask
+from vittle.data import as_image
+from vittle.families import visual_mask
 from vittle.model import get_bottleneck, run_to_layer
+from vittle.token_grid import TokenGrid
 
 
 @dataclass
@@ -29,9 +30,10 @@ class ProbeResult:
     """Every input token as a string (image tokens included)."""
     visual_positions: list[int]
     """Indices into `tokens` of the image tokens."""
-    grid: tuple[int, int] | None
-    """(rows, cols) of the image tokens, None without an image (a dynamic-resolution family's
-    grid from its `image_grid_thw`; else the square of the count, or one row)."""
+    grid: TokenGrid | None
+    """The run of the image tokens that rasters the image, and the part of the image it covers
+    (`vittle.token_grid`: all of LLaVA-1.5's, the base image's of LLaVA-NeXT, the global image's
+    of Idefics3...); None without an image, or where the family's tokens form no raster."""
     has_bottleneck: bool
     visual_variance: np.ndarray | None = None
     """(n_visual,) posterior variance per image token, mean over dims."""
@@ -46,15 +48,15 @@ class ProbeResult:
         visual = set(self.visual_positions)
         return [token for index, token in enumerate(self.tokens) if index not in visual]
 
+    def on_grid(self, per_token: Any) -> np.ndarray | None:
+        """(rows, cols) of a per-image-token array (`visual_variance`, `visual_kl`) on `grid`."""
+        return None if self.grid is None or per_token is None else self.grid.values(per_token)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["grid"] = self.grid.to_dict() if self.grid is not None else None
         data["text_tokens"] = self.text_tokens
         return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in data.items()}
-
-
-def _grid(count: int) -> tuple[int, int]:
-    side = math.isqrt(count)
-    return (side, side) if side * side == count else (1, count)
 
 
 @torch.no_grad()
@@ -69,7 +71,7 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
         hidden = run_to_layer(assistant.model, assistant.layer, **inputs)
     lengths = inputs["attention_mask"].sum(dim=1).tolist()
     visual_rows = visual_mask(assistant.model, inputs["input_ids"])
-    grids = iter(image_grids(assistant.model, inputs) or [])
+    grids = [assistant.images.grid(image) if image is not None else None for image in map(as_image, images)]
     state = states[-1] if states and assistant.has_bottleneck else None
     if state is not None:
         variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
@@ -80,10 +82,10 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
         ids = inputs["input_ids"][row, :length]
         after = hidden[row, length - 1].float().cpu().numpy()
         visual = visual_rows[row, :length].nonzero().flatten().tolist()
-        grid = next(grids, None) if visual else None
+        grid = grids[row] if visual else None
         result = ProbeResult(layer=assistant.layer, hidden_before=after, hidden_after=after,
                              tokens=assistant.processor.tokenizer.convert_ids_to_tokens(ids.tolist()), visual_positions=visual,
-                             grid=(grid or _grid(len(visual))) if visual else None, has_bottleneck=assistant.has_bottleneck)
+                             grid=grid, has_bottleneck=assistant.has_bottleneck)
         if state is not None:
             result.hidden_before = state.hidden[row, length - 1].float().cpu().numpy()
             mask = masks[row, :length]

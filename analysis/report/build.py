@@ -72,7 +72,7 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
         result["diagnostics"] = posterior_diagnostics(assistant, images, questions, batch_size=config.batch_size)
         probe = assistant.probe(images[0], questions[0])
         result["example"] = {"question": questions[0], "image_id": samples[0].get("image_id"),
-                             "image_path": samples[0].get("image_path"), "grid": probe.grid,
+                             "image_path": samples[0].get("image_path"), "grid": probe.grid.to_dict() if probe.grid else None,
                              "text_tokens": probe.text_tokens, "visual_variance": probe.visual_variance,
                              "text_variance": probe.text_variance, "visual_kl": probe.visual_kl, "text_kl": probe.text_kl}
         timings["diagnostics_s"] = time.perf_counter() - started

@@ -8,6 +8,8 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
+from vittle.token_grid import TokenGrid
+
 if TYPE_CHECKING:
     from vittle.analysis.report.result import Report
 
@@ -159,8 +161,9 @@ def _diagnostics_section(report: Report, figure: _FigureHtml) -> str:
             continue
         parts.append(f"<p>Example query (clean, image {html.escape(str(example['image_id']))}): "
                      f"{html.escape(example['question'])}</p>{_image_tag(example['image_path'])}")
-        if example["grid"] is not None and example["visual_variance"] is not None:
-            parts.append(figure(variance_heatmap(example["visual_variance"], tuple(example["grid"]),
+        grid = TokenGrid.coerce(example["grid"])  # reports written before the grid's start and box: (rows, cols)
+        if grid is not None and example["visual_variance"] is not None:
+            parts.append(figure(variance_heatmap(grid.values(example["visual_variance"]), grid.shape,
                                                  title=f"{model}: posterior variance per image token")))
         parts.append(token_colours_html(example["text_tokens"], example["text_variance"]))
     return "".join(parts)

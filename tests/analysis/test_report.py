@@ -97,7 +97,8 @@ def test_diagnostics_for_the_vittle_model_only(report):
     assert visual["active_share"] == 0.0 and visual["kl"] < 1e-6
     assert any(note.startswith("vittle: the visual-token posterior has collapsed") for note in data["diagnosis_notes"])
     example = data["examples"]["vittle"]
-    assert len(example["visual_variance"]) == example["grid"][0] * example["grid"][1] == 49
+    assert len(example["visual_variance"]) == example["grid"]["rows"] * example["grid"]["cols"] == 49
+    assert example["grid"]["start"] == 0 and example["grid"]["box"] == [0.0, 0.0, 1.0, 1.0]
     assert len(example["text_tokens"]) == len(example["text_variance"]) > 0
 
 

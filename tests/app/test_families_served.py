@@ -80,15 +80,18 @@ def test_the_app_serves_a_pair_of_each_family(served):
     assert set(numbers.layer) == {"baseline", "vittle-f"} and set(numbers.query_cosine_distance) == set(numbers.reference_cosine_mean) == labels
     assert all(np.isfinite(v) for v in [*numbers.query_cosine_distance.values(), *numbers.reference_cosine_mean.values()])
     assert numbers.posterior is not None and np.isfinite(numbers.posterior.visual_variance_mean)
-    # the posterior per image token of the perturbed query, on a grid of exactly its image tokens
+    # the posterior per image token of the perturbed query, on the raster its image tokens hold: all of them, or
+    # for a tiling family the base or global image's, which the titles name
     encoder = ImageEncoder(vittle.processor, memo=False)
     count = encoder.num_tokens(encoder.encode(query.perturbed_image))
-    for name in ("variance", "kl"):
-        grid = np.asarray(panels.specs[name]["data"][0]["z"], dtype=float)
-        assert grid.shape[0] * grid.shape[1] == count, (family.name, name, grid.shape, count)
-        assert np.isfinite(grid).all()
+    raster = encoder.grid(query.perturbed_image)
+    for name in ("variance", "kl", "overlay"):
+        spec = panels.specs[name]
+        grid = np.asarray(next(trace for trace in spec["data"] if trace["type"] == "heatmap")["z"], dtype=float)
+        assert grid.shape == raster.shape and np.isfinite(grid).all(), (family.name, name, grid.shape, raster)
+        title = spec["layout"]["title"]["text"]
+        assert (f"the {raster.part}'s {raster.count} of {count} image tokens" in title) == (raster.count < count), (family.name, title)
     assert panels.specs["embeddings"] is not None and panels.specs["distances"] is not None
-    assert panels.specs["overlay"] is not None
     # the turn's download keeps what was shown, the note included
     settings = TurnSettings(None, QUESTION, "frost", 3, "char_typo", 2, "vittle-f", None, "pca")
     record = ui_probe.turn_record(settings, query, answers, "", turn, panels)

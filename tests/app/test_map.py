@@ -10,6 +10,7 @@ from PIL import Image
 from vittle.app.map_figure import ReferenceView, distance_histogram_spec, reference_map_spec
 from vittle.app.overlay import overlay_arrays, variance_overlay_spec
 from vittle.app.query import setting_name
+from vittle.token_grid import TokenGrid
 
 
 @pytest.mark.parametrize("spec, name", [("frost:3+char_typo:3", "Frost 3 + Keyboard typos 3"), ("zoom_blur:2+greek", "Zoom blur 2 + Translation to Greek"),
@@ -79,14 +80,29 @@ def test_histogram_bars_list_their_queries_and_the_query_labels_sit_in_the_legen
 
 
 def test_overlay_maps_each_token_onto_its_block_of_the_image():
-    image = Image.fromarray(np.arange(12 * 8 * 3, dtype=np.uint8).reshape(8, 12, 3))  # 12 x 8: the centre 8 x 8 square is used
+    image = Image.fromarray(np.arange(12 * 8 * 3, dtype=np.uint8).reshape(8, 12, 3))  # 12 x 8: a grid over its centre 8 x 8 square
     values = np.arange(4, dtype=float) / 10  # a 2 x 2 grid
-    overlay = overlay_arrays(image, values, (2, 2), side=64)
+    overlay = overlay_arrays(image, values, TokenGrid(2, 2, box=(2 / 12, 0.0, 10 / 12, 1.0)), side=64)
     assert overlay.pixels_per_token == 32 and overlay.image.shape == (64, 64, 3) and overlay.image.dtype == np.uint8
     assert overlay.tokens.tolist() == [[0.0, 0.1], [0.2, 0.3]]  # row-major, like ProbeResult.grid
     centre = np.asarray(image)[:, 2:10]
     assert (overlay.image[::8, ::8] == centre).all()  # nearest neighbour: every 8th pixel is an original one
     assert overlay.zmax == 1.0  # the scale never shrinks below the prior's variance
+
+
+def test_overlay_draws_the_padding_a_grid_covers_and_only_its_run_of_tokens():
+    """A grid over the square a 4 x 2 image was padded to (LLaVA-1.5): the image in the middle
+    rows, grey above and below; the grid's tokens are the run from its start (a tiling family's
+    global image after its tiles)."""
+    image = Image.new("RGB", (4, 2), (200, 10, 10))
+    grid = TokenGrid(2, 2, start=3, box=(0.0, -0.5, 1.0, 1.5), part="global image")
+    overlay = overlay_arrays(image, np.arange(7, dtype=float), grid, side=8)
+    assert overlay.tokens.tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    assert overlay.image.shape == (8, 8, 3)
+    assert (overlay.image[0, 0] == (128, 128, 128)).all() and (overlay.image[7, 7] == (128, 128, 128)).all()
+    assert (overlay.image[2:6, :] == (200, 10, 10)).all()
+    with pytest.raises(ValueError, match="6 image tokens, but the grid takes tokens 3 to 6"):
+        overlay_arrays(image, np.zeros(6), grid)
 
 
 def test_overlay_scale_is_fixed_and_grows_only_above_the_prior():

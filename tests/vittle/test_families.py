@@ -184,8 +184,26 @@ def test_probe_gives_a_posterior_per_image_token(family_pair):
         result = assistant.probe(image, "What colour is the shape?")
         count = ImageEncoder(processor).num_tokens(ImageEncoder(processor).encode(image))
         assert len(result.visual_positions) == count == len(result.visual_variance) == len(result.visual_kl)
-        assert result.grid[0] * result.grid[1] == count
+        grid = result.grid
+        assert grid.start + grid.count <= count and result.on_grid(result.visual_kl).shape == grid.shape
+        assert (grid.count, grid.start, grid.part) == _raster(processor, image, count)
+        if grid.part == "":  # every image token is on the grid: the whole image, or LLaVA-1.5's padded square
+            assert grid.count == count
         assert len(result.text_variance) == len(result.tokens) - count
+
+
+def _raster(processor, image, count):
+    """(tokens, first token, part) of the raster an image's tokens hold, from the family's
+    processor settings: what the model puts where (docs/models.md)."""
+    model_type = families.family_of(processor).model_type
+    if model_type in ("llava_next", "llava_onevision"):  # the base image's, first
+        tokens = getattr(processor, "num_image_tokens", None) or (processor.image_processor.crop_size["height"] // processor.patch_size) ** 2
+        return tokens, 0, "base image"
+    if model_type == "idefics3":  # the global image's, last
+        return processor.image_seq_len, count - processor.image_seq_len, "global image" if count > processor.image_seq_len else ""
+    if model_type == "internvl":  # the thumbnail's, last
+        return processor.image_seq_length, count - processor.image_seq_length, "thumbnail" if count > processor.image_seq_length else ""
+    return count, 0, ""
 
 
 def test_vittle_s_inputs_are_the_processor_s(family_pair):

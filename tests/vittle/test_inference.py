@@ -37,7 +37,8 @@ def test_probe_reports_the_layer_state_and_posterior(vittle_assistant, image):
     assert result.layer == 1 and result.has_bottleneck
     assert result.hidden_before.shape == result.hidden_after.shape == (64,)
     assert not np.allclose(result.hidden_before, result.hidden_after)
-    assert len(result.visual_positions) == 16 and result.grid == (4, 4)
+    assert len(result.visual_positions) == 16 and result.grid.shape == (4, 4) and result.grid.start == 0
+    assert result.on_grid(result.visual_variance).tolist() == result.visual_variance.reshape(4, 4).tolist()
     assert result.visual_variance.shape == (16,) and result.text_variance.shape == (len(result.tokens) - 16,)
     assert (result.visual_variance > 0.09).all() and (result.visual_variance < 10.1).all()  # the clamp: 0.1..10
     assert result.text_kl.shape == result.text_variance.shape and (result.text_kl >= 0).all()
@@ -127,7 +128,7 @@ def test_load_and_command_line(vittle_assistant, image, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == expected
     assert main(["probe", "--model", str(tmp_path), "--image", str(tmp_path / "q.png"), "--question", "What colour?", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and data["grid"] == [4, 4]
+    assert data["layer"] == 1 and len(data["visual_variance"]) == 16 and (data["grid"]["rows"], data["grid"]["cols"], data["grid"]["start"]) == (4, 4, 0)
     assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q"]) == 1
     assert "checkpoint folder not found" in capsys.readouterr().err
 
@@ -187,7 +188,7 @@ def test_context_length_and_prompt_length(tiny):
 
     image = Image.new("RGB", (16, 16))
     grid = assistant.probe(image, "What color is the shape?").grid
-    assert assistant.prompt_length(image, "What color is the shape?") > text_only + grid[0] * grid[1] - 5
+    assert assistant.prompt_length(image, "What color is the shape?") > text_only + grid.count - 5
 
 
 def test_device_map_loading_answers_the_same_and_bad_loading_options_are_refused(vittle_assistant, image, tmp_path):
