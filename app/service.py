@@ -36,8 +36,11 @@ from vittle.app.probing import Probing
 from vittle.app.query import NONE, ROLES, Query, setting_name, spec_of
 from vittle.app.reference import ReferenceSets
 from vittle.app.worker import ModelWorker
+from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
+CORRUPTIONS_KEPT = 8
+"""Recent corrupted images the app keeps (a sweep's five severities, and the turn after it)."""
 
 
 class DemoService:
@@ -46,6 +49,8 @@ class DemoService:
     def __init__(self, config: ServiceConfig | None = None):
         self.config = config or ServiceConfig()
         self.models = ModelPool(self.config)
+        self.corruptions = Memo(CORRUPTIONS_KEPT)
+        """Recent corrupted images: a severity sweep and the turn after it do not pay twice for one corruption."""
         self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings)
         self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
 
@@ -169,7 +174,7 @@ class DemoService:
                 raise InputError(f"{get_perturbation(name).label} is not available on this server: {why}")
         self._check_length(pil, question)
         try:
-            perturbed_image, perturbed_question = apply(spec, image=pil, text=question, seed=self.config.seed)
+            perturbed_image, perturbed_question = apply(spec, image=pil, text=question, seed=self.config.seed, memo=self.corruptions)
         except TranslationUnavailable as err:
             raise InputError(f"Translation is not available on this server: {err}") from err
         if pil is None and visual not in (None, NONE):
@@ -235,7 +240,8 @@ class DemoService:
         steps = []
         for severity in range(1, 6):
             spec = spec_of(visual, severity, text, severity)
-            perturbed_image, perturbed_question = apply(spec, image=base.image, text=base.question, seed=self.config.seed)
+            perturbed_image, perturbed_question = apply(spec, image=base.image, text=base.question, seed=self.config.seed,
+                                                        memo=self.corruptions)
             steps.append((severity, spec, perturbed_image, perturbed_question or base.question))
         setting = " + ".join(f"{get_perturbation(n).label} {'severity' if n == visual else 'level'} 1-5" if n in swept
                              else get_perturbation(n).label for n in (visual, text) if n not in (None, NONE, ""))

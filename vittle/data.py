@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from vittle.families import (
     token_inputs,
 )
 from vittle.files import write_text_atomic
+from vittle.memo import Memo
 from vittle.template import IMAGE_PLACEHOLDER
 from vittle.token_grid import TokenGrid
 
@@ -187,34 +186,6 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
             logger.warning("could not record the checked images in %s (%s); they will be checked again next time", record, err)
 
 
-class _PixelMemo:
-    """A process-wide LRU of processed pixels, keyed by the image processor's settings and the
-    image's content: the baseline and Vittle models of the app share their processor settings,
-    so an image preprocessed for one is not preprocessed again for the other."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> dict[str, torch.Tensor] | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: tuple, value: dict[str, torch.Tensor]) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
-PIXEL_MEMO = _PixelMemo(128)
-"""Pixels of the last 128 distinct images (about 77 MB at 224 x 224), shared by every ImageEncoder."""
-
-
 def image_digest(image: Image.Image) -> tuple:
     """An image's identity by content: mode, size and a hash of its pixels."""
     return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
@@ -223,11 +194,12 @@ def image_digest(image: Image.Image) -> tuple:
 class ImageEncoder:
     """Runs the processor's image processor the way the model's family expects (LLaVA-1.5 pads
     to a square first; dynamic-resolution families keep the aspect ratio) and counts image
-    tokens (`vittle.families`). Encoded images are kept by content in `PIXEL_MEMO` (a query's
-    image is answered and probed by several calls and several models; hashing its bytes costs
-    a fraction of resizing and normalising it)."""
+    tokens (`vittle.families`). With a `memo` (a `vittle.memo.Memo` the caller owns, perhaps
+    shared by several encoders), encoded images are kept by content and by the image
+    processor's settings (a query's image is answered and probed by several calls and several
+    models; hashing its bytes costs a fraction of resizing and normalising it)."""
 
-    def __init__(self, processor: Any, memo: bool = True):
+    def __init__(self, processor: Any, memo: Memo | None = None):
         self.processor = processor
         self.family = family_of(processor)
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
@@ -244,12 +216,12 @@ class ImageEncoder:
         family its patches and {"image_grid_thw": (1, 3)}. Do not modify them in place (they may
         be shared)."""
         key = (self._settings, *image_digest(image))
-        if self.memo and (value := PIXEL_MEMO.get(key)) is not None:
+        if self.memo is not None and (value := self.memo.get(key)) is not None:
             return value
         image = image.convert("RGB")
         value = encode_image(self.family, self.processor, expand_to_square(image, self.background) if self.family.pad_to_square else image)
-        if self.memo:
-            PIXEL_MEMO.put(key, value)
+        if self.memo is not None:
+            self.memo.put(key, value)
         return value
 
     def grid(self, image: Image.Image) -> TokenGrid | None:

@@ -43,6 +43,7 @@ from vittle.families import (
     token_inputs,
     visual_token_ids,
 )
+from vittle.memo import Memo
 from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
@@ -60,14 +61,21 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+PIXEL_MEMO_SIZE = 32
+"""Encoded images an assistant keeps by default (about 19 MB at 224 x 224): a query's image is
+answered, scored and probed by several calls."""
+
+
 class Assistant:
     """A loaded model (baseline or Vittle) with its processor, ready to answer and probe."""
 
-    def __init__(self, model: Any, processor: Any, device: torch.device | None = None):
+    def __init__(self, model: Any, processor: Any, device: torch.device | None = None, pixel_memo: Memo | None = None):
+        """`pixel_memo`: where encoded images are kept (a `Memo` several assistants may share,
+        as the app's models do); None: a memo of this assistant's own, of `PIXEL_MEMO_SIZE`."""
         self.model = model.eval()
         self.processor = processor
         self.device = device or next(model.parameters()).device
-        self.images = ImageEncoder(processor)
+        self.images = ImageEncoder(processor, pixel_memo if pixel_memo is not None else Memo(PIXEL_MEMO_SIZE))
         self.pad_token_id = processor.tokenizer.pad_token_id
         self.prefix_cache: PrefixCache | None = None
         """Off by default; `enable_prefix_cache()` turns it on (embedding many questions per image)."""
@@ -77,14 +85,14 @@ class Assistant:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", device_map: str | dict | None = None,
-             quantize: str | None = None) -> Assistant:
+             quantize: str | None = None, pixel_memo: Memo | None = None) -> Assistant:
         """Load a checkpoint folder (or hub id) saved with model + processor. On CUDA the
         default dtype is bfloat16 (float16 where the GPU lacks bf16), on CPU float32.
 
         `device_map` ("auto", "balanced", a dict) spreads a big model over the GPUs (accelerate);
         `quantize` "8bit" or "4bit" loads the language model's linear layers with bitsandbytes
         (CUDA; `pip install bitsandbytes`) so that a 7B pair fits one 24 GB GPU. The
-        bottleneck itself stays in the compute dtype either way."""
+        bottleneck itself stays in the compute dtype either way. `pixel_memo`: as in `Assistant`."""
         if quantize not in (None, "8bit", "4bit"):
             raise ValueError(f"quantize={quantize!r}; choose 8bit, 4bit or leave it out")
         target = pick_device(device)
@@ -104,9 +112,9 @@ class Assistant:
             extra["device_map"] = device_map
         if extra.get("device_map") is not None:
             model = load_pretrained(folder, device=None, dtype=dtype, **extra)  # placed by accelerate: no .to()
-            return cls(model, processor, model.get_input_embeddings().weight.device)
+            return cls(model, processor, model.get_input_embeddings().weight.device, pixel_memo)
         model = load_pretrained(folder, device=target, dtype=dtype)
-        return cls(model, processor, target)
+        return cls(model, processor, target, pixel_memo)
 
     @property
     def has_bottleneck(self) -> bool:

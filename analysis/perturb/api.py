@@ -10,6 +10,8 @@ from .spec import Spec, Step, parse_spec
 if TYPE_CHECKING:
     from PIL import Image
 
+    from vittle.memo import Memo
+
     from .translate import Translator
 
 
@@ -19,19 +21,21 @@ def apply(
     text: str | None = None,
     seed: int = 0,
     translator: Translator | None = None,
+    memo: Memo | None = None,
 ) -> tuple[Image.Image | None, str | None]:
     """Perturb an (image, text) query by `spec`; returns the perturbed `(image, text)`.
 
     A step whose input is None is skipped, so one spec serves image-only and text-only
     samples. The same seed gives the same output; the caller's global RNG state is
     untouched. Translations use `translator`, or the backend configured by the
-    environment (see `TranslationSettings.from_env`).
+    environment (see `TranslationSettings.from_env`). `memo` (a `vittle.memo.Memo` the
+    caller owns) keeps recent image corruptions, so repeating one costs nothing.
     """
     parsed = parse_spec(spec)
     if parsed.visual is not None and image is not None:
         from .visual import corrupt
 
-        image = corrupt(image, parsed.visual.name, parsed.visual.level, seed)
+        image = corrupt(image, parsed.visual.name, parsed.visual.level, seed, memo)
     if parsed.text is not None and text is not None:
         text = _apply_text(parsed.text, text, seed, translator)
     return image, text

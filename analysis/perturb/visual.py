@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -21,6 +20,9 @@ from ._shims import imagecorruptions
 from .imagemodes import to_rgb
 from .registry import LEVELS, Modality, list_perturbations
 
+if TYPE_CHECKING:
+    from vittle.memo import Memo
+
 logger = logging.getLogger(__name__)
 
 VISUAL_NAMES = tuple(p.name for p in list_perturbations(Modality.VISUAL))
@@ -28,32 +30,23 @@ MIN_SIDE = 32  # imagecorruptions refuses anything smaller
 # fog's plasma fractal is sized to the next power of two of the longest side, which
 # changes the look of the fog beyond 1024 px; zoom blur costs ~25 s at 4000 x 3000.
 MAX_SIDE = {"fog": 1024, "zoom_blur": 1024}
-# Recent results, so the app and the joint variants (zoom_blur:3+greek after zoom_blur:3)
-# do not pay twice for the same corruption of the same image.
-_MEMO_SIZE = 8
-_memo: OrderedDict[tuple, Image.Image] = OrderedDict()
-_memo_lock = threading.Lock()
 
-
-def corrupt(image: Image.Image, name: str, severity: int, seed: int = 0) -> Image.Image:
-    """Apply corruption `name` at `severity` (1..5); deterministic for `seed`."""
+def corrupt(image: Image.Image, name: str, severity: int, seed: int = 0, memo: Memo | None = None) -> Image.Image:
+    """Apply corruption `name` at `severity` (1..5); deterministic for `seed`. With `memo` (a
+    `vittle.memo.Memo` the caller owns), a corruption of the same image is computed once."""
     if name not in VISUAL_NAMES:
         raise ValueError(f"unknown visual corruption {name!r}; valid: {', '.join(VISUAL_NAMES)}")
     if severity not in LEVELS:
         raise ValueError(f"invalid severity {severity!r} for {name!r}; valid: {list(LEVELS)}")
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-    key = (_fingerprint(image), name, severity, seed)
-    with _memo_lock:
-        if key in _memo:
-            _memo.move_to_end(key)
-            return _memo[key].copy()
+    key = (_fingerprint(image), name, severity, seed) if memo is not None else None
+    if key is not None and (kept := memo.get(key)) is not None:
+        return kept.copy()
     view = to_rgb(image)
     result = view.restore(corrupt_rgb(view.rgb, name, severity, seed))
-    with _memo_lock:
-        _memo[key] = result.copy()
-        while len(_memo) > _MEMO_SIZE:
-            _memo.popitem(last=False)
+    if key is not None:
+        memo.put(key, result.copy())
     return result
 
 

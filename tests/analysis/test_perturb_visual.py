@@ -74,11 +74,19 @@ def test_global_rng_state_is_untouched(photos):
     assert (random.random(), np.random.rand()) == expected
 
 
-def test_repeated_call_returns_an_independent_copy(photos):
-    first = corrupt(photos[0], "zoom_blur", 1, seed=0)
+def test_a_caller_s_memo_computes_a_corruption_once_and_hands_out_copies(photos):
+    from vittle.memo import Memo
+
+    memo = Memo(2)
+    first = corrupt(photos[0], "zoom_blur", 1, seed=0, memo=memo)
     first.putpixel((0, 0), (1, 2, 3))
-    second = corrupt(photos[0], "zoom_blur", 1, seed=0)
-    assert second.getpixel((0, 0)) != (1, 2, 3)
+    second = corrupt(photos[0], "zoom_blur", 1, seed=0, memo=memo)
+    assert (memo.hits, memo.misses) == (1, 1) and second.getpixel((0, 0)) != (1, 2, 3)
+    assert np.array_equal(np.asarray(second), np.asarray(corrupt(photos[0], "zoom_blur", 1, seed=0)))  # no memo: the same result
+    apply("zoom_blur:1", image=photos[0], seed=0, memo=memo)
+    assert memo.hits == 2
+    corrupt(photos[0], "zoom_blur", 1, seed=1, memo=memo)  # another seed is another corruption
+    assert (memo.hits, memo.misses, len(memo)) == (2, 2, 2)
 
 
 def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:

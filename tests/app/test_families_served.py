@@ -82,7 +82,7 @@ def test_the_app_serves_a_pair_of_each_family(served):
     assert numbers.posterior is not None and np.isfinite(numbers.posterior.visual_variance_mean)
     # the posterior per image token of the perturbed query, on the raster its image tokens hold: all of them, or
     # for a tiling family the base or global image's, which the titles name
-    encoder = ImageEncoder(vittle.processor, memo=False)
+    encoder = ImageEncoder(vittle.processor)
     count = encoder.num_tokens(encoder.encode(query.perturbed_image))
     raster = encoder.grid(query.perturbed_image)
     for name in ("variance", "kl", "overlay"):

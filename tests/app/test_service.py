@@ -36,6 +36,15 @@ def test_prepare_perturbs_both_modalities(service, query):
     again = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "gaussian_noise", 4, "char_typo", 2)
     assert again.perturbed_question == query.perturbed_question  # deterministic under the service's seed
     assert np.array_equal(np.asarray(again.perturbed_image), np.asarray(query.perturbed_image))
+    assert service.corruptions.hits >= 1  # the service's own memo: the same corruption was not computed again
+
+
+def test_the_models_share_one_memo_of_encoded_images(service, query):
+    baseline, vittle = service.models.assistant("baseline"), service.models.assistant("vittle-f")
+    assert baseline.images.memo is vittle.images.memo is service.models.pixels
+    before = service.models.pixels.hits
+    pixels = baseline.images.encode(query.perturbed_image)
+    assert vittle.images.encode(query.perturbed_image) is pixels and service.models.pixels.hits >= before + 1
 
 
 def test_prepare_refuses_bad_input(service, bad_files):

@@ -167,18 +167,41 @@ def test_synthetic_shapes_are_valid_llava_data(shapes_data, tiny):
     assert {"yes", "no", "red", "circle"} <= answers
 
 
-def test_encoders_with_the_same_processor_settings_share_pixels_and_others_do_not(tiny):
+def test_encoders_given_one_memo_share_pixels_of_the_same_settings_and_others_do_not(tiny):
     import copy
+
+    from vittle.memo import Memo
 
     _, processor = tiny
     image = Image.new("RGB", (20, 10), (10, 200, 10))
-    first, second = ImageEncoder(processor), ImageEncoder(processor)
+    memo = Memo(4)
+    first, second = ImageEncoder(processor, memo), ImageEncoder(processor, memo)
     pixels = first.pixel_values(image)
-    assert second.pixel_values(image.copy()) is pixels  # same settings, same content: preprocessed once
+    assert second.pixel_values(image.copy()) is pixels and memo.hits == 1  # same settings, same content: preprocessed once
     assert first.pixel_values(Image.new("RGB", (20, 10), (10, 200, 11))) is not pixels  # one value differs
     other = copy.deepcopy(processor)
     other.image_processor.image_mean = [0.0, 0.0, 0.0]  # another background and normalisation
-    different = ImageEncoder(other).pixel_values(image)
+    different = ImageEncoder(other, memo).pixel_values(image)
     assert different is not pixels and not torch.allclose(different, pixels)
-    off = ImageEncoder(processor, memo=False).pixel_values(image)
+    off = ImageEncoder(processor).pixel_values(image)  # no memo: nothing kept, nothing shared
     assert off is not pixels and torch.allclose(off, pixels, atol=1e-6)
+    assert ImageEncoder(processor).pixel_values(image) is not off
+    for shade in range(4):  # a memo keeps its size: the least recently used leave
+        first.pixel_values(Image.new("RGB", (20, 10), (shade, 0, 0)))
+    assert len(memo) == 4 and first.pixel_values(image) is not pixels
+
+
+def test_assistants_keep_their_own_pixels_unless_given_one_memo(tiny):
+    from vittle.inference import PIXEL_MEMO_SIZE, Assistant
+    from vittle.memo import Memo
+
+    model, processor = tiny
+    image = Image.new("RGB", (20, 10), (10, 200, 10))
+    alone, other = Assistant(model, processor), Assistant(model, processor)
+    assert alone.images.memo is not other.images.memo and alone.images.memo.size == PIXEL_MEMO_SIZE
+    assert alone.images.encode(image) is not other.images.encode(image)
+    shared = Memo(8)
+    first, second = Assistant(model, processor, pixel_memo=shared), Assistant(model, processor, pixel_memo=shared)
+    assert first.images.encode(image) is second.images.encode(image) and shared.hits == 1
+    with pytest.raises(ValueError, match="at least one entry"):
+        Memo(0)

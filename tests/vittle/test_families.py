@@ -77,7 +77,7 @@ def test_an_unsupported_model_names_the_supported_families():
 
 def test_dynamic_resolution_gives_the_processor_s_token_counts(family_builder):
     _, processor = family_builder(seed=0)
-    encoder = ImageEncoder(processor, memo=False)
+    encoder = ImageEncoder(processor)
     counts = [encoder.num_tokens(encoder.encode(_image(size, 0))) for size in SIZES]
     family = families.family_of(processor)
     if not family.pad_to_square:  # the processor sees the image as it is; LLaVA-1.5 pads it to a square first
@@ -126,7 +126,7 @@ def test_answers_equal_generate_at_alpha_zero(family_pair):
     model, processor = family_pair
     images = [_image(size, n) for n, size in enumerate(SIZES[:2])]
     question = "What colour is the shape?"
-    encoder = ImageEncoder(processor, memo=False)
+    encoder = ImageEncoder(processor)
     plain = []
     for image in images:
         item = encode_query(processor, encoder, image, question)
@@ -212,7 +212,7 @@ def test_vittle_s_inputs_are_the_processor_s(family_pair):
     `generate` on the processor's output."""
     model, processor = family_pair
     image, question = _image((32, 32), 3), "What colour is the shape?"  # square: LLaVA's padding changes nothing
-    item = encode_query(processor, ImageEncoder(processor, memo=False), image, question)
+    item = encode_query(processor, ImageEncoder(processor), image, question)
     ours = ConversationCollator(processor.tokenizer.pad_token_id)([item])
     prompt = families.family_of(model).chat.build_prompt(question, has_image=True)
     prompt = families.family_of(model).chat.expand_image(prompt, processor.image_token, 1)

@@ -1,0 +1,56 @@
+"""`Memo`: a bounded, thread-safe memo of recent results that its caller owns.
+
+Nothing in vittle keeps results at module level: whoever wants several objects to share work
+passes them one `Memo` (the app hands one to its models, so an image preprocessed for the
+baseline is not preprocessed again for Vittle, and one to its perturbation step).
+
+    pixels = Memo(128)
+    Assistant.load(path, pixel_memo=pixels)
+    value = pixels.get(key)          # None when absent; counts a hit or a miss
+    pixels.put(key, value)           # the least recently used entry leaves past the size
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+
+class Memo:
+    """The `size` most recently used results by key; safe to share between threads."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"a memo needs room for at least one entry, got size={size}")
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
