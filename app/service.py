@@ -39,8 +39,6 @@ from vittle.app.worker import ModelWorker
 from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
-CORRUPTIONS_KEPT = 8
-"""Recent corrupted images the app keeps (a sweep's five severities, and the turn after it)."""
 
 
 class DemoService:
@@ -49,8 +47,7 @@ class DemoService:
     def __init__(self, config: ServiceConfig | None = None):
         self.config = config or ServiceConfig()
         self.models = ModelPool(self.config)
-        self.corruptions = Memo(CORRUPTIONS_KEPT)
-        """Recent corrupted images: a severity sweep and the turn after it do not pay twice for one corruption."""
+        self.corruptions = Memo(8)  # recent corrupted images: a severity sweep and the turn after it do not corrupt twice
         self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings)
         self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
 
@@ -240,8 +237,7 @@ class DemoService:
         steps = []
         for severity in range(1, 6):
             spec = spec_of(visual, severity, text, severity)
-            perturbed_image, perturbed_question = apply(spec, image=base.image, text=base.question, seed=self.config.seed,
-                                                        memo=self.corruptions)
+            perturbed_image, perturbed_question = apply(spec, base.image, base.question, self.config.seed, memo=self.corruptions)
             steps.append((severity, spec, perturbed_image, perturbed_question or base.question))
         setting = " + ".join(f"{get_perturbation(n).label} {'severity' if n == visual else 'level'} 1-5" if n in swept
                              else get_perturbation(n).label for n in (visual, text) if n not in (None, NONE, ""))
