@@ -148,7 +148,7 @@ class ImageEmbedder:
                 return
             from efficientnet_lite_pytorch import EfficientNet
 
-            from vittle.efficientnet import pretrained_state_dict
+            from vittle.toy.efficientnet import pretrained_state_dict
 
             backbone = EfficientNet.from_name("efficientnet-lite0")
             backbone._fc = torch.nn.Identity()  # the classifier is not used (and not in the state dict)
@@ -158,7 +158,7 @@ class ImageEmbedder:
     @staticmethod
     def pixels(image: ImageLike) -> torch.Tensor:
         """(3, 224, 224) float32 input of one image."""
-        from vittle.efficientnet import IMAGE_SIZE, MEAN, STD
+        from vittle.toy.efficientnet import IMAGE_SIZE, MEAN, STD
 
         if not isinstance(image, Image.Image):
             with Image.open(image) as opened:

@@ -26,7 +26,7 @@ def load(model: str | None):
 
     if model:
         return Assistant.load(model, device="cpu")
-    from vittle.tiny import build_efficientnet_llava
+    from vittle.toy.tiny import build_efficientnet_llava
 
     built, processor = build_efficientnet_llava(seed=0, hidden_size=128, num_layers=6)
     return Assistant(built, processor)

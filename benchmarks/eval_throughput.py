@@ -30,7 +30,7 @@ SHAPES = ("circle", "rectangle", "triangle")
 def questions_on_easyvqa(images: int):
     """(questions, image folder): three existence questions per easy-vqa test image."""
     from vittle.analysis.evaluate.llava_files import Question
-    from vittle.easyvqa import load_split
+    from vittle.toy.easyvqa import load_split
 
     picked, folder = [], None
     for row in load_split("test"):

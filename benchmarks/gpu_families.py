@@ -57,7 +57,7 @@ from vittle.inference import Assistant
 from vittle.model import attach_bottleneck, detach_bottleneck, get_bottleneck
 from vittle.objective import vittle_loss
 from vittle.settings import load_recipe
-from vittle.shapes import make_shapes_dataset
+from vittle.toy.shapes import make_shapes_dataset
 from vittle.trainer import train
 
 FAMILIES = {"qwen2_5_vl": "Qwen2.5-VL-7B", "llava": "LLaVA-1.5-7B"}
@@ -79,7 +79,7 @@ def _processor(family: str, px: int) -> Any:
     from transformers import CLIPImageProcessorPil, LlavaProcessor, Qwen2VLImageProcessorPil
 
     if family == "llava":
-        from vittle.tiny import build_tiny_tokenizer
+        from vittle.toy.tiny import build_tiny_tokenizer
 
         return LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": px}, crop_size={"height": px, "width": px}),
                               tokenizer=build_tiny_tokenizer(), patch_size=14, vision_feature_select_strategy="default",

@@ -26,8 +26,8 @@ from vittle.config import BottleneckConfig
 from vittle.data import ConversationCollator, ConversationDataset
 from vittle.inference import Assistant
 from vittle.model import attach_bottleneck, get_bottleneck
-from vittle.shapes import make_shapes_dataset
-from vittle.tiny import build_tiny_llava
+from vittle.toy.shapes import make_shapes_dataset
+from vittle.toy.tiny import build_tiny_llava
 
 PRESETS = {  # hidden size, decoder layers, ffn size, attention heads
     "tiny": (64, 4, 128, 4),

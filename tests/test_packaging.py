@@ -23,8 +23,7 @@ FIRST_PARTY = {"vittle", "analysis", "app", "benchmarks", "tests"}
 
 # Which extra a source file's imports come with. First match wins; the rest of vittle/ is core.
 EXTRA_OF_FILE = [
-    ("vittle/easyvqa.py", "tiny"),
-    ("vittle/efficientnet.py", "tiny"),
+    ("vittle/toy/", "tiny"),
     ("vittle/", None),
     ("analysis/evaluate/lmms.py", "lmms"),
     ("analysis/", "analysis"),
@@ -151,3 +150,13 @@ def test_a_command_without_its_extra_names_the_extra(command, blocked, extra, tm
 def test_vittle_demo_is_the_app():
     result = subprocess.run([sys.executable, "-m", "vittle.cli", "demo", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage: vittle demo") and "--baseline" in result.stdout
+
+
+def test_every_package_folder_is_listed_for_setuptools():
+    """pyproject.toml lists the packages (no discovery): a folder with an __init__.py left out
+    would be missing from the wheel."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    mapped = {"vittle": "vittle", **{folder: package for package, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items()}}
+    found = {".".join([mapped[folder], *init.parent.relative_to(ROOT / folder).parts])
+             for folder in mapped for init in (ROOT / folder).rglob("__init__.py")}
+    assert "vittle.toy" in found and not found - listed, sorted(found - listed)

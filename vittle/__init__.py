@@ -61,7 +61,7 @@ _LAZY = {
     "CheckpointError": "vittle.checkpoint",
     "Assistant": "vittle.inference",
     "ProbeResult": "vittle.inference",
-    "build_tiny_llava": "vittle.tiny",
+    "build_tiny_llava": "vittle.toy.tiny",
     "gaussian_kl": "vittle.bottleneck",
     "VittleBottleneck": "vittle.bottleneck",
     "DataError": "vittle.data",

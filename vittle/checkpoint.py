@@ -19,10 +19,10 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from vittle import efficientnet  # noqa: F401  (registers the EfficientNet-Lite tower with AutoModel)
 from vittle.config import BottleneckConfig
 from vittle.families import UnsupportedFamilyError, model_class
 from vittle.model import BOTTLENECK_ATTR, CONFIG_KEY, attach_bottleneck
+from vittle.plugins import PluginError, register_model_types
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,18 @@ class CheckpointError(ValueError):
 
 def resolve_checkpoint(path_or_id: str | Path) -> Path:
     """A local folder as is; otherwise a Hugging Face hub id, fetched (configs, tokenizer and
-    safetensors only) into the local cache."""
+    safetensors only) into the local cache. The model types its config.json names that
+    transformers does not know are registered first, from their `vittle.model_types` plugin
+    (e.g. the toy models' EfficientNet tower), so that AutoConfig and AutoModel read it."""
+    folder = _locate(path_or_id)
+    try:
+        register_model_types(folder)
+    except PluginError as err:
+        raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
+    return folder
+
+
+def _locate(path_or_id: str | Path) -> Path:
     path = Path(path_or_id)
     if path.is_dir():
         return path

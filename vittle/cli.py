@@ -11,7 +11,6 @@ quietly. `vittle completion bash|zsh|tcsh` prints a shell completion script.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from vittle import __version__
 from vittle.global_flags import GLOBAL_HELP, apply_globals, strip_globals
 from vittle.options import FAILURE, USAGE_ERROR, UsageError, add_options, configure_logging, failed, values
+from vittle.plugins import entry_points as _entry_points
 
 logger = logging.getLogger("vittle")
 
@@ -150,11 +150,10 @@ def _push(args: PushArgs) -> int:
 
 
 def _quickstart(args: QuickstartArgs) -> int:
-    import random
+    import shutil
 
     from vittle.inference import Assistant
     from vittle.settings import load_recipe
-    from vittle.shapes import COLOURS, draw_shape
     from vittle.trainer import train
 
     out = Path(args.out)
@@ -163,11 +162,12 @@ def _quickstart(args: QuickstartArgs) -> int:
     result = train(recipe)
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
     print(f"tiny Vittle model trained for {args.steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    sample = json.loads(Path(recipe.data.path).read_text())[0]  # the colour question of the first image
     image_path = out / "query.png"
-    draw_shape("circle", COLOURS["blue"], 32, random.Random(1)).save(image_path)
-    question = "What colour is the shape?"
+    shutil.copyfile(Path(recipe.data.path).parent / sample["image"], image_path)
+    question, expected = sample["conversations"][0]["value"].removeprefix("<image>\n"), sample["conversations"][1]["value"]
     answer = Assistant.load(out / "model", device="cpu").answer(image_path, question)
-    print(f"Q: {question} (image: {image_path}, a blue circle)\nA: {answer}")
+    print(f"Q: {question} (image: {image_path}, a training image; trained answer: {expected})\nA: {answer}")
     return 0
 
 
@@ -176,10 +176,6 @@ COMMANDS_GROUP, SETTINGS_GROUP = "vittle.commands", "vittle.command_settings"
 and of their settings dataclasses, for completion without the heavy imports."""
 EXTRA_OF_COMMAND = {"perturb": "analysis", "eval": "eval", "lab": "analysis", "analyze": "analysis", "demo": "app", "cache": "analysis"}
 """The pip extra each command's dependencies come with (pyproject.toml)."""
-
-
-def _entry_points(group: str) -> dict[str, Any]:
-    return {point.name: point for point in importlib.metadata.entry_points(group=group)}
 
 
 def external_commands() -> dict[str, Any]:

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vittle.plugins import DATASETS, names
+
 PRIORS = ("fixed", "learnable")
 SCHEDULES = ("cosine", "sigmoid", "constant")
 SCALES = ("none", "rms")
@@ -142,7 +144,8 @@ class ModelConfig:
     init: str = "tiny"
     """"tiny" (a tiny LLaVA built from configs, offline), "tiny-efficientnet" (the frozen
     pretrained EfficientNet-Lite0 tower + a small Llama, offline), "compose" (join `vision_tower` and
-    `language_model` with a new projector: the start of stage 1) or a folder / hub id of a
+    `language_model` with a new projector: the start of stage 1), a name another package
+    registers (`vittle.model_inits` entry points, vittle.plugins) or a folder / hub id of a
     LlavaForConditionalGeneration checkpoint with its processor."""
     vision_tower: str = ""
     """With init "compose": a CLIP checkpoint, e.g. openai/clip-vit-large-patch14-336."""
@@ -203,15 +206,16 @@ class DataConfig:
     synthetic: str = ""
     """Make `path` if it does not exist: "shapes" generates a small coloured-shapes set;
     "easyvqa" / "easyvqa-balanced" / "easyvqa-test" convert the easy-vqa package (balanced:
-    yes/no answers equally frequent per question type, see vittle.easyvqa); "easyvqa-captions"
-    writes one caption per train image ("a blue circle", vittle.captions); "wordnet" packs
-    WordNet's glosses into plain-text samples (vittle.corpus; Debian's wordnet-base)."""
+    yes/no answers equally frequent per question type, see vittle.toy.easyvqa); "easyvqa-captions"
+    writes one caption per train image ("a blue circle", vittle.toy.captions); "wordnet" packs
+    WordNet's glosses into plain-text samples (vittle.corpus; Debian's wordnet-base); or a
+    name another package registers (`vittle.datasets` entry points, vittle.plugins)."""
     synthetic_samples: int = 512
     """How many images the synthetic generator makes."""
 
     def __post_init__(self) -> None:
-        _check_choice("data.synthetic", self.synthetic, ("", "shapes", "easyvqa", "easyvqa-balanced", "easyvqa-test", "easyvqa-captions",
-                                                        "wordnet"))
+        if self.synthetic:
+            _check_choice("data.synthetic", self.synthetic, names(DATASETS))
         _check_range("data.max_length", self.max_length, 8)
         _check_range("data.synthetic_samples", self.synthetic_samples, 1)
 

@@ -16,6 +16,7 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from vittle.files import write_text_atomic
 
@@ -71,3 +72,9 @@ def write_wordnet_corpus(path: str | Path, folder: str | Path = WORDNET_DIR, max
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(samples))
     return path
+
+
+def synthesize(data: Any, seed: int = 0) -> None:
+    """The `vittle.datasets` plugin "wordnet": write the corpus to `data.path` if it is missing."""
+    if not Path(data.path).exists():
+        write_wordnet_corpus(data.path)

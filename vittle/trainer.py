@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from vittle.data import ConversationCollator, ConversationDataset
 from vittle.families import family_of, language_model, lm_head, load_processor, projector
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import AlphaSchedule, vittle_loss
+from vittle.plugins import DATASETS, MODEL_INITS, PluginError, load, registered
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
@@ -58,22 +60,17 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     """The starting model and processor for a recipe, with a bottleneck attached for the
     instruct stage."""
     stage, init = recipe.train.stage, recipe.model.init
-    sizes = {k: v for k, v in (("hidden_size", recipe.model.hidden_size), ("num_layers", recipe.model.num_layers)) if v}
-    if init == "tiny":
-        from vittle.tiny import build_tiny_llava
-
-        model, processor = build_tiny_llava(seed=recipe.model.seed, **sizes)
-    elif init == "tiny-efficientnet":
-        from vittle.tiny import build_efficientnet_llava
-
-        grid = {"grid_size": recipe.model.visual_grid} if recipe.model.visual_grid else {}
-        model, processor = build_efficientnet_llava(seed=recipe.model.seed, tie_embeddings=recipe.model.tie_embeddings, **sizes, **grid)
+    inits = registered(MODEL_INITS)  # "tiny", "tiny-efficientnet" (vittle.toy) and the plugins'
+    if init in inits:
+        model, processor = inits[init].load()(recipe.model)
     elif init == "compose":
         from vittle.compose import compose_llava
 
         dtype = DTYPES.get(recipe.model.dtype, torch.float32)
         model, processor = compose_llava(recipe.model.vision_tower, recipe.model.language_model, dtype=dtype)
     else:
+        if "/" not in init and not Path(init).exists():  # neither a folder nor a hub id: a misspelled name
+            raise PluginError(f"model.init={init!r} is not a registered name ({', '.join(sorted(inits))}), 'compose', a checkpoint folder or a hub id")
         extra: dict[str, Any] = {}
         if recipe.model.attn_implementation != "auto":
             extra["attn_implementation"] = recipe.model.attn_implementation
@@ -84,7 +81,7 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
             extra.update(quantization_config=quantization_config(recipe.lora.quantize, compute), device_map={"": _local_device()})
         model = load_pretrained(init, dtype=recipe.model.dtype, **extra)
         processor = load_processor(init, model.config)
-    if recipe.model.attn_implementation != "auto" and init in ("tiny", "tiny-efficientnet", "compose"):
+    if recipe.model.attn_implementation != "auto" and (init in inits or init == "compose"):
         model.set_attn_implementation(recipe.model.attn_implementation)
     existing = get_bottleneck(model)
     if stage == "instruct" and existing is None:
@@ -250,26 +247,18 @@ def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torc
     return final
 
 
-def train(recipe: RecipeConfig) -> dict[str, Any]:
-    """Run a recipe to the end; saves model, processor and the recipe in output_dir.
+def train(recipe: RecipeConfig, on_model: Callable[[torch.nn.Module], Any] | None = None) -> dict[str, Any]:
+    """Run a recipe to the end; saves model, processor and the recipe in output_dir. `on_model` is
+    called with the prepared model before training (the lab gives its towers its feature cache).
     Returns {"output_dir", "log_history", "max_steps" (optimizer steps), "model" (the trained model;
     with LoRA the merged one)}."""
     set_seed(recipe.train.seed)
-    if recipe.data.synthetic == "shapes" and not Path(recipe.data.path).exists():
-        from vittle.shapes import make_shapes_dataset
-
-        make_shapes_dataset(Path(recipe.data.path), recipe.data.synthetic_samples, seed=recipe.train.seed)
-    elif recipe.data.synthetic in ("easyvqa-captions", "wordnet") and not Path(recipe.data.path).exists():
-        from vittle.captions import write_captions
-        from vittle.corpus import write_wordnet_corpus
-
-        (write_captions if recipe.data.synthetic == "easyvqa-captions" else write_wordnet_corpus)(recipe.data.path)
-    elif recipe.data.synthetic in ("easyvqa", "easyvqa-balanced", "easyvqa-test"):
-        from vittle.easyvqa import prepare
-
-        prepare(recipe.data.path, recipe.data.synthetic)
+    if recipe.data.synthetic:  # "shapes", "easyvqa*" (vittle.toy), "wordnet" or a plugin's: writes data.path if missing
+        load(DATASETS, recipe.data.synthetic)(recipe.data, recipe.train.seed)
     args = training_arguments(recipe)  # first: with ZeRO-3 it makes from_pretrained partition at load
     model, processor = prepare_model(recipe)
+    if on_model is not None:
+        on_model(model)
     system = system_prompt_of(model.config, family_of(model).chat.system)
     if recipe.data.system_prompt is not None:
         system = recipe.data.system_prompt

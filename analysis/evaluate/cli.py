@@ -51,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         samples = load_samples(args.data, args.limit_images)
         variants = Variants(samples, seed=args.seed)
         from vittle.inference import Assistant
+        from vittle.toy.efficientnet import FeatureCache, use_feature_cache
 
+        features = FeatureCache()  # the models share the frozen tower's features (the easy-vqa models have the same tower)
         report = {"data": args.data, "limit_images": args.limit_images, "specs": specs, "models": {}}
         tables = []
         for name, path in models.items():
             print(f"{PROG}: {name} ({path}) on {len(samples)} questions x {len(specs)} specs", file=sys.stderr)
             assistant = Assistant.load(path, device=args.device)
+            use_feature_cache(assistant.model, features)
             result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
             report["models"][name] = {"path": path, **result.to_json()}
             tables.append(markdown_table(result, title=name))

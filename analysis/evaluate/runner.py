@@ -34,7 +34,7 @@ def load_samples(data: str | Path, limit_images: int | None = None) -> list[dict
     first turn of each sample is used. `limit_images` keeps the questions of the first N
     images (in image-id order)."""
     if str(data) == "easyvqa":
-        from vittle.easyvqa import load_split
+        from vittle.toy.easyvqa import load_split
 
         rows = load_split("test")
     else:

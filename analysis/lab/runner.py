@@ -4,9 +4,9 @@ processes share the plan through claim files (`--workers`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,10 +41,10 @@ class Lab:
         self.clean_variants = Variants(self.slice)
         self.variants = Variants(self.grounded)
         self.data_dir = config.out / "data"
-        from vittle.efficientnet import FEATURE_CACHE_ENV, set_feature_cache_dir
+        from vittle.toy.efficientnet import FeatureCache, use_feature_cache
 
-        if FEATURE_CACHE_ENV not in os.environ:  # the tower's features on disk: a resumed lab or a new worker reuses them
-            set_feature_cache_dir(config.out / "features")
+        self.features = FeatureCache(config.out / "features")  # the models' tower features, on disk for other workers and a resumed lab
+        self.use_features = functools.partial(use_feature_cache, cache=self.features)  # gives a model's towers the lab's cache
 
     # ------------------------------------------------------------------ running
     def folder(self, arm: Arm | None, seed: int) -> Path:
@@ -54,7 +54,7 @@ class Lab:
         """The training JSON: easy-vqa's train split, or ("augmented") the same with the images
         of half the train images replaced by a blurred or noised copy (one of the label-keeping
         visual shifts at a random severity, fixed per image)."""
-        from vittle.easyvqa import convert
+        from vittle.toy.easyvqa import convert
 
         path = self.data_dir / "train.json"
         if not path.exists():
@@ -222,7 +222,7 @@ class Lab:
         if log_path.exists():
             return json.loads(log_path.read_text())
         tic = time.perf_counter()
-        history = train(recipe)["log_history"]
+        history = train(recipe, on_model=self.use_features)["log_history"]
         trained = {"history": history, "train_seconds": round(time.perf_counter() - tic, 1), "train_device": environment()["device"],
                    "overrides": overrides, "recipe_config": to_jsonable(dataclasses.asdict(recipe))}
         write_text_atomic(log_path, json.dumps(trained, indent=1))  # arms start from the model once this exists
@@ -234,6 +234,7 @@ class Lab:
 
         folder = self.folder(arm, seed)
         assistant = Assistant.load(folder / "model", device=self.config.device)
+        self.use_features(assistant.model)
         tic = time.perf_counter()
         images, questions = self.clean_variants.get("clean")
         predictions = assistant.answer_batch(images, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)

@@ -83,8 +83,8 @@ class StagedLab(Lab):
 
     def prepare_data(self) -> None:
         """Every data file, written once before any worker starts."""
-        from vittle.captions import write_captions
         from vittle.corpus import write_wordnet_corpus
+        from vittle.toy.captions import write_captions
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "text.json").exists():

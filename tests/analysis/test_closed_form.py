@@ -66,7 +66,7 @@ def test_mme_parsing_and_scores_by_hand():
 
 
 def _easyvqa(n: int) -> list[dict]:
-    from vittle.easyvqa import load_split
+    from vittle.toy.easyvqa import load_split
 
     return [row for row in load_split("test") if row["kind"] == "shape"][:n]
 

@@ -80,7 +80,7 @@ def few_samples():
 def test_load_samples_keeps_whole_images(few_samples, tmp_path):
     assert {s["image_id"] for s in few_samples} == {0, 1, 2}
     assert all(s["answer"] and s["question"] and "<image>" not in s["question"] for s in few_samples)
-    from vittle.easyvqa import convert
+    from vittle.toy.easyvqa import convert
 
     from_json = load_samples(convert(tmp_path, "test", limit=3))
     assert [(s["question"], s["answer"], s["kind"]) for s in from_json] == [(s["question"], s["answer"], s["kind"]) for s in few_samples]
@@ -110,7 +110,7 @@ def effnet_assistant():
     from vittle.config import BottleneckConfig
     from vittle.inference import Assistant
     from vittle.model import attach_bottleneck
-    from vittle.tiny import build_efficientnet_llava
+    from vittle.toy.tiny import build_efficientnet_llava
 
     model, processor = build_efficientnet_llava(seed=0, hidden_size=64, num_layers=2)
     attach_bottleneck(model, BottleneckConfig())
@@ -193,7 +193,7 @@ def test_eval_command_writes_json_and_markdown(effnet_assistant, tmp_path, capsy
 
 
 def test_perturbed_images_do_not_depend_on_call_order(tmp_path):
-    from vittle.easyvqa import convert
+    from vittle.toy.easyvqa import convert
 
     path = convert(tmp_path, "test", limit=2)
     samples = json.loads(path.read_text())

@@ -179,7 +179,7 @@ def test_a_question_without_a_rule_is_refused_before_any_review(server, tmp_path
 
 
 def _bench_files(folder: Path) -> dict[str, Path]:
-    from vittle.easyvqa import load_split
+    from vittle.toy.easyvqa import load_split
 
     rows = [row for row in load_split("test") if row["kind"] in ("color", "shape")][:4]
     image_dir = Path(rows[0]["image_path"]).parent

@@ -101,12 +101,9 @@ def _tiny_lab(tmp_path, **kwargs):
 
 
 @pytest.mark.slow
-def test_a_short_lab_trains_compares_reports_and_exports(tmp_path, monkeypatch):
+def test_a_short_lab_trains_compares_reports_and_exports(tmp_path):
     from vittle.analysis.lab.runner import Lab
-    from vittle.efficientnet import FEATURE_CACHE_ENV
 
-    monkeypatch.setenv(FEATURE_CACHE_ENV, "unset at teardown")
-    monkeypatch.delenv(FEATURE_CACHE_ENV)  # the lab's default: <out>/features
     lab = Lab(_tiny_lab(tmp_path, workers=2))  # two processes share the plan, as `make lab` runs it
     summary = lab.run()
     features = list((tmp_path / "lab" / "features").rglob("*.npy"))
@@ -246,15 +243,12 @@ def _fake_runs(lab, log, barrier):
     lab.work(lab.config.planned())
 
 
-def test_two_workers_sharing_a_plan_run_each_run_once_and_arms_after_their_base(tmp_path, monkeypatch):
+def test_two_workers_sharing_a_plan_run_each_run_once_and_arms_after_their_base(tmp_path):
     """Two lab workers on one plan (a base and the arms that start from it), many times over:
     every run runs once, and no arm starts before its base has trained."""
     import multiprocessing
 
     from vittle.analysis.lab.runner import Lab
-    from vittle.efficientnet import FEATURE_CACHE_ENV
-
-    monkeypatch.setenv(FEATURE_CACHE_ENV, str(tmp_path / "features"))  # else Lab sets it for the rest of the session
 
     context = multiprocessing.get_context("fork")
     for trial in range(6):
@@ -299,13 +293,10 @@ def test_quick_is_a_preset_that_given_settings_override():
 
 
 @pytest.mark.slow
-def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path, monkeypatch):
+def test_the_archive_keeps_every_result_and_a_lost_base_is_trained_again_only_when_an_arm_needs_it(tmp_path):
     import shutil
 
     from vittle.analysis.lab.runner import Lab
-    from vittle.efficientnet import FEATURE_CACHE_ENV
-
-    monkeypatch.setenv(FEATURE_CACHE_ENV, str(tmp_path / "features"))  # restored afterwards, not left to later tests
 
     archive = tmp_path / "archive"
     config = _tiny_lab(tmp_path, only=("noise",), assets=None, archive=archive)

@@ -23,7 +23,7 @@ class Request:
 
 @pytest.fixture(scope="module")
 def model():
-    from vittle.easyvqa import load_split
+    from vittle.toy.easyvqa import load_split
 
     rows = [r for r in load_split("test") if r["kind"] in ("color", "shape")][:6]
     from PIL import Image

@@ -23,7 +23,7 @@ def write_pope(folder: Path, images: int = 4) -> tuple[Path, Path, Path]:
     """A POPE-format fixture on easy-vqa test images: per image, "Is there a <shape> in the
     image?" for each of the three shapes (yes for the image's shape), the questions spread over
     the three categories, and one label file per category in the question file's order."""
-    from vittle.easyvqa import load_split
+    from vittle.toy.easyvqa import load_split
 
     shape_of: dict[int, str] = {}
     image_dir = None

@@ -16,7 +16,7 @@ from vittle.analysis.representations import (
 from vittle.config import BottleneckConfig
 from vittle.inference import Assistant
 from vittle.model import attach_bottleneck
-from vittle.tiny import build_efficientnet_llava
+from vittle.toy.tiny import build_efficientnet_llava
 
 SPECS = ["clean", "brightness:3", "char_typo:3"]
 

@@ -37,7 +37,7 @@ from transformers import (
 
 from vittle.family_inputs import InternVLImageProcessor, LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
 from vittle.template import ChatML, Gemma, Idefics, InternVLChat
-from vittle.tiny import build_tiny_llava, build_tiny_tokenizer
+from vittle.toy.tiny import build_tiny_llava, build_tiny_tokenizer
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 _WORDS = ("what colour color is the shape image picture red green blue yellow circle square triangle yes no "

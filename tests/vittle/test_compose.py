@@ -8,7 +8,7 @@ from transformers import (
 
 from vittle.compose import compose_llava
 from vittle.data import ImageEncoder, encode_query
-from vittle.tiny import build_tiny_processor
+from vittle.toy.tiny import build_tiny_processor
 
 
 def test_compose_joins_pretrained_parts_with_a_new_projector(tmp_path, image):

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from vittle.data import ConversationDataset, read_conversations
-from vittle.easyvqa import balance_yes_no, classify, convert, load_split, prepare
+from vittle.toy.easyvqa import balance_yes_no, classify, convert, load_split, prepare
 
 
 def test_classify_questions():
@@ -58,7 +58,7 @@ def test_balancing_equalizes_yes_and_no_per_question_type(tmp_path):
 
 
 def test_prepare_converts_once_and_the_dataset_reads_it(tmp_path):
-    from vittle.tiny import build_efficientnet_processor
+    from vittle.toy.tiny import build_efficientnet_processor
 
     target = tmp_path / "sub" / "eval.json"
     assert prepare(target, "easyvqa-test") == target and target.exists()

@@ -6,17 +6,18 @@ import pytest
 import torch
 from PIL import Image
 
-from vittle import efficientnet
-from vittle.efficientnet import (
-    FEATURE_CACHE,
+from vittle.toy import efficientnet
+from vittle.toy.efficientnet import (
     EfficientNetLiteVisionConfig,
+    FeatureCache,
     pretrained_state_dict,
+    use_feature_cache,
 )
 
 
 @pytest.fixture(scope="module")
 def effnet_llava():
-    from vittle.tiny import build_efficientnet_llava
+    from vittle.toy.tiny import build_efficientnet_llava
 
     return build_efficientnet_llava(seed=0, hidden_size=64, num_layers=2)
 
@@ -59,11 +60,12 @@ def test_feature_cache_returns_identical_features(effnet_llava, image):
     model, processor = effnet_llava
     tower = model.model.vision_tower
     pixels = _query(processor, image)["pixel_values"]
-    FEATURE_CACHE.clear()
+    cache = tower.feature_cache
+    cache.clear()
     first = tower(pixels).last_hidden_state
-    assert (FEATURE_CACHE.misses, FEATURE_CACHE.hits) == (1, 0)
+    assert (cache.misses, cache.hits) == (1, 0)
     second = tower(pixels).last_hidden_state
-    assert FEATURE_CACHE.hits == 1
+    assert cache.hits == 1
     assert torch.equal(first, second)
     tower.config.feature_cache_mb = 0  # off: computed afresh, same numbers
     try:
@@ -71,33 +73,40 @@ def test_feature_cache_returns_identical_features(effnet_llava, image):
     finally:
         tower.config.feature_cache_mb = 1024
     assert torch.allclose(first, third, atol=1e-6)
-    assert FEATURE_CACHE.hits == 1
+    assert cache.hits == 1
 
 
-def test_feature_cache_on_disk_is_shared_and_survives_damage(effnet_llava, image, tmp_path, monkeypatch):
+def test_feature_cache_on_disk_is_shared_and_survives_damage(effnet_llava, image, tmp_path):
     model, processor = effnet_llava
     tower = model.model.vision_tower
     pixels = _query(processor, image)["pixel_values"]
-    FEATURE_CACHE.clear()
+    own = tower.feature_cache
+    own.clear()
     reference = tower(pixels).last_hidden_state  # memory only: nothing written
-    assert not list(tmp_path.rglob("*.npy"))
-    monkeypatch.setenv(efficientnet.FEATURE_CACHE_ENV, str(tmp_path / "features"))
-    FEATURE_CACHE.clear()
-    first = tower(pixels).last_hidden_state
-    files = list((tmp_path / "features").rglob("*.npy"))
-    assert len(files) == 1 and files[0].stat().st_size > 320 * 49 * 4 and not list(tmp_path.rglob("*.tmp.npy"))
-    FEATURE_CACHE.clear()  # a new process: memory empty, the file is read
-    second = tower(pixels).last_hidden_state
-    assert (FEATURE_CACHE.disk_hits, FEATURE_CACHE.misses) == (1, 0) and torch.equal(first, second) and torch.equal(first, reference)
-    third = tower(pixels).last_hidden_state  # now from memory
-    assert FEATURE_CACHE.hits == 1 and torch.equal(first, third)
-    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated: computed again, same numbers
-    FEATURE_CACHE.clear()
-    fourth = tower(pixels).last_hidden_state
-    assert FEATURE_CACHE.misses == 1 and torch.equal(first, fourth)
-    assert files[0].stat().st_size > 320 * 49 * 4  # and rewritten whole
-    efficientnet.set_feature_cache_dir(None)
-    assert efficientnet.FEATURE_CACHE_ENV not in __import__("os").environ
+    assert not list(tmp_path.rglob("*.npy")) and own.misses == 1
+    cache = FeatureCache(tmp_path / "features")  # the caller's: given to every tower of the model
+    assert use_feature_cache(model, cache) == 1 and tower.feature_cache is cache
+    try:
+        first = tower(pixels).last_hidden_state
+        files = list((tmp_path / "features").rglob("*.npy"))
+        assert len(files) == 1 and files[0].stat().st_size > 320 * 49 * 4 and not list(tmp_path.rglob("*.tmp.npy"))
+        tower.feature_cache = cache = FeatureCache(tmp_path / "features")  # a new process: memory empty, the file is read
+        second = tower(pixels).last_hidden_state
+        assert (cache.disk_hits, cache.misses) == (1, 0) and torch.equal(first, second) and torch.equal(first, reference)
+        third = tower(pixels).last_hidden_state  # now from memory
+        assert cache.hits == 1 and torch.equal(first, third)
+        files[0].write_bytes(files[0].read_bytes()[:100])  # truncated: computed again, same numbers
+        cache.clear()
+        fourth = tower(pixels).last_hidden_state
+        assert cache.misses == 1 and torch.equal(first, fourth)
+        assert files[0].stat().st_size > 320 * 49 * 4  # and rewritten whole
+        assert own.misses == 1 and own.hits == 0  # the tower's former cache saw none of it
+        import copy
+        import pickle
+
+        assert copy.deepcopy(cache) is cache and pickle.loads(pickle.dumps(cache)).folder == cache.folder
+    finally:
+        tower.feature_cache = own
 
 
 def test_checkpoint_leaves_the_tower_out_and_reloads_exactly(effnet_llava, image, tmp_path):
@@ -161,7 +170,7 @@ def test_an_image_repeated_in_a_batch_is_encoded_once(effnet_llava, image, monke
     pixels = _query(processor, image)["pixel_values"]
     other = _query(processor, Image.new("RGB", (64, 64), (0, 90, 200)))["pixel_values"]
     batch = torch.cat([pixels, other, pixels, pixels, other])
-    FEATURE_CACHE.clear()
+    tower.feature_cache.clear()
     seen = []
     body = tower._body
     monkeypatch.setattr(tower, "_body", lambda x: seen.append(x.shape[0]) or body(x))
@@ -178,16 +187,17 @@ def test_feature_cache_keeps_grid_sizes_apart(effnet_llava, image):
     model, processor = effnet_llava
     tower = model.model.vision_tower
     pixels = _query(processor, image)["pixel_values"]
-    FEATURE_CACHE.clear()
+    cache = tower.feature_cache
+    cache.clear()
     full = tower(pixels).last_hidden_state
     assert full.shape[1] == 49
     tower.config.grid_size = 4
     try:
         pooled = tower(pixels).last_hidden_state
-        assert FEATURE_CACHE.misses == 2 and FEATURE_CACHE.hits == 0
+        assert cache.misses == 2 and cache.hits == 0
         expected = torch.nn.functional.adaptive_avg_pool2d(full.transpose(1, 2).reshape(1, -1, 7, 7), 4).flatten(2).transpose(1, 2)
         assert pooled.shape == (1, 16, full.shape[-1]) and torch.allclose(pooled, expected, atol=1e-5)
-        assert torch.equal(tower(pixels).last_hidden_state, pooled) and FEATURE_CACHE.hits == 1
+        assert torch.equal(tower(pixels).last_hidden_state, pooled) and cache.hits == 1
     finally:
         tower.config.grid_size = 7
-    assert torch.equal(tower(pixels).last_hidden_state, full) and FEATURE_CACHE.hits == 2
+    assert torch.equal(tower(pixels).last_hidden_state, full) and cache.hits == 2

@@ -143,7 +143,7 @@ def test_push_uploads_a_loadable_model_with_its_card_and_without_the_trainer_sta
     assert copy.has_bottleneck
     import random
 
-    from vittle.shapes import COLOURS, draw_shape
+    from vittle.toy.shapes import COLOURS, draw_shape
 
     image = draw_shape("circle", COLOURS["red"], 32, random.Random(0))
     assert copy.answer(image, "What colour is the shape?") == original.answer(image, "What colour is the shape?")

@@ -12,13 +12,13 @@ from PIL import Image
 from vittle.config import BottleneckConfig
 from vittle.inference import Assistant, PrefixCache
 from vittle.model import attach_bottleneck, bottleneck_alpha
-from vittle.shapes import COLOURS, draw_shape
+from vittle.toy.shapes import COLOURS, draw_shape
 
 
 @pytest.fixture
 def pair():
     """Two assistants over the same tiny Vittle model: one plain, one with the prefix cache."""
-    from vittle.tiny import build_tiny_llava
+    from vittle.toy.tiny import build_tiny_llava
 
     model, processor = build_tiny_llava(seed=3)
     attach_bottleneck(model, BottleneckConfig(layer=1))

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from vittle.captions import caption, image_attributes
 from vittle.corpus import text_samples, wordnet_glosses, write_wordnet_corpus
 from vittle.data import IGNORE_INDEX, ConversationDataset, DataError
+from vittle.toy.captions import caption, image_attributes
 
 # Synthetic lines in WordNet's data-file format (made up here; no WordNet text is copied).
 _FAKE = {
@@ -54,7 +54,7 @@ def test_samples_pack_glosses_up_to_the_limit_in_a_fixed_order(wordnet):
 
 
 def test_text_samples_supervise_every_token_but_bos(wordnet, tmp_path):
-    from vittle.tiny import build_efficientnet_processor
+    from vittle.toy.tiny import build_efficientnet_processor
 
     path = write_wordnet_corpus(tmp_path / "text.json", folder=wordnet, max_chars=80)
     processor = build_efficientnet_processor(grid_size=4)
@@ -83,7 +83,7 @@ def test_captions_come_from_the_answers_negations_included():
 
 
 def test_every_easyvqa_train_image_gets_a_caption(tmp_path):
-    from vittle.captions import write_captions
+    from vittle.toy.captions import write_captions
 
     samples = json.loads(write_captions(tmp_path / "captions.json", limit=20).read_text())
     assert len(samples) == 20 and all(s["conversations"][1]["value"].startswith("a ") for s in samples)
@@ -93,7 +93,7 @@ def test_every_easyvqa_train_image_gets_a_caption(tmp_path):
 
 
 def test_the_pretrain_stage_trains_the_language_model_alone():
-    from vittle.tiny import build_tiny_llava
+    from vittle.toy.tiny import build_tiny_llava
     from vittle.trainer import configure_stage
 
     model, _ = build_tiny_llava()

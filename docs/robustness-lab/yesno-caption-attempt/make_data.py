@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from vittle.easyvqa import convert, load_split
+from vittle.toy.easyvqa import convert, load_split
 
 out = Path("runs/caption")
 balanced = convert(out, "train", balance=True, seed=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -56,3 +57,9 @@ def make_shapes_dataset(json_path: Path, n_images: int, seed: int = 0, size: int
             })
     json_path.write_text(json.dumps(samples, indent=1))
     return json_path
+
+
+def synthesize(data: Any, seed: int = 0) -> None:
+    """The `vittle.datasets` plugin "shapes": `data.synthetic_samples` images at `data.path` if it is missing."""
+    if not Path(data.path).exists():
+        make_shapes_dataset(Path(data.path), data.synthetic_samples, seed=seed)

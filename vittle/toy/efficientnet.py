@@ -8,11 +8,14 @@ frozen and identical in every model), which keeps each one small.
 
 Importing this module registers the config and model with AutoConfig / AutoModel, so a
 saved LLaVA whose `vision_config.model_type` is "vittle_efficientnet_lite" loads with a plain
-`from_pretrained` (vittle imports it for you; no remote code).
+`from_pretrained` (vittle.checkpoint imports it for you, through the `vittle.model_types`
+plugin registry; no remote code).
 
 Because the tower is frozen, its features are cached, keyed by the backbone's weights and
 the exact pixel values: each easy-vqa image is encoded once, not once per question and
-epoch, and models sharing the tower in one process share the cache.
+epoch. Each tower holds its `FeatureCache` (`tower.feature_cache`, memory only unless given a
+folder); the caller owns it and may share one between models and processes:
+`use_feature_cache(model, FeatureCache(folder))` (the lab keeps `<out>/features`).
 
 Long file: the tower's config, its layers and the weight loading from the package form one
 registered transformers model and are read together.
@@ -86,26 +89,13 @@ def pretrained_state_dict() -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if not key.startswith("_fc.")}
 
 
-FEATURE_CACHE_ENV = "VITTLE_FEATURE_CACHE"
-"""A folder named here keeps the tower's features on disk as well, shared by processes and
-runs (one .npy per distinct image: 80 KB at the lab's 4 x 4 grid, 250 KB at 7 x 7; `vittle lab`
-sets it to `<out>/features`)."""
+class FeatureCache:
+    """An LRU of the frozen tower's output grids (head included, pooled), bounded in bytes, thread-safe; given a
+    `folder`, backed by .npy files there (read without pickle, written atomically), which processes and runs share
+    (one file per distinct image: 80 KB at the lab's 4 x 4 grid, 250 KB at 7 x 7). Copying a model shares its cache."""
 
-
-def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
-    """Keep features on disk under `path` (None: memory only). Set through the environment,
-    so worker processes started afterwards use the same folder."""
-    if path is None:
-        os.environ.pop(FEATURE_CACHE_ENV, None)
-    else:
-        os.environ[FEATURE_CACHE_ENV] = str(path)
-
-
-class _FeatureCache:
-    """A process-wide LRU of the frozen tower's output grids (head included, pooled), bounded in bytes, thread-safe; with
-    `VITTLE_FEATURE_CACHE` set, backed by .npy files (read without pickle, written atomically)."""
-
-    def __init__(self) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else None
         self._items: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -114,12 +104,16 @@ class _FeatureCache:
         self.misses = 0
         self._disk_failed = False
 
-    @staticmethod
-    def _file(key: tuple[str, str]) -> Path | None:
-        folder = os.environ.get(FEATURE_CACHE_ENV)
-        if not folder:
+    def __deepcopy__(self, memo: dict[int, Any]) -> FeatureCache:
+        return self  # a copied model keeps using the same cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return FeatureCache, (self.folder,)  # pickled (a spawned process): the folder, not the memory
+
+    def _file(self, key: tuple[str, str]) -> Path | None:
+        if self.folder is None:
             return None
-        return Path(folder) / key[0][:16] / key[1][:2] / f"{key[1]}.npy"
+        return self.folder / key[0][:16] / key[1][:2] / f"{key[1]}.npy"
 
     def get(self, key: tuple[str, str], limit_bytes: int | None = None) -> torch.Tensor | None:
         """The cached value: from memory, else from disk (then kept in memory when `limit_bytes`
@@ -183,7 +177,12 @@ class _FeatureCache:
         return len(self._items)
 
 
-FEATURE_CACHE = _FeatureCache()
+def use_feature_cache(model: nn.Module, cache: FeatureCache) -> int:
+    """Give every EfficientNet-Lite tower in `model` this cache; returns how many it has."""
+    towers = [module for module in model.modules() if isinstance(module, EfficientNetLiteVisionModel)]
+    for tower in towers:
+        tower.feature_cache = cache
+    return len(towers)
 
 
 def _pixel_key(pixels: torch.Tensor) -> str:
@@ -200,8 +199,9 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
     _no_split_modules: ClassVar[list[str]] = []
     _keys_to_ignore_on_load_missing: ClassVar[list[str]] = [r"backbone\."]
 
-    def __init__(self, config: EfficientNetLiteVisionConfig):
+    def __init__(self, config: EfficientNetLiteVisionConfig, feature_cache: FeatureCache | None = None):
         super().__init__(config)
+        self.feature_cache = feature_cache if feature_cache is not None else FeatureCache()
         from efficientnet_lite_pytorch import EfficientNet
 
         self.patch_size = IMAGE_SIZE // config.grid_size
@@ -281,7 +281,8 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
             return self._grid(pixel_values)  # weights may change between calls: no cache
         tag = self._cache_tag()
         keys = [(tag, _pixel_key(pixels)) for pixels in pixel_values]
-        found = [FEATURE_CACHE.get(key, limit) for key in keys]
+        cache = self.feature_cache
+        found = [cache.get(key, limit) for key in keys]
         first: dict[tuple[str, str], int] = {}  # an image repeated in the batch is encoded once
         for i, value in enumerate(found):
             if value is None:
@@ -292,7 +293,7 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
                 fresh = self._grid(pixel_values[todo])
             computed = {keys[i]: value.detach().to("cpu").clone() for i, value in zip(todo, fresh)}
             for key, value in computed.items():
-                FEATURE_CACHE.put(key, value, limit)
+                cache.put(key, value, limit)
             found = [computed[keys[i]] if value is None else value for i, value in enumerate(found)]
         return torch.stack([value.to(pixel_values.device, pixel_values.dtype) for value in found])
 

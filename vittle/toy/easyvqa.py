@@ -136,3 +136,8 @@ def prepare(path: str | Path, source: str, seed: int = 0) -> Path:
     if written != path:
         written.replace(path)
     return path
+
+
+def synthesize(data: Any, seed: int = 0) -> None:
+    """The `vittle.datasets` plugins "easyvqa", "easyvqa-balanced" and "easyvqa-test": `prepare` `data.path`."""
+    prepare(data.path, data.synthetic)
