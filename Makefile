@@ -73,9 +73,11 @@ lab-quick: venv apt apt-figures
 lab-staged: venv apt
 	$(BIN)/python -m vittle.analysis.lab.staged --out runs/staged --archive docs/robustness-lab/staged/runs --workers 2
 
-# staged.json and staged.md from the archived records alone (no training).
+# staged.json and staged.md from the archived records alone (no training); staged.json also into
+# assets/, where the app's Robustness tab reads the study's numbers.
 lab-staged-report: venv
 	$(BIN)/python -m vittle.analysis.lab.staged --report-only --out runs/staged --archive docs/robustness-lab/staged/runs
+	cp runs/staged/staged.json assets/staged.json
 
 # The app's models from the staged study's declared unit (b0, s0), if its Vittle (F) passes gate (b).
 lab-staged-export: venv

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 the repository's assets/ into the package)."""
 ASSETS = ROOT / "assets" / "models"
 LAB_JSON = ROOT / "assets" / "lab.json"
+STAGED_JSON = ROOT / "assets" / "staged.json"
 EMBEDDED = "embedded:"
 """Prefix of a setting that names a file shipped with vittle: "embedded:tiny-baseline" is
 assets/models/tiny-baseline, "embedded:lab.json" the lab's summary. Defaults are written this
@@ -61,6 +62,9 @@ class ServiceConfig:
     lab: str | None = f"{EMBEDDED}lab.json"
     """The robustness lab's lab.json, whose numbers the app shows ("embedded:lab.json": the one
     shipped with vittle); null: none."""
+    staged: str | None = f"{EMBEDDED}staged.json"
+    """The staged study's staged.json, whose gates and differences the Robustness tab shows for
+    models of that study ("embedded:staged.json": the one shipped with vittle); null: none."""
     warm_umap: bool = False
     """Fit a UMAP map at start-up, so that the first UMAP map does not wait for numba's JIT (~10 s of a
     core). Off by default: on 2 cores it delays the page by ~10 s and slows the first turns; the map
@@ -102,6 +106,7 @@ class ServiceConfig:
                                      "baseline and vittle models (local folders or hub ids)")
             setattr(self, name, path)
         self.lab = embedded(self.lab, ASSETS.parent)
+        self.staged = embedded(self.staged, ASSETS.parent)
 
 
 @dataclass

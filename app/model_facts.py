@@ -116,17 +116,33 @@ def load_lab(path: str | None) -> Any:
         return None
 
 
+def load_staged(path: str | None) -> Any:
+    """The staged study's `StagedSummary` at `path`, or None (no path, or unreadable: logged)."""
+    from vittle.analysis.lab.staged_report import StagedSummary
+
+    if not path:
+        return None
+    try:
+        return StagedSummary.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.warning("no staged study results: %s", err)
+        return None
+
+
 def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str], labels: Mapping[str, str],
-                    vittle: str) -> tuple[str, Any]:
+                    vittle: str, staged_path: str | None = None) -> tuple[str, Any]:
     """The lab's table (markdown) and severity curves (figure or None) for the shown models
-    (`paths`, `labels`: name -> folder, UI name); `summary` from `load_lab(lab_path)`."""
+    (`paths`, `labels`: name -> folder, UI name); `summary` from `load_lab(lab_path)`; for models
+    of the staged study, its numbers from `staged_path` (staged.json)."""
     from vittle.analysis.lab.report import severity_figure
     from vittle.app.presentation import robustness_markdown
 
     cards = {name: model_card(path) for name, path in paths.items()}
     staged = {name: card.unit for name, card in cards.items() if is_staged(card)}
     shown = {name: (card.name if card is not None and name not in staged else None) for name, card in cards.items()}
-    table = robustness_markdown(summary, shown, dict(labels), dict(paths), vittle, staged)
+    staged_summary = load_staged(staged_path) if staged else None
+    table = robustness_markdown(summary, shown, dict(labels), dict(paths), vittle, staged, staged_summary,
+                                {name: cards[name].name for name in staged})
     if summary is None:
         why = ("the app was started without one (--lab none)" if not lab_path else
                f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")

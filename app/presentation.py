@@ -10,6 +10,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from vittle.app.staged_table import STAGED_DOC, staged_markdown
+
 FIGURES = ("embeddings", "distances", "variance", "kl")
 """The panels' figures in the order of the page's outputs (the overlay, added later, goes last: `Panels.specs["overlay"]`)."""
 
@@ -149,14 +151,16 @@ def posterior_panels(probe: Any, posterior: Any, label: str, setting: str = "per
     return variance, kl, tokens_html, line
 
 
-STAGED_DOC = "docs/robustness-lab/staged.md"
 
 
 def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict[str, str], paths: dict[str, str],
-                        vittle: str, staged: dict[str, str] | None = None) -> str:
+                        vittle: str, staged: dict[str, str] | None = None, staged_summary: Any = None,
+                        staged_arms: dict[str, str] | None = None) -> str:
     """The lab's table for the shown models: `shown[name]` is the lab arm a model was exported
     from (None: not a lab model); `summary` the `LabSummary` (None: no lab results); `staged`
-    the models of the staged study (name -> unit), which the first lab's table does not describe."""
+    the models of the staged study (name -> unit), which the first lab's table does not describe,
+    `staged_arms` their arms (name -> arm) and `staged_summary` the study's `StagedSummary`
+    (None: not shipped), whose gates and differences are shown for them."""
     staged = staged or {}
     from vittle.analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
 
@@ -180,13 +184,17 @@ def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict
                       f"| {fmt_interval(vittle_arm.versus_baseline.get('clean'))} | "
                       + " | ".join(fmt_interval(vittle_arm.versus_baseline.get(g)) for g in GROUP_COLUMNS) + " |"]
     for name in shown:
-        if name in staged:
+        if name in staged and staged_summary is None:
             lines += ["", f"{labels[name]} comes from the staged study ({STAGED_DOC}), unit {staged[name]}: a Llama pretrained "
                           "on text, a projector aligned on captions, then the task learned with the bottleneck present from the "
-                          "first step. Its robustness over the study's units is reported there."]
-        elif name not in found:
+                          "first step. Its robustness over the study's units is reported there (the app has no staged.json)."]
+        elif name not in found and name not in staged:
             lines += ["", f"No lab results for {labels[name]} ({paths[name]}): evaluate it with "
                           f"`vittle eval easyvqa --model PATH --specs paper`."]
+    if staged and staged_summary is not None:
+        arms = staged_arms or {}
+        lines += ["", staged_markdown(staged_summary, {arms[n]: labels[n] for n in staged if n in arms},
+                                      {arms[n]: unit for n, unit in staged.items() if n in arms})]
     first = summary.arms.get("vittle-f") if summary is not None and staged else None
     interval = first.versus_baseline.get("label-keeping") if first is not None else None
     if interval is not None:

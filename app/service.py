@@ -295,4 +295,5 @@ class DemoService:
         """The lab's numbers and severity curves for the loaded models (markdown, figure or None)."""
         self.models.check_vittle(vittle)
         names = ("baseline", vittle)
-        return robustness_view(self._lab(), self.config.lab, {n: self.paths[n] for n in names}, {n: self.label(n) for n in names}, vittle)
+        return robustness_view(self._lab(), self.config.lab, {n: self.paths[n] for n in names}, {n: self.label(n) for n in names}, vittle,
+                               self.config.staged)

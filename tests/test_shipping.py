@@ -175,7 +175,7 @@ def test_a_space_builds_from_requirements_alone_and_app_py_answers(tmp_path, fre
     finally:
         log = _stop(process)
     assert all(isinstance(a, str) and a.strip() for a in answers), answers
-    assert "comes from the staged study" in table and "The first robustness lab" in table, table  # lab.json read
+    assert "Gates, clean questions only" in table and "The first robustness lab" in table, table  # staged.json and lab.json read
     assert str(ROOT) not in log, "the Space must run the copied code"
 
 
@@ -224,6 +224,7 @@ def test_the_wheel_serves_the_demo_outside_the_repository(tmp_path, free_port):
         _stop(process)
     assert all(isinstance(a, str) and a.strip() for a in answers), answers
     assert "The first robustness lab" in table and "not shown" not in table, table  # lab.json shipped and read
+    assert "Gates, clean questions only" in table and "no staged.json" not in table, table  # staged.json too
 
 
 def test_the_sdist_holds_every_file_of_the_repository(tmp_path):

@@ -162,8 +162,9 @@ def test_robustness_reads_the_lab(service, tmp_path):
     lab = LabSummary.load(service.config.lab)
     # the embedded models come from the staged study: the first lab's rows are not shown as theirs
     table, figure = service.robustness("vittle-l")
-    assert figure is None and "| Vittle (L) |" not in table
-    assert "Vittle (L) comes from the staged study (docs/robustness-lab/staged.md), unit b0-s0" in table
+    assert figure is None and "| model | seeds |" not in table  # none of the first lab's rows
+    assert "The app's models (Baseline: unit b0-s0, Vittle (L): unit b0-s0)" in table  # the staged study's numbers instead
+    assert "| Vittle (L) (shown) | 8 |" in table and "| Vittle (F) |" in table
     first = lab.arms["vittle-f"].versus_baseline["label-keeping"]
     assert f"{first.mean:+.2f} points [{first.low:+.2f}, {first.high:+.2f}]" in table  # the first lab, named as another protocol
     # models exported by the first lab get its rows
@@ -188,7 +189,7 @@ def test_robustness_without_lab_results(service, tmp_path):
     from vittle.app.config import ServiceConfig
     from vittle.app.service import DemoService
 
-    other = DemoService(ServiceConfig(lab=str(tmp_path / "missing.json"), warm_umap=False, precompute=False))
+    other = DemoService(ServiceConfig(lab=str(tmp_path / "missing.json"), staged=None, warm_umap=False, precompute=False))
     table, figure = other.robustness("vittle-f")
     assert figure is None and "Baseline comes from the staged study" in table and "The first robustness lab" not in table
     assert table.startswith("The robustness lab's results are not shown: its file missing.json is missing or unreadable")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vittle.analysis.lab.card import CardData
 from vittle.analysis.lab.results import LabSummary
-from vittle.app.config import LAB_JSON
+from vittle.app.config import LAB_JSON, STAGED_JSON
 from vittle.app.model_facts import finding, robustness_view
 from vittle.app.presentation import model_finding
 
@@ -58,3 +60,44 @@ def test_the_robustness_tab_points_staged_models_to_the_staged_study(tmp_path):
     assert table.count("comes from the staged study (docs/robustness-lab/staged.md), unit b0-s0") == 2
     assert "The first robustness lab (docs/robustness-lab.md) fine-tuned models that already answered the task" in table
     assert "-0.63 points [-1.86, +0.24] over 3 seeds" in table
+
+
+def test_the_robustness_tab_shows_the_staged_study_s_gates_and_differences(tmp_path):
+    """With the shipped staged.json, the tab shows every arm's gates and its differences from the
+    baseline, the numbers of the study's record (read here as plain JSON)."""
+    raw = json.loads(STAGED_JSON.read_text())
+    paths = {"baseline": _folder(tmp_path, "b", _card("baseline"), None),
+             "vittle": _folder(tmp_path, "v", _card("vittle-f", kl_visual=0.2, kl_text=0.2, grounded_alpha1=90.0), SETTINGS)}
+    labels = {"baseline": "Baseline", "vittle": "Vittle (F)"}
+    table, _ = robustness_view(LabSummary.load(LAB_JSON), str(LAB_JSON), paths, labels, "vittle", str(STAGED_JSON))
+    f = raw["gates"]["vittle-f"]
+    assert (f"| Vittle (F) (shown) | {len(f['units'])} | {f['clean_grounded']:.1f}% | {f['kl_visual']:.3g} / {f['kl_text']:.3g} | "
+            f"{f['grounded_alpha1']:.1f}% | pass | pass |") in table
+    noise = raw["gates"]["noise"]
+    assert f"| Noise-only control | {len(noise['units'])} | {noise['clean_grounded']:.1f}% |" in table and "| **fails** |" in table
+    assert "| Baseline (shown) |" in table and "Baseline: unit b0-s0, Vittle (F): unit b0-s0" in table
+    main = next(c for c in raw["comparisons"] if (c["arm"], c["against"], c["group"]) == ("vittle-f", "baseline", "label-keeping"))
+    t = main["t_interval"]
+    assert f"| Vittle (F) | {t['mean']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}] |" in table
+    assert f"half-width of {(t['high'] - t['low']) / 2:.2f} points against the study's target of 1" in table
+    assert "comes from the staged study" not in table and "The first robustness lab" in table
+    missing, _ = robustness_view(None, None, paths, labels, "vittle", str(tmp_path / "none.json"))
+    assert "comes from the staged study" in missing and "no staged.json" in missing  # an unreadable record: said, not hidden
+
+
+def test_the_shipped_staged_json_is_the_archive_s_report(tmp_path):
+    """assets/staged.json is what `make lab-staged-report` computes from the archived records now."""
+    from vittle.analysis.lab.staged import StagedLab
+    from vittle.analysis.lab.staged_plan import StagedConfig
+
+    root = STAGED_JSON.parent.parent
+    fresh = StagedLab(StagedConfig(out=tmp_path / "staged", archive=root / "docs/robustness-lab/staged/runs")).run(report_only=True)
+    shipped = json.loads(STAGED_JSON.read_text())
+    assert sorted(shipped["gates"]) == sorted(fresh.gates)
+    for arm, row in fresh.gates.items():
+        assert shipped["gates"][arm]["clean_grounded"] == pytest.approx(row.clean_grounded, abs=1e-9)
+        assert shipped["gates"][arm]["gate_b"] == row.gate_b
+    pairs = {(c["arm"], c["against"], c["group"]): c["per_unit"] for c in shipped["comparisons"]}
+    assert len(pairs) == len(fresh.comparisons)
+    for found in fresh.comparisons:
+        assert pairs[(found.arm, found.against, found.group)] == pytest.approx(found.per_unit, abs=1e-9)
