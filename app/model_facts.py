@@ -37,7 +37,7 @@ def answerable(paths: Iterable[str]) -> str:
     their makers know)."""
     if not all(model_card(path) is not None for path in paths):
         return ""
-    from vittle.easyvqa import COLORS, SHAPES
+    from vittle.toy.easyvqa import COLORS, SHAPES
 
     return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
             f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words. They were "
@@ -50,7 +50,7 @@ def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:
     task (yes/no, its shapes and colours); () otherwise."""
     if not all(model_card(path) is not None for path in paths):
         return ()
-    from vittle.easyvqa import COLORS, SHAPES
+    from vittle.toy.easyvqa import COLORS, SHAPES
 
     return ("yes", "no", *SHAPES, *COLORS)
 

@@ -14,7 +14,7 @@ from vittle.analysis.report import SECTIONS
 from vittle.analysis.report.cli import main
 from vittle.config import BottleneckConfig
 from vittle.model import attach_bottleneck, get_bottleneck
-from vittle.tiny import build_efficientnet_llava
+from vittle.toy.tiny import build_efficientnet_llava
 
 SPECS = ["clean", "contrast:2", "char_typo:1"]
 

@@ -48,7 +48,7 @@ def test_the_greedy_answer_is_the_most_likely_candidate():
     import easy_vqa
 
     from vittle.data import load_image
-    from vittle.easyvqa import COLORS, SHAPES
+    from vittle.toy.easyvqa import COLORS, SHAPES
 
     model = Assistant.load(Path(__file__).resolve().parents[2] / "assets" / "models" / "tiny-vittle-f", device="cpu")
     paths = easy_vqa.get_test_image_paths()
