@@ -41,6 +41,8 @@ class ModelPool:
         self._lock = threading.Lock()
         self.pixels = Memo(PIXELS_KEPT)
         """Encoded images, shared by the models: those of one processor's settings encode an image once."""
+        self.tower_cache: Any = None
+        """The feature cache the models' vision towers share, where theirs keep one (`_share_tower_caches`)."""
 
     @property
     def vittle_choices(self) -> list[tuple[str, str]]:
@@ -66,6 +68,7 @@ class ModelPool:
 
                 logger.info("loading %s from %s", name, self.paths[name])
                 assistant = Assistant.load(self.paths[name], device=self.config.device, pixel_memo=self.pixels)
+                self._share_tower_caches(assistant.model)
                 if self.config.prefix_cache_mb > 0:
                     try:
                         assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
@@ -74,6 +77,18 @@ class ModelPool:
                 self._workers[name] = ModelWorker(assistant, name).start()
                 self._assistants[name] = assistant
             return self._assistants[name]
+
+    def _share_tower_caches(self, model: Any) -> None:
+        """Vision towers that keep their own feature cache (the embedded models' frozen
+        EfficientNet: `feature_cache`) use the first loaded model's, one bound for all: the
+        cache keys carry the tower's weights, so models with the same tower share its features."""
+        for module in model.modules():
+            cache = getattr(module, "feature_cache", None)
+            if cache is None:
+                continue
+            if self.tower_cache is None:
+                self.tower_cache = cache
+            module.feature_cache = self.tower_cache
 
     def worker(self, name: str) -> ModelWorker:
         """The thread that runs model `name` for every request (loads the model on first use)."""

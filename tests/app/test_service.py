@@ -45,6 +45,8 @@ def test_the_models_share_one_memo_of_encoded_images(service, query):
     before = service.models.pixels.hits
     pixels = baseline.images.encode(query.perturbed_image)
     assert vittle.images.encode(query.perturbed_image) is pixels and service.models.pixels.hits >= before + 1
+    towers = [m for a in (baseline, vittle) for m in a.model.modules() if getattr(m, "feature_cache", None) is not None]
+    assert len(towers) == 2 and towers[0].feature_cache is towers[1].feature_cache is service.models.tower_cache  # one bound
 
 
 def test_prepare_refuses_bad_input(service, bad_files):
