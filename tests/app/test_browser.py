@@ -90,10 +90,11 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
         page.wait_for_selector(selector, timeout=20_000)
     assert page.locator("#tokens span[title^='posterior variance']").count() > 5
     page.wait_for_function("document.querySelector('#status').innerText.includes('(ready)')", timeout=10_000)  # not stuck at "warming up"
-    # the embedded models come from the staged study: the tab points there and names the first lab as another protocol
+    # the embedded models come from the staged study: its gates and differences, the first lab named as another protocol
     robustness = page.inner_text("#robustness-table")
-    assert "Vittle (F) comes from the staged study" in robustness and "The first robustness lab" in robustness
-    assert "**" not in robustness and page.locator("#robustness-table table").count() == 0  # rendered markdown, no first-lab rows
+    assert "The staged study" in robustness and "Vittle (F) (shown)" in robustness and "The first robustness lab" in robustness
+    assert "**" not in robustness and page.locator("#robustness-table table").count() == 2  # rendered markdown: gates, differences
+    assert "seeds" not in page.inner_text("#robustness-table table")  # none of the first lab's rows
     assert errors == []
     if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
@@ -228,9 +229,12 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
         page.wait_for_selector(f"{selector} .js-plotly-plot", timeout=20_000)
         page.wait_for_timeout(300)
         widths[selector] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
-    page.get_by_role("tab", name="Robustness").click()  # the embedded models' tab: text (the staged study's note), no figure
-    page.wait_for_selector("#robustness-table p", timeout=20_000)
+    page.get_by_role("tab", name="Robustness").click()  # the embedded models' tab: the staged study's tables, no figure
+    page.wait_for_selector("#robustness-table table", timeout=20_000)
     widths["robustness"] = page.evaluate("document.querySelector('#robustness-table').getBoundingClientRect().width")
+    widths["robustness tables"] = page.evaluate(  # a wide table scrolls inside its box, the page does not
+        "Math.max(...[...document.querySelectorAll('#robustness-table table')].map(t => t.parentElement.getBoundingClientRect().right))")
+    widths["page"] = page.evaluate("document.documentElement.scrollWidth")
     for name, selector in (("baseline distribution", "#baseline-distribution"), ("Vittle distribution", "#vittle-distribution")):
         widths[name] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
     page.click("#sweep")

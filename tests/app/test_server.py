@@ -80,7 +80,7 @@ def test_embeddings_endpoint_umap(client):
 
 def test_robustness_endpoint(client):
     table, figure, status = client.predict("vittle-l", api_name="/robustness")
-    assert "Vittle (L) comes from the staged study" in table and "The first robustness lab" in table  # the embedded models' note
+    assert "| Vittle (L) (shown) |" in table and "The first robustness lab" in table  # the embedded models: the staged study's numbers
     assert figure is None or not json.loads(figure["plot"])["data"]
     assert status.startswith("Models: Baseline, Vittle (F), Vittle (L) on cpu (ready")  # and the precompute's progress, if running
 
