@@ -7,9 +7,9 @@ Each family's full-size model is built on the meta device (nothing allocated, no
 downloaded) from its own transformers config class with the published sizes of its public
 checkpoint (`PUBLISHED`, from the checkpoints' config.json files; where a config.json leaves a
 key out, transformers' default is the checkpoint's value). The parameters are counted by part:
-the language model (decoder and LM head; tied embeddings once), the projector
-(`vittle.families.projector`), the rest (vision tower, Qwen3-VL's deepstack mergers, LLaVA-NeXT's
-image_newline: frozen), LoRA adapters of rank 64 on the language model's linear layers (the
+the language model (decoder and LM head; tied embeddings once), the projector with what is
+trained with it (`vittle.families.projector_paths`: Qwen3-VL's deepstack mergers, LLaVA-NeXT's
+image_newline), the rest (the vision tower: frozen), LoRA adapters of rank 64 on the language model's linear layers (the
 modules `vittle.lora.apply_lora` targets) and the Vittle bottleneck (built by vittle at the
 family's hidden size).
 
@@ -36,7 +36,7 @@ from scaling_memory import activations_gib, bottleneck_params, one_gpu_states_gi
 from torch import nn
 
 from vittle.config import LoraConfig, default_layer
-from vittle.families import family_of, language_model, lm_head, model_class, projector
+from vittle.families import family_of, in_projector, language_model, lm_head, model_class, projector_paths
 
 CLIP_L_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
               "image_size": 336, "patch_size": 14, "projection_dim": 768}
@@ -136,12 +136,17 @@ def lora_params(model: nn.Module, rank: int, modules: list[str] | None = None) -
 
 def count_params(model: nn.Module, rank: int = LORA_RANK) -> dict[str, int]:
     """Parameters by part: llm (decoder + LM head), embeddings (input and output, counted once
-    when tied), projector, frozen (everything else: vision tower and the like), lora, bottleneck,
+    when tied), projector (with its extras), frozen (everything else: vision tower and the like), lora, bottleneck,
     and total (the model's own parameters, bottleneck and adapters excluded)."""
     seen: set[int] = set()
     llm = _numel(language_model(model), seen) + _numel(lm_head(model), seen)
     embedding_params = {id(p) for p in (model.get_input_embeddings().weight, lm_head(model).weight)}
-    proj = _numel(projector(model), seen)
+    paths = projector_paths(model)  # the projector and the family's extras, trained with it
+    proj = 0
+    for name, param in model.named_parameters():
+        if in_projector(name, paths) and id(param) not in seen:
+            seen.add(id(param))
+            proj += param.numel()
     frozen = _numel(model, seen)
     text = model.config.get_text_config()
     return {"llm": llm, "embeddings": sum(p.numel() for p in model.parameters() if id(p) in embedding_params),

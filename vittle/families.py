@@ -95,6 +95,28 @@ def projector(model: Any) -> nn.Module:
     return submodule(model, family_of(model).projector)
 
 
+def projector_paths(model: Any) -> tuple[str, ...]:
+    """Paths of what is trained with the projector: the projector and the family's
+    `projector_extras` (modules or single parameters)."""
+    family = family_of(model)
+    return (family.projector, *family.projector_extras)
+
+
+def in_projector(name: str, paths: tuple[str, ...]) -> bool:
+    """Whether parameter `name` (as the base model names it) belongs to one of `paths`."""
+    return any(name == path or name.startswith(path + ".") for path in paths)
+
+
+def train_projector(model: Any) -> list[str]:
+    """Unfreeze the projector and its extras; returns the names of their parameters."""
+    paths = projector_paths(model)
+    names = [name for name, param in _base(model).named_parameters() if in_projector(name, paths)]
+    for name, param in _base(model).named_parameters():
+        if name in names:
+            param.requires_grad_(True)
+    return names
+
+
 def projector_output(model: Any) -> nn.Module:
     return submodule(model, family_of(model).projector_output)
 

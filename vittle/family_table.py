@@ -12,8 +12,8 @@ Families (docs/models.md):
   through `generate`, and the paths that would need hand-built positions (the prefix cache,
   candidate scoring, the shared-image decoding loop) are refused or bypassed.
 - Qwen3-VL, `Qwen3VLForConditionalGeneration`: as Qwen2.5-VL (M-RoPE from the required
-  `mm_token_type_ids`), plus "deepstack" mergers into the first decoder layers' image tokens;
-  `projector` is the main merger only (stage 1 and LoRA do not train the deepstack mergers).
+  `mm_token_type_ids`), plus "deepstack" mergers into the first decoder layers' image tokens,
+  trained with the main merger (`projector_extras`).
 - Gemma 3, `Gemma3ForConditionalGeneration`: a fixed number of soft image tokens between
   begin- and end-of-image tokens (its processor's `image_token` is the begin marker it expands),
   the Gemma chat format, 1-D positions, and `token_type_ids` (1 at image tokens) for attention
@@ -70,6 +70,9 @@ class Family:
     projector_output: str
     """Path of the projector's last linear layer, whose output enters the residual stream."""
     chat: ChatFormat
+    projector_extras: tuple[str, ...] = ()
+    """Other paths (modules or parameters) of the vision-to-text path, trained with the projector
+    (stage 1, and in full under LoRA): Qwen3-VL's deepstack mergers, LLaVA-NeXT's row separator."""
     mrope: bool = False
     """3-D rotary positions built by the model (from `mm_token_type_ids`); vittle uses `generate`."""
     pad_to_square: bool = True
@@ -108,7 +111,8 @@ QWEN2_5_VL = Family(
 QWEN3_VL = Family(
     name="Qwen3-VL", model_type="qwen3_vl", model_class="Qwen3VLForConditionalGeneration",
     processor_class="Qwen3VLProcessor", language_model="model.language_model", projector="model.visual.merger",
-    projector_output="model.visual.merger.linear_fc2", chat=ChatML, mrope=True, pad_to_square=False, image_grid=True, video=True,
+    projector_output="model.visual.merger.linear_fc2", projector_extras=("model.visual.deepstack_merger_list",), chat=ChatML,
+    mrope=True, pad_to_square=False, image_grid=True, video=True,
     image_only_processor=Qwen3VLImageProcessor, layout=GridLayout(), token_types="mm_token_type_ids",
 )
 GEMMA3 = Family(
@@ -120,12 +124,14 @@ GEMMA3 = Family(
 LLAVA_NEXT = Family(
     name="LLaVA-NeXT", model_type="llava_next", model_class="LlavaNextForConditionalGeneration",
     processor_class="LlavaNextProcessor", language_model="model.language_model", projector="model.multi_modal_projector",
-    projector_output="model.multi_modal_projector.linear_2", chat=Vicuna, pad_to_square=False, layout=AnyresLayout(),
+    projector_output="model.multi_modal_projector.linear_2", projector_extras=("model.image_newline",), chat=Vicuna, pad_to_square=False,
+    layout=AnyresLayout(),
 )
 LLAVA_ONEVISION = Family(
     name="LLaVA-OneVision", model_type="llava_onevision", model_class="LlavaOnevisionForConditionalGeneration",
     processor_class="LlavaOnevisionProcessor", language_model="model.language_model", projector="model.multi_modal_projector",
-    projector_output="model.multi_modal_projector.linear_2", chat=ChatMLImage, pad_to_square=False, video=True,
+    projector_output="model.multi_modal_projector.linear_2", projector_extras=("model.image_newline",), chat=ChatMLImage,
+    pad_to_square=False, video=True,
     image_only_processor=LlavaOnevisionImageOnlyProcessor, layout=AnyresLayout(),
 )
 IDEFICS3 = Family(

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from vittle.checkpoint import CheckpointError
 from vittle.config import LoraConfig
-from vittle.families import family_of
+from vittle.families import family_of, in_projector, projector_paths
 from vittle.model import BOTTLENECK_ATTR
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ TRAINED_FILE = "vittle_trained.safetensors"
 
 
 def _fully_trained(model: torch.nn.Module) -> tuple[str, ...]:
-    """Name prefixes (in the base model) of the modules trained in full: projector and bottleneck."""
-    return (family_of(model).projector + ".", BOTTLENECK_ATTR + ".")
+    """Paths (in the base model) of what is trained in full: the projector, its extras and the bottleneck."""
+    return (*projector_paths(model), BOTTLENECK_ATTR)
 
 
 def _peft() -> Any:
@@ -75,7 +75,7 @@ def apply_lora(model: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
     wrapped = peft.get_peft_model(model, lora)
     fully_trained = _fully_trained(model)
     for name, param in wrapped.get_base_model().named_parameters():
-        if name.startswith(fully_trained):
+        if in_projector(name, fully_trained):
             param.requires_grad_(True)
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     total = sum(p.numel() for p in wrapped.parameters())

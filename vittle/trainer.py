@@ -24,7 +24,7 @@ from vittle.bottleneck import record_states
 from vittle.checkpoint import DTYPES, load_pretrained
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
-from vittle.families import family_of, language_model, lm_head, load_processor, projector
+from vittle.families import family_of, language_model, lm_head, load_processor, train_projector
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import AlphaSchedule, vittle_loss
 from vittle.plugins import DATASETS, MODEL_INITS, PluginError, load, registered
@@ -38,7 +38,7 @@ def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
     """Freeze per stage; returns the names of the trainable parameters.
 
     pretrain: language model and LM head (text only, the projector untouched). align:
-    projector only. instruct / baseline: projector, language model, LM head and the
+    projector only (with the family's `projector_extras`). instruct / baseline: projector, language model, LM head and the
     bottleneck if attached. The vision tower is always frozen.
     """
     model.requires_grad_(False)
@@ -46,7 +46,7 @@ def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
         language_model(model).requires_grad_(True)
         lm_head(model).requires_grad_(True)
         return [name for name, param in model.named_parameters() if param.requires_grad]
-    projector(model).requires_grad_(True)
+    train_projector(model)  # with the family's extras (Qwen3-VL's deepstack mergers, LLaVA-NeXT's row separator)
     if stage in ("instruct", "baseline"):
         language_model(model).requires_grad_(True)
         lm_head(model).requires_grad_(True)

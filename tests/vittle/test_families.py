@@ -70,6 +70,32 @@ def test_the_adapter_answers_for_each_family(family_pair, image):
     assert torch.equal(families.visual_mask(model, inputs_embeds=embeds), mask)
 
 
+EXTRAS = {"qwen3_vl": "model.visual.deepstack_merger_list.", "llava_next": "model.image_newline", "llava_onevision": "model.image_newline"}
+"""Per family, what of the vision-to-text path lies outside its projector module (trained with it)."""
+
+
+def test_stage_1_and_lora_train_the_whole_vision_to_text_path(family_pair):
+    """Stage 1 (align) trains the projector and the family's extras (Qwen3-VL's deepstack
+    mergers, LLaVA-NeXT's row separator) and nothing else; under LoRA they are trained in full."""
+    from vittle.trainer import configure_stage
+
+    model, _ = family_pair
+    family = families.family_of(model)
+    names = configure_stage(model, "align")
+    extra = EXTRAS.get(family.model_type)
+    assert names and all(n.startswith(family.projector + ".") or (extra and n.startswith(extra)) for n in names), names
+    assert (extra is not None) == any(not n.startswith(family.projector + ".") for n in names)
+    every = [n for n, _ in model.named_parameters() if n.startswith(family.projector + ".") or (extra and n.startswith(extra))]
+    assert sorted(names) == sorted(every)  # all of it: no part of the path left frozen
+    if extra is not None:
+        peft = pytest.importorskip("peft")
+        from vittle.config import LoraConfig
+        from vittle.lora import apply_lora, fully_trained_state
+
+        wrapped = apply_lora(attach_bottleneck(model), LoraConfig(r=2))
+        assert isinstance(wrapped, peft.PeftModel) and any(n.startswith(extra) for n in fully_trained_state(wrapped))
+
+
 def test_an_unsupported_model_names_the_supported_families():
     with pytest.raises(families.UnsupportedFamilyError, match=r"model_type 'llama'.*LLaVA-1\.5.*Qwen2\.5-VL"):
         families.family_of(LlamaConfig())
