@@ -85,13 +85,11 @@ def _processor(family: str, px: int) -> Any:
                               tokenizer=build_tiny_tokenizer(), patch_size=14, vision_feature_select_strategy="default",
                               image_token="<image>", num_additional_image_tokens=1)
     from vittle.families import Qwen2_5_VLImageProcessor
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vittle"))
-    from conftest import _qwen_tokenizer  # the test suite's offline ChatML tokenizer
+    from vittle.toy.byte_bpe import chatml_tokenizer  # offline, trained here
 
     image = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2,
                                      size={"shortest_edge": 56 * 56, "longest_edge": px * px})
-    return Qwen2_5_VLImageProcessor(image, _qwen_tokenizer())
+    return Qwen2_5_VLImageProcessor(image, chatml_tokenizer())
 
 
 def build(family: str, tiny: bool, device: str, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
@@ -233,13 +231,14 @@ def _reattach(model: torch.nn.Module, bottleneck: torch.nn.Module) -> None:
 
 
 def _train_top_layers(model: torch.nn.Module) -> None:
-    from vittle.families import decoder_layers, lm_head, projector
+    from vittle.families import decoder_layers, lm_head, train_projector
 
     model.requires_grad_(False)
     layers = decoder_layers(model)
     for layer in list(layers)[int(len(layers) * (1 - FULL_TRAINED)):]:
         layer.requires_grad_(True)
-    for module in (projector(model), lm_head(model), get_bottleneck(model)):
+    train_projector(model)
+    for module in (lm_head(model), get_bottleneck(model)):
         module.requires_grad_(True)
 
 

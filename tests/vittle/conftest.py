@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import processors
 from transformers import (
     Gemma3Config,
     Gemma3ForConditionalGeneration,
@@ -37,34 +37,14 @@ from transformers import (
 
 from vittle.family_inputs import InternVLImageProcessor, LlavaOnevisionImageOnlyProcessor, Qwen2_5_VLImageProcessor, Qwen3VLImageProcessor
 from vittle.template import ChatML, Gemma, Idefics, InternVLChat
+from vittle.toy.byte_bpe import byte_bpe, chatml_tokenizer
 from vittle.toy.tiny import build_tiny_llava, build_tiny_tokenizer
-
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-_WORDS = ("what colour color is the shape image picture red green blue yellow circle square triangle yes no "
-          "a an this there in of does contain which small large left right answer user assistant system")
-
-
-def _byte_bpe(special: list[str], texts: list[str]) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tokenizer.train_from_iterator([_WORDS, *texts, *(_WORDS.split())] * 4, trainer=trainer)
-    return tokenizer
-
-
-def _qwen_tokenizer() -> PreTrainedTokenizerFast:
-    tokenizer = _byte_bpe(QWEN_SPECIAL, [ChatML.system])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-                                   padding_side="right", model_max_length=2048)
 
 
 def build_tiny_qwen2_5_vl(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
     """Qwen2.5-VL at 4 decoder layers x 64, a 2-block vision tower with 4 px patches merged 2 x 2,
     images resized (aspect kept) to 64..1024 pixels: 1 to 16 image tokens by size."""
-    tokenizer = _qwen_tokenizer()
+    tokenizer = chatml_tokenizer()
     image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                                                size={"shortest_edge": 8 * 8, "longest_edge": 32 * 32})
     processor = Qwen2_5_VLImageProcessor(image_processor, tokenizer)
@@ -97,7 +77,7 @@ def _generation_ids(model, tokenizer, bos: int | None = None):
 def build_tiny_qwen3_vl(seed: int = 0, hidden_size: int = 64, num_layers: int = 4):
     """Qwen3-VL at 4 decoder layers x 64, a 2-block vision tower (4 px patches merged 2 x 2, one
     deepstack merger after block 0), the same image sizes and tokenizer as Qwen2.5-VL's."""
-    tokenizer = _qwen_tokenizer()
+    tokenizer = chatml_tokenizer()
     image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                                                size={"shortest_edge": 8 * 8, "longest_edge": 32 * 32})
     processor = Qwen3VLImageProcessor(image_processor, tokenizer)
@@ -128,7 +108,7 @@ def build_tiny_gemma3(seed: int = 0, hidden_size: int = 64, num_layers: int = 4)
     """Gemma 3 at 4 decoder layers x 64 (sliding and full attention layers), a 1-block SigLIP
     tower on 16 px images (4 px patches pooled to 2 x 2 = 4 soft tokens per image), a tokenizer
     that adds "<bos>" as Gemma's does, `<end_of_turn>` ending answers."""
-    tokenizer = _byte_bpe(GEMMA_SPECIAL, [Gemma.answer_head])
+    tokenizer = byte_bpe(GEMMA_SPECIAL, [Gemma.answer_head])
     tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>",
                                         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
@@ -196,7 +176,7 @@ def build_tiny_llava_onevision(seed: int = 0, hidden_size: int = 64, num_layers:
     """LLaVA-OneVision at 4 decoder layers x 64 (Qwen2), a 2-block SigLIP tower on 16 px tiles
     (4 px patches: 16 features per tile, no CLS token, the "full" strategy), grid resolutions
     16 x 32, 32 x 16 and 32 x 32 as LLaVA-NeXT's; a ChatML tokenizer with "<image>" and "<video>"."""
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_byte_bpe(ONEVISION_SPECIAL, [ChatML.system]), eos_token="<|im_end|>",
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=byte_bpe(ONEVISION_SPECIAL, [ChatML.system]), eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>", extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
                                         padding_side="right", model_max_length=2048)
     pinpoints = [[16, 32], [32, 16], [32, 32]]
@@ -227,7 +207,7 @@ def build_tiny_idefics3(seed: int = 0, hidden_size: int = 64, num_layers: int = 
     patches, pixel shuffle by 2: 4 image tokens per tile), images resized to a longest edge of
     32 px and split into 16 px tiles (1 x 2 to 2 x 2, plus the global image); a tokenizer that
     adds "<|begin_of_text|>", the row/col tokens special, `<end_of_utterance>` ending answers."""
-    tokenizer = _byte_bpe(IDEFICS_SPECIAL, ["User: Assistant: System:", Idefics.end])
+    tokenizer = byte_bpe(IDEFICS_SPECIAL, ["User: Assistant: System:", Idefics.end])
     tokenizer.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
                                                              special_tokens=[("<|begin_of_text|>", 0)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>", eos_token="<end_of_utterance>",
@@ -254,7 +234,7 @@ def build_tiny_internvl(seed: int = 0, hidden_size: int = 64, num_layers: int = 
     patches, pixel shuffle by 2: 4 context tokens per tile), 1 to 4 tiles by aspect ratio plus a
     thumbnail; a ChatML tokenizer with InternVL's image tokens and system prompt."""
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_bpe(INTERNVL_SPECIAL, [InternVLChat.system]), eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=byte_bpe(INTERNVL_SPECIAL, [InternVLChat.system]), eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
                               "video_token": "<video>"},
         padding_side="right", model_max_length=2048)
