@@ -29,12 +29,12 @@ What the fingerprints cover:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,9 @@ CACHE_VERSION = 1
 _CONFIG_IGNORED = {"_name_or_path", "architectures", "dtype", "torch_dtype", "transformers_version", "_commit_hash",
                    "_attn_implementation_autoset", "_attn_implementation_internal"}
 _CHUNK_BYTES = 1 << 26  # tensors are hashed 64 MiB at a time, so a GPU model needs no full CPU copy
-_weights_memo: weakref.WeakKeyDictionary[Any, tuple[tuple, str]] = weakref.WeakKeyDictionary()
-_file_memo: dict[tuple[str, int, int], str] = {}
+WEIGHTS_DIGEST_ATTR = "_vittle_weights_digest"
+"""Where a model keeps its weights' digest with the signature it was computed for (the model
+owns its memo; nothing is kept here)."""
 
 
 CACHE_LIMIT_ENV = "VITTLE_CACHE_MAX_MB"
@@ -132,11 +133,12 @@ def _json_bytes(value: Any) -> bytes:
 
 
 def _weights_digest(model: Any, refresh: bool) -> str:
-    """blake2b over every state-dict tensor (name, dtype, shape, raw bytes), memoised per model."""
+    """blake2b over every state-dict tensor (name, dtype, shape, raw bytes), memoised on the model
+    (recomputed when a tensor is replaced, modified in place or moved)."""
     state = model.state_dict()
     signature = tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device))
                       for name, t in state.items())
-    memo = _weights_memo.get(model)
+    memo = getattr(model, WEIGHTS_DIGEST_ATTR, None)
     if memo is not None and memo[0] == signature and not refresh:
         return memo[1]
     h = hashlib.blake2b(digest_size=16)
@@ -146,7 +148,7 @@ def _weights_digest(model: Any, refresh: bool) -> str:
         raw = tensor.contiguous().reshape(-1).view(torch.uint8)
         for start in range(0, raw.numel(), _CHUNK_BYTES):
             h.update(raw[start : start + _CHUNK_BYTES].cpu().numpy())
-    _weights_memo[model] = (signature, h.hexdigest())
+    setattr(model, WEIGHTS_DIGEST_ATTR, (signature, h.hexdigest()))
     return h.hexdigest()
 
 
@@ -184,10 +186,13 @@ def model_fingerprint(assistant: Any, refresh: bool = False) -> str:
 def _file_digest(path: str | os.PathLike) -> str:
     resolved = Path(path).resolve()
     stat = resolved.stat()
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if key not in _file_memo:
-        _file_memo[key] = _digest(resolved.read_bytes())
-    return _file_memo[key]
+    return _file_content_digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _file_content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's digest, for this size and modification time (a changed file is read again)."""
+    return _digest(Path(path).read_bytes())
 
 
 def data_fingerprint(samples: Sequence[Mapping[str, Any]], seed: int = 0) -> str:
