@@ -42,7 +42,7 @@ class ModelPool:
         self.pixels = Memo(PIXELS_KEPT)
         """Encoded images, shared by the models: those of one processor's settings encode an image once."""
         self.tower_cache: Any = None
-        """The feature cache the models' vision towers share, where theirs keep one (`_share_tower_caches`)."""
+        """The feature cache the models' vision towers share, where theirs keep one (`share_tower_cache`)."""
 
     @property
     def vittle_choices(self) -> list[tuple[str, str]]:
@@ -68,7 +68,7 @@ class ModelPool:
 
                 logger.info("loading %s from %s", name, self.paths[name])
                 assistant = Assistant.load(self.paths[name], device=self.config.device, pixel_memo=self.pixels)
-                self._share_tower_caches(assistant.model)
+                self.share_tower_cache(assistant.model)
                 if self.config.prefix_cache_mb > 0:
                     try:
                         assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
@@ -78,7 +78,7 @@ class ModelPool:
                 self._assistants[name] = assistant
             return self._assistants[name]
 
-    def _share_tower_caches(self, model: Any) -> None:
+    def share_tower_cache(self, model: Any) -> None:
         """Vision towers that keep their own feature cache (the embedded models' frozen
         EfficientNet: `feature_cache`) use the first loaded model's, one bound for all: the
         cache keys carry the tower's weights, so models with the same tower share its features."""
