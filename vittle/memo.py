@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 
 class Memo:
-    """The `size` most recently used results by key; safe to share between threads."""
+    """The most recently used results by key, at most `size` of them, or with `weigh` (a value's
+    weight, e.g. its bytes) at most `size` in total weight; safe to share between threads.
+    `hits` and `misses` count lookups (`clear` leaves them)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, weigh: Callable[[Any], int] | None = None):
         if size < 1:
             raise ValueError(f"a memo needs room for at least one entry, got size={size}")
         self.size = size
+        self.weigh = weigh or (lambda value: 1)
+        self.total = 0
+        """The kept values' total weight (their number without `weigh`)."""
         self.hits = 0
         self.misses = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
@@ -40,17 +45,26 @@ class Memo:
             self.hits += 1
             return value
 
-    def put(self, key: Hashable, value: Any) -> None:
+    def put(self, key: Hashable, value: Any) -> bool:
+        """Keep `value` (the least recently used leave past the size); False, and nothing kept,
+        for a value heavier than the whole memo."""
+        weight = self.weigh(value)
+        if weight > self.size:
+            return False
         with self._lock:
+            if key in self._items:
+                self.total -= self.weigh(self._items.pop(key))
             self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self.total += weight
+            while self.total > self.size:
+                _, old = self._items.popitem(last=False)
+                self.total -= self.weigh(old)
+        return True
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self.hits = self.misses = 0
+            self.total = 0
 
     def __len__(self) -> int:
         return len(self._items)

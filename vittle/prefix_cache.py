@@ -5,8 +5,6 @@ Turned on by `Assistant.enable_prefix_cache()`; `Assistant.embed` stores and rea
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +15,7 @@ from PIL import Image
 from vittle.bottleneck import record_states
 from vittle.data import image_digest
 from vittle.families import image_text_for_count, image_token_id
+from vittle.memo import Memo
 from vittle.model import run_to_layer
 
 
@@ -37,12 +36,20 @@ class PrefixCache:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes={max_bytes} must be positive")
         self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
         self.shared: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self._entries: OrderedDict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries = Memo(max_bytes, weigh=self._size)
+
+    @property
+    def bytes(self) -> int:
+        return self._entries.total
+
+    @property
+    def hits(self) -> int:
+        return self._entries.hits
+
+    @property
+    def misses(self) -> int:
+        return self._entries.misses
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,37 +59,18 @@ class PrefixCache:
         return image_digest(image)
 
     def get(self, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
+        return self._entries.get(key)
 
     @staticmethod
     def _size(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
 
     def put(self, key: tuple, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        size = self._size(layers)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = layers
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._entries.popitem(last=False)
-                self.bytes -= self._size(old)
+        self._entries.put(key, layers)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0
-            self.shared = None
+        self._entries.clear()
+        self.shared = None
 
     def store(self, input_ids: torch.Tensor, cache: Any, keys: list[tuple], image_token: int, layer: int) -> None:
         """Keep the batch's per-image prefixes from a full forward's cache (layers 0..`layer`)."""

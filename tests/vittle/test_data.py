@@ -205,3 +205,15 @@ def test_assistants_keep_their_own_pixels_unless_given_one_memo(tiny):
     assert first.images.encode(image) is second.images.encode(image) and shared.hits == 1
     with pytest.raises(ValueError, match="at least one entry"):
         Memo(0)
+
+
+def test_a_weighed_memo_keeps_its_total_weight_and_refuses_what_cannot_fit():
+    from vittle.memo import Memo
+
+    memo = Memo(10, weigh=len)
+    assert memo.put("a", "abcd") and memo.put("b", "efgh") and memo.get("a") == "abcd"  # "a" is now the most recent
+    assert memo.put("c", "ijk") and memo.total == 7 and memo.get("b") is None  # "b", least recently used, left
+    assert not memo.put("d", "x" * 11) and memo.get("d") is None and memo.total == 7
+    assert memo.put("a", "ab") and memo.total == 5 and len(memo) == 2  # replacing a key re-weighs it
+    memo.clear()
+    assert (len(memo), memo.total, memo.hits, memo.misses) == (0, 0, 1, 2)  # clear keeps the counts
