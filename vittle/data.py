@@ -215,12 +215,12 @@ class ImageEncoder:
         """The image's model inputs: {"pixel_values": (3, H, W)}, or for a dynamic-resolution
         family its patches and {"image_grid_thw": (1, 3)}. Do not modify them in place (they may
         be shared)."""
-        key = (self._settings, *image_digest(image))
-        if self.memo is not None and (value := self.memo.get(key)) is not None:
+        key = (self._settings, *image_digest(image)) if self.memo is not None else None  # no memo: no hashing
+        if key is not None and (value := self.memo.get(key)) is not None:
             return value
         image = image.convert("RGB")
         value = encode_image(self.family, self.processor, expand_to_square(image, self.background) if self.family.pad_to_square else image)
-        if self.memo is not None:
+        if key is not None:
             self.memo.put(key, value)
         return value
 
