@@ -42,7 +42,7 @@ class ModelPool:
         self.pixels = Memo(PIXELS_KEPT)
         """Encoded images, shared by the models: those of one processor's settings encode an image once."""
         self.tower_cache: Any = None
-        """The feature cache the models' vision towers share, where theirs keep one (`share_tower_cache`)."""
+        """The feature cache the models' vision towers share, where theirs keep one (`Assistant.share_vision_cache`)."""
 
     @property
     def vittle_choices(self) -> list[tuple[str, str]]:
@@ -68,7 +68,7 @@ class ModelPool:
 
                 logger.info("loading %s from %s", name, self.paths[name])
                 assistant = Assistant.load(self.paths[name], device=self.config.device, pixel_memo=self.pixels)
-                self.share_tower_cache(assistant.model)
+                self.tower_cache = assistant.share_vision_cache(self.tower_cache)
                 if self.config.prefix_cache_mb > 0:
                     try:
                         assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
@@ -77,18 +77,6 @@ class ModelPool:
                 self._workers[name] = ModelWorker(assistant, name).start()
                 self._assistants[name] = assistant
             return self._assistants[name]
-
-    def share_tower_cache(self, model: Any) -> None:
-        """Vision towers that keep their own feature cache (the embedded models' frozen
-        EfficientNet: `feature_cache`) use the first loaded model's, one bound for all: the
-        cache keys carry the tower's weights, so models with the same tower share its features."""
-        for module in model.modules():
-            cache = getattr(module, "feature_cache", None)
-            if cache is None:
-                continue
-            if self.tower_cache is None:
-                self.tower_cache = cache
-            module.feature_cache = self.tower_cache
 
     def worker(self, name: str) -> ModelWorker:
         """The thread that runs model `name` for every request (loads the model on first use)."""

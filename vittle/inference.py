@@ -328,6 +328,17 @@ class Assistant:
         come first, so its states are those of the query alone, up to float rounding)."""
         return probe_batch(self, images, questions)
 
+    def share_vision_cache(self, cache: Any = None) -> Any:
+        """Make the vision towers that keep a feature cache of their own (`feature_cache`, e.g.
+        the toy models' frozen EfficientNet) use `cache`; None: keep theirs. Returns the cache
+        they now use (None without such a tower), to hand to the next assistant: the keys carry
+        the tower's weights, so models with the same tower share its features under one bound."""
+        for module in self.model.modules():
+            if getattr(module, "feature_cache", None) is not None:
+                cache = cache if cache is not None else module.feature_cache
+                module.feature_cache = cache
+        return cache
+
     def enable_prefix_cache(self, max_bytes: int = 256 * 1024 * 1024) -> PrefixCache:
         """Keep each image's prompt prefix (layers 0..l) so that `embed` of more questions
         about images already embedded runs only the questions' tokens (`PrefixCache`).

@@ -58,7 +58,7 @@ def test_alpha_zero_answers_exactly_as_the_model_without_its_bottleneck(service,
     query, answers, _ = turn
     plain = Assistant.load(service.paths["vittle-f"], device="cpu")
     detach_bottleneck(plain.model)
-    service.models.share_tower_cache(plain.model)  # the same frozen tower's features: what differs is the bottleneck alone
+    plain.share_vision_cache(service.models.tower_cache)  # the same frozen tower's features: what differs is the bottleneck alone
     off = list(service.answers(query, "vittle-f", alpha=0.0))[-1]
     expected = [plain.answer(image, question, max_new_tokens=service.max_new_tokens)
                 for image, question in ((query.image, query.question), (query.perturbed_image, query.perturbed_question))]
