@@ -6,6 +6,7 @@ it is kept in git and shipped in the wheel, so that an uninstall removes it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,75 @@ REFUSED_FILE = ("This request names a file that was not uploaded to this server,
 
 
 class AppBlocks(gr.Blocks):
-    """gr.Blocks that refuses a request naming a file the server did not receive as an upload
-    in one log line and a message without server paths. Gradio's own refusal prints a traceback
-    and tells the client the file's absolute path on the server (a relative name is joined to the
-    server's working directory)."""
+    """gr.Blocks with the app's rules for what a request may send:
+
+    - a file input takes an upload only: a request naming a file the server did not receive
+      (a server path, a URL, a plain string) is refused in one log line and a message without
+      server paths. Gradio's own refusal prints a traceback and tells the client the file's
+      absolute path on the server; a URL it would download with no size limit;
+    - inputs added to an event after its first release keep older clients working: a request
+      with fewer values than the event has inputs gets the callback's defaults for the
+      trailing ones (raw HTTP clients send the values they know; gradio_client fills them itself).
+    """
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
         from gradio.exceptions import InvalidPathError
 
+        name = block_fn.api_name or block_fn.name
+        defaults = trailing_defaults(block_fn, len(inputs))
+        if defaults:  # the components' own values pass their checks; the callback then gets its defaults
+            inputs = [*inputs, *(getattr(block, "value", None) for block in block_fn.inputs[len(inputs):])]
+        for block, value in zip(block_fn.inputs, inputs):
+            if takes_file(block) and (why := not_an_upload(value)):
+                logger.warning("refused a request to %s: %s", name, why)
+                raise gr.Error(REFUSED_FILE, title="File not uploaded", print_exception=False)
         try:
-            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            processed = await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except InvalidPathError as err:
-            logger.warning("refused a request to %s: %s", block_fn.api_name or block_fn.name, str(err).splitlines()[0][:300])
+            logger.warning("refused a request to %s: %s", name, str(err).splitlines()[0][:300])
             raise gr.Error(REFUSED_FILE, title="File not uploaded", print_exception=False) from None
+        return [*processed[:len(processed) - len(defaults)], *defaults] if defaults else processed
+
+
+def trailing_defaults(block_fn: Any, sent: int) -> list[Any]:
+    """The defaults of the callback's parameters for the inputs a request did not send (it
+    sent `sent` values); [] when it sent them all, or when a missing one has no default (Gradio
+    then says which values are missing)."""
+    wanted = len(block_fn.inputs)
+    if sent >= wanted or block_fn.fn is None:
+        return []
+    try:
+        parameters = [p for p in inspect.signature(block_fn.fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return []
+    missing = parameters[sent:wanted]
+    if len(missing) != wanted - sent or any(p.default is p.empty for p in missing):
+        return []
+    return [p.default for p in missing]
+
+
+def takes_file(block: Any) -> bool:
+    """Whether the input component's value is a file (an image, a file upload)."""
+    from gradio.data_classes import GradioModel
+
+    model = getattr(block, "data_model", None)  # FileData, ImageData, ...: a model with a path
+    return isinstance(model, type) and issubclass(model, GradioModel) and "path" in model.model_fields
+
+
+def not_an_upload(value: Any) -> str:
+    """Why a file input's value is not a file uploaded to this server ("" when it may be one:
+    Gradio then checks that its path lies in the upload folder)."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict):
+        return f"a file input sent as {type(value).__name__}, not as an uploaded file"
+    path = value.get("path")
+    if not isinstance(path, str) or not path:
+        return "a file input without a path"
+    if "://" in path[:16] or path.startswith("data:"):
+        return f"a file input naming a URL ({path[:80]!r}): the server takes uploads only"
+    return ""
 
 
 class QueryImage(gr.Image):

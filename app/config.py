@@ -129,7 +129,11 @@ class DemoConfig(ServiceConfig):
     max_upload_mb: float = MAX_UPLOAD_BYTES / 1024 / 1024
     """Largest accepted upload, in MB."""
     file_lifetime_min: float = 60
-    """Delete uploads and output images after this many minutes (and all at shutdown)."""
+    """Delete uploads and output images after this many minutes (and all at shutdown); the app keeps them in a
+    folder of its own inside Gradio's ($GRADIO_TEMP_DIR) and touches no other file there."""
+    sessions: int = 256
+    """Sessions whose state the server keeps (a page open in a browser, or one API call without a session):
+    the least recently used leave first. Each holds a copy of the page's settings (about 0.3 MB)."""
     auth: str = field(default="", metadata={"env": "VITTLE_AUTH"})
     """USER:PASSWORD that the page and the API ask for (for a --share link or a shared server); empty: open."""
     mcp: bool = False
@@ -142,6 +146,8 @@ class DemoConfig(ServiceConfig):
             raise ValueError(f"concurrency={self.concurrency} must be at least 1")
         if self.threads < 0:
             raise ValueError(f"threads={self.threads} must be 0 (auto) or positive")
+        if self.sessions < 1:
+            raise ValueError(f"sessions={self.sessions} must be at least 1")
         if not self.file_lifetime_min > 0:
             raise ValueError(f"file_lifetime_min={self.file_lifetime_min:g} must be positive")
         if not self.max_upload_mb > 0:

@@ -16,9 +16,11 @@ import dataclasses
 import logging
 import os
 import sys
-from pathlib import Path
+import threading
+import time
 
 from vittle.app.config import DemoConfig, ServiceConfig
+from vittle.app.own_folder import OwnFolder, claim
 
 logger = logging.getLogger(__name__)
 
@@ -41,65 +43,31 @@ def make_service(config: DemoConfig):
     return DemoService(ServiceConfig(**settings))
 
 
-def gradio_cache_dir() -> Path:
-    """Where Gradio keeps uploads and output files ($GRADIO_TEMP_DIR, else <temp>/gradio)."""
-    import tempfile
-
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
-
-
-def sweep_files(folder: Path, older_than_s: float) -> int:
-    """Delete files under `folder` older than `older_than_s` and the folders left empty (Gradio's
-    own sweep deletes files only); returns how many files went. Run at start, so that what an
-    earlier instance left (stopped by a signal, or killed) does not stay forever, and then
-    every 10 minutes."""
-    import time
-
-    if not folder.is_dir():
-        return 0
-    cutoff, removed = time.time() - older_than_s, 0
-    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # deepest first
-        try:
-            if path.is_file() and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-            elif path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        except OSError:  # another process took it first, or it is in use
-            pass
-    if removed:
-        logger.info("removed %d upload and output files older than %.0f min from %s", removed, older_than_s / 60, folder)
-    return removed
-
-
-def _sweep_forever(folder: Path, lifetime_s: float) -> None:
-    import time
-
-    while True:
-        time.sleep(600)
-        sweep_files(folder, lifetime_s)
+def _sweep_forever(folder: OwnFolder, lifetime_s: float) -> None:
+    while folder.path.is_dir():
+        time.sleep(min(600.0, lifetime_s))
+        folder.sweep(lifetime_s)
 
 
 def stop_on_sigterm() -> None:
     """SIGTERM (how a Space or a container stops the app) ends it as Ctrl-C does, so Gradio
     deletes its uploads and outputs on the way out."""
     import signal
-    import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def build_ui(args: DemoConfig, service):
-    """The queued Blocks over `service`, which is started here (idempotent)."""
-    import threading
-
+    """The queued Blocks over `service`, which is started here (idempotent). Uploads and
+    outputs go to a folder of the app's own inside Gradio's shared one (`own_folder.claim`):
+    the sweep (every 10 minutes, or each lifetime when shorter) and the exit delete its files only."""
     from vittle.app.ui import build_demo
 
     lifetime_s = max(1.0, args.file_lifetime_min * 60)
-    sweep_files(gradio_cache_dir(), lifetime_s)
+    folder = claim()  # before any component is made: Gradio reads the folder then
     if not any(thread.name == "vittle-file-sweep" for thread in threading.enumerate()):  # one, also in reload mode
-        threading.Thread(target=_sweep_forever, args=(gradio_cache_dir(), lifetime_s), name="vittle-file-sweep", daemon=True).start()
+        threading.Thread(target=_sweep_forever, args=(folder, lifetime_s), name="vittle-file-sweep", daemon=True).start()
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
@@ -134,9 +102,15 @@ def launch_options(args: DemoConfig) -> dict:
     from vittle.app.page import CSS
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
-               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS, "js": MAP_SCRIPT}
+               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS, "js": MAP_SCRIPT,
+               "state_session_capacity": args.sessions}
     if args.auth:
+        from starlette.middleware import Middleware
+
+        from vittle.app.middleware import HideApiBeforeLogin
+
         options["auth"] = tuple(args.auth.split(":", 1))
+        options["app_kwargs"] = {"middleware": [Middleware(HideApiBeforeLogin)]}  # the login page shows no API
     if args.mcp:
         options["mcp_server"] = True
     return options

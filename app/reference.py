@@ -8,7 +8,8 @@ question each, embedded by each model clean and under each shift a user asks for
     references.thumbnails("frost:3")                      # the perturbed images as small data URIs (the map's hover)
 
 Each embedding set, perturbed input set and map is computed once however many requests ask
-for it at the same time (`SingleFlight`); the perturbation runs outside the model workers, the
+for it at the same time (`SingleFlight`), and a bounded number of each is kept (the least
+recently used leave first); the perturbation runs outside the model workers, the
 embedding in chunks between the users' batches on each model's worker, the two models' side by
 side, and on disk (`vittle.analysis.representations`) so that a restart reads them back.
 """
@@ -31,6 +32,17 @@ from vittle.app.worker import SingleFlight, ViaWorker
 
 logger = logging.getLogger(__name__)
 
+SETTINGS_KEPT = 160
+"""Per-(model, setting) results kept in memory (embeddings, answers) and per-setting thumbnails:
+the background precompute's 45 visual settings and clean for three models (138) fit. Each is
+tens of KB; one asked for again after it left is read back from the disk cache (embeddings) or
+recomputed."""
+PERTURBED_KEPT = 16
+"""Perturbed reference inputs kept (about 0.6 MB each at 48 images): needed only while a new
+setting's embeddings, answers and thumbnails are made."""
+ANALYSES_KEPT = 32
+"""Maps (PCA or UMAP of both models' states) kept: the heaviest entry, and the cheapest to redo."""
+
 
 class ReferenceSets:
     def __init__(self, pool: ModelPool, before_umap_fit: Callable[[], None] = lambda: None, answer_tokens: Callable[[], int] = lambda: 4):
@@ -38,19 +50,19 @@ class ReferenceSets:
         self._before_umap_fit = before_umap_fit
         self._answer_tokens = answer_tokens
         """The answers' length cap (the service's)."""
-        self._answers = SingleFlight()
+        self._answers = SingleFlight(SETTINGS_KEPT)
         """(model, spec) -> the model's answers to the reference queries under spec."""
-        self._thumbnails = SingleFlight()
+        self._thumbnails = SingleFlight(SETTINGS_KEPT)
         """spec -> the reference images under spec as data URIs."""
-        self._samples = SingleFlight()
+        self._samples = SingleFlight(1)
         """() -> (samples, Variants): the reference set, chosen once."""
-        self.cache = SingleFlight()
+        self.cache = SingleFlight(SETTINGS_KEPT)
         """(model, spec) -> (n, d) embeddings."""
-        self._perturbed = SingleFlight()
+        self._perturbed = SingleFlight(PERTURBED_KEPT)
         """spec -> the reference set's perturbed inputs (shared by the models)."""
-        self._analyses = SingleFlight()
+        self._analyses = SingleFlight(ANALYSES_KEPT)
         """(method, spec, vittle) -> ShiftAnalysis."""
-        self._cache_keys = SingleFlight()
+        self._cache_keys = SingleFlight(16)
         """model -> its embeddings' cache folder (model and data fingerprints)."""
         self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vittle-reference")
         """Runs each model's embedding of a turn side by side, started with the turn's answers."""

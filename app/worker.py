@@ -21,7 +21,8 @@ A job may carry its own inference alpha for a Vittle model (0 = bottleneck off, 
 mean only): the worker sets it around that job's pass only (`vittle.model.bottleneck_alpha`), and
 batches together only jobs of the same alpha, so one user's alpha never leaks into another's.
 
-`SingleFlight` computes a keyed value once however many threads ask for it at the same time.
+`SingleFlight` computes a keyed value once however many threads ask for it at the same time,
+and keeps a bounded number of them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+
+from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
 
@@ -260,24 +263,35 @@ class ViaWorker:
 
 
 class SingleFlight:
-    """A memo whose value for a key is computed once, however many threads ask at the same
-    time: the first computes, the others wait for its result. A failure is not remembered
-    (the next call tries again) but is raised to every thread that waited for it."""
+    """A bounded memo whose value for a key is computed once, however many threads ask at the
+    same time: the first computes, the others wait for its result. At most `size` values are
+    kept (the least recently used leave first: a server that runs for weeks sees thousands of
+    settings); a value asked for again after it left is computed again. A failure is not
+    remembered (the next call tries again) but is raised to every thread that waited for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 128) -> None:
         self._lock = threading.Lock()
-        self._values: dict[Hashable, Any] = {}
+        self._values = Memo(size)
         self._running: dict[Hashable, Future] = {}
         self.computed = 0
         """How many values were computed (for tests)."""
+
+    @property
+    def evictions(self) -> int:
+        """How many values left to keep the memo within its size."""
+        return self._values.evictions
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._values
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
-            if key in self._values:
-                return self._values[key]
+            value = self._values.get(key)
+            if value is not None:
+                return value
             future = self._running.get(key)
             owner = future is None
             if owner:
@@ -286,13 +300,15 @@ class SingleFlight:
             return future.result()
         try:
             value = compute()
+            if value is None:  # the memo keeps no None: it would be computed on every call
+                raise TypeError(f"a SingleFlight value cannot be None (key {key!r})")
         except BaseException as err:
             with self._lock:
                 del self._running[key]
             future.set_exception(err)
             raise
         with self._lock:
-            self._values[key] = value
+            self._values.put(key, value)
             self.computed += 1
             del self._running[key]
         future.set_result(value)

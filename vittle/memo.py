@@ -21,7 +21,8 @@ from typing import Any
 class Memo:
     """The most recently used results by key, at most `size` of them, or with `weigh` (a value's
     weight, e.g. its bytes) at most `size` in total weight; safe to share between threads.
-    `hits` and `misses` count lookups (`clear` leaves them)."""
+    `hits` and `misses` count lookups, `evictions` the entries that left for room (`clear` leaves
+    all three)."""
 
     def __init__(self, size: int, weigh: Callable[[Any], int] | None = None):
         if size < 1:
@@ -32,6 +33,7 @@ class Memo:
         """The kept values' total weight (their number without `weigh`)."""
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -59,6 +61,7 @@ class Memo:
             while self.total > self.size:
                 _, old = self._items.popitem(last=False)
                 self.total -= self.weigh(old)
+                self.evictions += 1
         return True
 
     def clear(self) -> None:
@@ -68,3 +71,7 @@ class Memo:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether `key` is kept (no lookup counted, no change of order)."""
+        return key in self._items

@@ -193,6 +193,54 @@ def test_a_file_the_server_did_not_receive_is_refused_in_one_line_without_server
     assert refused.status_code == 403 and os.getcwd() not in refused.text
 
 
+def raw_call(server: str, endpoint: str, data: list) -> tuple[str, object]:
+    """One call over raw HTTP, as curl or any HTTP client makes it: (the last event, its data)."""
+    event_id = httpx.post(f"{server}gradio_api/call/{endpoint}", json={"data": data}, timeout=30).json()["event_id"]
+    body = httpx.get(f"{server}gradio_api/call/{endpoint}/{event_id}", timeout=120).text
+    events = [line[6:].strip() for line in body.splitlines() if line.startswith("event:")]
+    payloads = [line[5:].strip() for line in body.splitlines() if line.startswith("data:")]
+    return events[-1], json.loads(payloads[-1]) if payloads[-1] not in ("", "null") else None
+
+
+def test_every_endpoint_answers_raw_http_with_the_readmes_argument_lists(server):
+    """The API is stable for clients that send only the values the README lists (inputs added
+    later, alpha and the sweep's previous record, take the callback's defaults)."""
+    upload = httpx.post(f"{server}gradio_api/upload", files={"files": ("shape.png", Path(EASYVQA[0]).read_bytes(), "image/png")})
+    image = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
+    query = [image, "what color is the shape?", "frost", 3, "none", 3, "vittle-f", "pca"]  # the README's 8 values
+    event, result = raw_call(server, "run", query)
+    assert event == "complete" and len(result) == 20 and all(result[3:7]), result
+    assert json.loads(result[-1])["settings"]["alpha"] is None  # the model's own alpha
+    event, result = raw_call(server, "run", [*query, 0.0])  # and with alpha, as gradio_client sends it
+    assert event == "complete" and json.loads(result[-1])["settings"]["alpha"] == 0.0
+    event, result = raw_call(server, "sweep", [*query, 0.25])  # the README's 9 values (alpha 0.25: not a training alpha)
+    assert event == "complete" and len(result) == 4 and json.loads(result[-1])["sweep"]["alpha"] == 0.25
+    event, result = raw_call(server, "embeddings", query)
+    assert event == "complete" and len(result) == 2 and "plot" in result[0]
+    event, result = raw_call(server, "robustness", ["vittle-f"])
+    assert event == "complete" and len(result) == 3 and result[2].startswith("Models:")
+    event, result = raw_call(server, "run", query[:5])  # too few values for the defaults: Gradio's own message
+    assert event == "error"
+
+
+@pytest.mark.parametrize("payload", [
+    {"path": "https://example.com/cat.png", "meta": {"_type": "gradio.FileData"}},
+    {"path": "http://127.0.0.1:9/shape.png", "url": "http://127.0.0.1:9/shape.png", "meta": {"_type": "gradio.FileData"}},
+    "https://example.com/cat.png",
+    "/etc/hostname",
+    12,
+])
+def test_urls_and_plain_strings_are_refused_in_one_line_and_never_fetched(server, caplog, capfd, payload):
+    """The server takes uploads only: it fetches no URL (no size cap could hold for a remote file)."""
+    capfd.readouterr()
+    with caplog.at_level("INFO"):
+        event, message = raw_call(server, "run", [payload, "what color is the shape?", "frost", 3, "none", 3, "vittle-f", "pca"])
+    assert event == "error" and "was not uploaded to this server" in str(message)
+    records = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(records) == 1 and "\n" not in records[0].getMessage() and records[0].exc_info is None
+    assert "Traceback" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("lifetime", [3600, 1])
 def test_uploads_and_outputs_are_deleted_when_old_and_when_the_server_stops(service, tmp_path, free_port, lifetime):
     import shutil

@@ -64,9 +64,16 @@ def test_auth_protects_the_page_and_the_api_and_mcp_needs_its_package(app_main, 
     try:
         url = f"http://127.0.0.1:{free_port}/"
         assert httpx.get(url + "config", timeout=10).status_code == 401  # the app's config (and so the API) is closed
+        login_page = httpx.get(url, timeout=10).text
+        assert '"auth_required": true' in login_page or '"auth_required":true' in login_page
+        assert "/run" not in login_page and "the four answers" not in login_page  # no endpoint, no docstring before login
+        assert '"named_endpoints": {}' in login_page
         with pytest.raises(AuthenticationError):
             Client(url, verbose=False)
         client = Client(url, auth=("ada", "s3cret"), verbose=False)
         assert "/run" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        with httpx.Client(base_url=url, timeout=10) as browser:  # logged in, the page describes the API as before
+            assert browser.post("login", data={"username": "ada", "password": "s3cret"}).status_code == 200
+            assert '"/run"' in browser.get("").text
     finally:
         demo.close()

@@ -169,6 +169,26 @@ def test_single_flight_computes_once_and_does_not_remember_failures():
     assert len(failures) == 2 and "other" not in flight
 
 
+def test_single_flight_keeps_at_most_its_size_and_recomputes_what_left():
+    flight = SingleFlight(size=3)
+    calls = []
+
+    def value(k):
+        calls.append(k)
+        return k * 10
+
+    for k in range(10):
+        assert flight.get(k, lambda k=k: value(k)) == k * 10
+    assert len(flight) == 3 and flight.evictions == 7 and flight.computed == 10
+    assert [k for k in range(10) if k in flight] == [7, 8, 9]  # the least recently used left first
+    assert flight.get(8, lambda: value(8)) == 80 and calls.count(8) == 1  # still kept: not computed again
+    assert flight.get(0, lambda: value(0)) == 0 and calls.count(0) == 2  # left, so computed again
+    assert 7 not in flight and 8 in flight  # 8 was used more recently than 7
+    with pytest.raises(TypeError, match="cannot be None"):
+        flight.get("none", lambda: None)
+    assert "none" not in flight and flight.get("none", lambda: 1) == 1  # the failure was not remembered
+
+
 def test_sixteen_users_on_a_new_setting_embed_its_reference_set_once(service):
     from vittle.analysis.perturb import CLEAN
 
