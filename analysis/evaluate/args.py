@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def check_out_folder(out: Path | None) -> None:
+    """An output folder that is a file (or lies under one) is a usage error, found before any
+    model loads: the results of a whole run would otherwise be lost when they are written."""
+    if out is None:
+        return
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "is a file" if path == out else f"lies under {path}, a file"
+            raise ValueError(f"out: {out} {where}; name a folder (the results go in it)")
+
+
 def _check_counts(config: object, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
@@ -28,7 +39,8 @@ class EvalArgs:
     limit_images: int | None = None
     """Keep the questions of the first N images; null: every image."""
     out: Path = Path("runs/eval")
-    """Folder for eval.json and eval.md."""
+    """Folder for eval.json, eval.md and each model's answers per spec (<out>/<model>/<spec>/answers.jsonl,
+    appended as they are made: a rerun with the same settings resumes after the last answer written)."""
     batch_size: int = 64
     """Queries per forward pass."""
     max_new_tokens: int = 4
@@ -40,6 +52,7 @@ class EvalArgs:
 
     def __post_init__(self) -> None:
         _check_counts(self, "limit_images", "batch_size", "max_new_tokens")
+        check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)
@@ -76,6 +89,7 @@ class BenchmarkArgs:
 
     def __post_init__(self) -> None:
         _check_counts(self, "limit", "batch_size", "max_new_tokens")
+        check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)
@@ -117,6 +131,7 @@ class ClosedArgs(BenchmarkArgs):
         if not self.models:
             raise ValueError("models: none given; name at least one checkpoint")
         self.out = Path(self.out) if self.out is not None else Path("runs") / self.kind
+        check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)

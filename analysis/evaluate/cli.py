@@ -1,6 +1,6 @@
 """`vittle eval`: exact-match accuracy, clean and under perturbations, as JSON and markdown.
 
-    vittle eval easyvqa --model assets/models/tiny-vittle-f --specs paper --out runs/eval
+    vittle eval easyvqa --model assets/models/tiny-vittle-f --specs paper --out runs/eval   # rerun: resumes
     vittle eval test.json --model base=PATH --model vittle=PATH --specs visual,text --limit-images 100
     vittle eval pope --model PATH --questions llava_pope_test.jsonl --images val2014/ --labels coco/   (see pope_cli)
     vittle eval llava-bench --model PATH --questions questions.jsonl --context ... --rules rule.json  (llava_bench_cli)
@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return llava_bench(argv[1:])
     from vittle.analysis.perturb import expand_specs
+    from vittle.files import write_text_atomic
     from vittle.options import configure_logging, failed, parse
 
+    from .llava_files import AnswerFile
     from .runner import Variants, evaluate, load_samples, markdown_table
 
     args = parse(EvalArgs, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG, aliases={"--data": "data"})
@@ -50,24 +52,29 @@ def main(argv: list[str] | None = None) -> int:
         specs = expand_specs(args.specs, clean=True)
         samples = load_samples(args.data, args.limit_images)
         variants = Variants(samples, seed=args.seed)
+        args.out.mkdir(parents=True, exist_ok=True)  # before any model loads: a folder that cannot be made fails now
         from vittle.inference import Assistant
         from vittle.toy.efficientnet import FeatureCache, use_feature_cache
 
         features = FeatureCache()  # the models share the frozen tower's features (the easy-vqa models have the same tower)
-        report = {"data": args.data, "limit_images": args.limit_images, "specs": specs, "models": {}}
+        report = {"data": args.data, "limit_images": args.limit_images, "seed": args.seed, "specs": specs, "models": {}}
         tables = []
         for name, path in models.items():
             print(f"{PROG}: {name} ({path}) on {len(samples)} questions x {len(specs)} specs", file=sys.stderr)
             assistant = Assistant.load(path, device=args.device)
             use_feature_cache(assistant.model, features)
-            result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+
+            def answer_file(spec: str, name: str = name) -> AnswerFile:
+                return AnswerFile(args.out / name / spec / "answers.jsonl", model_id=name, tag=spec)
+
+            result = evaluate(assistant, samples, specs, variants, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                              answer_files=answer_file)
             report["models"][name] = {"path": path, **result.to_json()}
             tables.append(markdown_table(result, title=name))
+        write_text_atomic(args.out / "eval.json", json.dumps(report, indent=1))
+        write_text_atomic(args.out / "eval.md", "\n".join(tables))
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         return failed(PROG, err)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "eval.json").write_text(json.dumps(report, indent=1))
-    (args.out / "eval.md").write_text("\n".join(tables))
     print("\n".join(tables))
     print(f"{PROG}: wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}", file=sys.stderr)
     return 0

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from tqdm.auto import tqdm
 
+from vittle.analysis.evaluate.llava_files import AnswerFile, Question
 from vittle.analysis.evaluate.result import EvalResult, SpecScore
 from vittle.analysis.evaluate.scoring import score
 from vittle.analysis.perturb import apply, parse_spec
@@ -114,8 +115,13 @@ class Variants:
 
 
 def evaluate(assistant: Any, samples: Sequence[dict[str, Any]], specs: Sequence[str], variants: Variants | None = None,
-             batch_size: int = 64, progress: bool = True, max_new_tokens: int = 4) -> EvalResult:
-    """Score `assistant` on every spec, keeping every question and prediction."""
+             batch_size: int = 64, progress: bool = True, max_new_tokens: int = 4,
+             answer_files: Callable[[str], AnswerFile] | None = None) -> EvalResult:
+    """Score `assistant` on every spec, keeping every question and prediction.
+
+    `answer_files(spec)`: where that spec's answers are appended batch by batch (question ids
+    are the samples' positions); the answers already there are read back instead of asked
+    again, so a run killed part-way resumes where it stopped (`vittle eval`)."""
     variants = variants or Variants(samples)
     if variants.samples != list(samples):
         raise ValueError("the Variants object was made for other samples")
@@ -125,10 +131,37 @@ def evaluate(assistant: Any, samples: Sequence[dict[str, Any]], specs: Sequence[
     for spec in bar:
         bar.set_postfix_str(spec)
         images, questions = variants.get(spec)
-        predictions = assistant.answer_batch(images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        if answer_files is None:
+            predictions = assistant.answer_batch(images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        else:
+            keys = [{"image_id": str(sample["image_id"]), "seed": variants.seed} for sample in samples]  # what else makes the query
+            predictions = _answer_into(answer_files(spec), assistant, images, questions, keys, batch_size, max_new_tokens)
         scores[spec] = SpecScore.from_scores(spec, score(samples, predictions), questions, predictions)
     return EvalResult(n_questions=len(samples), scores=scores, seconds=round(time.perf_counter() - started, 1),
                       answers=[str(s["answer"]) for s in samples])
+
+
+def _answer_into(answers: AnswerFile, assistant: Any, images: Sequence[Any], questions: Sequence[str], keys: Sequence[dict[str, Any]],
+                 batch_size: int, max_new_tokens: int) -> list[str]:
+    """The predictions of every query, those not yet in `answers` made now and appended a batch
+    at a time. `keys`: per query, what identifies it besides its question (kept as the answer's
+    metadata; an answer written for another query is an error, not a result)."""
+    found: dict[Any, str] = {}
+    for row in answers.rows():
+        index = row.get("question_id")
+        if (not (isinstance(index, int) and 0 <= index < len(questions)) or row.get("prompt") != questions[index]
+                or row.get("metadata") != keys[index]):
+            raise ValueError(f"{answers.path}: its answers belong to other queries (another data set or seed); "
+                             "move it away or choose another --out")
+        found[index] = row["text"]
+    todo = [index for index in range(len(questions)) if index not in found]
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        texts = assistant.answer_batch([images[i] for i in batch], [questions[i] for i in batch], max_new_tokens=max_new_tokens,
+                                       batch_size=len(batch))
+        answers.append([Question(i, None, questions[i]) for i in batch], [questions[i] for i in batch], texts, [keys[i] for i in batch])
+        found.update(zip(batch, texts))
+    return [found[index] for index in range(len(questions))]
 
 
 def markdown_table(result: EvalResult, title: str = "") -> str:

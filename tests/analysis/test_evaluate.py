@@ -232,3 +232,67 @@ def test_query_posterior_says_collapsed_only_below_the_threshold():
     text_only = QueryPosterior.from_probe(probe([], [2 * COLLAPSED_KL]))
     assert text_only.visual_kl_mean is None and list(text_only.kl_means) == ["text"] and not text_only.collapsed
     assert QueryPosterior.from_probe(probe([1.0], [1.0], bottleneck=False)) is None
+
+
+@pytest.mark.parametrize("command", [
+    ["easyvqa"],
+    ["pope", "--questions", "q.jsonl", "--labels", "labels"],
+    ["mc", "--questions", "q.jsonl"],
+    ["mme", "--questions", "q.jsonl"],
+    ["llava-bench", "--questions", "q.jsonl", "--context", "c.jsonl", "--reference", "r.jsonl", "--rules", "rule.json",
+     "--judge-url", "http://127.0.0.1:9/v1", "--judge-model", "judge"],
+])
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_every_eval_command_refuses_an_output_path_that_is_a_file_before_loading_a_model(tmp_path, capsys, command, where):
+    """The check comes first: the model named does not exist, so a later check would fail with exit 1."""
+    existing = tmp_path / "eval.json"
+    existing.write_text("{}")
+    out = existing if where == "file" else existing / "again"
+    with pytest.raises(SystemExit) as exit:
+        eval_main([*command, "--model", str(tmp_path / "no-such-model"), "--out", str(out)])
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and f"out: {out} " in error and "name a folder" in error
+    assert existing.read_text() == "{}"
+
+
+def test_eval_resumes_after_kill_9_to_the_result_of_an_uninterrupted_run(tmp_path):
+    """`vittle eval easyvqa` killed part-way (SIGKILL: no clean-up at all) and run again ends with
+    the same results as a run that was never stopped, and answers nothing twice."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from vittle.analysis.evaluate.llava_files import read_appended
+
+    model = Path(__file__).resolve().parents[2] / "assets" / "models" / "tiny-vittle-f"
+    arguments = ["easyvqa", "--model", f"vittle={model}", "--specs", "contrast:2", "--limit-images", "25", "--batch-size", "1",
+                 "--device", "cpu"]
+    command = [sys.executable, "-c", "import sys; from vittle.analysis.evaluate.cli import main; sys.exit(main(sys.argv[1:]))"]
+    resumed = tmp_path / "resumed"
+    first = resumed / "vittle" / "clean" / "answers.jsonl"
+    process = subprocess.Popen([*command, *arguments, "--out", str(resumed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and len(read_appended(first)) < 20:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    written = len(read_appended(first))
+    assert written >= 20 and not (resumed / "eval.json").exists()
+    assert eval_main([*arguments, "--out", str(resumed)]) == 0
+    rows = read_appended(first)
+    assert len(rows) == len({row["question_id"] for row in rows}) == len(load_samples("easyvqa", limit_images=25))  # nothing twice
+    straight = tmp_path / "straight"
+    assert eval_main([*arguments, "--out", str(straight)]) == 0
+
+    def results(folder):
+        report = json.loads((folder / "eval.json").read_text())
+        return {spec: {k: v for k, v in r.items() if k != "seconds"} for spec, r in report["models"]["vittle"]["results"].items()}
+
+    assert results(resumed) == results(straight)
+    assert (resumed / "eval.md").read_text() == (straight / "eval.md").read_text()
+    (resumed / "vittle" / "clean" / "answers.jsonl").write_text(
+        "\n".join(json.dumps({**row, "metadata": {**row["metadata"], "seed": 7}}) for row in rows) + "\n")
+    assert eval_main([*arguments, "--out", str(resumed)]) == 1  # answers of another seed's queries are not taken as results

@@ -176,24 +176,51 @@ def test_the_ui_uses_api_visibility_not_the_legacy_api_name_false():
     assert "api_name=False" not in source and source.count('api_visibility="private"') >= 3
 
 
-def test_the_file_sweep_removes_old_files_and_emptied_folders(tmp_path):
+def test_the_own_folder_sweep_removes_old_files_and_emptied_folders_and_keeps_its_marker(tmp_path):
     import os
     import time
 
-    from vittle.app.main import sweep_files
+    from vittle.app.own_folder import MARKER, OwnFolder
 
+    folder = OwnFolder(tmp_path, tmp_path.parent, None, None)
     old, new = tmp_path / "a" / "hash1" / "image.webp", tmp_path / "b" / "hash2" / "image.webp"
     for path in (old, new):
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    assert sweep_files(tmp_path, older_than_s=3600) == 1
-    assert not (tmp_path / "a").exists() and new.is_file()  # the emptied folders went too
-    assert sweep_files(tmp_path / "missing", 1) == 0
+    (tmp_path / MARKER).write_text("1\n")
+    (tmp_path / "empty" / "hash3").mkdir(parents=True)
+    for path in (old, tmp_path / MARKER):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert folder.sweep(older_than_s=3600) == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "empty").exists() and new.is_file()  # emptied folders went too
+    assert (tmp_path / MARKER).is_file()  # old, but it is what marks the folder as held
+    assert OwnFolder(tmp_path / "missing", tmp_path, None, None).sweep(1) == 0
 
 
-def test_sigterm_cleans_up_like_ctrl_c(tmp_path, free_port):
-    """A Space or a container stops the app with SIGTERM: its uploads and outputs go, as with Ctrl-C."""
+def test_abandoned_folders_of_killed_instances_go_and_held_or_unmarked_ones_stay(tmp_path):
+    import fcntl
+
+    from vittle.app.own_folder import MARKER, PREFIX, remove_abandoned
+
+    abandoned, held, unmarked, foreign = (tmp_path / f"{PREFIX}dead", tmp_path / f"{PREFIX}alive", tmp_path / f"{PREFIX}nomark",
+                                          tmp_path / "other-app")
+    for folder in (abandoned, held, unmarked, foreign):
+        folder.mkdir()
+        (folder / "file.png").write_bytes(b"x")
+    (abandoned / MARKER).write_text("123\n")
+    (foreign / MARKER).write_text("123\n")  # a marker, but not in a folder the app names: never touched
+    with (held / MARKER).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running instance holds it
+        assert remove_abandoned(tmp_path) == 1
+    assert not abandoned.exists() and (held / "file.png").is_file() and (unmarked / "file.png").is_file() and (foreign / "file.png").is_file()
+
+
+def test_the_app_touches_only_its_own_files_at_start_sweep_and_sigterm(tmp_path, free_port):
+    """Gradio's folder is shared by every Gradio app on the host: another app's old and new files
+    survive the app's start, its sweeps and its stop; the folder of an instance that was killed is
+    removed at start, one a running instance holds is not. A Space or a container stops the app
+    with SIGTERM: its own uploads and outputs go, as with Ctrl-C."""
+    import fcntl
     import os
     import signal
     import time
@@ -202,10 +229,25 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, free_port):
     import easy_vqa
     from gradio_client import Client, handle_file
 
+    from vittle.app.own_folder import MARKER, PREFIX
+
     cache = tmp_path / "gradio"
+    foreign = [cache / "other-app" / "old.txt", cache / "other-app" / "new.txt", cache / "0f3a9c" / "image.webp", cache / "loose.bin"]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not vittle's")
+    for path in foreign[0::2]:
+        os.utime(path, (time.time() - 7200, time.time() - 7200))  # two hours old: past any lifetime
+    killed, running = cache / f"{PREFIX}killed", cache / f"{PREFIX}running"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / MARKER).write_text("1\n")
+        (folder / "turn.json").write_text("{}")
+    holder = (running / MARKER).open("a")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False")
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(free_port), "--no-precompute", "--no-warm-umap"], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(free_port), "--no-precompute", "--no-warm-umap",
+                                "--file-lifetime-min", "0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -214,23 +256,27 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, free_port):
                     break
             except OSError:
                 time.sleep(0.5)
+        own = [p for p in cache.glob(f"{PREFIX}*") if p not in (killed, running)]
+        assert len(own) == 1 and (own[0] / MARKER).is_file(), sorted(cache.iterdir())
+        assert not killed.exists() and (running / "turn.json").is_file()
         client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
         client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "what color is the shape?", "frost", 3, "none", 3,
                        "vittle-f", "pca", api_name="/run")
-        before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
-        assert [f for f in before if f.endswith("/image.webp")], before  # the turn's output image
+        outputs = [p for p in own[0].rglob("*") if p.is_file() and p.name != MARKER]
+        assert [p for p in outputs if p.name == "image.webp"], outputs  # the turn's output image, in the app's own folder
+        deadline = time.monotonic() + 30  # the lifetime is 3 s: the sweep runs every 3 s
+        while any(p.exists() for p in outputs) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in outputs), "the sweep did not remove the app's own old files"
+        assert all(p.is_file() for p in foreign), "the sweep removed another program's file"
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
     finally:
+        holder.close()
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode in (0, 1, -signal.SIGINT, 130), output[-2000:]
     assert "Traceback" not in output.split("Keyboard")[0][-3000:] or "KeyboardInterrupt" in output
-    left = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
-    # what stays is the examples gallery's copies, which Gradio makes at every start under the same names
-    from vittle.app.examples import EASYVQA, PHOTOS
-
-    examples = {f"easyvqa-test-{index}.png" for index, _ in EASYVQA} | {f"{name}.jpg" for name, _ in PHOTOS}
-    assert {Path(f).name for f in left} <= examples, f"left behind after SIGTERM: {left}"
-    assert len(left) < len(before)
+    assert not own[0].exists(), "the app's own folder outlived it"
+    assert all(p.is_file() for p in foreign) and (running / "turn.json").is_file(), "the stop removed files that were not the app's"
