@@ -106,11 +106,18 @@ def _train(args: TrainArgs) -> int:
     return 0
 
 
+def _query_image(args: QueryArgs) -> Any:
+    """The query's image, read before any model loads (a missing or broken file fails at once); None without one."""
+    from vittle.data import load_image
+
+    return load_image(args.image) if args.image else None
+
+
 def _answer(args: AnswerArgs) -> int:
     from vittle.inference import Assistant
 
+    image = _query_image(args)
     assistant = Assistant.load(args.model, device=args.device, dtype=args.dtype)
-    image = args.image or None
     if args.stream:
         for piece in assistant.answer(image, args.question, max_new_tokens=args.max_new_tokens, stream=True):
             print(piece, end="", flush=True)
@@ -123,7 +130,8 @@ def _answer(args: AnswerArgs) -> int:
 def _probe(args: ProbeArgs) -> int:
     from vittle.inference import Assistant
 
-    result = Assistant.load(args.model, device=args.device, dtype=args.dtype).probe(args.image or None, args.question)
+    image = _query_image(args)
+    result = Assistant.load(args.model, device=args.device, dtype=args.dtype).probe(image, args.question)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

@@ -141,13 +141,18 @@ def as_image(image: Image.Image | str | Path | None) -> Image.Image | None:
     return load_image(image)
 
 
-def load_image(path: str | Path, sample_id: str = "?") -> Image.Image:
+def load_image(path: str | Path, sample_id: str | None = None) -> Image.Image:
+    """The image at `path` as RGB; a DataError naming the file (and the sample, when given) if
+    it is missing or cannot be decoded."""
+    where = f"sample {sample_id!r}: " if sample_id is not None else ""
+    if not Path(path).is_file():
+        raise DataError(f"{where}no such image file: {path}")
     try:
         with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise DataError(f"sample {sample_id!r}: cannot read image {path}: {err}") from err
+        raise DataError(f"{where}cannot read image {path}: {err}") from err
 
 
 def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> None:

@@ -154,7 +154,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
             raise ValueError(f"recipe not found: {path} (built-in recipes: {', '.join(names)})")
         file = builtin
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not UTF-8 text (byte {err.start}: {err.reason}); save the recipe as UTF-8") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{file} is not valid YAML: {err}") from err
     return build(RecipeConfig, apply_overrides(data, overrides or []))

@@ -21,6 +21,22 @@ def test_train_command_reports_bad_recipes_cleanly(tmp_path, capsys):
     assert "model: expected a mapping, got list" in capsys.readouterr().err
     assert main(["train", "--recipe", "tiny-shapes", "bottleneck.kl_weight=.nan"]) == 2
     assert "vittle train: error: bottleneck.kl_weight=nan must be a finite number" in capsys.readouterr().err
+    (tmp_path / "latin1.yaml").write_bytes("model:\n  init: caf\xe9\n".encode("latin-1"))
+    assert main(["train", "--recipe", str(tmp_path / "latin1.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'latin1.yaml'} is not UTF-8 text" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("command", ["answer", "probe"])
+def test_a_query_image_is_checked_before_any_model_loads(tmp_path, capsys, command):
+    """The model named does not exist: had it been loaded first, its error would come instead."""
+    missing = tmp_path / "cat.png"
+    assert main([command, "--model", str(tmp_path / "no-model"), "--question", "q", "--image", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert f"vittle {command}: error: no such image file: {missing}" in error and "sample" not in error
+    (tmp_path / "notes.png").write_text("not an image")
+    assert main([command, "--model", str(tmp_path / "no-model"), "--question", "q", "--image", str(tmp_path / "notes.png")]) == 1
+    assert f"cannot read image {tmp_path / 'notes.png'}" in capsys.readouterr().err
 
 
 def test_a_diverging_run_is_an_error_not_a_saved_model(shapes_data, tmp_path, capsys):
