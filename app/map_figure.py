@@ -44,6 +44,8 @@ class ReferenceView:
     """model label -> "clean" / "perturbed" -> its answers."""
     thumbnails: dict[str, list[str]]
     """"clean" / "perturbed" -> data URIs of the images ("" where there is none)."""
+    answers_pending: bool = False
+    """Some model's answers are left out: they are computed when the server is quiet (`ReferenceSets.view`)."""
 
 
 def _hover(view: ReferenceView, index: int, model: str, role: str) -> str:
@@ -51,6 +53,8 @@ def _hover(view: ReferenceView, index: int, model: str, role: str) -> str:
              f"{KINDS.get(view.kinds[index], (view.kinds[index],))[0]} question, expected '{html.escape(view.expected[index])}'"]
     for label, per_role in view.answers.items():
         lines.append(f"{html.escape(label)}: {html.escape(per_role['clean'][index])} → {html.escape(per_role['perturbed'][index])}")
+    if view.answers_pending:
+        lines.append("<i>the models' answers: not computed yet (the server was busy); they show on a later run</i>")
     lines.append(f"<i>{html.escape(model)}, {role}; click to load this query</i>")
     return "<br>".join(lines)
 

@@ -90,6 +90,10 @@ class ModelPool:
     def device(self) -> str:
         return str(next(iter(self._assistants.values())).device) if self._assistants else self.config.device
 
+    def busy(self) -> bool:
+        """Whether users' jobs are queued on any model (other turns are waiting for it)."""
+        return any(worker.waiting() for worker in list(self._workers.values()))
+
     def wait_quiet(self, seconds: float) -> None:
         """Return once no model worker has had a user query for `seconds`."""
         while True:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +44,8 @@ PERTURBED_KEPT = 16
 setting's embeddings, answers and thumbnails are made."""
 ANALYSES_KEPT = 32
 """Maps (PCA or UMAP of both models' states) kept: the heaviest entry, and the cheapest to redo."""
+DEFERRED_KEPT = 64
+"""(model, setting) pairs whose map answers wait for a quiet moment; past this the oldest are dropped."""
 
 
 class ReferenceSets:
@@ -66,6 +70,10 @@ class ReferenceSets:
         """model -> its embeddings' cache folder (model and data fingerprints)."""
         self._background = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vittle-reference")
         """Runs each model's embedding of a turn side by side, started with the turn's answers."""
+        self._deferred: OrderedDict[tuple[str, str], None] = OrderedDict()
+        """(model, spec) whose answers the map left out under load, newest last (`view`)."""
+        self._deferred_wake = threading.Condition()
+        self._deferred_thread: threading.Thread | None = None
 
     def samples(self) -> tuple[list[dict[str, Any]], Any]:
         """(samples, Variants): the first `reference_images` easy-vqa test images, one question
@@ -129,19 +137,63 @@ class ReferenceSets:
 
         return self._thumbnails.get(spec, encode)
 
-    def view(self, spec: str, labels: dict[str, str]) -> ReferenceView:
+    def view(self, spec: str, labels: dict[str, str], now: bool = True) -> ReferenceView:
         """The reference queries as the map's hover shows them under `spec`, for the models of
         `labels` (name -> label): question, kind, expected answer, each model's answers clean and
-        perturbed, and the images' thumbnails."""
+        perturbed, and the images' thumbnails.
+
+        The models' answers are the costliest part of a new setting (two batched generations of
+        every reference query, more than its embeddings) and only decorate the hover. With
+        `now` false (other users' jobs are waiting) a model's answers not yet computed are left
+        out (`answers_pending`) and computed once the models have been quiet for a moment: under
+        load a turn does not pay for them, and a later map of the setting has them."""
         from vittle.analysis.perturb import CLEAN
 
         samples, _ = self.samples()
-        answers = {}
+        answers, pending = {}, False
         for name, label in labels.items():
-            given = self.answers(name, spec)
-            answers[label] = {"clean": given[CLEAN], "perturbed": given[spec]}
+            if now or self.has_answers(name, spec):
+                given = self.answers(name, spec)
+                answers[label] = {"clean": given[CLEAN], "perturbed": given[spec]}
+            else:
+                self.defer_answers(name, spec)
+                pending = True
         return ReferenceView([s["question"] for s in samples], [s.get("kind", "other") for s in samples], [s["answer"] for s in samples],
-                             answers, {"clean": self.thumbnails(CLEAN), "perturbed": self.thumbnails(spec)})
+                             answers, {"clean": self.thumbnails(CLEAN), "perturbed": self.thumbnails(spec)}, pending)
+
+    def has_answers(self, name: str, spec: str) -> bool:
+        """Whether model `name`'s answers clean and under `spec` are computed and kept."""
+        from vittle.analysis.perturb import CLEAN
+
+        return (name, CLEAN) in self._answers and (name, spec) in self._answers
+
+    def defer_answers(self, name: str, spec: str) -> None:
+        """Compute model `name`'s answers under `spec` once the models have been quiet for
+        `precompute_quiet_s` (newest first; at most DEFERRED_KEPT wait, the oldest dropped)."""
+        with self._deferred_wake:
+            self._deferred[(name, spec)] = None
+            self._deferred.move_to_end((name, spec))
+            while len(self._deferred) > DEFERRED_KEPT:
+                self._deferred.popitem(last=False)
+            if self._deferred_thread is None:
+                self._deferred_thread = threading.Thread(target=self._answer_deferred, name="vittle-deferred-answers", daemon=True)
+                self._deferred_thread.start()
+            self._deferred_wake.notify()
+
+    def _answer_deferred(self) -> None:
+        while True:
+            with self._deferred_wake:
+                while not self._deferred:
+                    self._deferred_wake.wait()
+            self.pool.wait_quiet(self.config.precompute_quiet_s)
+            with self._deferred_wake:
+                if not self._deferred:
+                    continue
+                (name, spec), _ = self._deferred.popitem(last=True)
+            try:
+                self.answers(name, spec)
+            except Exception as err:  # asked again by the next map of this setting
+                logger.debug("the deferred answers of %s under %s failed: %s", name, spec, err)
 
     def query(self, index: int, folder: Path) -> tuple[Path, str]:
         """(image file, question) of reference query `index`, its clean image copied once into
@@ -180,7 +232,7 @@ class ReferenceSets:
 
     def _quiet(self, name: str, spec: str) -> None:
         try:
-            self.prepare(name, spec)
+            self.embeddings(name, spec)  # the answers only when the map asks (`view`): under load they wait for a quiet moment
         except Exception as err:
             logger.debug("prefetching the reference set of %s for %s failed: %s", name, spec, err)
 

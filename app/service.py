@@ -271,7 +271,7 @@ class DemoService:
         else:
             shift = self.references.analysis(method, query.spec, vittle)
             placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
-            view = self.references.view(query.spec, labels)
+            view = self.references.view(query.spec, labels, now=not self.models.busy())  # under load the map's answers wait
             figures["embeddings"], figures["distances"] = shift_figures(shift, query.spec, labels, placed, query_distance, method, view)
             numbers.reference_cosine_mean = {labels[n]: shift.mean_distance(n, query.spec) for n in labels}
             summary = [shift_summary(numbers)]

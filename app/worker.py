@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 PRIORITY = ("length", "answer", "distribution", "probe", "answers", "embed")
 """The order in which a pass picks the kind of job it runs (cheapest and most urgent first)."""
+USER_KINDS = ("length", "answer", "distribution", "probe")
+"""The kinds of job a user's turn waits for (the others are reference-set work)."""
 
 
 @dataclass
@@ -114,11 +116,16 @@ class ModelWorker:
             if self._closed:
                 raise RuntimeError(f"the {self.name} worker is closed")
             self._queues[job.kind].append(job)
-            if job.kind not in ("embed", "answers"):  # background work is not a user's query
+            if job.kind in USER_KINDS:  # background work is not a user's query
                 self.last_query = time.monotonic()
             self._wake.notify()
         self.start()
         return job.future
+
+    def waiting(self) -> int:
+        """Users' jobs queued and not yet taken (a measure of load: 0 when no other turn waits)."""
+        with self._wake:
+            return sum(len(self._queues[kind]) for kind in USER_KINDS)
 
     def answer(self, image: Any, question: str, max_new_tokens: int = 24, alpha: float | None = None) -> Future:
         """Future of the greedy answer (str), batched with the other queued answers."""

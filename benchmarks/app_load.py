@@ -122,13 +122,13 @@ class User:
         response.raise_for_status()
         return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}
 
-    def submit(self, data: list) -> Iterator[tuple[str, Any]]:
-        """(event, data) of the turn's stream: "generating" with each update's outputs,
+    def submit(self, data: list, endpoint: str = "run") -> Iterator[tuple[str, Any]]:
+        """(event, data) of the call's stream: "generating" with each update's outputs,
         then "complete" (or "error")."""
-        response = self.http.post("/call/run", json={"data": data})
+        response = self.http.post(f"/call/{endpoint}", json={"data": data})
         response.raise_for_status()
         event_id = response.json()["event_id"]
-        with self.http.stream("GET", f"/call/run/{event_id}") as stream:
+        with self.http.stream("GET", f"/call/{endpoint}/{event_id}") as stream:
             event = None
             for line in stream.iter_lines():
                 if line.startswith("event:"):

@@ -243,6 +243,36 @@ def test_a_new_settings_reference_sets_start_with_its_answers_and_run_side_by_si
     assert set(refs) == {"baseline", "vittle-f"} and refs["baseline"][query.spec].shape == (service.config.reference_images, 128)
 
 
+def test_under_load_the_maps_answers_wait_for_a_quiet_moment_and_a_later_map_has_them(service):
+    """The reference queries' answers only decorate the map's hover and cost more than its
+    embeddings: with other users' jobs waiting a turn leaves them out, and they are computed
+    once the models are quiet, for the next map of the setting."""
+    import json
+    import time
+
+    from vittle.analysis.perturb import CLEAN
+
+    query = service.prepare(easy_vqa.get_test_image_paths()[2], "What color is it?", "fog", 2, "char_delete", 4)
+    labels = {"baseline": "Baseline", "vittle-f": "Vittle (F)"}
+    generated = {name: service.worker(name).jobs["answers"] for name in labels}
+    busy = service.references.view(query.spec, labels, now=False)
+    assert busy.answers_pending and busy.answers == {}
+    assert len(busy.thumbnails["perturbed"]) == service.config.reference_images
+    deadline = time.monotonic() + 120
+    while not all(service.references.has_answers(name, query.spec) for name in labels):
+        assert time.monotonic() < deadline, "the deferred answers were never computed"
+        time.sleep(0.05)
+    assert all(service.worker(name).jobs["answers"] > generated[name] for name in labels)
+    later = service.references.view(query.spec, labels, now=False)
+    assert not later.answers_pending and set(later.answers) == {"Baseline", "Vittle (F)"}
+    assert later.answers["Baseline"]["perturbed"] == service.references.answers("baseline", query.spec)[query.spec]
+    assert later.answers["Baseline"]["clean"] == service.references.answers("baseline", query.spec)[CLEAN]
+    assert not service.models.busy()  # nothing queued now: a turn's map computes its answers at once
+    panels = service.panels(query, "vittle-f")
+    hover = json.dumps(panels.specs["embeddings"])
+    assert "not computed yet" not in hover and "Vittle (F): " in hover
+
+
 def test_the_precompute_waits_until_users_have_been_quiet(service):
     """The background precompute embeds its next setting only after `precompute_quiet_s`
     without a user query, so it never slows a user's turn."""
