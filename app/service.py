@@ -20,7 +20,9 @@ reference embeddings run in chunks between them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,9 @@ class DemoService:
         self.corruptions = Memo(8)  # recent corrupted images: a severity sweep and the turn after it do not corrupt twice
         self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings)
         self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
+        self._turns = 0
+        """Requests in progress (`turn`): the load measure that decides what a map computes now."""
+        self._turns_lock = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -149,6 +154,24 @@ class DemoService:
         self.models.close()
 
     # ---------------------------------------------------------------- queries
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Count a request (a whole turn, or a map) as in progress while the block runs: the
+        maps of a request made while others are in progress leave optional work for later
+        (`ReferenceSets.view`)."""
+        with self._turns_lock:
+            self._turns += 1
+        try:
+            yield
+        finally:
+            with self._turns_lock:
+                self._turns -= 1
+
+    @property
+    def busy(self) -> bool:
+        """Whether another request is in progress besides the caller's (or jobs of users wait on a model)."""
+        return self._turns > 1 or self.models.busy()
+
     def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
                 text: str | None = NONE, level: int = 3) -> Query:
         """Check the inputs and perturb them. `image` is a file path, a PIL image or None."""
@@ -271,7 +294,7 @@ class DemoService:
         else:
             shift = self.references.analysis(method, query.spec, vittle)
             placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
-            view = self.references.view(query.spec, labels, now=not self.models.busy())  # under load the map's answers wait
+            view = self.references.view(query.spec, labels, now=not self.busy)  # under load the map's answers wait
             figures["embeddings"], figures["distances"] = shift_figures(shift, query.spec, labels, placed, query_distance, method, view)
             numbers.reference_cosine_mean = {labels[n]: shift.mean_distance(n, query.spec) for n in labels}
             summary = [shift_summary(numbers)]

@@ -81,36 +81,42 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             link that reopens the settings, the posterior variance over the image, and the turn's record (JSON).
         """
         try:
-            ready()
-            need_image(image)
-            query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
-            settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
-                                            service.training_alpha(vittle))
-            notes = "; ".join(query.notes)
-            header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
-            # Three updates, each with every output's value: gr.skip() would be cheaper to write but
-            # makes Gradio rebuild the component's config, the costliest part of a turn under load
-            answers = dict.fromkeys(ROLES, "")
-            cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", None, "")
-            for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
-                pass
-            marks = answer_marks(answers, service.label(vittle))
-            header += f"  \n{marks}" if marks else ""
-            turn = service.distributions(query, answers, vittle, settings.alpha)
-            charts = ui_probe.distribution_outputs(service, turn, vittle)
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", None, "")
-            panels = service.panels(query, vittle, method)
-            record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
-            files = record.write(downloads(), query.perturbed_image)
-            yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
-                   panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
-                   ui_probe.plot(fit_to_container(panels.specs.get("overlay"))), record.to_json())
-            # (the whole turn again: an API caller's final result holds every output)
+            with service.turn():
+                yield from _run(image, question, visual, severity, text, level, vittle, method, alpha)
         except gr.Error:
             raise
         except Exception as err:
             raise _user_error(err) from err
+
+    def _run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
+             method: str, alpha: float | None) -> Iterator[tuple[Any, ...]]:
+        """`run`'s turn: the updates it streams (its errors are turned into messages by `run`)."""
+        ready()
+        need_image(image)
+        query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
+        settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
+                                        service.training_alpha(vittle))
+        notes = "; ".join(query.notes)
+        header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
+        # Three updates, each with every output's value: gr.skip() would be cheaper to write but
+        # makes Gradio rebuild the component's config, the costliest part of a turn under load
+        answers = dict.fromkeys(ROLES, "")
+        cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
+        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", None, "")
+        for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
+            pass
+        marks = answer_marks(answers, service.label(vittle))
+        header += f"  \n{marks}" if marks else ""
+        turn = service.distributions(query, answers, vittle, settings.alpha)
+        charts = ui_probe.distribution_outputs(service, turn, vittle)
+        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", None, "")
+        panels = service.panels(query, vittle, method)
+        record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
+        files = record.write(downloads(), query.perturbed_image)
+        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
+               panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
+               ui_probe.plot(fit_to_container(panels.specs.get("overlay"))), record.to_json())
+        # (the whole turn again: an API caller's final result holds every output)
 
     def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
                    method: str, alpha: float | None = None) -> tuple[Any, Any]:
@@ -121,7 +127,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             ready()
             need_image(image)
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
-            panels = service.panels(query, vittle, method)
+            with service.turn():
+                panels = service.panels(query, vittle, method)
         except gr.Error:
             raise
         except Exception as err:

@@ -267,7 +267,11 @@ def test_under_load_the_maps_answers_wait_for_a_quiet_moment_and_a_later_map_has
     assert not later.answers_pending and set(later.answers) == {"Baseline", "Vittle (F)"}
     assert later.answers["Baseline"]["perturbed"] == service.references.answers("baseline", query.spec)[query.spec]
     assert later.answers["Baseline"]["clean"] == service.references.answers("baseline", query.spec)[CLEAN]
-    assert not service.models.busy()  # nothing queued now: a turn's map computes its answers at once
+    with service.turn():  # one request alone is no load; a second one in progress is
+        assert not service.busy
+        with service.turn():
+            assert service.busy
+    assert not service.busy  # nothing in progress now: a turn's map computes its answers at once
     panels = service.panels(query, "vittle-f")
     hover = json.dumps(panels.specs["embeddings"])
     assert "not computed yet" not in hover and "Vittle (F): " in hover
