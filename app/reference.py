@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_KEPT = 160
 """Per-(model, setting) results kept in memory (embeddings, answers) and per-setting thumbnails:
-the background precompute's 45 visual settings and clean for three models (138) fit. Each is
+the background precompute's 45 visual settings and clean, for each of three models (138), fit. Each is
 tens of KB; one asked for again after it left is read back from the disk cache (embeddings) or
 recomputed."""
 PERTURBED_KEPT = 16
@@ -144,7 +144,7 @@ class ReferenceSets:
 
         The models' answers are the costliest part of a new setting (two batched generations of
         every reference query, more than its embeddings) and only decorate the hover. With
-        `now` false (other users' jobs are waiting) a model's answers not yet computed are left
+        `now` false (other requests are in progress: `DemoService.busy`) a model's answers not yet computed are left
         out (`answers_pending`) and computed once the models have been quiet for a moment: under
         load a turn does not pay for them, and a later map of the setting has them."""
         from vittle.analysis.perturb import CLEAN

@@ -83,15 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=35, help="length of the driven run (after the start-up)")
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--every", type=float, default=5.0, help="seconds between memory samples")
+    parser.add_argument("--no-precompute", action="store_true", help="the app's --no-precompute (a quick check)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_soak_cpu.json")
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     cache, uploads = tempfile.TemporaryDirectory(prefix="vittle-soak-"), tempfile.TemporaryDirectory(prefix="vittle-soak-gradio-")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "VITTLE_CACHE_DIR": cache.name, "GRADIO_TEMP_DIR": uploads.name}
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     settings, images = all_settings(), [easy_vqa.get_test_image_paths()[i] for i in range(50)]
+    flags = ["--no-precompute"] if args.no_precompute else []
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *flags], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counts: dict[str, int] = {}
     errors: list[str] = []
     lock = threading.Lock()

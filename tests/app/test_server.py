@@ -302,3 +302,19 @@ def test_identical_queries_at_once_get_whole_images_and_no_failed_turn(server):
         thread.join(300)
     assert not errors, errors[:3]
     assert len(results) == 24 and len(set(results)) == 1
+
+
+def test_sessions_are_bounded_sessionless_api_calls_included(service, app_main, free_port):
+    """Each API call without a session hash is a session to Gradio (a copy of the page's settings,
+    ~0.3 MB); the server keeps `--sessions` of them, the least recently used leaving first."""
+    args = app_main.parse_args(["--port", str(free_port), "--sessions", "3"])
+    _, demo = app_main.build(args, service)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app_main.launch_options(args))
+    try:
+        url = f"http://127.0.0.1:{free_port}/"
+        for _ in range(8):
+            event, result = raw_call(url, "robustness", ["vittle-f"])
+            assert event == "complete"
+        assert demo.state_session_capacity == 3 and 1 <= len(demo.state_holder.session_data) <= 3
+    finally:
+        demo.close()
