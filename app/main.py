@@ -12,6 +12,7 @@ The options are generated from `DemoConfig` (app/config.py).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -25,6 +26,10 @@ from vittle.app.own_folder import OwnFolder, claim
 logger = logging.getLogger(__name__)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app runs offline
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")  # Gradio's per-event records: 1,000 kept, not 10,000 (~10 MB)
+
+TRIM_EVERY_S = 60.0
+"""How often the C heap's free pages go back to the system (`release_free_memory`)."""
 
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
@@ -43,10 +48,26 @@ def make_service(config: DemoConfig):
     return DemoService(ServiceConfig(**settings))
 
 
-def _sweep_forever(folder: OwnFolder, lifetime_s: float) -> None:
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`). A server that
+    allocates and frees arrays for every request otherwise keeps the freed pages: its resident
+    memory creeps up although nothing is kept. False where there is no glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def _housekeeping(folder: OwnFolder, lifetime_s: float) -> None:
+    """Every minute the free heap goes back to the system; every 10 minutes (or each lifetime,
+    when shorter) the app's old files go. Ends when the app's folder is removed (at exit)."""
+    sweep_every, last_sweep = min(600.0, lifetime_s), time.monotonic()
     while folder.path.is_dir():
-        time.sleep(min(600.0, lifetime_s))
-        folder.sweep(lifetime_s)
+        time.sleep(min(TRIM_EVERY_S, sweep_every))
+        if time.monotonic() - last_sweep >= sweep_every:
+            folder.sweep(lifetime_s)
+            last_sweep = time.monotonic()
+        release_free_memory()
 
 
 def stop_on_sigterm() -> None:
@@ -61,13 +82,14 @@ def stop_on_sigterm() -> None:
 def build_ui(args: DemoConfig, service):
     """The queued Blocks over `service`, which is started here (idempotent). Uploads and
     outputs go to a folder of the app's own inside Gradio's shared one (`own_folder.claim`):
-    the sweep (every 10 minutes, or each lifetime when shorter) and the exit delete its files only."""
+    the sweep (every 10 minutes, or each lifetime when shorter) and the exit delete its files
+    only. A housekeeping thread runs the sweep and hands free heap memory back every minute."""
     from vittle.app.ui import build_demo
 
     lifetime_s = max(1.0, args.file_lifetime_min * 60)
     folder = claim()  # before any component is made: Gradio reads the folder then
-    if not any(thread.name == "vittle-file-sweep" for thread in threading.enumerate()):  # one, also in reload mode
-        threading.Thread(target=_sweep_forever, args=(folder, lifetime_s), name="vittle-file-sweep", daemon=True).start()
+    if not any(thread.name == "vittle-housekeeping" for thread in threading.enumerate()):  # one, also in reload mode
+        threading.Thread(target=_housekeeping, args=(folder, lifetime_s), name="vittle-housekeeping", daemon=True).start()
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)

@@ -197,6 +197,14 @@ def test_the_own_folder_sweep_removes_old_files_and_emptied_folders_and_keeps_it
     assert OwnFolder(tmp_path / "missing", tmp_path, None, None).sweep(1) == 0
 
 
+def test_free_heap_memory_goes_back_to_the_system_where_glibc_runs():
+    import platform
+
+    from vittle.app.main import release_free_memory
+
+    assert release_free_memory() is (platform.libc_ver()[0] == "glibc")
+
+
 def test_abandoned_folders_of_killed_instances_go_and_held_or_unmarked_ones_stay(tmp_path):
     import fcntl
 
