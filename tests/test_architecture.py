@@ -107,17 +107,3 @@ def test_no_import_circles():
         if node not in index:
             visit(node)
     assert not circles, circles
-
-
-LONG_FILE = 300
-"""Lines above which a source file states, in its module docstring, why it is one file."""
-
-
-def test_long_files_say_why():
-    unexplained = {}
-    for name, path in modules().items():
-        text = path.read_text(encoding="utf-8")
-        lines = text.count("\n")
-        if lines > LONG_FILE and "Long file:" not in (ast.get_docstring(ast.parse(text)) or ""):
-            unexplained[name] = lines
-    assert not unexplained, f"over {LONG_FILE} lines without a 'Long file:' reason in the module docstring: {unexplained}"
