@@ -23,6 +23,7 @@ from vittle.config import BottleneckConfig
 from vittle.families import UnsupportedFamilyError, model_class
 from vittle.model import BOTTLENECK_ATTR, CONFIG_KEY, attach_bottleneck
 from vittle.plugins import PluginError, register_model_types
+from vittle.reconstruction import HEAD_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,11 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     return None
 
 
+def read_prefixed(folder: str | Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint folder whose names start with `prefix`, the prefix removed."""
+    return _read_prefixed(weight_files(Path(folder)), prefix)
+
+
 def _read_prefixed(files: list[Path], prefix: str) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
@@ -184,7 +190,7 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
             model, info = cls.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
-    foreign = [key for key in info.get("unexpected_keys", []) if not key.startswith(BOTTLENECK_ATTR + ".")]
+    foreign = [key for key in info.get("unexpected_keys", []) if not key.startswith((BOTTLENECK_ATTR + ".", HEAD_ATTR + "."))]
     if foreign:
         logger.warning("%s: %d weights not used by the model, e.g. %s", folder, len(foreign), foreign[:3])
     if info.get("missing_keys"):

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vittle.plugins import DATASETS, names
+from vittle.plugins import AUGMENTERS, DATASETS, names
 
 PRIORS = ("fixed", "learnable")
 SCHEDULES = ("cosine", "sigmoid", "constant")
@@ -212,10 +212,26 @@ class DataConfig:
     name another package registers (`vittle.datasets` entry points, vittle.plugins)."""
     synthetic_samples: int = 512
     """How many images the synthetic generator makes."""
+    instruction_loss: bool = False
+    """Also supervise the instruction's own tokens, the chat template's roles, separators and
+    image tokens left out (L2T / LIT, "Learning to Instruct for Visual Instruction Tuning",
+    Zhou et al. 2025); off: the answers alone, as LLaVA."""
+    augment: str = ""
+    """Training-time augmentation: comma-separated visual shifts of `vittle perturb` (a name
+    alone draws its severity from 1..5 each time, "gaussian_noise:3" fixes it), one of them
+    applied to a sample's image with probability `augment_prob` each time the sample is read;
+    "" trains on the images as stored."""
+    augment_prob: float = 0.5
+    augmenter: str = "shifts"
+    """Who applies `augment`: "shifts" (the project's perturbations, vittle.analysis.perturb) or a
+    name another package registers (`vittle.augmenters` entry points, vittle.plugins)."""
 
     def __post_init__(self) -> None:
         if self.synthetic:
             _check_choice("data.synthetic", self.synthetic, names(DATASETS))
+        _check_range("data.augment_prob", self.augment_prob, 0.0, 1.0)
+        if self.augment:
+            _check_choice("data.augmenter", self.augmenter, names(AUGMENTERS))
         _check_range("data.max_length", self.max_length, 8)
         _check_range("data.synthetic_samples", self.synthetic_samples, 1)
 
@@ -318,6 +334,27 @@ class LoraConfig:
         return self.alpha or 2.0 * self.r
 
 
+@dataclass
+class ReconstructionConfig:
+    """ROSS's reconstruction objective in its regression form (vittle.reconstruction; Wang et al.,
+    "Reconstructive Visual Instruction Tuning", ICLR 2025): the LLM's outputs at the image
+    positions reconstruct the image's latent tokens through a small head, used in training only."""
+
+    weight: float = 0.0
+    """The reconstruction loss's weight beside the answer loss (the error is relative: 1.0 is
+    that of predicting zeros); 0 turns it off. ROSS weighs its objective 1.0."""
+    hidden: int = 0
+    """The head's inner width; 0 takes the LLM's hidden size."""
+
+    def __post_init__(self) -> None:
+        _check_range("reconstruction.weight", self.weight, 0.0)
+        _check_range("reconstruction.hidden", self.hidden, 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
 TRAIN_ALIASES = {
     "learning_rate": "lr",
     "per_device_train_batch_size": "batch_size",
@@ -339,10 +376,17 @@ class RecipeConfig:
     bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
 
     def __post_init__(self) -> None:
         if not self.data.path:
             raise ValueError("data.path is required: the LLaVA conversation JSON to train on")
+        if self.reconstruction.enabled and self.train.stage not in ("instruct", "baseline"):
+            raise ValueError(f"reconstruction.weight is set, but train.stage={self.train.stage!r} has no image positions to "
+                             "reconstruct from the LLM's outputs; use it in the instruct or baseline stage")
+        if self.reconstruction.enabled and self.lora.enabled:
+            raise ValueError("reconstruction.weight with lora.r: the reconstruction head is trained in full training only; "
+                             "set lora.r=0 or reconstruction.weight=0")
         if self.lora.enabled and self.train.stage == "align":
             raise ValueError("lora.r is set, but train.stage='align' trains the projector alone, which LoRA does not touch; "
                              "use LoRA in the instruct or baseline stage")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,32 @@ class ImageEncoder:
         return image_text(self.family, self.processor, {"pixel_values": encoded} if isinstance(encoded, torch.Tensor) else encoded)
 
 
+def instruction_spans(text: str, questions: list[str], answer_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The character spans of the instructions' own content in a formatted conversation `text`
+    (Learning to Instruct, Zhou et al. 2025: the loss also covers the instruction, not the
+    template). `questions` are as the sample wrote them (with the image placeholder, before the
+    family expands it): each piece of a question around the placeholder, stripped of the
+    whitespace at its ends, is found between the previous answer and its own answer. The
+    template's roles and separators, the system prompt and whatever the family writes for the
+    image stay outside every span."""
+    spans: list[tuple[int, int]] = []
+    for index, question in enumerate(questions):
+        low = answer_spans[index - 1][1] if index else 0
+        high = answer_spans[index][0] if index < len(answer_spans) else len(text)
+        found: list[tuple[int, int]] = []
+        for piece in reversed([p.strip() for p in question.split(IMAGE_PLACEHOLDER)]):
+            if not piece:
+                continue
+            start = text.rfind(piece, low, high)
+            if start < 0:
+                raise DataError(f"instruction {index} ({piece[:40]!r}) was not found in the formatted conversation; "
+                                "the chat format rewrote it")
+            found.append((start, start + len(piece)))
+            high = start
+        spans.extend(reversed(found))
+    return spans
+
+
 def encode_text(tokenizer: Any, text: str, answer_spans: list[tuple[int, int]], max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels: a token is supervised if it starts inside an answer span."""
     encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
@@ -289,7 +316,8 @@ class ConversationDataset(Dataset):
     """Tokenized LLaVA conversations for training."""
 
     def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048,
-                 system: str | None = None, cache_images: bool = False, check_images: bool = True):
+                 system: str | None = None, cache_images: bool = False, check_images: bool = True,
+                 instruction_loss: bool = False, augment: Callable[[Image.Image, int], Image.Image] | None = None):
         self.samples = read_conversations(json_path, image_folder)
         if check_images:
             verify_images(self.samples, Path(json_path).with_name(Path(json_path).name + ".images-ok.json"))
@@ -300,6 +328,10 @@ class ConversationDataset(Dataset):
         self.system = self.chat.system if system is None else system
         """The system prompt; None: the family's chat format's default (vicuna-v1's for LLaVA)."""
         self.max_length = max_length
+        self.instruction_loss = instruction_loss
+        """Also supervise the instructions' content tokens (`instruction_spans`; L2T)."""
+        self.augment = augment
+        """(image, sample index) -> the image to train on this time (training-time shifts); None: as stored."""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -312,10 +344,12 @@ class ConversationDataset(Dataset):
         encoded = None
         turns = sample["turns"]
         if sample["image_path"] is not None:
-            encoded = self._encoded(sample)
+            encoded = self._encoded(sample, index)
             slot = self.images.text(encoded)
             turns = [(self.chat.expand_image(q, slot, 1), a) for q, a in turns]
         text, spans = self.chat.format_conversation(turns, eos=self.processor.tokenizer.eos_token, system=self.system)
+        if self.instruction_loss:
+            spans = sorted(spans + instruction_spans(text, [q for q, _ in sample["turns"]], spans))
         ids, labels = encode_text(self.processor.tokenizer, text, spans, self.max_length)
         if encoded is not None and ids.count(self.images.feature_token_id) != text.count(self.images.feature_token):
             raise DataError(f"sample {sample['id']!r}: max_length={self.max_length} cuts into its image tokens")
@@ -327,8 +361,10 @@ class ConversationDataset(Dataset):
             item.update(encoded)
         return item
 
-    def _encoded(self, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _encoded(self, sample: dict[str, Any], index: int) -> dict[str, torch.Tensor]:
         path = sample["image_path"]
+        if self.augment is not None:  # a fresh draw each time the sample is read: never cached
+            return self.images.encode(self.augment(load_image(path, sample["id"]), index))
         if self._pixels is not None and path in self._pixels:
             return self._pixels[path]
         encoded = self.images.encode(load_image(path, sample["id"]))

@@ -14,6 +14,9 @@ the repository) has no metadata, and still knows them.
 - `vittle.model_types`: a transformers `model_type` -> the module that registers it with
   AutoConfig / AutoModel when imported ("vittle_efficientnet_lite": vittle.toy.efficientnet);
   `register_model_types` imports it before a checkpoint that names it is read.
+- `vittle.augmenters`: a `data.augmenter` name -> `make(specs: str, probability: float, seed: int)`,
+  which returns `(image, sample index) -> image` for training-time augmentation ("shifts": the
+  project's visual shifts, vittle.analysis.perturb.training).
 - `vittle.commands`, `vittle.command_settings`: the analysis and app commands (vittle.cli).
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MODEL_INITS, DATASETS, MODEL_TYPES = "vittle.model_inits", "vittle.datasets", "vittle.model_types"
+AUGMENTERS = "vittle.augmenters"
 
 BUILT_IN: dict[str, dict[str, str]] = {
     MODEL_INITS: {"tiny": "vittle.toy.tiny:init_tiny", "tiny-efficientnet": "vittle.toy.tiny:init_efficientnet"},
@@ -41,10 +45,11 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "wordnet": "vittle.corpus:synthesize",
     },
     MODEL_TYPES: {"vittle_efficientnet_lite": "vittle.toy.efficientnet"},
+    AUGMENTERS: {"shifts": "vittle.analysis.perturb.training:training_shifts"},
 }
 """vittle's own plugins, known without package metadata (pyproject.toml declares the same)."""
 
-WHAT = {MODEL_INITS: "model.init", DATASETS: "data.synthetic", MODEL_TYPES: "model type"}
+WHAT = {MODEL_INITS: "model.init", DATASETS: "data.synthetic", MODEL_TYPES: "model type", AUGMENTERS: "data.augmenter"}
 
 
 class PluginError(ValueError):

@@ -21,13 +21,14 @@ from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from vittle.bottleneck import record_states
-from vittle.checkpoint import DTYPES, load_pretrained
+from vittle.checkpoint import DTYPES, load_pretrained, read_prefixed
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
 from vittle.families import family_of, language_model, lm_head, load_processor, train_projector
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import AlphaSchedule, vittle_loss
-from vittle.plugins import DATASETS, MODEL_INITS, PluginError, load, registered
+from vittle.plugins import AUGMENTERS, DATASETS, MODEL_INITS, PluginError, load, registered
+from vittle.reconstruction import HEAD_ATTR, attach_reconstruction, detach_reconstruction, get_reconstruction, reconstruction_loss
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
@@ -91,6 +92,9 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     elif existing is not None:
         raise ValueError(f"stage {stage!r} trains a model without a bottleneck, but {init} has one; start from a plain LLaVA checkpoint")
     trainable = configure_stage(model, stage)
+    if recipe.reconstruction.enabled:  # ROSS: a head trained beside the model, dropped before the final save
+        attach_reconstruction(model, recipe.reconstruction.hidden, recipe.reconstruction.weight).requires_grad_(True)
+        trainable = [name for name, param in model.named_parameters() if param.requires_grad]
     if recipe.lora.enabled:
         from vittle.lora import apply_lora
 
@@ -133,6 +137,10 @@ class VittleTrainer(Trainer):
             outputs = model(**inputs)
         loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"),
                                   states[-1] if states else None)
+        reconstruction = reconstruction_loss(unwrapped)
+        if reconstruction is not None:  # ROSS
+            loss = loss + get_reconstruction(unwrapped).loss_weight * reconstruction
+            terms["reconstruction"] = reconstruction
         if model.training:
             # Detached tensors, turned into numbers only when logged: no device sync per step.
             for key, value in terms.items():
@@ -146,6 +154,9 @@ class VittleTrainer(Trainer):
         bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
         if bottleneck is not None:  # gradient checkpointing re-runs the forward in backward, outside record_states()
             bottleneck.last = None  # do not keep those activations alive into the next step
+        head = get_reconstruction(self.accelerator.unwrap_model(model))
+        if head is not None:
+            head.take()  # likewise
         # One process: stop at once (Trainer reads this value every step anyway, for its NaN
         # filter). Several: leave it to the gradient norm, which every rank sees after the
         # all-reduce, so that no rank stops alone while the others wait for it.
@@ -193,7 +204,11 @@ class VittleTrainer(Trainer):
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         restored = load_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
-        target.load_state_dict(restored.state_dict(), strict=True)
+        state = restored.state_dict()
+        if get_reconstruction(target) is not None:  # ROSS's head: in checkpoint-N, not in the model class
+            head = read_prefixed(resume_from_checkpoint, HEAD_ATTR + ".")
+            state.update({f"{HEAD_ATTR}.{key}": value for key, value in head.items()})
+        target.load_state_dict(state, strict=True)
         logger.info("restored weights from %s", resume_from_checkpoint)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -264,8 +279,11 @@ def train(recipe: RecipeConfig, on_model: Callable[[torch.nn.Module], Any] | Non
         system = recipe.data.system_prompt
         setattr(model.config, SYSTEM_PROMPT_KEY, system)  # saved with the model; the Assistant reads it
     processor.chat_template = family_of(model).chat.chat_template(system)  # saved in every checkpoint: apply_chat_template gives the trained prompt
+    augment = (load(AUGMENTERS, recipe.data.augmenter)(recipe.data.augment, recipe.data.augment_prob, recipe.train.seed)
+               if recipe.data.augment else None)
     dataset = ConversationDataset(recipe.data.path, processor, recipe.data.image_folder or None, recipe.data.max_length, system,
-                                   cache_images=recipe.data.cache_images)
+                                   cache_images=recipe.data.cache_images, instruction_loss=recipe.data.instruction_loss,
+                                   augment=augment)
     if recipe.model.residual_rms:
         rescale_to(model, dataset, recipe.model.residual_rms)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,  # saved in every checkpoint-N
@@ -273,6 +291,7 @@ def train(recipe: RecipeConfig, on_model: Callable[[torch.nn.Module], Any] | Non
     checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     final = trainer.model
+    detach_reconstruction(final)  # ROSS's head is for training only
     if recipe.lora.enabled:
         final = save_merged(recipe, trainer, args.output_dir)
     else:

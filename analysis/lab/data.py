@@ -12,10 +12,10 @@ from vittle.analysis.evaluate.scoring import normalize_answer
 
 
 def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The last logged value of ce, kl_v, kl_t, alpha and loss."""
+    """The last logged value of ce, kl_v, kl_t, alpha, reconstruction (ROSS) and loss."""
     final: dict[str, float] = {}
     for entry in history:
-        for key in ("ce", "kl_v", "kl_t", "alpha", "loss"):
+        for key in ("ce", "kl_v", "kl_t", "alpha", "reconstruction", "loss"):
             if key in entry:
                 final[key] = float(entry[key])
     return final

@@ -6,8 +6,11 @@ glosses), stage 1 aligns the projector on captions (`tiny-stage1-align`, LM and 
 and the pressure on a bottleneck is measured on the stage-1 model. Per unit (b, s), every
 stage-2 arm learns easy-vqa from base b's stage-1 model with seed s: the same data, order,
 steps and learning rate. Arms: baseline, Vittle (F), Vittle (L), the noise-only control (the
-main arms, every unit); Vittle (F) at the paper's literal KL weight 0.1 and the positive
-control (augmented data) on the units of `extra_seeds`.
+main arms, every unit); Vittle (F) at the paper's literal KL weight 0.1 on the units of
+`extra_seeds`; the comparison methods (augmentation, weight decay, L2T, ROSS, Vittle (F) +
+augmentation) on every unit; the units of `new_bases` (baseline, Vittle (F), the methods).
+A base trained again because its model is gone (models are not archived) must reproduce its
+archived record, or the study stops.
 
 Runs are the lab's (claims, archive, evaluation, diagnostics: `analysis.lab.runner.Lab`); a
 run's `seed` field holds the unit code 10 * b + s (a stage record: b). The plan, the arms and
@@ -31,11 +34,13 @@ from vittle.analysis.lab.runner import Lab
 from vittle.analysis.lab.staged_measures import pressure, text_numbers
 from vittle.analysis.lab.staged_plan import (
     ALIGN_RECIPE,
+    REPRODUCE_TOLERANCE,
     TEXT_RECIPE,
     Job,
     StagedConfig,
     StageRecord,
     label_keeping_specs,
+    max_relative_difference,
 )
 from vittle.analysis.lab.workers import alive_claim, claim, run_workers
 
@@ -168,6 +173,16 @@ class StagedLab(Lab):
                 numbers = pressure(folder / "model", self.train_data("train"), self.data_dir / "captions.json", config.pressure_samples)
             result = StageRecord(job.name, job.base, job.kind, float(trained["train_seconds"]), str(trained.get("train_device", "?")),
                                  git_commit(), final_log(trained["history"]), numbers, overrides)
+            archived = self.archived_path(job)
+            if archived is not None:  # a base trained again for runs still to do: it must be the archived one
+                difference = max_relative_difference(StageRecord.load(archived), result)
+                result.reproduces = {"max_relative_difference": difference}
+                result.save(folder / "result.json")
+                if difference > REPRODUCE_TOLERANCE:
+                    raise RuntimeError(f"{job.name} trained again differs from its archived record {archived} (largest relative "
+                                       f"difference {difference:.3g} > {REPRODUCE_TOLERANCE:g}): the new arms would not be paired "
+                                       "with the archived ones; run on the machine and versions the archive names, or start a new archive")
+                return result
         result.save(folder / "result.json")
         if config.archive is not None:
             config.archive.mkdir(parents=True, exist_ok=True)

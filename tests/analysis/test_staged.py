@@ -12,18 +12,38 @@ from vittle.analysis.lab.staged_plan import MATCHED_KL, StagedConfig
 from vittle.analysis.lab.staged_report import GateRow, gate_rows
 
 
-def test_the_plan_runs_the_bases_first_then_the_main_arms_unit_after_unit_then_the_extras():
-    config = StagedConfig(bases=(0, 1), seeds=(0, 1), extra_seeds=(1,))
+def test_the_plan_runs_the_bases_first_then_the_main_arms_unit_after_unit_then_the_extras_then_the_methods():
+    config = StagedConfig(bases=(0, 1), seeds=(0, 1), extra_seeds=(1,), new_bases=(2,))
     names = [job.name for job in config.jobs()]
     main = ["baseline", "vittle-f", "vittle-l", "noise"]
-    assert names[:4] == ["text-b0", "align-b0", "text-b1", "align-b1"]
-    assert names[4:] == ([f"{a}-b0-s0" for a in main] + [f"{a}-b1-s0" for a in main]
+    methods = ["augmented", "weight-decay", "l2t", "ross", "vittle-f-augmented"]
+    assert names[:6] == ["text-b0", "align-b0", "text-b1", "align-b1", "text-b2", "align-b2"]
+    assert names[6:] == ([f"{a}-b0-s0" for a in main] + [f"{a}-b1-s0" for a in main]
                          + [f"{a}-b0-s1" for a in main] + [f"{a}-b1-s1" for a in main]
-                         + [f"{a}-b0-s1" for a in ["vittle-f-kl0.1", "augmented"]]
-                         + [f"{a}-b1-s1" for a in ["vittle-f-kl0.1", "augmented"]])
-    assert {job.unit for job in config.jobs() if job.kind == "arm"} == {0, 1, 10, 11}
+                         + ["vittle-f-kl0.1-b0-s1", "vittle-f-kl0.1-b1-s1"]
+                         + [f"{a}-b{b}-s{s}" for s in (0, 1) for b in (0, 1) for a in methods]
+                         + [f"{a}-b2-s1" for a in ["baseline", "vittle-f", *methods]])
+    assert {job.unit for job in config.jobs() if job.kind == "arm"} == {0, 1, 10, 11, 21}
     assert MATCHED_KL == pytest.approx(0.003125)
+    without = StagedConfig(bases=(0,), seeds=(0,), extra_seeds=(), new_bases=(), methods=False)
+    assert [job.name for job in without.jobs()] == ["text-b0", "align-b0", *[f"{a}-b0-s0" for a in main]]
+    arms = {job.arm.name: job.arm for job in config.jobs() if job.arm is not None}
+    assert arms["weight-decay"].overrides == ("train.weight_decay=0.1",) and arms["l2t"].overrides == ("data.instruction_loss=true",)
+    assert arms["ross"].overrides == ("reconstruction.weight=1",) and arms["vittle-f-augmented"].data == "augmented"
+    assert arms["vittle-f-augmented"].recipe == "tiny-stage2-vittle-f" and arms["augmented"].recipe == "tiny-stage2-baseline"
 
+
+def test_the_comparison_beyond_the_clean_gap_and_the_precision_target():
+    from vittle.analysis.lab.staged_report import Comparison, beyond_clean, meets_target
+    from vittle.analysis.lab.stats import seed_interval
+
+    visual = Comparison("ross", "baseline", [0, 1, 10], "visual, label-keeping", [-3.0, -1.0, -2.0],
+                        seed_interval([-3.0, -1.0, -2.0]), None)
+    clean = Comparison("ross", "baseline", [0, 10], "clean", [-1.0, 0.5], None, None)
+    beyond = beyond_clean(visual, clean)
+    assert beyond.units == [0, 10] and beyond.per_unit == [-2.0, -2.5] and beyond.group == "visual beyond clean"
+    assert meets_target(visual) is (visual.t_interval.half_width <= 2.5) and meets_target(clean) is None
+    assert visual.t_interval.half_width == pytest.approx(4.303 * 1.0 / 3 ** 0.5, rel=1e-3)  # t(2) x sd / sqrt(n)
 
 
 def test_a_lost_base_is_trained_again_only_while_a_run_of_its_base_still_needs_it(tmp_path):
@@ -34,7 +54,8 @@ def test_a_lost_base_is_trained_again_only_while_a_run_of_its_base_still_needs_i
 
     archive = tmp_path / "archive"
     archive.mkdir()
-    config = StagedConfig(out=tmp_path / "staged", archive=archive, bases=(0, 1), seeds=(0, 1), extra_seeds=())
+    config = StagedConfig(out=tmp_path / "staged", archive=archive, bases=(0, 1), seeds=(0, 1), extra_seeds=(), new_bases=(),
+                          methods=False)
     jobs = config.jobs()
     done = ["text-b0", "align-b0", "text-b1", "align-b1"] + [j.name for j in jobs if j.kind == "arm" and j.base == 0]
     done += [j.name for j in jobs if j.kind == "arm" and j.base == 1][:5]  # base 1: three arms of unit s1 still to run
@@ -135,3 +156,35 @@ def _export_follows_the_gate(lab, assets, summary) -> None:
     assistant = Assistant.load(assets / "tiny-vittle-f", device="cpu")
     answers = assistant.answer_batch([Image.new("RGB", (64, 64))], ["What color is the shape?"], max_new_tokens=2)
     assert assistant.has_bottleneck and len(answers) == 1 and isinstance(answers[0], str)
+
+
+def test_a_short_study_of_the_methods_pairs_them_and_a_retrained_base_must_match_its_record(tmp_path):
+    """The methods' arms train from the same stage-1 model and are reported against the baseline
+    with their clean difference and the loss beyond it; with the run folders gone, a base trained
+    again for an arm still to run reproduces its archived record (else the study stops)."""
+    from vittle.analysis.lab.staged import StagedLab
+    from vittle.analysis.lab.staged_plan import StageRecord
+
+    out, archive = tmp_path / "staged", tmp_path / "archive"
+    config = dict(out=out, bases=(0,), seeds=(0,), extra_seeds=(), new_bases=(), text_steps=3, align_steps=2, arm_steps=3,
+                  slice_images=4, diagnostic_queries=4, pressure_samples=8, train_images=6, specs=("gaussian_noise:3", "char_typo:3"),
+                  archive=archive, png=False, overrides=("base:model.hidden_size=32", "base:model.num_layers=3", "train.batch_size=4",
+                                                         "train.logging_steps=1"))
+    first = ("baseline", "l2t", "ross", "weight-decay")
+    summary = StagedLab(StagedConfig(**config, only=first)).run()
+    ross = RunResult.load(out / "runs" / "ross-b0-s0" / "result.json")
+    assert ross.recipe_config["reconstruction"]["weight"] == 1.0 and "reconstruction" in ross.final_log
+    assert RunResult.load(out / "runs" / "l2t-b0-s0" / "result.json").recipe_config["data"]["instruction_loss"] is True
+    groups = {(c.arm, c.group) for c in summary.comparisons}
+    for arm in ("l2t", "ross", "weight-decay"):
+        assert {(arm, "clean"), (arm, "visual, label-keeping"), (arm, "visual beyond clean")} <= groups
+    import shutil
+
+    shutil.rmtree(out / "runs")  # the models are gone; the archive keeps the records
+    StagedLab(StagedConfig(**config, only=(*first, "augmented"))).run()
+    retrained = StageRecord.load(out / "runs" / "align-b0" / "result.json")
+    assert retrained.reproduces["max_relative_difference"] <= 1e-3
+    assert sorted(p.name for p in archive.iterdir()) == sorted(
+        f"{name}.json" for name in ["text-b0", "align-b0", *(f"{a}-b0-s0" for a in (*first, "augmented"))])
+    record = json.loads((archive / "align-b0.json").read_text())
+    assert "reproduces" not in record or not record["reproduces"]  # the archived record is the first training's
