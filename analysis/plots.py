@@ -116,6 +116,34 @@ def interval_chart(intervals: Mapping[str, Mapping[str, tuple[float, float, floa
     return fig
 
 
+def forest_spec(rows: Mapping[str, Mapping[str, tuple[float, float, float]]], groups: Sequence[str], title: str,
+                xaxis: str = "minus the baseline (points)") -> dict[str, Any]:
+    """A forest plot as a figure dict: one panel per group (side by side, a shared row per arm),
+    each arm's mean with its interval, `rows[arm][group]` = (mean, low, high), a line at 0. Arms
+    read top to bottom in the given order; a missing group leaves its cell empty."""
+    arms = list(rows)
+    layout, axes = _grid_layout(1, len(groups), list(groups), 0.03, 0.0)
+    data = []
+    for index, group in enumerate(groups):
+        shown = [arm for arm in arms if group in rows[arm]]
+        means = [rows[a][group][0] for a in shown]
+        suffix = "" if index == 0 else str(index + 1)
+        data.append({"type": "scatter", "x": means, "y": shown, "mode": "markers", "showlegend": False,
+                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "marker": {"color": [colour_for(a, i) for i, a in enumerate(shown)],
+                                                                             "size": 9},
+                     "error_x": {"type": "data", "symmetric": False, "array": [rows[a][group][2] - rows[a][group][0] for a in shown],
+                                 "arrayminus": [rows[a][group][0] - rows[a][group][1] for a in shown], "thickness": 1.5},
+                     "hovertemplate": f"%{{y}}<br>{html.escape(group)}: %{{x:+.1f}} points<extra></extra>"})
+    for index, suffix in enumerate(axes):
+        layout[f"xaxis{suffix}"] = {**layout.get(f"xaxis{suffix}", {}), "zeroline": True, "zerolinecolor": "#555", "zerolinewidth": 1.5,
+                                    "title": {"text": xaxis if index == 0 else ""}}
+        layout[f"yaxis{suffix}"] = {**layout.get(f"yaxis{suffix}", {}), "categoryorder": "array", "categoryarray": arms[::-1],
+                                    "showticklabels": index == 0, "automargin": True}
+    layout.update({"title": {"text": title}, "template": "plotly_white", "height": 140 + 34 * len(arms), "width": 1100,
+                   "margin": {"l": 10, "r": 10, "t": 80, "b": 50}})
+    return {"data": data, "layout": layout}
+
+
 def save_figure(fig: Any, path_stem: str | Path, png: bool = True, scale: float = 1.0) -> list[Path]:
     """Write `stem.html` (self-contained) and, when a Chromium is available, `stem.png`.
     Returns the files written; a missing browser skips the PNG with a clear message."""

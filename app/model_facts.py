@@ -147,6 +147,11 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
         why = ("the app was started without one (--lab none)" if not lab_path else
                f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")
         table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
+    if staged_summary is not None and staged_summary.shifted:  # the staged study's models: every arm's intervals in one picture
+        from vittle.analysis.lab.staged_report import forest
+        from vittle.analysis.plots import figure as as_figure
+
+        return table, as_figure(forest(staged_summary))
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
     return table, figure

@@ -4,13 +4,10 @@ menus, and how a result or an error is put on the page."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import gradio as gr
-from gradio.components.plot import PlotData
 
 from vittle.app.inputs import InputError
-from vittle.app.presentation import FIGURES
 from vittle.app.query import NONE
 
 logger = logging.getLogger(__name__)
@@ -72,8 +69,3 @@ def user_error(err: Exception) -> gr.Error:
     logger.exception("request failed")
     return gr.Error(f"The server could not complete this request ({type(err).__name__}: {err}). "
                     "Other requests are not affected.", title="Server error")
-
-
-def plots(panels: Any) -> list[PlotData | None]:
-    """The turn's four figures as plotly JSON for `gr.Plot` (no Figure objects to build)."""
-    return [None if (text := panels.json(name)) is None else PlotData(type="plotly", plot=text) for name in FIGURES]

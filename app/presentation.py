@@ -12,9 +12,6 @@ from typing import Any
 
 from vittle.app.staged_table import STAGED_DOC, staged_markdown
 
-FIGURES = ("embeddings", "distances", "variance", "kl")
-"""The panels' figures in the order of the page's outputs (the overlay, added later, goes last: `Panels.specs["overlay"]`)."""
-
 
 @dataclass
 class PanelNumbers:
@@ -38,7 +35,8 @@ class Panels:
     user; `embeddings`, `distances`, `variance` and `kl` give plotly Figures for code."""
 
     specs: dict[str, dict[str, Any] | None]
-    """FIGURES -> figure dict, or None where the turn has no such panel."""
+    """Figure name ("embeddings", "distances", "variance", "kl", "overlay") -> figure dict, or None where
+    the turn has no such panel (the page's panels pick theirs by name: vittle.app.panels)."""
     tokens_html: str
     summary: str
     numbers: PanelNumbers

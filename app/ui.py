@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from vittle.app import ui_probe
-from vittle.app.components import AppBlocks, QueryImage, ServedImage
+from vittle.app.components import AppBlocks, QueryImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import whole_number
 from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_IF_HIDDEN, SCROLL_TO_ANSWERS, hidden_note
 from vittle.app.page import choices as _choices
-from vittle.app.page import plots as _plots
 from vittle.app.page import user_error as _user_error
-from vittle.app.presentation import answer_marks, fit_to_container
+from vittle.app.panels import Page, TurnView, figure_value
 from vittle.app.record import ExampleFinder
-from vittle.app.service import NONE, ROLES, DemoService
-from vittle.app.ui_tabs import build_tabs, wire_map
+from vittle.app.service import NONE, DemoService
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +47,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise gr.Error("Choose an image first (upload one or pick an example): the models answer questions about an image.",
                            title="No image", print_exception=False)
 
-    def clear() -> tuple[Any, ...]:
-        """Empty outputs: an error, or a new turn, never leaves an earlier query's results on screen."""
-        return (None, "", "", "", "", "", "", None, None, None, None, "", "", None, None, "", None, "", None, "")
-
+    page = Page(service)  # the panels (vittle.app.panels): their components, their values for a turn
     rows = example_rows()
     finder = ExampleFinder([row[0] for row in rows])
 
@@ -89,34 +83,25 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise _user_error(err) from err
 
     def _run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
-             method: str, alpha: float | None) -> Iterator[tuple[Any, ...]]:
-        """`run`'s turn: the updates it streams (its errors are turned into messages by `run`)."""
+             method: str, alpha: float | None) -> Iterator[dict[Any, Any]]:
+        """`run`'s turn: the page's updates as it goes, each with every output's value (its errors
+        are turned into messages by `run`)."""
         ready()
         need_image(image)
         query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
         settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
                                         service.training_alpha(vittle))
-        notes = "; ".join(query.notes)
-        header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
-        # Three updates, each with every output's value: gr.skip() would be cheaper to write but
-        # makes Gradio rebuild the component's config, the costliest part of a turn under load
-        answers = dict.fromkeys(ROLES, "")
-        cleared = (None, None, None, None, "", "")  # no panels of an earlier query next to the new answers
-        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, None, None, "", None, "", None, "")
-        for answers in service.answers(query, vittle, settings.alpha):  # noqa: B007 (the last update is used below)
+        view = TurnView(query=query, vittle=vittle, label=service.label(vittle))
+        yield page.updates(view)  # the perturbed query at once, no panels of an earlier query next to it
+        for view.answers in service.answers(query, vittle, settings.alpha):  # the last update is the answers
             pass
-        marks = answer_marks(answers, service.label(vittle))
-        header += f"  \n{marks}" if marks else ""
-        turn = service.distributions(query, answers, vittle, settings.alpha)
-        charts = ui_probe.distribution_outputs(service, turn, vittle)
-        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *cleared, *charts, None, "", None, "")
-        panels = service.panels(query, vittle, method)
-        record = ui_probe.turn_record(settings, query, answers, marks, turn, panels)
-        files = record.write(downloads(), query.perturbed_image)
-        yield (query.perturbed_image, query.perturbed_question, header, *answers.values(), *_plots(panels), panels.tokens_html,
-               panels.summary, *charts, files, ui_probe.link_markdown(settings, image is not None),
-               ui_probe.plot(fit_to_container(panels.specs.get("overlay"))), record.to_json())
-        # (the whole turn again: an API caller's final result holds every output)
+        view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
+        yield page.updates(view)
+        view.panels = service.panels(query, vittle, method)
+        record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels)
+        view.files = record.write(page["probe"].downloads(), query.perturbed_image)
+        view.link, view.record = ui_probe.link_markdown(settings, image is not None), record.to_json()
+        yield page.updates(view)  # the whole turn again: an API caller's final result holds every output
 
     def embeddings(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
                    method: str, alpha: float | None = None) -> tuple[Any, Any]:
@@ -133,7 +118,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             raise
         except Exception as err:
             raise _user_error(err) from err
-        return _plots(panels)[0], panels.summary
+        return figure_value(panels, "embeddings"), panels.summary
 
     def sweep(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str, method: str,
               alpha: float | None = None, previous: str = "") -> tuple[Any, str, list[str], str]:
@@ -148,7 +133,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             ui_probe.check_sweep_inputs(image)
             settings = ui_probe.settings_of(finder, image, question, visual, whole_number("severity", severity), text,
                                             whole_number("text level", level), vittle, alpha, method, service.training_alpha(vittle))
-            return ui_probe.sweep_outputs(service, settings, image, previous or "", downloads())
+            return ui_probe.sweep_outputs(service, settings, image, previous or "", page["probe"].downloads())
         except gr.Error:
             raise
         except Exception as err:
@@ -167,15 +152,12 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             gr.Warning("Some settings in the link were not used: " + "; ".join(problems) + ".", title="Link")
         return tuple(values[name] if name in values else gr.skip() for name in names)
 
-    def rerun_for_alpha(*args: Any) -> Iterator[tuple[Any, ...]]:
+    def rerun_for_alpha(*args: Any) -> Iterator[dict[Any, Any]]:
         """Moving the alpha slider answers again, once there is an image to ask about."""
         if args[0] is None:
-            yield tuple(gr.skip() for _ in outputs)
+            yield {}  # nothing changes
             return
         yield from run(*args)
-
-    def downloads() -> Path:
-        return Path(download.GRADIO_CACHE) / "vittle-turns"
 
     def robustness(vittle: str) -> tuple[str, Any, str]:
         """The robustness lab's numbers for the baseline and the chosen Vittle model ("vittle-f" or
@@ -224,61 +206,31 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                             label="Examples: easy-vqa test images (what the default models know) and photos (out of their "
                                   "domain on purpose: the default models only know one coloured shape on a plain background)")
             with gr.Column(scale=1):
-                perturbed_image = ServedImage(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image")
-                perturbed_question = gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question")
-                header = gr.Markdown(label="perturbation", elem_id="perturbation")
-                with gr.Row(equal_height=True):
-                    with gr.Column(min_width=160):
-                        gr.Markdown("### Baseline")
-                        baseline_clean = gr.Textbox(label="Baseline: clean query", interactive=False, elem_id="baseline-clean")
-                        baseline_perturbed = gr.Textbox(label="Baseline: perturbed query", interactive=False, elem_id="baseline-perturbed")
-                    with gr.Column(min_width=160):
-                        vittle_heading = gr.Markdown(f"### {service.label('vittle-f')}", elem_id="vittle-heading")
-                        vittle_clean = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
-                        vittle_perturbed = gr.Textbox(label="Vittle: perturbed query", interactive=False, elem_id="vittle-perturbed")
-                gr.Markdown(ui_probe.DISTRIBUTION_INTRO)
-                with gr.Row():
-                    baseline_distribution = gr.Plot(label="Baseline: answer probabilities", elem_id="baseline-distribution",
-                                                    min_width=160)
-                    vittle_distribution = gr.Plot(label="Vittle: answer probabilities", elem_id="vittle-distribution", min_width=160)
-                effects = gr.Markdown(label="the shift's effect", elem_id="distribution-effects")
-                summary = gr.Markdown(label="summary", elem_id="summary")
-                with gr.Accordion("Probe further: severity sweep, download, link", open=True, elem_id="probe"):
-                    sweep_button = gr.Button("Sweep severities 1-5 (both models)", elem_id="sweep")
-                    sweep_plot = gr.Plot(label="Severity sweep", elem_id="sweep-plot")
-                    sweep_summary = gr.Markdown(elem_id="sweep-summary")
-                    download = gr.File(label="This turn: JSON with every number shown, and the perturbed image", file_count="multiple",
-                                       interactive=False, elem_id="download")
-                    link = gr.Markdown(elem_id="share-link")
-                    # not gr.State: a page with state holds a heartbeat connection open, and a server
-                    # stopped by SIGTERM then times out waiting for it instead of deleting its files
-                    record = gr.Textbox("", visible=False, elem_id="turn-record")
-        tabs = build_tabs()
-        embedding_plot, distance_plot, variance_plot, kl_plot = tabs.embedding_plot, tabs.distance_plot, tabs.variance_plot, tabs.kl_plot
-        robustness_table, robustness_plot = tabs.robustness_table, tabs.robustness_plot
-
-        outputs = [perturbed_image, perturbed_question, header, baseline_clean, baseline_perturbed, vittle_clean,
-                   vittle_perturbed, embedding_plot, distance_plot, variance_plot, kl_plot, tabs.tokens, summary,
-                   baseline_distribution, vittle_distribution, effects, download, link, tabs.overlay_plot, record]
+                page.build("results")
+        with gr.Tabs():
+            page.build("tabs")
+        outputs = page.turn_outputs()
         inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
+        page.wire({"image": image, "question": question, "vittle": vittle})
+        robustness_table, robustness_plot = page.component("robustness_table"), page.component("robustness_plot")
+        record = page.component("record")
         for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
-            trigger(clear, None, outputs, queue=False, api_visibility="private")
+            trigger(page.cleared(), None, outputs, queue=False, api_visibility="private")
         button.click(run, inputs, outputs, api_name="run", concurrency_id="models").then(None, js=SCROLL_IF_HIDDEN)
         button.click(None, js=SCROLL_TO_ANSWERS)  # on a narrow screen the answers are far below the button
         question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
         alpha.release(rerun_for_alpha, inputs, outputs, api_visibility="private", concurrency_id="models")
-        sweep_button.click(sweep, [*inputs, record], [sweep_plot, sweep_summary, download, record], api_name="sweep",
-                           concurrency_id="models")
+        page.component("sweep_button").click(sweep, [*inputs, record], [page.component(name) for name in
+                                             ("sweep_plot", "sweep_summary", "download", "record")],
+                                             api_name="sweep", concurrency_id="models")
         vittle.input(lambda name: service.training_alpha(name) if service.training_alpha(name) is not None else gr.skip(),
                      [vittle], [alpha], api_visibility="private", queue=False)  # each model starts at its training alpha
         demo.load(restore, None, [image, question, visual, severity, text, level, vittle, alpha, method], api_visibility="private",
                   queue=False)
-        method.input(embeddings, inputs, [embedding_plot, summary], api_name="embeddings",
-                      concurrency_id="models")
+        method.input(embeddings, inputs, [page.component("embedding_plot"), page.component("summary")], api_name="embeddings",
+                     concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
-        vittle.change(lambda name: f"### {service.label(name)}", [vittle], [vittle_heading], api_visibility="private", queue=False)
         demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private")
-        wire_map(tabs, service, image, question)
 
         def refresh_status() -> tuple[str, Any]:
             done = service.startup_error is not None or service.wait_ready(0)

@@ -44,7 +44,7 @@ from vittle.families import (
     visual_token_ids,
 )
 from vittle.memo import Memo
-from vittle.model import bottleneck_layer, get_bottleneck, run_to_layer
+from vittle.model import bottleneck_layer, get_bottleneck, image_latents, run_to_layer
 from vittle.prefix_cache import PrefixCache
 from vittle.probe import ProbeResult, probe_batch
 from vittle.scoring import answer_distributions, answer_end, answer_ids, prompt_pass, score
@@ -364,6 +364,21 @@ class Assistant:
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
             rows.append(self._embed_chunk(images[start : start + batch_size], questions[start : start + batch_size]))
+        width = text_config(self.model).hidden_size
+        return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
+
+    def image_features(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
+        """Per image, the mean of its latent tokens as the language model receives them, (N, d)
+        float32 (`vittle.model.image_latents`): the question plays no part. The app's domain
+        score compares these with the training images' (vittle.analysis.domain)."""
+        rows = []
+        for start in range(0, len(images), batch_size):
+            chunk = [_as_image(image) for image in images[start : start + batch_size]]
+            if any(image is None for image in chunk):
+                raise ValueError("image_features needs an image for every entry")
+            inputs = self.model_inputs(chunk, ["what is in the image?"] * len(chunk))
+            with torch.no_grad(), record_states():
+                rows.append(image_latents(self.model, **inputs).float().cpu().numpy())
         width = text_config(self.model).hidden_size
         return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
 

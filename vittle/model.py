@@ -28,10 +28,10 @@ from torch import nn
 
 from vittle.bottleneck import VittleBottleneck
 from vittle.config import BottleneckConfig
-from vittle.families import backbone, decoder_layers, text_config, visual_mask
+from vittle.families import _base, backbone, decoder_layers, text_config, visual_mask
 
 __all__ = ["BOTTLENECK_ATTR", "CONFIG_KEY", "attach_bottleneck", "bottleneck_alpha", "bottleneck_layer", "decoder_layers",
-           "detach_bottleneck", "get_bottleneck", "run_to_layer"]
+           "detach_bottleneck", "get_bottleneck", "image_latents", "run_to_layer"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,38 @@ def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, 
     finally:
         _STOP.layer = previous
     raise RuntimeError(f"decoder layer {layer} did not run")
+
+
+_LATENTS = threading.local()
+"""`_LATENTS.wanted`: this thread's `image_latents` asks the decoder's pre-hook for its inputs."""
+
+
+def _record_latents(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    if getattr(_LATENTS, "wanted", False):
+        _LATENTS.embeds = kwargs.get("inputs_embeds")
+
+
+def image_latents(model: nn.Module, **inputs: Any) -> torch.Tensor:
+    """Per query, the mean of the image's latent tokens as the language model receives them (the
+    decoder's input embeddings at the image positions, after the vision tower and the projector),
+    (batch, d): what the model has of the image before any question is read. Runs decoder layer 0
+    and no later one. Safe to call from several threads at once (one permanent hook per model)."""
+    decoder = _base(model).get_decoder()
+    with _STOP_HOOKS_LOCK:
+        if not getattr(decoder, "_vittle_latents_hook", False):
+            decoder.register_forward_pre_hook(_record_latents, with_kwargs=True)
+            decoder._vittle_latents_hook = True
+    mask = visual_mask(model, input_ids=inputs["input_ids"])
+    _LATENTS.wanted, _LATENTS.embeds = True, None
+    try:
+        run_to_layer(model, 0, **inputs)
+        embeds = _LATENTS.embeds
+    finally:
+        _LATENTS.wanted, _LATENTS.embeds = False, None
+    if embeds is None:
+        raise RuntimeError("the decoder was called without inputs_embeds; image latents need the family's merged inputs")
+    weights = mask.to(embeds.device, embeds.dtype).unsqueeze(-1)
+    return (embeds * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 @contextlib.contextmanager

@@ -115,7 +115,7 @@ class StagedLab(Lab):
             else:
                 self.work()
         summary = summarize_staged(self, seconds=time.perf_counter() - started)
-        write_staged_report(summary, config.out)
+        write_staged_report(summary, config.out, png=config.png)
         return summary
 
     def work(self, planned: Any = None, progress: bool = False) -> None:

@@ -222,8 +222,38 @@ def markdown(summary: StagedSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_staged_report(summary: StagedSummary, out: Path) -> None:
+FOREST_GROUPS = ("clean", VISUAL, LABEL_KEEPING[1], "label-keeping")
+"""The forest plot's panels, left to right: the clean cost first, then the shift groups."""
+
+
+def forest(summary: StagedSummary, labels: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The study in one figure (a figure dict): every arm minus the baseline of the same unit,
+    mean and 95% t-interval over units, per group (`FOREST_GROUPS`); None before any shifted
+    comparison. `labels`: arm -> the name shown (default: the plan's arm labels)."""
+    from vittle.analysis.lab.staged_plan import STAGED_ARMS
+    from vittle.analysis.plots import forest_spec
+
+    names = {arm.name: arm.label for arm in STAGED_ARMS} | (labels or {})
+    rows: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for c in summary.comparisons:
+        if c.against == "baseline" and c.group in FOREST_GROUPS and c.t_interval is not None:
+            t = c.t_interval
+            rows.setdefault(f"{names.get(c.arm, c.arm)} ({len(c.units)})", {})[c.group] = (t.mean, t.low, t.high)
+    if not rows:
+        return None
+    groups = [g.replace(", label-keeping", "") if g != "label-keeping" else "all label-keeping" for g in FOREST_GROUPS]
+    rows = {arm: {groups[FOREST_GROUPS.index(g)]: v for g, v in per.items()} for arm, per in rows.items()}
+    return forest_spec(rows, groups, "Each method minus the baseline of the same unit (grounded accuracy, points; mean and 95% "
+                                     "interval over units; units in brackets)")
+
+
+def write_staged_report(summary: StagedSummary, out: Path, png: bool = False) -> None:
     from vittle.files import write_text_atomic
 
     summary.save(out / "staged.json")
     write_text_atomic(out / "staged.md", markdown(summary))
+    spec = forest(summary)
+    if spec is not None:
+        from vittle.analysis.plots import figure, save_figure
+
+        save_figure(figure(spec), out / "forest", png=png, scale=2.0)

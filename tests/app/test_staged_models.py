@@ -79,7 +79,9 @@ def test_the_robustness_tab_shows_the_staged_study_s_gates_and_differences(tmp_p
     main = next(c for c in raw["comparisons"] if (c["arm"], c["against"], c["group"]) == ("vittle-f", "baseline", "label-keeping"))
     t = main["t_interval"]
     assert f"| Vittle (F) | {t['mean']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}] |" in table
-    assert f"half-width of {(t['high'] - t['low']) / 2:.2f} points against the study's target of 1" in table
+    visual = next(c for c in raw["comparisons"] if (c["arm"], c["against"], c["group"]) == ("vittle-f", "baseline", "visual, label-keeping"))
+    v = visual["t_interval"]
+    assert f"half-width of {(v['high'] - v['low']) / 2:.2f} points against the study's target of 2.5: within it, and excludes 0" in table
     assert "comes from the staged study" not in table and "The first robustness lab" in table
     missing, _ = robustness_view(None, None, paths, labels, "vittle", str(tmp_path / "none.json"))
     assert "comes from the staged study" in missing and "no staged.json" in missing  # an unreadable record: said, not hidden

@@ -1,0 +1,58 @@
+"""The domain score (vittle.analysis.domain): nearest-neighbour cosine distance in the models' own
+image features, its calibrated threshold, the AUROC, and the embedded model telling a photo from
+an easy-vqa image."""
+
+from __future__ import annotations
+
+import easy_vqa
+import numpy as np
+import pytest
+
+from vittle.analysis.domain import DomainReference, DomainVerdict, auroc, offline_photos
+
+
+def test_the_threshold_is_the_held_out_quantile_and_the_score_a_knn_distance():
+    rng = np.random.default_rng(0)
+    centre = np.array([1.0, 0.0, 0.0])
+    train = centre + 0.05 * rng.standard_normal((200, 3))
+    heldout = centre + 0.05 * rng.standard_normal((400, 3))
+    reference = DomainReference.fit(train, heldout, k=5, quantile=0.9)
+    assert reference.outside(heldout).mean() == pytest.approx(0.1, abs=0.01)  # 10% of the calibration set above it
+    assert reference.score(train[:3]).max() < reference.threshold  # training images are inside
+    far = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])
+    assert reference.outside(far).all() and 0.8 < reference.score(far)[0] < 1.0  # about orthogonal to every training image
+    with pytest.raises(ValueError, match="quantile=1.0 must be in"):
+        DomainReference.fit(train, heldout, quantile=1.0)
+    with pytest.raises(ValueError, match="at least 5 training images"):
+        DomainReference.fit(train[:3], heldout)
+
+
+def test_auroc_counts_pairs():
+    assert auroc([0.1, 0.2], [0.3, 0.4]) == 1.0 and auroc([0.3, 0.4], [0.1, 0.2]) == 0.0
+    assert auroc([0.1, 0.3], [0.2, 0.3]) == pytest.approx((1 + 0.5 + 1) / 4)
+    with pytest.raises(ValueError, match="both kinds"):
+        auroc([], [0.1])
+
+
+def test_a_verdict_says_so_on_the_page_only_outside():
+    assert DomainVerdict(0.1, 0.2).badge() == "" and not DomainVerdict(0.1, 0.2).outside
+    verdict = DomainVerdict(0.5, 0.2)
+    assert verdict.outside and "the answers are guesses" in verdict.badge() and "0.500" in verdict.badge()
+    assert verdict.to_dict() == {"score": 0.5, "threshold": 0.2, "outside": True}
+
+
+def test_the_embedded_model_tells_a_photo_from_an_easy_vqa_image():
+    from vittle.inference import Assistant
+
+    assistant = Assistant.load("assets/models/tiny-baseline", device="cpu")
+    train = [easy_vqa.get_train_image_paths()[i] for i in range(80)]
+    tests = easy_vqa.get_test_image_paths()
+    heldout = [tests[i] for i in range(len(tests) - 60, len(tests))]
+    reference = DomainReference.fit(assistant.image_features(train), assistant.image_features(heldout))
+    photos = offline_photos()
+    assert {"cat", "coffee", "astronaut"} <= set(photos)
+    inside = reference.score(assistant.image_features([tests[i] for i in range(20)]))
+    outside = reference.score(assistant.image_features([photos[name] for name in ("cat", "coffee", "astronaut")]))
+    assert (outside > reference.threshold).all()
+    assert (inside <= reference.threshold).mean() >= 0.8
+    assert auroc(inside, outside) > 0.95
