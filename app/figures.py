@@ -19,31 +19,44 @@ def _quote(answer: str, width: int = 18) -> str:
     return answer if len(answer) <= width else answer[: width - 1] + "…"
 
 
-def distribution_spec(title: str, clean: Any, perturbed: Any, top: int = TOP) -> dict[str, Any]:
+def signed(value: float, digits: int = 3) -> str:
+    """`value` with its sign, and no "-0.000" for a value that rounds to zero."""
+    text = f"{value:+.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0 else text
+
+
+def shown_answers(clean: Any, perturbed: Any, top: int = TOP) -> list[str]:
+    """The answers a chart shows: the clean and the perturbed query's `top` most likely, together."""
+    return list(dict.fromkeys([a for a, _ in clean.top(top)] + [a for a, _ in perturbed.top(top)]))
+
+
+def distribution_spec(title: str, clean: Any, perturbed: Any, top: int = TOP, rows: int = 0) -> dict[str, Any]:
     """Horizontal bars: the top answers of the clean and the perturbed query side by side on a
-    fixed 0..1 axis (the same scale for both models, so their charts compare by eye)."""
-    shown = list(dict.fromkeys([a for a, _ in clean.top(top)] + [a for a, _ in perturbed.top(top)]))
+    fixed 0..1 axis (the same scale for both models, so their charts compare by eye). `rows`: the
+    height in answers (the larger of the two models' counts, so that their charts line up)."""
+    shown = shown_answers(clean, perturbed, top)
     shown.sort(key=lambda a: -clean.prob(a))
     names = [_quote(a) for a in shown]
     data = []
     for name, dist, colour in (("clean", clean, CLEAN_COLOUR), ("perturbed", perturbed, PERTURBED_COLOUR)):
         values = [dist.prob(a) for a in shown]
         data.append({"type": "bar", "orientation": "h", "name": name, "y": names, "x": values, "marker": {"color": colour},
-                     "text": [f"{v:.2f}" for v in values], "textposition": "outside", "cliponaxis": False,
+                     "text": [f"{v:.2f}" for v in values], "textposition": "outside", "cliponaxis": False, "textfont": {"size": 11},
                      "hovertemplate": "%{y}: %{x:.4f}<extra>" + name + "</extra>"})
     layout = {"title": {"text": title, "font": {"size": 14}}, "barmode": "group", "bargap": 0.25, "bargroupgap": 0.05,
               "xaxis": {"range": [0, 1.12], "tickvals": [0, 0.25, 0.5, 0.75, 1], "title": {"text": "probability"}},
-              "yaxis": {"autorange": "reversed", "automargin": True}, "height": 110 + 34 * len(shown),
-              "margin": {"l": 10, "r": 10, "t": 40, "b": 40}, "legend": {"orientation": "h", "y": -0.25 - 0.6 / len(shown)},
-              "autosize": True}
+              "yaxis": {"autorange": "reversed", "automargin": True}, "height": 110 + 34 * max(rows, len(shown)),
+              "margin": {"l": 10, "r": 10, "t": 40, "b": 40}, "legend": {"orientation": "h", "y": -0.25 - 0.6 / max(rows, len(shown))},
+              "uniformtext": {"minsize": 10, "mode": "show"}, "autosize": True}
     return {"data": data, "layout": layout}
 
 
 def distribution_specs(turn: TurnDistributions, labels: dict[str, str]) -> dict[str, dict[str, Any]]:
     """{"baseline": figure, "vittle": figure}; `labels` names the two roles."""
     dists = turn.distributions
-    return {role: distribution_spec(f"{labels[role]}: answer probabilities", dists[f"{role}_clean"], dists[f"{role}_perturbed"])
-            for role in ("baseline", "vittle")}
+    rows = max(len(shown_answers(dists[f"{role}_clean"], dists[f"{role}_perturbed"])) for role in ("baseline", "vittle"))
+    return {role: distribution_spec(f"{labels[role]}: answer probabilities", dists[f"{role}_clean"], dists[f"{role}_perturbed"],
+                                    rows=rows) for role in ("baseline", "vittle")}
 
 
 def effects_markdown(turn: TurnDistributions, vittle_label: str, training_alpha: float | None) -> str:
@@ -52,7 +65,7 @@ def effects_markdown(turn: TurnDistributions, vittle_label: str, training_alpha:
     lines = []
     for label, effect in turn.effects.items():
         lines.append(f"**{label}**: its clean answer '{effect.clean_answer}' has probability {effect.clean_prob:.3f} on the clean "
-                     f"query and {effect.perturbed_prob:.3f} on the perturbed one (drop **{effect.drop:+.3f}**); total "
+                     f"query and {effect.perturbed_prob:.3f} on the perturbed one (drop **{signed(effect.drop)}**); total "
                      f"variation between the two distributions **{effect.total_variation:.3f}**.")
     coverage = min(d.coverage for d in turn.distributions.values())
     lines.append(f"Distributions {turn.over}; the candidates hold at least {coverage:.1%} of each model's probability.")

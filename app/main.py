@@ -12,6 +12,7 @@ The options are generated from `DemoConfig` (app/config.py).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import dataclasses
 import logging
@@ -19,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 from vittle.app.config import DemoConfig, ServiceConfig
 from vittle.app.own_folder import OwnFolder, claim
@@ -70,6 +72,35 @@ def _housekeeping(folder: OwnFolder, lifetime_s: float) -> None:
         release_free_memory()
 
 
+SESSION_PRUNE_S = 60.0
+"""How often Gradio's records of sessions with no event pending are dropped."""
+
+
+def prune_finished_sessions(queue) -> int:
+    """Drop Gradio's per-session sets of pending event ids that are empty. Gradio keeps one per
+    session hash after its events complete, and every sessionless API call is a session of its
+    own: without this the dict grows by one entry a call for as long as the server runs. Must
+    run in the server's event loop (where Gradio adds to the sets). Returns how many went."""
+    empty = [key for key, ids in list(queue.pending_event_ids_session.items()) if not ids]
+    for key in empty:
+        queue.pending_event_ids_session.pop(key, None)
+    return len(empty)
+
+
+def _prune_sessions_in_the_loop(demo) -> Callable[[], Awaitable[None]]:
+    """A startup event of the server (run in its event loop) that prunes every `SESSION_PRUNE_S`."""
+    async def start() -> None:
+        async def every() -> None:
+            while True:
+                await asyncio.sleep(SESSION_PRUNE_S)
+                if demo._queue is not None:
+                    prune_finished_sessions(demo._queue)
+
+        demo._vittle_pruning = asyncio.get_running_loop().create_task(every())  # kept: a task nobody holds may be collected
+
+    return start
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM (how a Space or a container stops the app) ends it as Ctrl-C does, so Gradio
     deletes its uploads and outputs on the way out."""
@@ -93,6 +124,7 @@ def build_ui(args: DemoConfig, service):
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.extra_startup_events.append(_prune_sessions_in_the_loop(demo))
     return demo
 
 
@@ -121,10 +153,11 @@ def configure_threads(threads: int) -> int:
 def launch_options(args: DemoConfig) -> dict:
     from vittle.app.examples import examples_dir
     from vittle.app.map_script import MAP_SCRIPT
-    from vittle.app.page import CSS
+    from vittle.app.page import CSS, KEYS_SCRIPT, page_script
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
-               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS, "js": MAP_SCRIPT,
+               "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS,
+               "js": page_script(MAP_SCRIPT, KEYS_SCRIPT),
                "state_session_capacity": args.sessions}
     if args.auth:
         from starlette.middleware import Middleware
@@ -148,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     service, demo = build(args)
     serve_when_ready(service)
     demo.launch(**launch_options(args))
+    # stopped (Ctrl-C, SIGTERM): the model threads finish the job they are in and take no other, so
+    # that no torch kernel is still running in a thread while the interpreter shuts down (an abort)
+    service.close(cancel=True)
     return 0
 
 

@@ -39,10 +39,9 @@ def answerable(paths: Iterable[str]) -> str:
         return ""
     from vittle.toy.easyvqa import COLORS, SHAPES
 
-    return (f"These models answer questions about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
-            f"({', '.join(SHAPES)}), or yes/no (is there a ... shape?). Anything else gets one of these words. They were "
-            f"trained on easy-vqa's lower-case questions (\"what is the color of the shape?\"): other casing or wording is a "
-            f"shift of its own (the embedded Vittle models answer \"no\" to \"What is the color of the shape?\").")
+    return (f"These models answer about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
+            f"({', '.join(SHAPES)}) or yes/no (\"is there a red shape?\"), asked in easy-vqa's lower-case wording (other "
+            f"wording is a shift of its own).")
 
 
 def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:
@@ -85,6 +84,24 @@ def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -
         arm = summary.arms.get(card.name) if summary is not None and card is not None and not is_staged(card) else None
         lines.append(model_finding(labels[name], settings, card, arm))
     return "\n\n".join(lines)
+
+
+def model_strip(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -> str:
+    """One plain line per model (`model_line`), then the numbers behind them (`finding`) in a
+    details element: the first screen says what the models are without a wall of numbers."""
+    from vittle.app.presentation import model_line
+
+    lines = []
+    for name, path in paths.items():
+        try:
+            settings = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("vittle")
+        except (OSError, ValueError):  # a hub id, or not there: its label alone
+            lines.append(f"**{labels[name]}**")
+            continue
+        lines.append(model_line(labels[name], settings, model_card(path)))
+    details = finding(paths, labels, summary)
+    strip = "  \n".join(lines)
+    return strip + (f"\n\n<details><summary>These models in numbers</summary>\n\n{details}\n\n</details>" if details else "")
 
 
 def is_staged(card: Any) -> bool:

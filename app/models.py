@@ -103,10 +103,10 @@ class ModelPool:
                 return
             time.sleep(min(seconds - idle, 0.25))
 
-    def close(self) -> None:
-        """Stop the workers (after the jobs they hold)."""
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers (after the jobs they hold; `cancel`: after the ones running now)."""
         for worker in list(self._workers.values()):
-            worker.close()
+            worker.close(cancel)
 
 
 class WarmUp:
@@ -115,9 +115,10 @@ class WarmUp:
     reference set while no user is asking. The first request waits for what it needs instead
     of paying for it again."""
 
-    def __init__(self, pool: ModelPool, reference: Callable[[str, str], Any], settings: Callable[[], list[str]]):
+    def __init__(self, pool: ModelPool, reference: Callable[[str, str], Any], settings: Callable[[], list[str]],
+                 calibrate: Callable[[], Any] | None = None):
         self.pool, self.config = pool, pool.config
-        self._reference, self._settings = reference, settings
+        self._reference, self._settings, self._calibrate = reference, settings, calibrate
         self._thread: threading.Thread | None = None
         self._umap: threading.Thread | None = None
         self._loaded = threading.Event()
@@ -182,6 +183,10 @@ class WarmUp:
             for name in ("baseline", "vittle-f"):
                 self._reference(name, self.config.default_spec)
             self.timings["reference_seconds"] = round(time.perf_counter() - started, 2)
+            if self._calibrate is not None:  # the domain score's reference (vittle.app.domain)
+                started = time.perf_counter()
+                self._calibrate()
+                self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
         except Exception as err:  # reported in the UI's status line, and again on use
             logger.exception("warm-up failed")
             self.error = f"{type(err).__name__}: {err}"

@@ -12,12 +12,9 @@ from vittle.app.query import NONE
 
 logger = logging.getLogger(__name__)
 
-INTRO = """# Vittle: baseline vs Vittle on the same perturbed query
-Upload an image (or pick an example), ask a question and choose a visual and/or text
-perturbation. Both models answer the clean and the perturbed query; the tabs below show what
-happens inside, at the layer where Vittle's bottleneck sits. The default models are small
-LLaVA-architecture models trained on easy-vqa (64 x 64 shapes: ask about the shape's colour,
-its shape, or whether there is a given shape or colour)."""
+INTRO = """# Vittle: does an information bottleneck make a model robust?
+Ask a baseline and a Vittle model the same question about an image, clean and perturbed: see whether the perturbation
+changes their answers, and (in the tabs below) what it does inside them."""
 
 
 SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
@@ -28,6 +25,32 @@ SCROLL_IF_HIDDEN = ("() => { const el = document.querySelector('#perturbation');
 """After a turn, on a narrow screen: the answers back in view if the page moved under the smooth
 scroll of the click (results that arrive while it scrolls can cut it short)."""
 
+KEYS_SCRIPT = r"""
+() => {
+  // Enter in a slider's number box applies the number typed (Gradio applies it when the box loses focus)
+  document.addEventListener('keydown', (event) => {
+    const box = event.target;
+    if (event.key === 'Enter' && box instanceof HTMLInputElement && box.type === 'number') box.blur();
+  });
+  // every image gets a text alternative: the examples' thumbnails come without one
+  const describe = () => {
+    document.querySelectorAll('img:not([alt]), img[alt=""]').forEach((img) => {
+      const name = decodeURIComponent((img.src.split('/').pop() || '').split('?')[0]).replace(/\.[a-z]+$/i, '').replace(/[-_]+/g, ' ');
+      img.alt = img.closest('#query-image, #perturbed-image') ? `Query image ${name}` : `Example image: ${name}`;
+    });
+  };
+  new MutationObserver(describe).observe(document.body, {childList: true, subtree: true});
+  describe();
+}
+"""
+"""The page's keyboard and accessibility helpers (run with the map's script: `page_script`)."""
+
+
+def page_script(*scripts: str) -> str:
+    """One function for `launch(js=...)` that runs each of `scripts` (each "() => {...}")."""
+    return "() => {\n" + "\n".join(f"  ({script.strip()})();" for script in scripts) + "\n}"
+
+
 QUESTION_TEMPLATES = [["what color is the shape?"], ["what shape is this?"], ["is there a red shape?"], ["is there not a circle?"],
                       ["Does this image contain a triangle?"]]
 """easy-vqa's kinds of question: colour, shape, yes/no (also negated)."""
@@ -35,10 +58,16 @@ QUESTION_TEMPLATES = [["what color is the shape?"], ["what shape is this?"], ["i
 CSS = """
 #query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #robustness-table table { display: block; overflow-x: auto; }
+#robustness-table td, #robustness-table th { overflow-wrap: normal; word-break: normal; hyphens: none; }
+#results:has(#stale p) .block:not(#stale):not(#status):not(#finding) { opacity: 0.45; }
+#domain-badge p { background: #fff4e5; border-left: 4px solid #b45309; padding: 6px 10px; color: #5c2d00; }
+#stale p { color: #5c2d00; }
 @media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
 """
 """The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
-enlarged by nearest neighbour, so a corruption's pixels can be seen."""
+enlarged by nearest neighbour, so a corruption's pixels can be seen; the gate table scrolls
+instead of breaking words; results of earlier settings are greyed while the stale line shows;
+the out-of-domain badge stands out."""
 
 
 def choices(modality: str) -> list[tuple[str, str]]:

@@ -8,12 +8,16 @@ its values for a turn (`values`, read from a `TurnView`), and the events that co
 
 A turn's events return Gradio's dictionary form over `page.turn_outputs()`. Their order is what
 `/run` returns to an API client: `API_ORDER` keeps the published positions and the outputs of a
-panel added later are appended after them, so older clients read the same positions. Adding a
-panel is its class here (or in its own module), its name in `PANELS` and its test.
+panel added later are appended after them, so older clients read the same positions. What only
+the page needs (the model heading, the stale line, the domain badge) is a panel's `after`
+components, set from the turn's record by an event that follows the turn (`after_updates`), so
+/run's outputs stay those clients know. Adding a panel is its class here (or in its own module),
+its name in `PANELS` and its test.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any, ClassVar
 import gradio as gr
 from gradio.components.plot import PlotData
 
+from vittle.analysis.domain import DomainVerdict
 from vittle.app.components import ServedImage
 from vittle.app.examples import examples_dir
 from vittle.app.map_figure import KINDS
@@ -34,6 +39,8 @@ API_ORDER = ("perturbed_image", "perturbed_question", "header", "baseline_clean"
              "vittle_perturbed", "embedding_plot", "distance_plot", "variance_plot", "kl_plot", "tokens", "summary",
              "baseline_distribution", "vittle_distribution", "effects", "download", "link", "overlay_plot", "record")
 """/run's outputs as published (README, gradio_client); a new panel's outputs come after these."""
+
+SCROLL_TO_INPUTS = "() => { document.querySelector('#query-image')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
 
 MAP_INTRO = ("The last input token's hidden state at the bottleneck layer for a reference set of easy-vqa queries, clean "
              "(blue) and perturbed (red), for both models on shared axes; circles are colour questions, squares shape "
@@ -59,6 +66,8 @@ class TurnView:
     link: str = ""
     record: str = ""
     """The turn's record as JSON (the sweep joins it)."""
+    domain: Any = None
+    """The query image's `DomainVerdict` (None: not scored); the page shows it from the record."""
 
     @property
     def marks(self) -> str:
@@ -88,8 +97,11 @@ class Panel:
     def __init__(self, service: Any):
         self.service = service
         self.outputs: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+        """Components set once a turn is complete, from its record (`after_values`): the page's
+        own, not among /run's outputs, so that API clients keep the outputs they know."""
         self.parts: dict[str, Any] = {}
-        """Components that no turn updates (buttons, toggles, headings), by name."""
+        """Components that no turn updates (buttons, toggles), by name."""
 
     def build(self) -> None:
         raise NotImplementedError
@@ -98,21 +110,29 @@ class Panel:
         """Name -> value for every name in `outputs`."""
         return {}
 
+    def after_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Name -> value for every name in `after`, from a turn's record (`TurnRecord` as a
+        dict; empty: the screen is being cleared)."""
+        return {}
+
     def wire(self, page: Page, inputs: dict[str, Any]) -> None:
         """This panel's own events (`inputs`: the query's input components by name)."""
 
 
 class QueryPanel(Panel):
-    """The perturbed image and question, and the header (the perturbation, notes, flips)."""
+    """The perturbed image and question, the header (the perturbation, notes, flips), the badge of
+    an image unlike the training images, and the line that marks results of earlier settings."""
 
     name = "query"
 
     def build(self) -> None:
+        self.after["stale"] = gr.Markdown("", elem_id="stale")
         self.outputs = {
             "perturbed_image": ServedImage(label="Perturbed image", interactive=False, height=220, elem_id="perturbed-image"),
             "perturbed_question": gr.Textbox(label="Perturbed question", interactive=False, elem_id="perturbed-question"),
             "header": gr.Markdown(label="perturbation", elem_id="perturbation"),
         }
+        self.after["domain"] = gr.Markdown("", elem_id="domain-badge")
 
     def values(self, view: TurnView) -> dict[str, Any]:
         query = view.query
@@ -122,6 +142,11 @@ class QueryPanel(Panel):
         header = f"**Perturbation:** {query.label}" + (f"  \n_Note: {notes}_" if notes else "")
         header += f"  \n{view.marks}" if view.marks else ""
         return {"perturbed_image": query.perturbed_image, "perturbed_question": query.perturbed_question, "header": header}
+
+    def after_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        domain = record.get("domain")
+        badge = DomainVerdict(domain["score"], domain["threshold"]).badge() if domain else ""
+        return {"stale": "", "domain": badge}
 
 
 class AnswersPanel(Panel):
@@ -137,7 +162,8 @@ class AnswersPanel(Panel):
                 self.outputs["baseline_perturbed"] = gr.Textbox(label="Baseline: perturbed query", interactive=False,
                                                                 elem_id="baseline-perturbed")
             with gr.Column(min_width=160):
-                self.parts["heading"] = gr.Markdown(f"### {self.service.label('vittle-f')}", elem_id="vittle-heading")
+                # the model that produced the answers under it: set by each turn, not by the model choice
+                self.after["vittle_heading"] = gr.Markdown(f"### {self.service.label('vittle-f')}", elem_id="vittle-heading")
                 self.outputs["vittle_clean"] = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
                 self.outputs["vittle_perturbed"] = gr.Textbox(label="Vittle: perturbed query", interactive=False,
                                                               elem_id="vittle-perturbed")
@@ -145,9 +171,9 @@ class AnswersPanel(Panel):
     def values(self, view: TurnView) -> dict[str, Any]:
         return {role: view.answers.get(role, "") for role in ROLES}
 
-    def wire(self, page: Page, inputs: dict[str, Any]) -> None:
-        inputs["vittle"].change(lambda name: f"### {self.service.label(name)}", [inputs["vittle"]], [self.parts["heading"]],
-                                api_visibility="private", queue=False)
+    def after_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        vittle = record.get("settings", {}).get("vittle")
+        return {"vittle_heading": f"### {self.service.label(vittle)}" if vittle else gr.skip()}  # cleared: the last name stays
 
 
 class DistributionsPanel(Panel):
@@ -232,9 +258,9 @@ class MapPanel(Panel):
     def wire(self, page: Page, inputs: dict[str, Any]) -> None:
         service = self.service
 
-        def load_reference(picked: str) -> tuple[Any, Any]:
+        def load_reference(picked: str) -> tuple[Any, Any, Any]:
             if not picked:
-                return gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip()
             try:
                 index = int(picked.split(":", 1)[0])
             except ValueError as err:
@@ -243,15 +269,17 @@ class MapPanel(Panel):
                 path, text = service.reference_query(index, reference_folder())
             except Exception as err:
                 raise user_error(err) from err
-            gr.Info(f"Loaded reference query #{index}: '{text}'. Press Run to compare the models on it.", title="Map")
-            return str(path), text
+            message = f"Loaded reference query #{index} from the map: '{text}'. Press Run to compare the models on it."
+            gr.Info(message, title="Map")
+            return str(path), text, message
 
         join, kinds = self.parts["join"], self.parts["kinds"]
         join.change(None, [join], None, js="(on) => { window.vittleMap && window.vittleMap.setJoin(on); }", api_visibility="private")
         kinds.change(None, [kinds], None, js="(kinds) => { window.vittleMap && window.vittleMap.setKinds(kinds); }",
                      api_visibility="private")
-        self.parts["pick"].change(load_reference, [self.parts["pick"]], [inputs["image"], inputs["question"]],
-                                  api_visibility="private", queue=False)
+        # queued: Gradio delivers gr.Info through the queue; the notice says it on the page as well, and the inputs scroll into view
+        self.parts["pick"].change(load_reference, [self.parts["pick"]], [inputs["image"], inputs["question"], inputs["notice"]],
+                                  api_visibility="private").then(None, js=SCROLL_TO_INPUTS)
 
 
 class PosteriorPanel(Panel):
@@ -333,13 +361,11 @@ class Page:
             panel.wire(self, inputs)
 
     def component(self, name: str) -> Any:
-        """A turn output or a part, by name (a KeyError naming the known ones otherwise)."""
-        for panel in self.panels.values():
-            if name in panel.outputs:
-                return panel.outputs[name]
-        for panel in self.panels.values():
-            if name in panel.parts:
-                return panel.parts[name]
+        """A turn output, an `after` component or a part, by name (a KeyError naming the outputs otherwise)."""
+        for kind in ("outputs", "after", "parts"):
+            for panel in self.panels.values():
+                if name in getattr(panel, kind):
+                    return getattr(panel, kind)[name]
         raise KeyError(f"no component {name!r}; outputs: {', '.join(self.output_names())}")
 
     def output_names(self) -> list[str]:
@@ -349,6 +375,22 @@ class Page:
 
     def turn_outputs(self) -> list[Any]:
         return [self.component(name) for name in self.output_names()]
+
+    def after_outputs(self) -> list[Any]:
+        """The components set once a turn is complete (not /run's outputs), in registry order."""
+        return [component for panel in self.panels.values() for component in panel.after.values()]
+
+    def after_updates(self, record: str) -> dict[Any, Any]:
+        """{component: value} for every `after` component, from a turn's record (JSON; "": cleared)."""
+        data = json.loads(record) if record else {}
+        updates: dict[Any, Any] = {}
+        for panel in self.panels.values():
+            values = panel.after_values(data)
+            missing = set(panel.after) - set(values)
+            if missing:
+                raise RuntimeError(f"panel {panel.name!r} gave no value for {sorted(missing)}")
+            updates.update({panel.after[name]: value for name, value in values.items()})
+        return updates
 
     def updates(self, view: TurnView) -> dict[Any, Any]:
         """{component: value} for every turn output: a value for each, never a skip (a skipped
@@ -363,8 +405,9 @@ class Page:
         return updates
 
     def cleared(self) -> Callable[[], dict[Any, Any]]:
-        """A callback that empties every turn output."""
-        return lambda: self.updates(TurnView())
+        """A callback that empties every turn output and every `after` component (its outputs:
+        `turn_outputs() + after_outputs()`)."""
+        return lambda: {**self.updates(TurnView()), **self.after_updates("")}
 
 
 def reference_folder() -> Path:

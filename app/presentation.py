@@ -233,6 +233,21 @@ def model_finding(label: str, settings: dict[str, Any] | None, card: Any, lab_ar
     return "; ".join(parts) + "."
 
 
+def model_line(label: str, settings: dict[str, Any] | None, card: Any) -> str:
+    """What a model is, in plain words, on one line: its bottleneck and whether its posterior is
+    used (the numbers are in `model_finding`)."""
+    if not settings:
+        return f"**{label}**: no bottleneck."
+    if settings.get("kind") == "noise":
+        return f"**{label}**: noise after layer {settings.get('layer')}, no posterior."
+    line = f"**{label}**: bottleneck after layer {settings.get('layer')}"
+    diagnostics = getattr(card, "diagnostics", None) or {}
+    kls = [diagnostics.get(key) for key in ("kl_visual", "kl_text") if isinstance(diagnostics.get(key), (int, float))]
+    if kls:
+        line += "; its posterior is used" if max(kls) >= USED_KL_NATS else "; its posterior sits at its prior (unused)"
+    return line + "."
+
+
 USED_KL_NATS = 0.01
 """Mean KL per dimension (nats) from which a posterior counts as used (the lab's gate (b))."""
 

@@ -138,6 +138,8 @@ class TurnRecord:
     """The panels' numbers: layer, query_cosine_distance, reference_cosine_mean (model label ->
     value) and posterior (the Vittle model's mean variance and KL per modality, None without one)."""
     sweep: Sweep | None = None
+    domain: dict[str, Any] | None = None
+    """The query image's domain score: {"score", "threshold", "outside"} (None: not scored)."""
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -145,7 +147,7 @@ class TurnRecord:
                 "label": self.label, "perturbed_question": self.perturbed_question, "notes": self.notes,
                 "answers": self.answers, "marks": self.marks,
                 "distributions": self.distributions.to_dict() if self.distributions else None,
-                "panels": self.panels, "sweep": self.sweep.to_dict() if self.sweep else None}
+                "panels": self.panels, "sweep": self.sweep.to_dict() if self.sweep else None, "domain": self.domain}
         return json.dumps(data, indent=1, ensure_ascii=False)
 
     @classmethod
@@ -156,7 +158,7 @@ class TurnRecord:
         return cls(TurnSettings(**data["settings"]), data["spec"], data["label"], data["perturbed_question"], list(data["notes"]),
                    dict(data["answers"]), data["marks"],
                    TurnDistributions.from_dict(data["distributions"]) if data["distributions"] else None, dict(data["panels"]),
-                   Sweep.from_dict(data["sweep"]) if data["sweep"] else None)
+                   Sweep.from_dict(data["sweep"]) if data["sweep"] else None, data.get("domain"))
 
     def write(self, folder: Path, perturbed_image: Any = None) -> list[str]:
         """turn.json (and perturbed.png) in a new folder under `folder`: each download is written

@@ -28,8 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from vittle.app.config import ServiceConfig
+from vittle.app.domain import DomainCheck
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
-from vittle.app.model_facts import answer_cap, answer_vocabulary, answerable, finding, is_translation, load_lab, robustness_view, training_alpha
+from vittle.app.model_facts import (
+    answer_cap,
+    answer_vocabulary,
+    answerable,
+    finding,
+    is_translation,
+    load_lab,
+    model_strip,
+    robustness_view,
+    training_alpha,
+)
 from vittle.app.models import ModelPool, WarmUp
 from vittle.app.overlay import overlay_spec
 from vittle.app.presentation import CLEAN_SUMMARY, PanelNumbers, Panels, posterior_panels, shift_figures, shift_summary
@@ -50,7 +61,9 @@ class DemoService:
         self.config = config or ServiceConfig()
         self.models = ModelPool(self.config)
         self.corruptions = Memo(8)  # recent corrupted images: a severity sweep and the turn after it do not corrupt twice
-        self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings)
+        self.domain_check = DomainCheck(self.models)
+        self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings,
+                              calibrate=self.domain_check.reference)
         self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
         self._turns = 0
         """Requests in progress (`turn`): the load measure that decides what a map computes now."""
@@ -129,9 +142,20 @@ class DemoService:
             raise InputError(f"Vittle's alpha must be between 0 and 1, got {alpha!r}.")
         return None if float(alpha) == self.training_alpha(vittle) else float(alpha)
 
+    def domain(self, query: Query) -> Any:
+        """Whether the query's (clean) image is like the models' training images
+        (`vittle.app.domain`): a `DomainVerdict` with its score and the threshold above which the
+        answers are guesses; None without an image, for models of another task, or while the
+        calibration is still running."""
+        return None if query.image is None else self.domain_check.verdict(query.image)
+
     def answerable(self) -> str:
         """What the loaded models can answer (lab models of the easy-vqa task; else "")."""
         return answerable(self.paths.values())
+
+    def model_strip(self) -> str:
+        """One plain line per model and the numbers behind them folded away (`model_facts.model_strip`)."""
+        return model_strip(self.paths, {name: self.label(name) for name in self.paths}, self._lab())
 
     def finding(self) -> str:
         """What each model is and measurably does, one line each (`vittle.app.model_facts.finding`)."""
@@ -148,10 +172,11 @@ class DemoService:
         """{"clean": (n, d), spec: (n, d)} reference-set embeddings of model `name`."""
         return self.references.embeddings(name, spec)
 
-    def close(self) -> None:
-        """Stop the model workers (after the jobs they hold)."""
+    def close(self, cancel: bool = False) -> None:
+        """Stop the model workers (after the jobs they hold; `cancel`: after the ones running now,
+        the queued ones cancelled, as a server that is stopping does)."""
         self.references.close()
-        self.models.close()
+        self.models.close(cancel)
 
     # ---------------------------------------------------------------- queries
     @contextmanager

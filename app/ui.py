@@ -9,6 +9,7 @@ query parameters (the link under a turn) starts with those inputs.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -95,10 +96,11 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         yield page.updates(view)  # the perturbed query at once, no panels of an earlier query next to it
         for view.answers in service.answers(query, vittle, settings.alpha):  # the last update is the answers
             pass
+        view.domain = service.domain(query)
         view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
         yield page.updates(view)
         view.panels = service.panels(query, vittle, method)
-        record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels)
+        record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels, view.domain)
         view.files = record.write(page["probe"].downloads(), query.perturbed_image)
         view.link, view.record = ui_probe.link_markdown(settings, image is not None), record.to_json()
         yield page.updates(view)  # the whole turn again: an API caller's final result holds every output
@@ -144,13 +146,30 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         params = dict(request.query_params) if request is not None else {}
         names = ("image", "question", "visual", "severity", "text", "level", "vittle", "alpha", "method")
         if not params:
-            return tuple(gr.skip() for _ in names)
+            return tuple(gr.skip() for _ in (*names, "notice"))
         choices = {"visual": [value for _, value in _choices("visual")], "text": [value for _, value in _choices("text")],
                    "vittle": [value for _, value in service.vittle_choices], "method": ["pca", "umap"]}
         values, problems = ui_probe.restored(service, rows, params, choices)
-        if problems:
-            gr.Warning("Some settings in the link were not used: " + "; ".join(problems) + ".", title="Link")
-        return tuple(values[name] if name in values else gr.skip() for name in names)
+        message = ("Some settings in the link were not used: " + "; ".join(problems) + ".") if problems else ""
+        if message:
+            gr.Warning(message, title="Link")
+        return (*(values[name] if name in values else gr.skip() for name in names), message or gr.skip())
+
+    def mark_stale(record: str) -> str:
+        """A line over results that no longer match the inputs (a setting changed after the turn)."""
+        if not record:
+            return ""
+        try:
+            settings = json.loads(record)["settings"]
+            which = f"{service.label(settings['vittle'])}, {json.loads(record).get('label') or 'no perturbation'}"
+        except (ValueError, KeyError, TypeError):
+            which = "the previous query"
+        return f"_These results are for the previous settings ({which}); press Run to answer with the new ones._"
+
+    def next_example(count: int) -> tuple[str, str, int]:
+        """The next example (image and question) and the new count."""
+        row = rows[count % len(rows)]
+        return row[0], row[1], count + 1
 
     def rerun_for_alpha(*args: Any) -> Iterator[dict[Any, Any]]:
         """Moving the alpha slider answers again, once there is an image to ask about."""
@@ -173,27 +192,25 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         return table, figure, service.status()
 
     with AppBlocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
-        gr.Markdown(INTRO)
-        status = gr.Markdown(service.status(), label="status", elem_id="status")
-        gr.Markdown(service.finding(), label="what the models do", elem_id="finding")
+        gr.Markdown(INTRO, elem_id="intro")
         with gr.Row():
             with gr.Column(scale=1):
-                image = QueryImage(label="Image", type="filepath", image_mode=None, height=260, sources=["upload", "clipboard"],
+                image = QueryImage(label="Image", type="filepath", image_mode=None, height=200, sources=["upload", "clipboard"],
                                    elem_id="query-image")
-                question = gr.Textbox(label="Question", value="what color is the shape?", lines=2, max_lines=6,
+                question = gr.Textbox(label="Question (Enter runs it)", value="what color is the shape?", lines=1, max_lines=1,
                                       elem_id="question")
                 if can_answer := service.answerable():
                     gr.Markdown(can_answer, elem_id="answerable")
-                    gr.Examples(QUESTION_TEMPLATES, inputs=[question], label="Questions they were trained on (click one)",
-                                examples_per_page=len(QUESTION_TEMPLATES))
                 with gr.Row():
                     visual = gr.Dropdown(_choices("visual"), value="frost", label="Visual perturbation", elem_id="visual")
-                    severity = gr.Slider(1, 5, value=3, step=1, label="Severity")
+                    severity = gr.Slider(1, 5, value=3, step=1, label="Severity", elem_id="severity")
                 with gr.Row():
                     text = gr.Dropdown(_choices("text"), value=NONE, label="Text perturbation", elem_id="text")
-                    level = gr.Slider(1, 5, value=3, step=1, label="Level (translations have none)")
-                if note := hidden_note():
-                    gr.Markdown(note, elem_id="hidden-perturbations")
+                    level = gr.Slider(1, 5, value=3, step=1, label="Level (translations have none)", elem_id="level")
+                with gr.Row():
+                    button = gr.Button("Run", variant="primary", elem_id="run", scale=2)
+                    try_example = gr.Button("Try an example", elem_id="try-example", scale=1)
+                notice = gr.Markdown("", elem_id="notice")  # what an action did, on the page (not only in a toast)
                 with gr.Row():
                     vittle = gr.Radio(service.vittle_choices, value="vittle-f", label="Vittle model", elem_id="vittle")
                     method = gr.Radio([("PCA", "pca"), ("UMAP", "umap")], value="pca", label="Embedding map", elem_id="method")
@@ -201,32 +218,61 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 alpha = gr.Slider(0, 1, value=trained if trained is not None else 0.0, step=0.05, interactive=trained is not None,
                                   label=f"Vittle's alpha at inference (0: bottleneck off, 1: posterior mean only; trained at {trained})",
                                   elem_id="alpha")
-                button = gr.Button("Run", variant="primary", elem_id="run")
-                gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
-                            label="Examples: easy-vqa test images (what the default models know) and photos (out of their "
-                                  "domain on purpose: the default models only know one coloured shape on a plain background)")
-            with gr.Column(scale=1):
+                examples = gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
+                                       label="Examples (a click runs one): easy-vqa test images (what the default models know) and "
+                                             "photos (out of their domain on purpose: the models only know one coloured shape on a "
+                                             "plain background)")
+                if can_answer:
+                    gr.Examples(QUESTION_TEMPLATES, inputs=[question], label="Questions they were trained on (click one)",
+                                examples_per_page=len(QUESTION_TEMPLATES))
+                if note := hidden_note():
+                    gr.Markdown(note, elem_id="hidden-perturbations")
+            with gr.Column(scale=1, elem_id="results"):
+                status = gr.Markdown(service.status(), label="status", elem_id="status")
+                gr.Markdown(service.model_strip(), label="the models", elem_id="finding")
                 page.build("results")
         with gr.Tabs():
             page.build("tabs")
         outputs = page.turn_outputs()
+        after = page.after_outputs()  # the page's own: the heading, the stale line and the badge, from the turn's record
         inputs = [image, question, visual, severity, text, level, vittle, method, alpha]
-        page.wire({"image": image, "question": question, "vittle": vittle})
+        page.wire({"image": image, "question": question, "vittle": vittle, "notice": notice})
         robustness_table, robustness_plot = page.component("robustness_table"), page.component("robustness_plot")
-        record = page.component("record")
-        for trigger in (button.click, question.submit):  # the screen is emptied at once, before the turn (or its error)
-            trigger(page.cleared(), None, outputs, queue=False, api_visibility="private")
-        button.click(run, inputs, outputs, api_name="run", concurrency_id="models").then(None, js=SCROLL_IF_HIDDEN)
+        record, stale = page.component("record"), page.component("stale")
+
+        def clear(trigger: Any) -> Any:
+            """Empty the screen at once: an error, or a new turn, never leaves an earlier query's results on screen."""
+            return trigger(page.cleared(), None, [*outputs, *after], queue=False, api_visibility="private", show_progress="hidden")
+
+        def then_after(event: Any) -> Any:
+            return event.then(page.after_updates, [record], after, queue=False, api_visibility="private", show_progress="hidden")
+
+        for trigger, api_name in ((button.click, "run"), (question.submit, None)):
+            clear(trigger)
+            event = trigger(run, inputs, outputs, concurrency_id="models",
+                            **({"api_name": api_name} if api_name else {"api_visibility": "private"}))
+            done = then_after(event)
+            if api_name:
+                done.then(None, js=SCROLL_IF_HIDDEN)  # after the turn: results that arrive while it scrolls can cut it short
         button.click(None, js=SCROLL_TO_ANSWERS)  # on a narrow screen the answers are far below the button
-        question.submit(run, inputs, outputs, api_visibility="private", concurrency_id="models")
-        alpha.release(rerun_for_alpha, inputs, outputs, api_visibility="private", concurrency_id="models")
+        then_after(alpha.release(rerun_for_alpha, inputs, outputs, api_visibility="private", concurrency_id="models"))
+        # one click runs an example: the button takes the next one, a gallery click the one clicked
+        shown = gr.State(0)
+        for loaded in (try_example.click(next_example, [shown], [image, question, shown], api_visibility="private", queue=False),
+                       examples.load_input_event):
+            cleared = loaded.then(page.cleared(), None, [*outputs, *after], queue=False, api_visibility="private",
+                                  show_progress="hidden")
+            then_after(cleared.then(run, inputs, outputs, api_visibility="private", concurrency_id="models"))
+        # results of earlier settings are marked as such until the next turn (and greyed: the page's CSS)
+        for control in (image, question, visual, severity, text, level, vittle, alpha):
+            control.change(mark_stale, [record], [stale], api_visibility="private", queue=False, show_progress="hidden")
         page.component("sweep_button").click(sweep, [*inputs, record], [page.component(name) for name in
                                              ("sweep_plot", "sweep_summary", "download", "record")],
                                              api_name="sweep", concurrency_id="models")
         vittle.input(lambda name: service.training_alpha(name) if service.training_alpha(name) is not None else gr.skip(),
                      [vittle], [alpha], api_visibility="private", queue=False)  # each model starts at its training alpha
-        demo.load(restore, None, [image, question, visual, severity, text, level, vittle, alpha, method], api_visibility="private",
-                  queue=False)
+        demo.load(restore, None, [image, question, visual, severity, text, level, vittle, alpha, method, notice],
+                  api_visibility="private")  # queued: a warning about the link reaches the page (and the notice says it there)
         method.input(embeddings, inputs, [page.component("embedding_plot"), page.component("summary")], api_name="embeddings",
                      concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")

@@ -47,9 +47,10 @@ def link_markdown(settings: TurnSettings, uploaded: bool) -> str:
     return f"[Link that reopens these settings]({settings.link()}){note}"
 
 
-def turn_record(settings: TurnSettings, query: Any, answers: dict[str, str], marks: str, turn: Any, panels: Any) -> TurnRecord:
+def turn_record(settings: TurnSettings, query: Any, answers: dict[str, str], marks: str, turn: Any, panels: Any,
+                domain: Any = None) -> TurnRecord:
     return TurnRecord(settings, query.spec, query.label, query.perturbed_question, list(query.notes), dict(answers), marks, turn,
-                      panel_numbers(panels.numbers) if panels is not None else {})
+                      panel_numbers(panels.numbers) if panels is not None else {}, domain=domain.to_dict() if domain is not None else None)
 
 
 def sweep_outputs(service: Any, settings: TurnSettings, image: str | None, previous: str, folder: Path) -> tuple[Any, str, list[str], str]:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRIORITY = ("length", "answer", "distribution", "probe", "answers", "embed")
+PRIORITY = ("length", "answer", "distribution", "probe", "answers", "features", "embed")
 """The order in which a pass picks the kind of job it runs (cheapest and most urgent first)."""
 USER_KINDS = ("length", "answer", "distribution", "probe")
 """The kinds of job a user's turn waits for (the others are reference-set work)."""
@@ -102,10 +102,15 @@ class ModelWorker:
             self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop after the queued jobs; later calls fail."""
+    def close(self, cancel: bool = False) -> None:
+        """Stop after the queued jobs (`cancel`: after the job running now, the queued ones
+        cancelled: a server shutting down); later calls fail."""
         with self._wake:
             self._closed = True
+            if cancel:
+                for queue in self._queues.values():
+                    while queue:
+                        queue.popleft().future.cancel()
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join()
@@ -159,6 +164,15 @@ class ModelWorker:
         """Input tokens of a query (tokenized on the worker: the fast tokenizer is not thread-safe)."""
         return self._submit(_Job("length", image, question)).result()
 
+    def image_features(self, images: Sequence[Any]) -> np.ndarray:
+        """`Assistant.image_features` through the worker, (N, d), in chunks of `embed_chunk`
+        images so that answers run between them. Blocks until done."""
+        futures = [self._submit(_Job("features", list(images[start : start + self.embed_chunk]), None))
+                   for start in range(0, len(images), self.embed_chunk)]
+        rows = [future.result() for future in futures]
+        width = self.assistant.model.config.text_config.hidden_size
+        return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.float32)
+
     def embed(self, images: Sequence[Any], questions: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
         """`Assistant.embed` through the worker: (N, d), queued as chunks of `embed_chunk`
         queries so that answers run between them. Blocks until done."""
@@ -184,7 +198,7 @@ class ModelWorker:
                 kind = "embed"  # a chunk between any two batches: a long job is never starved by a stream of answers
             self._last = kind
             queue = self._queues[kind]
-            if kind in ("embed", "answers"):
+            if kind in ("embed", "answers", "features"):
                 return kind, [queue.popleft()]
             key = (lambda job: job.alpha) if kind == "probe" else _Job.batch_key  # one pass per setting (length, alpha, ...)
             first = key(queue[0])
@@ -250,6 +264,8 @@ class ModelWorker:
                 start = stop
             return results
         job = jobs[0]
+        if kind == "features":
+            return [assistant.image_features(job.image, batch_size=max(1, len(job.image)))]
         if kind == "answers":
             return [assistant.answer_batch(job.image, job.question, max_new_tokens=job.max_new_tokens, batch_size=len(job.question))]
         return [assistant.embed(job.image, job.question, batch_size=len(job.question))]

@@ -38,6 +38,16 @@ def answer(page, element: str) -> str:
     return page.input_value(f"{element} textarea")
 
 
+def text_of(page, element: str) -> str:
+    """An element's text, "" when Gradio has not rendered it (an empty Markdown)."""
+    return page.evaluate(f"document.querySelector({element!r})?.innerText ?? ''")
+
+
+def has_text(element: str, text: str) -> str:
+    """A wait_for_function predicate: `element` shows `text`."""
+    return f"(document.querySelector({element!r})?.innerText ?? '').includes({text!r})"
+
+
 def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     errors: list[str] = []
@@ -60,7 +70,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert answer(page, "#perturbed-question") == query.perturbed_question
     assert "Gaussian noise (severity 3) + Keyboard typos (level 3)" in page.inner_text("#perturbation")
     assert "kept its answer" in page.inner_text("#perturbation") or "flipped" in page.inner_text("#perturbation")
-    assert "its posterior carries information" in page.inner_text("#finding")  # the finding, without opening a tab
+    assert "Vittle (F): bottleneck after layer 3; its posterior is used." in page.inner_text("#finding")  # one plain line a model
     assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"
     assert "circle, rectangle, triangle" in page.inner_text("#answerable")  # what the models can answer, under the question
     assert page.locator("#perturbed-image img").count() == 1
@@ -100,7 +110,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
     # an error empties the screen: no earlier query's answers stand next to a red message
     page.get_by_role("tab", name="Embeddings").click()
-    page.fill("#question textarea", "")
+    page.fill("#question input", "")
     page.click("#run")
     page.get_by_text("question box is empty", exact=False).first.wait_for(timeout=20_000)
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value === ''", timeout=10_000)
@@ -149,8 +159,10 @@ def test_the_map_can_be_explored(browser, server, service):
     assert page.locator("#map-hover-card img").count() == 2 and "Frost 3" in page.inner_text("#map-hover-card")
     # click: the point's query goes into the inputs
     page.mouse.click(x, y)
-    page.wait_for_function(f"document.querySelector('#question textarea').value === {samples[index]['question']!r}", timeout=20_000)
+    page.wait_for_function(f"document.querySelector('#question input').value === {samples[index]['question']!r}", timeout=20_000)
     page.wait_for_selector("#query-image img", timeout=10_000)
+    page.wait_for_function(has_text("#notice", "Loaded reference query #"), timeout=10_000)
+    assert samples[index]["question"] in text_of(page, "#notice") and "Press Run" in text_of(page, "#notice")  # said on the page
     # the join toggle draws a segment per query and model, hidden again when off
     assert page.evaluate(TRACES_BY_PART, "join") == []
     page.click("#map-join input")
@@ -251,7 +263,7 @@ def test_a_link_reopens_its_settings(browser, server):
     page.goto(server + "?example=1&question=is+there+a+blue+shape%3F&visual=zoom_blur&severity=2&text=none&level=4"
               "&vittle=vittle-l&alpha=0.3&method=pca")
     page.wait_for_selector("#run")
-    page.wait_for_function("document.querySelector('#question textarea').value === 'is there a blue shape?'", timeout=20_000)
+    page.wait_for_function("document.querySelector('#question input').value === 'is there a blue shape?'", timeout=20_000)
     page.wait_for_selector("#query-image img", timeout=20_000)
     assert page.input_value("#visual input") == "Zoom blur"
     assert page.input_value("#alpha input[type=number]") == "0.3"
@@ -260,4 +272,89 @@ def test_a_link_reopens_its_settings(browser, server):
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
     page.wait_for_selector("#share-link a", timeout=30_000)
     assert "alpha=0.3" in page.get_attribute("#share-link a", "href") and "example=1" in page.get_attribute("#share-link a", "href")
+    page.close()
+
+
+def test_the_first_screen_shows_what_the_app_is_and_run(browser, server):
+    for width, height, limit in ((1400, 900, 900), (390, 844, 2 * 844)):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(server)
+        page.wait_for_selector("#run")
+        box = page.locator("#run").bounding_box()
+        assert box["y"] + box["height"] <= limit, (width, box)  # without scrolling; on a phone within two screens
+        intro = page.inner_text("#intro")
+        assert "Vittle" in intro and "baseline" in intro.lower() and len(intro) < 400  # a title and one sentence
+        assert page.locator("#try-example").is_visible()
+        page.close()
+
+
+def test_keyboard_and_alt_text(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.wait_for_function("document.querySelectorAll('img').length > 0", timeout=20_000)
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.querySelectorAll('img:not([alt]), img[alt=\"\"]').length") == 0  # the examples too
+    assert page.evaluate("[...document.querySelectorAll('img')].some(img => img.alt.startsWith('Example image'))")
+    box = page.locator("#alpha input[type=number]")
+    box.fill("0.3")
+    box.press("Enter")  # applies the number at once, without leaving the box first
+    page.wait_for_function("document.querySelector('#alpha input[type=range]').value === '0.3'", timeout=5_000)
+    page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[4])
+    page.wait_for_selector("#query-image img")
+    page.locator("#question input").press("Enter")  # Enter in the question runs the query
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
+    page.close()
+
+
+def test_a_link_with_unusable_settings_says_which_on_the_page(browser, server):
+    page = browser.new_page()
+    page.goto(server + "?visual=nope&severity=9&question=what+shape+is+this%3F")
+    page.wait_for_function(has_text("#notice", "not used"), timeout=20_000)
+    notice = text_of(page, "#notice")
+    assert "Some settings in the link were not used" in notice and "visual" in notice and "severity" in notice
+    assert page.input_value("#question input") == "what shape is this?"  # the usable ones were
+    page.close()
+
+
+def test_a_result_is_never_labelled_with_another_model(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[3])
+    page.wait_for_selector("#query-image img")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
+    page.wait_for_function("document.querySelector('#download a') !== null", timeout=60_000)  # the whole turn is in
+    page.wait_for_function("(document.querySelector('#stale')?.innerText ?? '').trim() === ''", timeout=10_000)
+    page.wait_for_function(has_text("#vittle-heading", "Vittle (F)"), timeout=10_000)
+    page.click("#vittle input[value='vittle-l']")
+    page.wait_for_function(has_text("#stale", "previous settings"), timeout=10_000)
+    assert "Vittle (F)" in text_of(page, "#stale")
+    assert page.inner_text("#vittle-heading").strip() == "Vittle (F)"  # the model whose answers are shown, not the one chosen
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#vittle-heading').innerText.trim() === 'Vittle (L)'", timeout=60_000)
+    page.wait_for_function("(document.querySelector('#stale')?.innerText ?? '').trim() === ''", timeout=10_000)
+    page.close()
+
+
+def test_the_out_of_domain_badge_shows_on_a_photo_only(browser, server, service):
+    import skimage
+
+    assert service.domain_check.ready  # calibrated in the warm-up
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(server)
+    page.wait_for_selector("#run")
+    for image, outside in ((str(Path(skimage.__file__).parent / "data" / "chelsea.png"), True), (easy_vqa.get_test_image_paths()[5], False)):
+        page.set_input_files("#query-image input[type=file]", image)
+        page.wait_for_timeout(500)
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
+        page.wait_for_function("document.querySelector('#download a') !== null", timeout=60_000)
+        if outside:
+            page.wait_for_function(has_text("#domain-badge", "Outside what these models were trained on"), timeout=10_000)
+            assert "the answers are guesses" in text_of(page, "#domain-badge")
+        else:
+            page.wait_for_timeout(1000)  # the badge follows the turn's record
+            assert "Outside" not in text_of(page, "#domain-badge")
     page.close()

@@ -4,6 +4,7 @@ appends a new panel's outputs after it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import easy_vqa
@@ -34,29 +35,36 @@ def turn(service, page, tmp_path_factory):
     view = TurnView(query=query, vittle="vittle-f", label=service.label("vittle-f"))
     for view.answers in service.answers(query, "vittle-f"):
         pass
+    view.domain = service.domain(query)
     view.distributions = service.distributions(query, view.answers, "vittle-f")
     view.panels = service.panels(query, "vittle-f", "pca")
     settings = ui_probe.settings_of(ExampleFinder([image]), image, query.question, "gaussian_noise", 3, "char_typo", 3, "vittle-f",
                                     None, "pca", service.training_alpha("vittle-f"))
-    record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels)
+    record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels, view.domain)
     view.files = record.write(tmp_path_factory.mktemp("turn"), query.perturbed_image)
     view.link, view.record = ui_probe.link_markdown(settings, False), record.to_json()
     return view
 
 
+AFTER = ["stale", "domain", "vittle_heading"]
+"""The page's own components, set from the turn's record after it (not /run's outputs)."""
+
+
 def test_the_registry_keeps_the_published_order_of_run_s_outputs(page):
-    assert page.output_names() == list(API_ORDER)
+    assert page.output_names() == list(API_ORDER)  # what API clients know, unchanged
     assert [type(p) for p in page.panels.values()] == list(PANELS)
     assert len({id(c) for c in page.turn_outputs()}) == len(API_ORDER)  # one component per name
+    assert page.after_outputs() == [page.component(name) for name in AFTER]
     with pytest.raises(KeyError, match="no component 'nope'; outputs: perturbed_image"):
         page.component("nope")
 
 
 def test_an_empty_turn_clears_every_output(page):
-    updates = page.updates(TurnView())
-    assert set(updates) == set(page.turn_outputs())
-    for name in API_ORDER:
+    updates = page.cleared()()
+    assert set(updates) == {*page.turn_outputs(), *page.after_outputs()}
+    for name in [*API_ORDER, "stale", "domain"]:
         assert updates[page.component(name)] in (None, ""), name
+    assert updates[page.component("vittle_heading")] == gr.skip()  # the heading keeps the name of the model last shown
 
 
 @pytest.mark.parametrize("name", [cls.name for cls in PANELS])
@@ -69,8 +77,13 @@ def test_each_panel_shows_a_turn(page, turn, name):
         assert values["perturbed_question"] == turn.query.perturbed_question and values["perturbed_image"] == turn.query.perturbed_image
         assert values["header"].startswith("**Perturbation:** Gaussian noise (severity 3) + Keyboard typos (level 3)")
         assert turn.marks and turn.marks in values["header"]
+        after = panel.after_values(json.loads(turn.record))
+        assert after == {"stale": "", "domain": ""}  # an easy-vqa image: no badge
+        photo = {**json.loads(turn.record), "domain": {"score": 0.3, "threshold": 0.05, "outside": True}}
+        assert "Outside what these models were trained on" in panel.after_values(photo)["domain"]
     elif name == "answers":
         assert values == answers and values["baseline_clean"] == "red"
+        assert panel.after_values(json.loads(turn.record)) == {"vittle_heading": "### Vittle (F)"}
     elif name == "distributions":
         assert isinstance(values["baseline_distribution"], PlotData) and isinstance(values["vittle_distribution"], PlotData)
         assert "total variation" in values["effects"]
@@ -79,6 +92,8 @@ def test_each_panel_shows_a_turn(page, turn, name):
     elif name == "probe":
         assert [Path(f).suffix for f in values["download"]] == [".json", ".png"] and "example=0&" in values["link"]
         assert '"baseline_clean": "red"' in values["record"]
+        domain = json.loads(values["record"])["domain"]  # the score is in turn.json too
+        assert domain["outside"] is False and domain["score"] <= domain["threshold"]
     elif name == "posterior":
         assert all(isinstance(values[k], PlotData) for k in ("variance_plot", "kl_plot", "overlay_plot"))
         assert "posterior variance" in values["tokens"]

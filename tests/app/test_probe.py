@@ -164,3 +164,13 @@ def test_the_link_restores_the_inputs(service, tmp_path):
     copy = tmp_path / "upload.png"
     copy.write_bytes(open(rows[1][0], "rb").read())  # Gradio hands the callback a copy of the example
     assert finder.index(str(copy)) == 1 and finder.index(None) is None and finder.index(str(tmp_path / "missing.png")) is None
+
+
+def test_the_answer_charts_line_up_and_no_number_reads_minus_zero(service, turn):
+    from vittle.app.figures import distribution_specs, signed
+
+    query, answers, dists = turn
+    specs = distribution_specs(dists, {"baseline": "Baseline", "vittle": "Vittle (F)"})
+    assert specs["baseline"]["layout"]["height"] == specs["vittle"]["layout"]["height"]  # side by side, the same height
+    assert specs["baseline"]["layout"]["uniformtext"]["minsize"] >= 10  # value labels never shrink below 10 px
+    assert [signed(v) for v in (-0.0004, 0.0, 0.0004, -0.25, 0.1)] == ["0.000", "0.000", "0.000", "-0.250", "+0.100"]

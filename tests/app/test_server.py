@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import easy_vqa
@@ -81,7 +82,8 @@ def test_embeddings_endpoint_umap(client):
 def test_robustness_endpoint(client):
     table, figure, status = client.predict("vittle-l", api_name="/robustness")
     assert "| Vittle (L) (shown) |" in table and "The first robustness lab" in table  # the embedded models: the staged study's numbers
-    assert figure is None or not json.loads(figure["plot"])["data"]
+    traces = json.loads(figure["plot"])["data"]  # the staged study's forest plot: every arm's difference per group
+    assert len(traces) == 4 and "Vittle (L) (8)" in traces[1]["y"] and len(traces[1]["y"]) == len(traces[1]["error_x"]["array"])
     assert status.startswith("Models: Baseline, Vittle (F), Vittle (L) on cpu (ready")  # and the precompute's progress, if running
 
 
@@ -316,5 +318,26 @@ def test_sessions_are_bounded_sessionless_api_calls_included(service, app_main, 
             event, result = raw_call(url, "robustness", ["vittle-f"])
             assert event == "complete"
         assert demo.state_session_capacity == 3 and 1 <= len(demo.state_holder.session_data) <= 3
+    finally:
+        demo.close()
+
+
+def test_gradio_s_records_of_finished_sessions_are_pruned(service, app_main, free_port, monkeypatch):
+    """Gradio keeps an empty set of pending event ids per session hash after its events complete:
+    one per sessionless call, forever. The app prunes them in the server's loop."""
+    monkeypatch.setattr(app_main, "SESSION_PRUNE_S", 0.5)
+    args = app_main.parse_args(["--port", str(free_port)])
+    _, demo = app_main.build(args, service)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app_main.launch_options(args))
+    try:
+        url = f"http://127.0.0.1:{free_port}/"
+        pending = demo._queue.pending_event_ids_session
+        for _ in range(6):
+            assert raw_call(url, "robustness", ["vittle-f"])[0] == "complete"
+            assert all(len(ids) <= 1 for ids in pending.values())
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(pending) == 0  # six sessions came and went; none is left behind
     finally:
         demo.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 import easy_vqa
 import numpy as np
 import pytest
+from PIL import Image
 
 from vittle.analysis.metrics import cosine_distances
 from vittle.app.inputs import InputError
@@ -164,7 +165,8 @@ def test_robustness_reads_the_lab(service, tmp_path):
     lab = LabSummary.load(service.config.lab)
     # the embedded models come from the staged study: the first lab's rows are not shown as theirs
     table, figure = service.robustness("vittle-l")
-    assert figure is None and "| model | seeds |" not in table  # none of the first lab's rows
+    assert "| model | seeds |" not in table  # none of the first lab's rows
+    assert [trace.y for trace in figure.data][1][0] == "Vittle (F) (8)" and figure.data[1].xaxis == "x2"  # the forest plot
     assert "The app's models (Baseline: unit b0-s0, Vittle (L): unit b0-s0)" in table  # the staged study's numbers instead
     assert "| Vittle (L) (shown) | 8 |" in table and "| Vittle (F) |" in table
     first = lab.arms["vittle-f"].versus_baseline["label-keeping"]
@@ -360,3 +362,15 @@ def test_the_page_says_what_the_models_can_answer_and_that_a_gloss_is_not_a_tran
     assert any("offline word-by-word gloss" in note for note in query.notes)
     plain = service.prepare(easy_vqa.get_test_image_paths()[0], "what color is the shape?", "none", 3, "char_typo", 3)
     assert not any("gloss" in note for note in plain.notes)
+
+
+def test_the_domain_score_flags_a_photo_and_not_an_easy_vqa_image(service):
+    """The query image's domain score, from Python (the page's badge and turn.json hold the same)."""
+    from skimage import data
+
+    assert service.domain_check.applicable and service.domain_check.ready
+    photo = service.domain(service.prepare(Image.fromarray(data.chelsea()), "what color is the shape?", "none", 3, "none", 3))
+    shape = service.domain(service.prepare(easy_vqa.get_test_image_paths()[7], "what color is the shape?", "none", 3, "none", 3))
+    assert photo.outside and "the answers are guesses" in photo.badge()
+    assert not shape.outside and shape.badge() == "" and shape.threshold == photo.threshold
+    assert service.warm_up.timings["domain_seconds"] > 0
