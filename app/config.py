@@ -45,6 +45,10 @@ class ServiceConfig:
     vittle_l: str | None = field(default=f"{EMBEDDED}tiny-vittle-l", metadata={"env": "VITTLE_VITTLE_L"})
     """A second Vittle model selectable in the UI (e.g. the learnable-prior variant); null or "none": none.
     An embedded one that is missing is left out with a warning."""
+    compare: tuple[str, ...] = field(default=(), metadata={"env": "VITTLE_COMPARE"})
+    """More models the second column can show, as NAME=PATH (comma-separated; a folder, a hub id or
+    "embedded:NAME"): any checkpoint, with or without a bottleneck, e.g. a model of the staged
+    study trained with another method (its model card names the method and the unit)."""
     device: str = field(default="auto", metadata={"env": "VITTLE_DEVICE"})
     """"auto" (CUDA with bf16 when present, else CPU), "cpu", "cuda", "cuda:1", ..."""
     reference_images: int = 48
@@ -86,6 +90,9 @@ class ServiceConfig:
     tokens (vittle.inference.PrefixCache; about 0.2 MB per image for the embedded models: every
     visual setting's 48 images fit, about 430 MB). 0 turns it off."""
 
+    def _compared(self) -> list[str]:
+        return [f"{name}={path}" for name, path in compared(tuple(self.compare)).items()]
+
     def __post_init__(self) -> None:
         if self.reference_images < 3:
             raise ValueError(f"reference_images={self.reference_images} must be at least 3")
@@ -105,8 +112,36 @@ class ServiceConfig:
                                      "vittle with its models (pip install --force-reinstall 'vittle[app]'), or name other "
                                      "baseline and vittle models (local folders or hub ids)")
             setattr(self, name, path)
+        self.compare = tuple(self._compared())
         self.lab = embedded(self.lab, ASSETS.parent)
         self.staged = embedded(self.staged, ASSETS.parent)
+
+
+RESERVED = ("baseline", "vittle-f", "vittle-l")
+
+
+def _compare_entry(entry: str) -> tuple[str, str]:
+    name, sep, path = entry.partition("=")
+    name, path = name.strip(), path.strip()
+    if not sep or not name or not path:
+        raise ValueError(f"compare: {entry!r} must look like NAME=PATH (e.g. ross=runs/staged/runs/ross-b0-s0/model)")
+    if name in RESERVED or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"compare: the name {name!r} must be letters, digits, '-', '_' or '.', and not one of {', '.join(RESERVED)}")
+    return name, path
+
+
+def compared(entries: tuple[str, ...]) -> dict[str, str]:
+    """NAME -> resolved path of `ServiceConfig.compare`'s entries (a ValueError naming a bad one)."""
+    found: dict[str, str] = {}
+    for entry in entries:
+        name, path = _compare_entry(entry)
+        if name in found:
+            raise ValueError(f"compare: the name {name!r} is given twice")
+        resolved = embedded(path)
+        if path.startswith(EMBEDDED) and not Path(resolved).is_dir():
+            raise ValueError(f"compare: the embedded model {path} is not in this installation ({resolved})")
+        found[name] = resolved
+    return found
 
 
 @dataclass

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vittle.app.config import ASSETS, ServiceConfig
+from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
+from vittle.app.model_facts import model_card
 from vittle.app.worker import ModelWorker
 from vittle.memo import Memo
 
@@ -28,6 +29,22 @@ PIXELS_KEPT = 128
 LABELS = {"baseline": "Baseline", "vittle-f": "Vittle (F)", "vittle-l": "Vittle (L)"}
 
 
+def model_label(name: str, path: str) -> str:
+    """The UI's name of a model: its role (Baseline, Vittle (F), Vittle (L)) with its path when it
+    is not an embedded model; a compared model by its model card (the method and the unit of the
+    staged study, e.g. "ROSS (b0-s0)"), else by its name and path."""
+    if name in LABELS:
+        return LABELS[name] if path.startswith(str(ASSETS)) else f"{LABELS[name]}: {path}"
+    card = model_card(path)
+    if card is not None and getattr(card, "name", ""):
+        from vittle.analysis.lab.staged_plan import STAGED_ARMS
+
+        method = next((arm.label for arm in STAGED_ARMS if arm.name == card.name), card.name)
+        unit = getattr(card, "unit", "")
+        return f"{method} ({unit})" if unit else method
+    return f"{name}: {path}"
+
+
 class ModelPool:
     """The baseline and the selectable Vittle models, loaded on first use."""
 
@@ -36,6 +53,8 @@ class ModelPool:
         self.paths = {"baseline": config.baseline, "vittle-f": config.vittle}
         if config.vittle_l:
             self.paths["vittle-l"] = config.vittle_l
+        self.paths.update(compared(config.compare))
+        self.labels = {name: model_label(name, path) for name, path in self.paths.items()}
         self._assistants: dict[str, Any] = {}
         self._workers: dict[str, ModelWorker] = {}
         self._lock = threading.Lock()
@@ -50,9 +69,8 @@ class ModelPool:
         return [(self.label(name), name) for name in self.paths if name != "baseline"]
 
     def label(self, name: str) -> str:
-        """The UI's name of a model: its role, and its path when it is not an embedded model."""
-        role = LABELS.get(name, name)
-        return role if self.paths[name].startswith(str(ASSETS)) else f"{role}: {self.paths[name]}"
+        """The UI's name of a model (`model_label`)."""
+        return self.labels[name]
 
     def check_vittle(self, name: str) -> None:
         if name == "baseline" or name not in self.paths:

@@ -63,7 +63,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             severity: the corruption's severity, 1 to 5.
             text: a text perturbation (e.g. char_typo, word_swap, greek) or "none".
             level: the text perturbation's level, 1 to 5.
-            vittle: which Vittle model: "vittle-f" or "vittle-l".
+            vittle: the second column's model: "vittle-f", "vittle-l" or a name the server's --compare gives.
             method: the embedding map's projection, "pca" or "umap".
             alpha: the Vittle model's alpha at inference, 0 (bottleneck off) to 1 (posterior mean only);
                 None or its training alpha: as trained.

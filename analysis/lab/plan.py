@@ -72,15 +72,27 @@ GROUPS = ("main", "sweep", "control")
 EXPORTED = {"baseline": "tiny-baseline", "vittle-f": "tiny-vittle-f", "vittle-l": "tiny-vittle-l"}
 """Arms copied into assets/models (the app's defaults), from the seed declared in `LabConfig.export_seed`."""
 
-SHIFT_GROUPS: dict[str, tuple[str, ...]] = {
-    "visual, label-keeping": ("defocus_blur", "zoom_blur", "gaussian_noise", "shot_noise", "speckle_noise"),
-    "visual, colour-altering": ("brightness", "contrast", "fog", "frost"),
-    "text, label-keeping": ("char_typo", "char_insert", "char_delete", "word_swap", "word_delete", "word_insert"),
-    "text, translation": ("arabic", "greek", "hindi"),
-}
-"""Blur, noise, typos and word-level edits keep the answer; brightness, contrast, fog and frost
-change the very colour that is asked about (no method can help there); the offline
-translations are word glosses in a script the models never saw."""
+def shift_groups() -> dict[str, tuple[str, ...]]:
+    """The lab's groups of shifts, from the registry's facts (`Perturbation.keeps_label`, its
+    modality and category): blur, noise, typos and word-level edits keep the answer; brightness,
+    contrast, fog and frost change the very colour that is asked about (no method can help
+    there); the offline translations are word glosses in a script the models never saw."""
+    from vittle.analysis.perturb.registry import Category, list_perturbations
+
+    groups: dict[str, list[str]] = {name: [] for name in GROUP_NAMES}
+    for p in list_perturbations():
+        if p.modality is Modality.VISUAL:
+            groups["visual, label-keeping" if p.keeps_label else "visual, colour-altering"].append(p.name)
+        elif p.category is Category.SENTENCE:
+            groups["text, translation"].append(p.name)
+        else:
+            groups["text, label-keeping" if p.keeps_label else "text, translation"].append(p.name)
+    return {name: tuple(names) for name, names in groups.items()}
+
+
+GROUP_NAMES = ("visual, label-keeping", "visual, colour-altering", "text, label-keeping", "text, translation")
+SHIFT_GROUPS: dict[str, tuple[str, ...]] = shift_groups()
+"""`shift_groups()` of the registry as it is at import."""
 LABEL_KEEPING = ("visual, label-keeping", "text, label-keeping")
 """The groups of the main comparison."""
 

@@ -45,28 +45,32 @@ class Perturbation:
     category: Category
     label: str  # human-readable name for menus
     levels: tuple[int, ...] = LEVELS  # empty for translations, which have no strength
+    keeps_label: bool = True
+    """Whether the shift leaves the answer to a colour or shape question as it was: blur, noise,
+    typos and word edits do; brightness, contrast, fog and frost change the very colour asked
+    about; a translation into a script the models never saw is not a rewording of the question."""
 
     @property
     def has_levels(self) -> bool:
         return bool(self.levels)
 
 
-def _visual(name: str, category: Category, label: str) -> Perturbation:
-    return Perturbation(name, Modality.VISUAL, category, label)
+def _visual(name: str, category: Category, label: str, keeps_label: bool = True) -> Perturbation:
+    return Perturbation(name, Modality.VISUAL, category, label, LEVELS, keeps_label)
 
 
-def _text(name: str, category: Category, label: str, levels: tuple[int, ...] = LEVELS) -> Perturbation:
-    return Perturbation(name, Modality.TEXT, category, label, levels)
+def _text(name: str, category: Category, label: str, levels: tuple[int, ...] = LEVELS, keeps_label: bool = True) -> Perturbation:
+    return Perturbation(name, Modality.TEXT, category, label, levels, keeps_label)
 
 
 # Categories follow ImageNet-C (brightness is a weather effect there) and MM_Robustness.
 _ALL = (
     _visual("defocus_blur", Category.BLUR, "Defocus blur"),
     _visual("zoom_blur", Category.BLUR, "Zoom blur"),
-    _visual("contrast", Category.DIGITAL, "Contrast"),
-    _visual("brightness", Category.WEATHER, "Brightness"),
-    _visual("fog", Category.WEATHER, "Fog"),
-    _visual("frost", Category.WEATHER, "Frost"),
+    _visual("contrast", Category.DIGITAL, "Contrast", keeps_label=False),
+    _visual("brightness", Category.WEATHER, "Brightness", keeps_label=False),
+    _visual("fog", Category.WEATHER, "Fog", keeps_label=False),
+    _visual("frost", Category.WEATHER, "Frost", keeps_label=False),
     _visual("gaussian_noise", Category.NOISE, "Gaussian noise"),
     _visual("shot_noise", Category.NOISE, "Shot noise"),
     _visual("speckle_noise", Category.NOISE, "Speckle noise"),
@@ -76,20 +80,22 @@ _ALL = (
     _text("word_swap", Category.WORD, "Word swap"),
     _text("word_delete", Category.WORD, "Word deletion"),
     _text("word_insert", Category.WORD, "Synonym insertion"),
-    _text("arabic", Category.SENTENCE, "Translation to Arabic", ()),
-    _text("greek", Category.SENTENCE, "Translation to Greek", ()),
-    _text("hindi", Category.SENTENCE, "Translation to Hindi", ()),
+    _text("arabic", Category.SENTENCE, "Translation to Arabic", (), keeps_label=False),
+    _text("greek", Category.SENTENCE, "Translation to Greek", (), keeps_label=False),
+    _text("hindi", Category.SENTENCE, "Translation to Hindi", (), keeps_label=False),
 )
 REGISTRY: dict[str, Perturbation] = {p.name: p for p in _ALL}
+"""Every perturbation by name: the one place a shift is declared (its modality, category, menu
+label, levels and whether it keeps the label); the spec sets and the lab's groups derive from it."""
 TRANSLATIONS = tuple(p.name for p in _ALL if p.category is Category.SENTENCE)
 
 
 def list_perturbations(modality: Modality | str | None = None) -> list[Perturbation]:
     """All perturbations in catalogue order, optionally of one modality."""
     if modality is None:
-        return list(_ALL)
+        return list(REGISTRY.values())
     modality = Modality(modality)
-    return [p for p in _ALL if p.modality is modality]
+    return [p for p in REGISTRY.values() if p.modality is modality]
 
 
 def get_perturbation(name: str) -> Perturbation:
@@ -133,6 +139,8 @@ def spec_sets() -> dict[str, list[str]]:
     "full" (visual + text)."""
     visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in LEVELS]
     text = [f"{p.name}:{PAPER_TEXT_LEVEL}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
-    paper = all_paper_variants()
-    return {"paper": paper, "paper-visual": paper[:9], "paper-text": paper[9:18], "paper-joint": paper[18:],
-            "visual": visual, "text": text, "full": visual + text}
+    paper_visual = [f"{p.name}:{PAPER_SEVERITY}" for p in list_perturbations(Modality.VISUAL)]
+    paper_text = [f"{p.name}:{PAPER_TEXT_LEVEL}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
+    paper_joint = [f"{v}:{PAPER_SEVERITY}+{t}" for v in PAPER_JOINT_VISUAL for t in TRANSLATIONS]
+    return {"paper": paper_visual + paper_text + paper_joint, "paper-visual": paper_visual, "paper-text": paper_text,
+            "paper-joint": paper_joint, "visual": visual, "text": text, "full": visual + text}

@@ -80,3 +80,20 @@ def test_import_is_light():
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                        cwd=Path(__file__).resolve().parents[2]).stdout)
     assert loaded == []
+
+
+def test_a_new_visual_shift_is_one_registry_entry(monkeypatch):
+    """Declared once (name, modality, category, label, whether it keeps the label), it lands in the
+    visual spec sets and in the lab's label-keeping visual group, not in any text set."""
+    from vittle.analysis.lab.plan import shift_groups
+    from vittle.analysis.perturb import registry, spec_sets
+
+    entry = registry.Perturbation("pixelate", registry.Modality.VISUAL, registry.Category.DIGITAL, "Pixelate")
+    monkeypatch.setitem(registry.REGISTRY, "pixelate", entry)
+    sets = spec_sets()
+    assert "pixelate:3" in sets["paper-visual"] and "pixelate:3" in sets["paper"] and "pixelate:5" in sets["visual"]
+    assert not any(s.startswith("pixelate") for s in sets["paper-text"] + sets["text"])
+    assert len(sets["paper-visual"]) == 10 and len(sets["paper-text"]) == 9  # no slice hands a tenth visual shift to the text set
+    assert "pixelate" in shift_groups()["visual, label-keeping"]
+    assert registry.get_perturbation("pixelate") is entry
+    assert "pixelate" not in shift_groups()["visual, colour-altering"] and "frost" in shift_groups()["visual, colour-altering"]

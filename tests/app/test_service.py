@@ -374,3 +374,25 @@ def test_the_domain_score_flags_a_photo_and_not_an_easy_vqa_image(service):
     assert photo.outside and "the answers are guesses" in photo.badge()
     assert not shape.outside and shape.badge() == "" and shape.threshold == photo.threshold
     assert service.warm_up.timings["domain_seconds"] > 0
+
+
+def test_the_second_column_can_be_any_checkpoint_named_by_its_card():
+    """`--compare NAME=PATH` adds models to the second column's choice; a staged-study model is
+    named by its card's method and unit, and answers as the same weights do under another name."""
+    from vittle.app.config import ServiceConfig
+    from vittle.app.service import DemoService
+
+    compared = DemoService(ServiceConfig(compare=("again=embedded:tiny-vittle-l",), precompute=False, reference_images=24,
+                                         vittle_l=None)).start()
+    try:
+        assert compared.wait_models(300) and compared.startup_error is None
+        assert compared.vittle_choices == [("Vittle (F)", "vittle-f"), ("Vittle (L) (b0-s0)", "again")]
+        query = compared.prepare(easy_vqa.get_test_image_paths()[2], "what shape is this?", "zoom_blur", 3, "none", 3)
+        answers = list(compared.answers(query, "again"))[-1]
+        assert answers["vittle_clean"] and compared.training_alpha("again") == compared.training_alpha("vittle-f")
+    finally:
+        compared.close()
+    for entries, message in ((("vittle-f=x",), "not one of baseline"), (("nope",), "must look like NAME=PATH"),
+                             (("a=embedded:none", ), "not in this installation"), (("a=x", "a=y"), "given twice")):
+        with pytest.raises(ValueError, match=message):
+            ServiceConfig(compare=entries)
