@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import Trainer, TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from vittle.bottleneck import record_states
 from vittle.checkpoint import DTYPES, load_pretrained, read_prefixed
@@ -118,15 +118,36 @@ class NonFiniteTrainingError(ValueError):
     """A loss or gradient became NaN or infinite; the run stopped before the update."""
 
 
+class LoraCheckpointExtras(TrainerCallback):
+    """With LoRA, every checkpoint-N also gets the weights trained in full (the projector, the
+    bottleneck), which peft's adapter file leaves out (`vittle.lora.save_trained`)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+        from vittle.lora import is_lora, save_trained
+
+        if model is not None and is_lora(model) and args.should_save:
+            save_trained(model, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+
 class VittleTrainer(Trainer):
-    """Trainer with the KL terms, the alpha schedule (`AlphaSchedule`) and CE / KL / alpha logging."""
+    """Trainer with the KL terms, the alpha schedule (`AlphaSchedule`) and CE / KL / alpha logging.
+
+    Public routes first: alpha's schedule and LoRA's checkpoint extras are callbacks
+    (`AlphaSchedule`, `LoraCheckpointExtras`); `loss_is_scaled_for_ga` and
+    `model_accepts_loss_kwargs` are Trainer's documented switches for a subclass that computes its
+    own loss. Two private methods are overridden because no public route reaches what they do:
+    `_get_grad_norm` (the one place the step's gradient norm, DeepSpeed's included, is seen before
+    the optimizer step, to stop before a non-finite update) and `_load_from_checkpoint` (resuming
+    must read LLaVA's legacy key names through from_pretrained); tests/vittle/test_trainer.py fails
+    when transformers changes their signatures."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if not any(isinstance(c, AlphaSchedule) for c in self.callback_handler.callbacks):
-            self.add_callback(AlphaSchedule())  # alpha's schedule, as for any Trainer
+        for callback in (AlphaSchedule, LoraCheckpointExtras):  # alpha's schedule, as for any Trainer; LoRA's checkpoints
+            if not any(isinstance(c, callback) for c in self.callback_handler.callbacks):
+                self.add_callback(callback())
         self.model_accepts_loss_kwargs = False
         self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
 
@@ -183,13 +204,6 @@ class VittleTrainer(Trainer):
         raise NonFiniteTrainingError(
             f"training stopped at step {step}: {what}{f' ({terms})' if terms else ''}; {kept}. Try a lower train.lr "
             f"(now {self.args.learning_rate:g}) or check the data. No final model was saved.")
-
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        from vittle.lora import is_lora, save_trained
-
-        if is_lora(self.model) and self.args.should_save:  # peft's adapter file leaves out the projector and the bottleneck
-            save_trained(self.model, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         """Trainer restores weights with a plain load_state_dict, but LLaVA checkpoints are

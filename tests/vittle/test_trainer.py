@@ -282,3 +282,17 @@ def test_alpha_schedule_callback_drives_a_plain_trainer(shapes_data, tmp_path):
     assert seen == pytest.approx([alpha_at(config, step / 4) for step in range(4)]) and seen[-1] > 0
     vittle_trainer = VittleTrainer(model=model, args=args, train_dataset=data)
     assert sum(isinstance(c, AlphaSchedule) for c in vittle_trainer.callback_handler.callbacks) == 1
+
+
+def test_the_private_trainer_methods_vittle_overrides_keep_their_signatures():
+    """VittleTrainer overrides two private Trainer methods that no public route replaces (its
+    docstring says why); a transformers release that changes them fails here, not in a user's run."""
+    import inspect
+
+    from transformers import Trainer
+
+    assert list(inspect.signature(Trainer._get_grad_norm).parameters) == ["self", "model", "grad_norm"]
+    assert list(inspect.signature(Trainer._load_from_checkpoint).parameters) == ["self", "resume_from_checkpoint", "model"]
+    overridden = {name for name in vars(VittleTrainer) if name.startswith("_") and not name.startswith("__")}
+    assert overridden == {"_get_grad_norm", "_load_from_checkpoint", "_stop"}  # _stop is its own
+    assert not hasattr(Trainer, "_stop")
