@@ -84,7 +84,7 @@ def _processor(family: str, px: int) -> Any:
         return LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": px}, crop_size={"height": px, "width": px}),
                               tokenizer=build_tiny_tokenizer(), patch_size=14, vision_feature_select_strategy="default",
                               image_token="<image>", num_additional_image_tokens=1)
-    from vittle.families import Qwen2_5_VLImageProcessor
+    from vittle.family_inputs import Qwen2_5_VLImageProcessor
     from vittle.toy.byte_bpe import chatml_tokenizer  # offline, trained here
 
     image = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2,

@@ -33,16 +33,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from vittle.families import (
-    TOKEN_TYPE_KEYS,
-    collate_images,
-    encode_image,
-    family_of,
-    feature_token_id,
-    image_text,
-    image_token_count,
-    token_inputs,
-)
+from vittle.families import family_of, token_inputs
+from vittle.family_inputs import collate_images, encode_image, feature_token_id, image_text, image_token_count
+from vittle.family_table import TOKEN_TYPE_KEYS
 from vittle.files import write_text_atomic
 from vittle.memo import Memo
 from vittle.template import IMAGE_PLACEHOLDER
@@ -212,7 +205,7 @@ class ImageEncoder:
         self.background = tuple(int(round(255 * m)) for m in mean)
         self.memo = memo
         self.feature_token = self.family.layout.feature_token(processor)
-        """The token the model's image features replace (`vittle.families.feature_token_id`)."""
+        """The token the model's image features replace (`vittle.family_inputs.feature_token_id`)."""
         self.feature_token_id = feature_token_id(self.family, processor)
         settings = processor.image_processor.to_json_string() if hasattr(processor.image_processor, "to_json_string") else repr(processor.image_processor)
         self._settings = hashlib.blake2b(f"{settings}|{self.background}".encode(), digest_size=16).digest()
@@ -378,7 +371,7 @@ class ConversationCollator:
     """Pads a batch (labels and a family's per-token inputs too, `mm_token_type_ids` or
     `token_type_ids`, when the items have them) on the right, or on the left for batched
     generation; batches the image tensors of the samples that have an image, in batch order
-    (`vittle.families.collate_images`: fixed-size pixels stacked, patches, tiles and grids
+    (`vittle.family_inputs.collate_images`: fixed-size pixels stacked, patches, tiles and grids
     concatenated, padded where their sizes differ)."""
 
     pad_token_id: int

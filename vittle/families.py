@@ -7,9 +7,10 @@ LM head, the chat format and the positions are.
     visual_mask(model, input_ids)       # (batch, seq) image (and video) placeholder tokens
     family.chat.build_prompt(question, has_image=True)
 
-The families and what each one keeps where: `vittle.family_table` (`Family`, `FAMILIES`).
-`Family.layout` (`vittle.family_inputs`) turns an image into tensors, a token count and prompt
-text; `Family.token_types` names the per-token input; `collate_images` batches for every family.
+The families and what each one keeps where: `vittle.family_table` (`Family`, `FAMILIES`,
+`TOKEN_TYPE_KEYS`). `Family.layout` (`vittle.family_inputs`) turns an image into tensors, a token
+count and prompt text (`encode_image`, `image_text`, `feature_token_id`); `Family.token_types`
+names the per-token input; `vittle.family_inputs.collate_images` batches for every family.
 
 Adding a family: one `Family` entry in `vittle.family_table.FAMILIES` and one builder in `BUILDERS` of tests/vittle/conftest.py.
 """
@@ -25,17 +26,7 @@ import transformers
 from torch import nn
 
 from vittle.config import default_layer
-from vittle.family_inputs import Qwen2_5_VLImageProcessor as Qwen2_5_VLImageProcessor
-from vittle.family_inputs import Qwen3VLImageProcessor as Qwen3VLImageProcessor
-from vittle.family_inputs import collate_images as collate_images
-from vittle.family_inputs import encode_image as encode_image
-from vittle.family_inputs import feature_token_id as feature_token_id
-from vittle.family_inputs import image_text as image_text
-from vittle.family_inputs import image_text_for_count as image_text_for_count
-from vittle.family_inputs import image_token_count as image_token_count
-from vittle.family_table import FAMILIES as FAMILIES
-from vittle.family_table import TOKEN_TYPE_KEYS as TOKEN_TYPE_KEYS
-from vittle.family_table import Family as Family
+from vittle.family_table import FAMILIES, Family
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,6 @@ from vittle.checkpoint import CheckpointError, load_pretrained, quantization_con
 from vittle.data import ConversationCollator, ImageEncoder, as_image, encode_query
 from vittle.distribution import AnswerDistribution, unique_answers
 from vittle.families import (
-    TOKEN_TYPE_KEYS,
-    collate_images,
     family_of,
     image_token_id,
     load_processor,
@@ -43,6 +41,8 @@ from vittle.families import (
     token_inputs,
     visual_token_ids,
 )
+from vittle.family_inputs import collate_images
+from vittle.family_table import TOKEN_TYPE_KEYS
 from vittle.memo import Memo
 from vittle.model import bottleneck_layer, get_bottleneck, image_latents, run_to_layer
 from vittle.prefix_cache import PrefixCache

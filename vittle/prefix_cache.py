@@ -14,7 +14,8 @@ from PIL import Image
 
 from vittle.bottleneck import record_states
 from vittle.data import image_digest
-from vittle.families import image_text_for_count, image_token_id
+from vittle.families import image_token_id
+from vittle.family_inputs import image_text_for_count
 from vittle.memo import Memo
 from vittle.model import run_to_layer
 

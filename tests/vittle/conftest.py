@@ -1,7 +1,7 @@
 """The model families, one fixture each: a tiny random model built from the family's own
 config class and a processor built here (a tokenizer trained with `tokenizers`, the family's
 image processor at small sizes). Nothing is downloaded. Adding a family to the tests is one
-builder in `BUILDERS` (and its `vittle.families.FAMILIES` entry)."""
+builder in `BUILDERS` (and its `vittle.family_table.FAMILIES` entry)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ from vittle import families
 from vittle.bottleneck import record_states
 from vittle.config import BottleneckConfig
 from vittle.data import ConversationCollator, ConversationDataset, ImageEncoder, encode_query
+from vittle.family_inputs import feature_token_id
+from vittle.family_table import TOKEN_TYPE_KEYS
 from vittle.inference import Assistant
 from vittle.model import attach_bottleneck, bottleneck_alpha, detach_bottleneck, get_bottleneck
 from vittle.settings import load_recipe
@@ -35,7 +37,7 @@ def _processor_count(processor, image: Image.Image) -> int:
     """How many image (feature) tokens the family's own processor expands one image to (its
     `image_token` is the marker it expands: Gemma 3's is the begin-of-image token)."""
     out = processor(images=[image], text=[f"{processor.image_token} x"], return_tensors="pt")
-    return int((out["input_ids"] == families.feature_token_id(families.family_of(processor), processor)).sum())
+    return int((out["input_ids"] == feature_token_id(families.family_of(processor), processor)).sum())
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +247,7 @@ def test_vittle_s_inputs_are_the_processor_s(family_pair):
     theirs = processor(images=[image], text=[prompt], return_tensors="pt")
     assert torch.equal(ours["input_ids"], theirs["input_ids"])
     torch.testing.assert_close(model(**ours).logits, model(**theirs).logits, rtol=0, atol=1e-6)
-    for key in set(ours) & set(families.TOKEN_TYPE_KEYS):  # the per-token inputs matter: without Qwen's `mm_token_type_ids`
+    for key in set(ours) & set(TOKEN_TYPE_KEYS):  # the per-token inputs matter: without Qwen's `mm_token_type_ids`
         flat = {k: v for k, v in ours.items() if k != key}  # Qwen2.5-VL falls back to 1-D positions, Qwen3-VL refuses;
         try:  # without Gemma 3's `token_type_ids` its image tokens attend causally
             assert not torch.allclose(model(**flat).logits, model(**ours).logits)

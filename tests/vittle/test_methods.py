@@ -16,6 +16,7 @@ from safetensors import safe_open
 from vittle import families
 from vittle.analysis.perturb.training import parse_shifts, training_shifts
 from vittle.data import IGNORE_INDEX, ConversationCollator, ConversationDataset, instruction_spans
+from vittle.family_inputs import feature_token_id
 from vittle.inference import Assistant
 from vittle.reconstruction import HEAD_ATTR, attach_reconstruction, detach_reconstruction, reconstruction_loss
 from vittle.settings import load_recipe
@@ -75,7 +76,7 @@ def test_l2t_labels_exactly_the_instruction_content_tokens_in_every_family(famil
     gained = (l2t["labels"] != IGNORE_INDEX) & ~answers
     ids = l2t["input_ids"]
     image_ids = torch.tensor(families.visual_token_ids(processor) if hasattr(processor, "config") else
-                             [families.feature_token_id(families.family_of(processor), processor)])
+                             [feature_token_id(families.family_of(processor), processor)])
     assert not torch.isin(ids[gained], image_ids).any()  # no image token gains a label
     labels = torch.where(gained, l2t["labels"], IGNORE_INDEX)
     runs = _runs(labels)

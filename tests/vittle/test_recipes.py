@@ -12,7 +12,8 @@ import pytest
 from transformers import AutoConfig
 
 from vittle.config import default_layer
-from vittle.families import FAMILIES, family_of
+from vittle.families import family_of
+from vittle.family_table import FAMILIES
 from vittle.hub import _looks_like_hub_id
 from vittle.settings import load_recipe
 
