@@ -117,30 +117,34 @@ def interval_chart(intervals: Mapping[str, Mapping[str, tuple[float, float, floa
 
 
 def forest_spec(rows: Mapping[str, Mapping[str, tuple[float, float, float]]], groups: Sequence[str], title: str,
-                xaxis: str = "minus the baseline (points)") -> dict[str, Any]:
-    """A forest plot as a figure dict: one panel per group (side by side, a shared row per arm),
-    each arm's mean with its interval, `rows[arm][group]` = (mean, low, high), a line at 0. Arms
-    read top to bottom in the given order; a missing group leaves its cell empty."""
+                xaxis: str = "minus the baseline (points)", columns: int | None = None) -> dict[str, Any]:
+    """A forest plot as a figure dict: one panel per group, `columns` side by side (default: all in
+    one row; 1 stacks them, for a narrow screen), a row per arm in each, its mean with its interval,
+    `rows[arm][group]` = (mean, low, high), a line at 0. Arms read top to bottom in the given
+    order; a missing group leaves its cell empty."""
     arms = list(rows)
-    layout, axes = _grid_layout(1, len(groups), list(groups), 0.03, 0.0)
+    columns = columns or len(groups)
+    grid = math.ceil(len(groups) / columns)
+    layout, axes = _grid_layout(grid, columns, list(groups), 0.03 if columns > 1 else 0.0, 0.07 if grid > 1 else 0.0)
     data = []
     for index, group in enumerate(groups):
         shown = [arm for arm in arms if group in rows[arm]]
-        means = [rows[a][group][0] for a in shown]
-        suffix = "" if index == 0 else str(index + 1)
-        data.append({"type": "scatter", "x": means, "y": shown, "mode": "markers", "showlegend": False,
-                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "marker": {"color": [colour_for(a, i) for i, a in enumerate(shown)],
-                                                                             "size": 9},
+        suffix = axes[index]
+        data.append({"type": "scatter", "x": [rows[a][group][0] for a in shown], "y": shown, "mode": "markers", "showlegend": False,
+                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                     "marker": {"color": [colour_for(a, arms.index(a)) for a in shown], "size": 9},
                      "error_x": {"type": "data", "symmetric": False, "array": [rows[a][group][2] - rows[a][group][0] for a in shown],
                                  "arrayminus": [rows[a][group][0] - rows[a][group][1] for a in shown], "thickness": 1.5},
                      "hovertemplate": f"%{{y}}<br>{html.escape(group)}: %{{x:+.1f}} points<extra></extra>"})
-    for index, suffix in enumerate(axes):
+    for index, suffix in enumerate(axes[: len(groups)]):
+        first_column, last_row = index % columns == 0, index // columns == grid - 1
         layout[f"xaxis{suffix}"] = {**layout.get(f"xaxis{suffix}", {}), "zeroline": True, "zerolinecolor": "#555", "zerolinewidth": 1.5,
-                                    "title": {"text": xaxis if index == 0 else ""}}
+                                    "title": {"text": xaxis if last_row and first_column else ""}}
         layout[f"yaxis{suffix}"] = {**layout.get(f"yaxis{suffix}", {}), "categoryorder": "array", "categoryarray": arms[::-1],
-                                    "showticklabels": index == 0, "automargin": True}
-    layout.update({"title": {"text": title}, "template": "plotly_white", "height": 140 + 34 * len(arms), "width": 1100,
-                   "margin": {"l": 10, "r": 10, "t": 80, "b": 50}})
+                                    "showticklabels": first_column, "automargin": True}
+    panel_height = 40 + 34 * len(arms)
+    layout.update({"title": {"text": title}, "template": "plotly_white", "height": 120 + grid * panel_height + 40 * (grid - 1),
+                   "width": 1100 if columns > 1 else 520, "margin": {"l": 10, "r": 10, "t": 80, "b": 50}})
     return {"data": data, "layout": layout}
 
 
@@ -221,8 +225,8 @@ def _grid_layout(rows: int, cols: int, titles: Sequence[str], h_spacing: float, 
         suffix = "" if cell == 0 else str(cell + 1)
         x0 = col * (width + h_spacing)
         y1 = 1 - row * (height + v_spacing)
-        layout[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {"domain": [y1 - height, y1], "anchor": f"x{suffix}"}
+        layout[f"xaxis{suffix}"] = {"domain": [max(0.0, round(x0, 9)), min(1.0, round(x0 + width, 9))], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"domain": [max(0.0, round(y1 - height, 9)), min(1.0, round(y1, 9))], "anchor": f"x{suffix}"}
         if cell < len(titles):
             layout["annotations"].append({"text": titles[cell], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
                                           "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16}})

@@ -69,10 +69,10 @@ class ServiceConfig:
     staged: str | None = f"{EMBEDDED}staged.json"
     """The staged study's staged.json, whose gates and differences the Robustness tab shows for
     models of that study ("embedded:staged.json": the one shipped with vittle); null: none."""
-    warm_umap: bool = False
-    """Fit a UMAP map at start-up, so that the first UMAP map does not wait for numba's JIT (~10 s of a
-    core). Off by default: on 2 cores it delays the page by ~10 s and slows the first turns; the map
-    is PCA unless a user picks UMAP, and the first UMAP map then pays the JIT once."""
+    warm_umap: bool = True
+    """Pay numba's JIT for UMAP (~10 s of a core) once the warm-up is done and no user has asked for a
+    second (`precompute_quiet_s`), so that the first UMAP map a user asks for takes seconds instead of
+    ~17 s. Off: the first UMAP map pays it."""
     precompute: bool = True
     """After the warm-up, embed the reference set under every visual corruption at every severity
     for the baseline and the default Vittle model, in the background (each is an embedding job

@@ -118,7 +118,7 @@ def reference_map_spec(shift: Any, spec: str, labels: Mapping[str, str], placed:
                          "legendgroup": "query-perturbed", "showlegend": col == 0, "meta": {"part": "query"},
                          "marker": {"color": PERTURBED_COLOUR, "size": 13, "symbol": "x", "line": {"color": "#ffffff", "width": 1.5}},
                          "hovertemplate": f"your query, {html.escape(setting)}<br>{html.escape(label)}<extra></extra>", **axes})
-    layout.update(title={"text": f"Layer-l last-token states: reference queries, clean vs {html.escape(setting)} ({method.upper()})",
+    layout.update(title={"text": f"Layer-l last-token states:<br>reference queries, clean vs {html.escape(setting)} ({method.upper()})",
                          "font": {"size": 14}},
                   height=500, autosize=True, hovermode="closest", legend={"orientation": "h", "y": -0.18},
                   margin={"l": 10, "r": 10, "t": 80, "b": 40},

@@ -168,7 +168,7 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
         from vittle.analysis.lab.staged_report import forest
         from vittle.analysis.plots import figure as as_figure
 
-        return table, as_figure(forest(staged_summary))
+        return table, as_figure(forest(staged_summary, columns=1))  # stacked: it fits a phone's width too
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None
     return table, figure

@@ -159,9 +159,6 @@ class WarmUp:
 
             self._thread = threading.Thread(target=self._run, name="vittle-warm-up", daemon=True)
             self._thread.start()
-            if self.config.warm_umap:  # its JIT takes a core for ~10 s: during the start, not during users' turns
-                self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
-                self._umap.start()
         return self
 
     @property
@@ -209,6 +206,10 @@ class WarmUp:
             logger.exception("warm-up failed")
             self.error = f"{type(err).__name__}: {err}"
             return
+        if self.config.warm_umap:  # numba's JIT takes a core for ~10 s: once no user is asking, not during their turns
+            self.pool.wait_quiet(self.config.precompute_quiet_s)
+            self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
+            self._umap.start()
         if self.config.precompute:
             threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
 

@@ -332,9 +332,9 @@ class RobustnessPanel(Panel):
     place = "tabs"
 
     def build(self) -> None:
-        with gr.Tab("Robustness"):
-            self.parts["robustness_table"] = gr.Markdown(label="robustness table", elem_id="robustness-table")
+        with gr.Tab("Robustness"):  # the picture first, the tables after it
             self.parts["robustness_plot"] = gr.Plot(label="Robustness at a glance", elem_id="robustness-plot")
+            self.parts["robustness_table"] = gr.Markdown(label="robustness table", elem_id="robustness-table")
 
 
 PANELS: tuple[type[Panel], ...] = (QueryPanel, AnswersPanel, DistributionsPanel, SummaryPanel, ProbePanel, MapPanel,

@@ -4,7 +4,8 @@ In one run:
 - cold start: `python app.py` in a fresh process until the page is served (HTTP 200 on /),
   then a first turn: when its four answers are on the page (they wait for the models only;
   target 3 s after the page) and when the whole turn is back (its panels wait for the
-  reference sets the warm-up embeds);
+  reference sets the warm-up embeds); then the first UMAP map (`/embeddings`; target 3 s: the app
+  pays numba's JIT once its warm-up is done and no user is asking);
 - one full side-by-side turn (`/run`: perturb, four answers, their answer distributions, four
   probes, map, histograms, posterior panels, the download): p50 / p95 over `--turns` turns after a
   warm-up turn per perturbation;
@@ -118,6 +119,21 @@ def sweep(client, index: int) -> float:
     return elapsed
 
 
+def umap_map(client, index: int) -> float:
+    """Seconds for the embedding map of a query by UMAP (`/embeddings`)."""
+    import easy_vqa
+    from gradio_client import handle_file
+
+    visual, severity, text, level = PERTURBATIONS[index % len(PERTURBATIONS)]
+    started = time.perf_counter()
+    figure, summary = client.predict(handle_file(easy_vqa.get_test_image_paths()[index % 50]), QUESTIONS[index % len(QUESTIONS)],
+                                     visual, severity, text, level, "vittle-f", "umap", api_name="/embeddings")
+    elapsed = time.perf_counter() - started
+    if not figure:
+        raise RuntimeError(f"the UMAP map came back empty: {summary[:200]}")
+    return elapsed
+
+
 def first_answers(client, index: int, since: float | None = None) -> tuple[float, float]:
     """A turn through `submit`: (seconds from `since` (default: the submit) until its four answers
     are on the page, seconds until the whole turn is back). The answers are the turn's second
@@ -167,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         page_at = started + page_s
         answers_s, first_turn_s = first_answers(client, 0, since=page_at)
         first_result_s = time.perf_counter() - started
+        first_umap_s = umap_map(client, 0)  # the first UMAP map, right after the first turn
+        first_umap_after_start_s = time.perf_counter() - started
         for index in range(1, len(PERTURBATIONS)):  # warm-up: each perturbation's reference embeddings once
             turn(client, index)
         timings = [turn(client, index) for index in range(args.turns)]
@@ -206,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "app_args": args.app_args,
         "cpu_busy_before_start": busy_at_start,
         "cold_start": {"page_served_s": round(page_s, 2), "first_answers_after_page_s": round(answers_s, 2),
-                       "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2)},
+                       "first_turn_s": round(first_turn_s, 2), "first_turn_done_after_start_s": round(first_result_s, 2),
+                       "first_umap_map_s": round(first_umap_s, 2), "first_umap_done_after_start_s": round(first_umap_after_start_s, 2)},
         "turn": {**stats(timings), "includes": "four answers, their answer distributions, four probes, map, histograms, posterior "
                                                "panels, the download (JSON and perturbed image)"},
         "sweep": {**(stats(sweeps) if sweeps else {}), "includes": "severities 1-5 of the shift (with text levels 1-5), both models: clean answer, "

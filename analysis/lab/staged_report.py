@@ -226,7 +226,7 @@ FOREST_GROUPS = ("clean", VISUAL, LABEL_KEEPING[1], "label-keeping")
 """The forest plot's panels, left to right: the clean cost first, then the shift groups."""
 
 
-def forest(summary: StagedSummary, labels: dict[str, str] | None = None) -> dict[str, Any] | None:
+def forest(summary: StagedSummary, labels: dict[str, str] | None = None, columns: int | None = None) -> dict[str, Any] | None:
     """The study in one figure (a figure dict): every arm minus the baseline of the same unit,
     mean and 95% t-interval over units, per group (`FOREST_GROUPS`); None before any shifted
     comparison. `labels`: arm -> the name shown (default: the plan's arm labels)."""
@@ -243,8 +243,11 @@ def forest(summary: StagedSummary, labels: dict[str, str] | None = None) -> dict
         return None
     groups = [g.replace(", label-keeping", "") if g != "label-keeping" else "all label-keeping" for g in FOREST_GROUPS]
     rows = {arm: {groups[FOREST_GROUPS.index(g)]: v for g, v in per.items()} for arm, per in rows.items()}
-    return forest_spec(rows, groups, "Each method minus the baseline of the same unit (grounded accuracy, points; mean and 95% "
-                                     "interval over units; units in brackets)")
+    title = ("Each method minus the baseline of the same unit (grounded accuracy, points; mean and 95% interval over units; "
+             "units in brackets)")
+    if columns == 1:  # a narrow screen: the title wraps
+        title = "Each method minus the baseline<br>of the same unit (points; mean,<br>95% interval; units in brackets)"
+    return forest_spec(rows, groups, title, columns=columns)
 
 
 def write_staged_report(summary: StagedSummary, out: Path, png: bool = False) -> None:
