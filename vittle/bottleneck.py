@@ -10,6 +10,7 @@ regularizer (docs/method.md, after the paper's objective).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -86,8 +87,11 @@ class GaussianPrior(nn.Module):
 
 @dataclass
 class BottleneckState:
-    """What the bottleneck saw and produced in the last forward. Shapes: (batch, seq, d) for
-    tensors over tokens, (batch, seq) for the mask."""
+    """One forward of the bottleneck: what it saw, what it produced and with which alpha. The one
+    record a caller reads: `outputs.vittle` of `model(**inputs)`, or the list `record_states()`
+    yields (for `run_to_layer`, `generate` and the like); the module keeps none. Shapes: (batch,
+    seq, d) for tensors over tokens, (batch, seq) for the mask. Its KL per modality:
+    `bottleneck.kl_terms(state=...)`."""
 
     hidden: torch.Tensor
     """The layer-l output before the bottleneck."""
@@ -97,6 +101,8 @@ class BottleneckState:
     logvar: torch.Tensor
     visual_mask: torch.Tensor
     """True where the token is an image token."""
+    alpha: float = 0.0
+    """The alpha this forward used (0: the plain model's computation)."""
 
 
 _RECORDING: ContextVar[list[BottleneckState] | None] = ContextVar("vittle_bottleneck_states", default=None)
@@ -105,14 +111,14 @@ _RECORDING: ContextVar[list[BottleneckState] | None] = ContextVar("vittle_bottle
 @contextmanager
 def record_states() -> Iterator[list[BottleneckState]]:
     """Collect the state of every bottleneck forward run inside the block, in this thread (or
-    asyncio task) only, into the yielded list; the module keeps nothing (`last` is untouched).
+    asyncio task) only, into the yielded list; the module keeps nothing.
 
         with record_states() as states:
             model(**inputs)
         kl_v, kl_t = bottleneck.kl_terms(state=states[-1])
 
     This is what makes concurrent calls on one model safe: each caller reads its own forward's
-    posterior, where `last` would hold whichever thread's forward finished last."""
+    posterior, and the module holds no state between forwards."""
     states: list[BottleneckState] = []
     token = _RECORDING.set(states)
     try:
@@ -143,9 +149,9 @@ class VittleBottleneck(nn.Module):
         self._warned_unscheduled = False
         self.inference_alpha: float | None = None
         """Overrides alpha_max in eval mode when set (0.0 switches the bottleneck off)."""
-        self.last: BottleneckState | None = None
-        """The state of the last forward run outside `record_states()` (for a training loop of
-        one thread that calls `kl_terms()` after its forward)."""
+        self._forwards = threading.local()
+        """Per thread, a stack of the model forwards in progress (`open_forward`), each collecting
+        its bottleneck states for the model's output (`outputs.vittle`)."""
 
     @property
     def train_alpha(self) -> float:
@@ -197,6 +203,34 @@ class VittleBottleneck(nn.Module):
         return hidden.detach().float().pow(2).mean(dim=-1, keepdim=True).add(1e-6).sqrt().to(hidden.dtype)
 
     def forward(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
+        """The state that flows on into layer l + 1; the forward's `BottleneckState` goes to the
+        model's output (`outputs.vittle`) and to any `record_states()` block of this thread."""
+        state = self.run(hidden, visual_mask)
+        recording = _RECORDING.get()
+        if recording is not None:
+            recording.append(state)
+        stack = getattr(self._forwards, "stack", None)
+        if stack:
+            stack[-1].append(state)
+        return state.output
+
+    def open_forward(self) -> None:
+        """A model forward begins in this thread (the model's pre-hook, `vittle.model`)."""
+        stack = getattr(self._forwards, "stack", None)
+        if stack is None:
+            stack = self._forwards.stack = []
+        stack.append([])
+
+    def close_forward(self) -> BottleneckState | None:
+        """The model forward that `open_forward` began ends: its last bottleneck state (None if
+        the bottleneck did not run)."""
+        stack = getattr(self._forwards, "stack", None)
+        states = stack.pop() if stack else []
+        return states[-1] if states else None
+
+    def run(self, hidden: torch.Tensor, visual_mask: torch.Tensor) -> BottleneckState:
+        """The bottleneck on layer l's output: the typed record of this forward (its `output`
+        is what flows on). Records nothing anywhere (`forward` does)."""
         if visual_mask.shape != hidden.shape[:2]:
             raise ValueError(f"visual mask of shape {tuple(visual_mask.shape)} does not match hidden states {tuple(hidden.shape)}")
         if self.training and not self._scheduled and not self._warned_unscheduled:
@@ -217,17 +251,11 @@ class VittleBottleneck(nn.Module):
             if scale is not None:
                 sample = sample * scale
             output = torch.lerp(hidden, sample, alpha)  # (1 - alpha) * h + alpha * z
-        state = BottleneckState(hidden, output, mu, logvar, visual_mask)
-        recording = _RECORDING.get()
-        if recording is not None:
-            recording.append(state)
-        else:
-            self.last = state
-        return output
+        return BottleneckState(hidden, output, mu, logvar, visual_mask, float(alpha))
 
     def token_kl(self, state: BottleneckState | None = None) -> torch.Tensor:
-        """Elementwise KL to each token's prior, in float32, shape (batch, seq, d)."""
-        state = state or self._require_state()
+        """Elementwise KL to each token's prior of a forward's `state`, in float32, shape (batch, seq, d)."""
+        state = _required(state)
         mu, logvar = state.mu.float(), state.logvar.float()
         if self.config.prior == "fixed":  # both priors are N(0, I): no per-token selection
             return gaussian_kl(mu, logvar, self.text_prior.mean, self.text_prior.logvar)
@@ -237,21 +265,23 @@ class VittleBottleneck(nn.Module):
         return gaussian_kl(mu, logvar, prior_mean, prior_logvar)
 
     def kl_terms(self, text_scope: torch.Tensor | None = None, state: BottleneckState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(KL_v, KL_t) of `state` (default: `last`): mean elementwise KL over visual tokens and
-        over the text tokens in `text_scope` (a (batch, seq) bool mask; None: all text tokens).
-        An empty set gives 0."""
-        state = state or self._require_state()
+        """(KL_v, KL_t) of a forward's `state` (`outputs.vittle`, or one of `record_states()`):
+        mean elementwise KL over visual tokens and over the text tokens in `text_scope` (a
+        (batch, seq) bool mask; None: all text tokens). An empty set gives 0."""
+        state = _required(state)
         kl = self.token_kl(state).mean(dim=-1)  # (batch, seq)
         text_mask = ~state.visual_mask
         if text_scope is not None:
             text_mask = text_mask & text_scope.to(text_mask.device)
         return _masked_mean(kl, state.visual_mask), _masked_mean(kl, text_mask)
 
-    def _require_state(self) -> BottleneckState:
-        if self.last is None:
-            raise RuntimeError("the bottleneck has not run yet (or ran inside record_states(), which keeps the states "
-                               "it yields): call the model's forward first")
-        return self.last
+
+
+def _required(state: BottleneckState | None) -> BottleneckState:
+    if state is None:
+        raise ValueError("no bottleneck state given: pass the forward's own, `outputs.vittle` of model(**inputs) "
+                         "(or one of the states `vittle.bottleneck.record_states()` yields); the module keeps none")
+    return state
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,10 @@ generation each new token is a text token. Both hooks keep their per-forward dat
 and `run_to_layer` stops only its own thread's forward, so several threads may call one model
 at once (each reads its own posterior through `vittle.bottleneck.record_states`).
 
+Each forward of the model returns the bottleneck's record of that forward with its output:
+`outputs.vittle` (a `BottleneckState`: posterior mean, log-variance, mask, alpha). Paths that do
+not call the model itself (`run_to_layer`, `generate`'s steps) hand it to `record_states()`.
+
 The bottleneck is a submodule named `vittle_bottleneck` and its config is stored as
 `config.vittle`, so `model.save_pretrained` writes both into the ordinary checkpoint
 (config.json + safetensors). Loading that folder with plain transformers gives the model
@@ -101,9 +105,19 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
         new_hidden = bottleneck(hidden, mask.to(hidden.device))
         return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
 
+    def open_forward(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        bottleneck.open_forward()
+
+    def close_forward(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        state = bottleneck.close_forward()
+        if state is not None and output is not None and not isinstance(output, (tuple, torch.Tensor)):
+            output.vittle = state  # transformers' output object: the forward's typed record rides with it
+
     bottleneck._hook_handles = [
         backbone(model).register_forward_pre_hook(record_tokens, with_kwargs=True),
         layers[layer].register_forward_hook(apply, prepend=True),  # before any other hook reads the layer's output
+        model.register_forward_pre_hook(open_forward, with_kwargs=True),
+        model.register_forward_hook(close_forward, with_kwargs=True, always_call=True),  # also when the forward raises
     ]
     return model
 

@@ -60,7 +60,8 @@ def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | Non
     + kl_weight * (KL_v + KL_t) and terms {"ce", "kl_v", "kl_t"} (only "ce" without a
     bottleneck). With text_kl_scope "prompt", `labels` and `attention_mask` of the batch pick
     the text tokens whose KL counts (the prompt's, not the answer's). `state`: that forward's
-    bottleneck state from `vittle.bottleneck.record_states()` (default: the bottleneck's `last`)."""
+    bottleneck state (default: `outputs.vittle`, which `model(**inputs)` returns; one of
+    `vittle.bottleneck.record_states()` where the output object is not the model's own)."""
     bottleneck = get_bottleneck(model)
     loss, terms = outputs.loss, {"ce": outputs.loss}
     if bottleneck is None:
@@ -70,5 +71,5 @@ def vittle_loss(model: torch.nn.Module, outputs: Any, labels: torch.Tensor | Non
         if labels is None or attention_mask is None:
             raise ValueError("text_kl_scope='prompt' needs the batch's labels and attention_mask to find the prompt tokens")
         scope = (labels == IGNORE_INDEX) & attention_mask.bool()
-    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope, state)
+    terms["kl_v"], terms["kl_t"] = bottleneck.kl_terms(scope, state if state is not None else getattr(outputs, "vittle", None))
     return loss + bottleneck.config.kl_weight * (terms["kl_v"] + terms["kl_t"]), terms

@@ -154,7 +154,7 @@ class VittleTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         bottleneck = get_bottleneck(unwrapped)
-        with record_states() as states:  # this forward's posterior, not kept on the module
+        with record_states() as states:  # this forward's posterior (also on DDP's rebuilt outputs, which may drop `outputs.vittle`)
             outputs = model(**inputs)
         loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"),
                                   states[-1] if states else None)
@@ -172,12 +172,9 @@ class VittleTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        bottleneck = get_bottleneck(self.accelerator.unwrap_model(model))
-        if bottleneck is not None:  # gradient checkpointing re-runs the forward in backward, outside record_states()
-            bottleneck.last = None  # do not keep those activations alive into the next step
         head = get_reconstruction(self.accelerator.unwrap_model(model))
-        if head is not None:
-            head.take()  # likewise
+        if head is not None:  # gradient checkpointing re-runs forwards in backward: do not keep those into the next step
+            head.take()
         # One process: stop at once (Trainer reads this value every step anyway, for its NaN
         # filter). Several: leave it to the gradient norm, which every rank sees after the
         # all-reduce, so that no rank stops alone while the others wait for it.

@@ -54,29 +54,28 @@ def test_record_states_gives_each_forward_to_its_caller():
     with record_states() as states:
         out = bottleneck(hidden, mask)
         bottleneck(hidden[:1], mask[:1])
-    assert bottleneck.last is None and len(states) == 2  # nothing kept on the module
+    assert not hasattr(bottleneck, "last") and len(states) == 2  # nothing kept on the module
     torch.testing.assert_close(out, 0.5 * hidden + 0.5 * states[0].mu)
-    assert states[1].hidden.shape == (1, 4, 8)
+    assert states[1].hidden.shape == (1, 4, 8) and states[0].alpha == 0.5
     kl_v, kl_t = bottleneck.kl_terms(state=states[0])
-    bottleneck(hidden, mask)  # outside the block: `last`, as before
-    torch.testing.assert_close(bottleneck.kl_terms(), (kl_v, kl_t))
+    torch.testing.assert_close(bottleneck.kl_terms(state=bottleneck.run(hidden, mask)), (kl_v, kl_t))  # run: the record itself
     with record_states() as inner:
         bottleneck(hidden[:1], mask[:1])
-    assert len(inner) == 1 and bottleneck.last.hidden.shape == (2, 4, 8)
+    assert len(inner) == 1 and inner[0].hidden.shape == (1, 4, 8)
 
 
 def test_inference_mixes_with_the_mean_and_training_samples():
     bottleneck = _bottleneck(alpha_max=0.5).eval()
     hidden, mask = torch.randn(1, 4, 8), torch.tensor([[True, False, False, False]])
-    out = bottleneck(hidden, mask)
-    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * bottleneck.last.mu)
+    state = bottleneck.run(hidden, mask)
+    torch.testing.assert_close(state.output, 0.5 * hidden + 0.5 * state.mu)
     bottleneck.train()
     bottleneck.train_alpha = 0.3
     torch.manual_seed(1)
-    out1 = bottleneck(hidden, mask)
+    state = bottleneck.run(hidden, mask)
+    out1 = state.output
     torch.manual_seed(1)
     noise = torch.randn_like(hidden)
-    state = bottleneck.last
     torch.testing.assert_close(out1, 0.7 * hidden + 0.3 * (state.mu + (0.5 * state.logvar).exp() * noise))
     assert not torch.allclose(out1, bottleneck(hidden, mask))  # a fresh sample each call
 
@@ -84,8 +83,9 @@ def test_inference_mixes_with_the_mean_and_training_samples():
 def test_alpha_zero_is_exactly_the_identity_and_logvar_is_clamped():
     bottleneck = _bottleneck(alpha_max=0.0, logvar_clamp=0.1).eval()
     hidden = torch.randn(2, 3, 8) * 100
-    assert torch.equal(bottleneck(hidden, torch.zeros(2, 3, dtype=torch.bool)), hidden)
-    assert bottleneck.last.logvar.abs().max() <= 0.1 + 1e-7
+    state = bottleneck.run(hidden, torch.zeros(2, 3, dtype=torch.bool))
+    assert torch.equal(state.output, hidden) and state.alpha == 0.0
+    assert state.logvar.abs().max() <= 0.1 + 1e-7
 
 
 def test_kl_terms_average_over_the_right_tokens():
@@ -94,22 +94,21 @@ def test_kl_terms_average_over_the_right_tokens():
         bottleneck.visual_prior.mean.fill_(0.3)
     hidden = torch.randn(1, 4, 8)
     mask = torch.tensor([[True, True, False, False]])
-    bottleneck(hidden, mask)
-    state = bottleneck.last
-    kl_v, kl_t = bottleneck.kl_terms()
+    state = bottleneck.run(hidden, mask)
+    kl_v, kl_t = bottleneck.kl_terms(state=state)
     expected_v = gaussian_kl(state.mu[0, :2], state.logvar[0, :2], torch.full((8,), 0.3), torch.zeros(8)).mean()
     expected_t = gaussian_kl(state.mu[0, 2:], state.logvar[0, 2:], torch.zeros(8), torch.zeros(8)).mean()
     torch.testing.assert_close(kl_v, expected_v)
     torch.testing.assert_close(kl_t, expected_t)
     scope = torch.tensor([[True, True, True, False]])  # only the first text token counts
-    _, kl_t_scoped = bottleneck.kl_terms(scope)
+    _, kl_t_scoped = bottleneck.kl_terms(scope, state)
     torch.testing.assert_close(kl_t_scoped, gaussian_kl(state.mu[0, 2], state.logvar[0, 2], torch.zeros(8), torch.zeros(8)).mean())
 
 
 def test_text_only_input_gives_zero_visual_kl_with_a_graph():
     bottleneck = _bottleneck().train()
-    bottleneck(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
-    kl_v, kl_t = bottleneck.kl_terms()
+    state = bottleneck.run(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+    kl_v, kl_t = bottleneck.kl_terms(state=state)
     assert kl_v.item() == 0.0 and kl_t.item() > 0
     (kl_v + kl_t).backward()
     assert bottleneck.text.fc1.weight.grad is not None
@@ -124,8 +123,8 @@ def test_autocast_keeps_the_hidden_dtype(visual):
     hidden = torch.randn(1, 4, 8)
     mask = torch.tensor([[visual, False, False, False]])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = bottleneck(hidden, mask)
-    assert out.dtype == torch.float32 and bottleneck.last.mu.dtype == torch.float32
+        state = bottleneck.run(hidden, mask)
+    assert state.output.dtype == torch.float32 and state.mu.dtype == torch.float32
 
 
 def test_priors_fixed_has_no_parameters_learnable_has_four_vectors():
@@ -136,23 +135,24 @@ def test_priors_fixed_has_no_parameters_learnable_has_four_vectors():
     assert all(learnable.state_dict()[n].abs().sum() == 0 for n in names)  # initialized at zero
 
 
-def test_kl_before_any_forward_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="has not run yet"):
+def test_kl_without_a_forward_s_state_is_a_clear_error():
+    with pytest.raises(ValueError, match="no bottleneck state given: pass the forward's own, `outputs.vittle`"):
         _bottleneck().kl_terms()
 
 
 def test_rms_scale_variant_works_in_normalized_units():
     bottleneck = _bottleneck(alpha_max=0.5, scale="rms").eval()
     hidden, mask = torch.randn(1, 4, 8) * 7.0, torch.tensor([[True, False, False, False]])
-    out = bottleneck(hidden, mask)
+    state = bottleneck.run(hidden, mask)
+    out = state.output
     rms = hidden.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
-    state = bottleneck.last
     torch.testing.assert_close(out, 0.5 * hidden + 0.5 * rms * state.mu)
     mu, _ = bottleneck.posterior(hidden / rms, mask)  # the posterior reads h / rms(h)
     torch.testing.assert_close(state.mu, mu)
     # scaling h leaves the posterior unchanged and scales the output
-    out10 = bottleneck(10 * hidden, mask)
-    torch.testing.assert_close(bottleneck.last.mu, state.mu, rtol=1e-4, atol=1e-5)
+    state10 = bottleneck.run(10 * hidden, mask)
+    out10 = state10.output
+    torch.testing.assert_close(state10.mu, state.mu, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out10, 10 * out, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="scale='layer'"):
         BottleneckConfig(scale="layer")
@@ -163,9 +163,9 @@ def test_logvar_clamp_passes_the_gradient_through_like_the_authors_inplace_clamp
     with torch.no_grad():  # push every log-variance far below the clamp
         bottleneck.text.fc2.bias[8:].fill_(-50.0)
     bottleneck.train_alpha = 0.5
-    bottleneck(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
-    assert torch.allclose(bottleneck.last.logvar, torch.full_like(bottleneck.last.logvar, -1.0))  # clamped in value
-    _, kl_t = bottleneck.kl_terms()
+    state = bottleneck.run(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+    assert torch.allclose(state.logvar, torch.full_like(state.logvar, -1.0))  # clamped in value
+    _, kl_t = bottleneck.kl_terms(state=state)
     kl_t.backward()
     grad = bottleneck.text.fc2.bias.grad[8:]
     # d KL / d logvar = 0.5 * (exp(logvar) - 1) at the clamped value -1, passed through unchanged:
@@ -178,10 +178,9 @@ def test_learnable_prior_logvar_is_clamped_too():
     with torch.no_grad():
         bottleneck.visual_prior.logvar.fill_(5.0)
     hidden, mask = torch.randn(1, 2, 8), torch.tensor([[True, False]])
-    bottleneck(hidden, mask)
-    state = bottleneck.last
+    state = bottleneck.run(hidden, mask)
     expected = gaussian_kl(state.mu[0, 0], state.logvar[0, 0], torch.zeros(8), torch.ones(8))  # prior log-variance 1, not 5
-    torch.testing.assert_close(bottleneck.token_kl()[0, 0], expected)
+    torch.testing.assert_close(bottleneck.token_kl(state)[0, 0], expected)
 
 
 def test_posterior_mlps_start_from_the_llm_initialisation():
@@ -192,8 +191,8 @@ def test_posterior_mlps_start_from_the_llm_initialisation():
             assert layer.weight.std().item() == pytest.approx(0.02, rel=0.05)
             assert layer.bias.abs().max().item() == 0
     # so a fresh posterior starts near the prior: small mean, unit variance, KL far below 1 nat/dim
-    bottleneck.eval()(torch.randn(1, 4, 256), torch.tensor([[True, True, False, False]]))
-    assert bottleneck.token_kl().mean().item() < 0.01
+    state = bottleneck.eval().run(torch.randn(1, 4, 256), torch.tensor([[True, True, False, False]]))
+    assert bottleneck.token_kl(state).mean().item() < 0.01
 
 
 def test_noise_control_has_no_mlp_no_kl_and_mixes_in_pure_noise():
@@ -205,8 +204,8 @@ def test_noise_control_has_no_mlp_no_kl_and_mixes_in_pure_noise():
     bottleneck.train()
     bottleneck.train_alpha = 0.5
     torch.manual_seed(3)
-    out = bottleneck(hidden, mask)
+    state = bottleneck.run(hidden, mask)
     torch.manual_seed(3)
-    torch.testing.assert_close(out, 0.5 * hidden + 0.5 * torch.randn_like(hidden))
-    kl_v, kl_t = bottleneck.kl_terms()
+    torch.testing.assert_close(state.output, 0.5 * hidden + 0.5 * torch.randn_like(hidden))
+    kl_v, kl_t = bottleneck.kl_terms(state=state)
     assert kl_v.item() == 0.0 and kl_t.item() == 0.0

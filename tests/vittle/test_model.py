@@ -3,6 +3,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained
 from vittle.config import BottleneckConfig
 from vittle.data import ImageEncoder, encode_query
@@ -43,7 +44,9 @@ def test_bottleneck_changes_logits_and_sees_image_tokens(tiny, image):
     inputs = _inputs(processor, image)
     plain, hooked = _logits_around(attach_bottleneck, model, inputs)
     assert (hooked - plain).abs().max().item() > 1e-3
-    state = get_bottleneck(model).last
+    with torch.no_grad():
+        state = model(**inputs).vittle  # the forward's typed record rides with its output
+    assert state.alpha == get_bottleneck(model).config.alpha_max and not hasattr(get_bottleneck(model), "last")
     assert torch.equal(state.visual_mask, inputs["input_ids"] == model.config.image_token_id)
     assert int(state.visual_mask.sum()) == 16  # (32 / 8) ** 2 CLIP patches
     assert state.mu.shape == (1, inputs["input_ids"].shape[1], 64)
@@ -68,8 +71,10 @@ def test_cached_and_uncached_generation_agree_and_new_tokens_are_text(tiny, imag
     inputs = _inputs(processor, image)
     settings = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id,
                     suppress_tokens=[model.config.image_token_id])
-    cached = model.generate(**inputs, **settings, use_cache=True)
-    last_state = get_bottleneck(model).last
+    with record_states() as states:  # generate's steps: their records go to the caller who asks
+        cached = model.generate(**inputs, **settings, use_cache=True)
+    last_state = states[-1]
+    assert states[0].hidden.shape[1] == inputs["input_ids"].shape[1] and len(states) == 12
     assert last_state.hidden.shape[1] == 1 and not last_state.visual_mask.any()  # a cached step: one text token
     uncached = model.generate(**inputs, **settings, use_cache=False)
     assert torch.equal(cached, uncached)
@@ -107,7 +112,7 @@ def test_gradients_reach_the_bottleneck_through_kl_and_ce_with_checkpointing(tin
     bottleneck.train_alpha = 0.5
     inputs = _inputs(processor, image)
     out = model(**inputs, labels=inputs["input_ids"])
-    kl_v, kl_t = bottleneck.kl_terms()
+    kl_v, kl_t = bottleneck.kl_terms(state=out.vittle)
     (out.loss + kl_v + kl_t).backward()
     assert bottleneck.visual.fc1.weight.grad.abs().sum() > 0
     assert bottleneck.text.fc2.weight.grad.abs().sum() > 0
@@ -120,9 +125,10 @@ def test_run_to_layer_stops_early(tiny, image):
     calls = []
     for index, layer in enumerate(decoder_layers(model)):
         layer.register_forward_hook(lambda *a, i=index: calls.append(i))
-    hidden = run_to_layer(model, **_inputs(processor, image))
+    with record_states() as states:
+        hidden = run_to_layer(model, **_inputs(processor, image))
     assert calls == [0, 1]
-    torch.testing.assert_close(hidden, get_bottleneck(model).last.output)
+    torch.testing.assert_close(hidden, states[-1].output)
 
 
 @pytest.mark.parametrize("prior", ["fixed", "learnable"])

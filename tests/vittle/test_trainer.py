@@ -59,11 +59,9 @@ def test_loss_is_ce_plus_weighted_kl(shapes_data, tmp_path, scope):
     model.eval()  # deterministic: the mean instead of a sample
     loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
     bottleneck = get_bottleneck(model)
-    assert bottleneck.last is None  # the trainer reads its forward's posterior without keeping it on the module
     with torch.no_grad():
-        model(**batch)  # the same forward (eval: the mean), outside record_states: kept in `last`
-    state = bottleneck.last
-    kl = bottleneck.token_kl().mean(-1)
+        state = model(**batch).vittle  # the same forward (eval: the mean): its record rides with the output
+    kl = bottleneck.token_kl(state).mean(-1)
     text = ~state.visual_mask & batch["attention_mask"].bool()
     if scope == "prompt":
         text &= batch["labels"] == IGNORE_INDEX
