@@ -106,7 +106,7 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     assert "**" not in robustness and page.locator("#robustness-table table").count() == 2  # rendered markdown: gates, differences
     assert "seeds" not in page.inner_text("#robustness-table table")  # none of the first lab's rows
     assert errors == []
-    if os.environ.get("VITTLE_SCREENSHOT"):  # docs/images/app.png is made this way
+    if os.environ.get("VITTLE_SCREENSHOT"):  # the whole page after a turn (docs/images/app.png is the first screen, 1400 x 900)
         shutil.copy(tmp_path / "app.png", os.environ["VITTLE_SCREENSHOT"])
     # an error empties the screen: no earlier query's answers stand next to a red message
     page.get_by_role("tab", name="Embeddings").click()
