@@ -31,9 +31,9 @@ from vittle.app.components import ServedImage
 from vittle.app.examples import examples_dir
 from vittle.app.map_figure import KINDS
 from vittle.app.page import user_error
-from vittle.app.presentation import answer_marks, fit_to_container
+from vittle.app.presentation import answer_marks
 from vittle.app.query import ROLES
-from vittle.app.ui_probe import DISTRIBUTION_INTRO, distribution_outputs, plot
+from vittle.app.ui_probe import DISTRIBUTION_INTRO, distribution_outputs
 
 API_ORDER = ("perturbed_image", "perturbed_question", "header", "baseline_clean", "baseline_perturbed", "vittle_clean",
              "vittle_perturbed", "embedding_plot", "distance_plot", "variance_plot", "kl_plot", "tokens", "summary",
@@ -303,7 +303,7 @@ class PosteriorPanel(Panel):
     def values(self, view: TurnView) -> dict[str, Any]:
         panels = view.panels
         return {"variance_plot": figure_value(panels, "variance"), "kl_plot": figure_value(panels, "kl"),
-                "overlay_plot": plot(fit_to_container(panels.specs.get("overlay"))) if panels is not None else None,
+                "overlay_plot": figure_value(panels, "overlay"),
                 "tokens": panels.tokens_html if panels is not None else ""}
 
 
