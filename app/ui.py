@@ -53,7 +53,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
     finder = ExampleFinder([row[0] for row in rows])
 
     def run(image: str | None, question: str, visual: str, severity: int, text: str, level: int, vittle: str,
-            method: str, alpha: float | None = None) -> Iterator[tuple[Any, ...]]:
+            method: str, alpha: float | None = None) -> Iterator[dict[Any, Any]]:
         """Ask a baseline and a Vittle model the same question about an image, clean and perturbed.
 
         Args:
@@ -160,8 +160,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         if not record:
             return ""
         try:
-            settings = json.loads(record)["settings"]
-            which = f"{service.label(settings['vittle'])}, {json.loads(record).get('label') or 'no perturbation'}"
+            shown = json.loads(record)
+            which = f"{service.label(shown['settings']['vittle'])}, {shown.get('label') or 'no perturbation'}"
         except (ValueError, KeyError, TypeError):
             which = "the previous query"
         return f"_These results are for the previous settings ({which}); press Run to answer with the new ones._"
@@ -179,8 +179,9 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         yield from run(*args)
 
     def robustness(vittle: str) -> tuple[str, Any, str]:
-        """The robustness lab's numbers for the baseline and the chosen Vittle model ("vittle-f" or
-        "vittle-l"): a markdown table, accuracy-vs-severity curves and the server's status."""
+        """The studies' numbers for the baseline and the chosen second model ("vittle-f", "vittle-l" or a
+        --compare name): markdown tables, a figure (the staged study's forest plot, or the first lab's
+        accuracy-vs-severity curves; None where neither has the models) and the server's status."""
         try:
             table, figure = service.robustness(vittle)
             if figure is not None:
