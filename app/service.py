@@ -174,9 +174,12 @@ class DemoService:
 
     def close(self, cancel: bool = False) -> None:
         """Stop the model workers (after the jobs they hold; `cancel`: after the ones running now,
-        the queued ones cancelled, as a server that is stopping does)."""
+        the queued ones cancelled, as a server that is stopping does; UMAP's compilation, if it is
+        running, is let finish: native code still running in a thread at exit can abort the process)."""
         self.references.close()
         self.models.close(cancel)
+        if cancel:
+            self.warm_up.wait_umap(timeout=60)
 
     # ---------------------------------------------------------------- queries
     @contextmanager
