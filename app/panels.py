@@ -157,13 +157,13 @@ class AnswersPanel(Panel):
     def build(self) -> None:
         with gr.Row(equal_height=True):
             with gr.Column(min_width=160):
-                gr.Markdown("### Baseline")
+                gr.Markdown("## Baseline")
                 self.outputs["baseline_clean"] = gr.Textbox(label="Baseline: clean query", interactive=False, elem_id="baseline-clean")
                 self.outputs["baseline_perturbed"] = gr.Textbox(label="Baseline: perturbed query", interactive=False,
                                                                 elem_id="baseline-perturbed")
             with gr.Column(min_width=160):
                 # the model that produced the answers under it: set by each turn, not by the model choice
-                self.after["vittle_heading"] = gr.Markdown(f"### {self.service.label('vittle-f')}", elem_id="vittle-heading")
+                self.after["vittle_heading"] = gr.Markdown(f"## {self.service.label('vittle-f')}", elem_id="vittle-heading")
                 self.outputs["vittle_clean"] = gr.Textbox(label="Vittle: clean query", interactive=False, elem_id="vittle-clean")
                 self.outputs["vittle_perturbed"] = gr.Textbox(label="Vittle: perturbed query", interactive=False,
                                                               elem_id="vittle-perturbed")
@@ -173,7 +173,7 @@ class AnswersPanel(Panel):
 
     def after_values(self, record: dict[str, Any]) -> dict[str, Any]:
         vittle = record.get("settings", {}).get("vittle")
-        return {"vittle_heading": f"### {self.service.label(vittle)}" if vittle else gr.skip()}  # cleared: the last name stays
+        return {"vittle_heading": f"## {self.service.label(vittle)}" if vittle else gr.skip()}  # cleared: the last name stays
 
 
 class DistributionsPanel(Panel):

@@ -83,7 +83,7 @@ def test_each_panel_shows_a_turn(page, turn, name):
         assert "Outside what these models were trained on" in panel.after_values(photo)["domain"]
     elif name == "answers":
         assert values == answers and values["baseline_clean"] == "red"
-        assert panel.after_values(json.loads(turn.record)) == {"vittle_heading": "### Vittle (F)"}
+        assert panel.after_values(json.loads(turn.record)) == {"vittle_heading": "## Vittle (F)"}
     elif name == "distributions":
         assert isinstance(values["baseline_distribution"], PlotData) and isinstance(values["vittle_distribution"], PlotData)
         assert "total variation" in values["effects"]
