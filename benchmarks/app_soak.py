@@ -64,6 +64,26 @@ def slope_mb_per_10_min(points: list[tuple[float, float]]) -> float | None:
     return round(sum((t - mean_t) * (m - mean_m) for t, m in points) / var * 600, 2) if var else None
 
 
+def slope_interval(points: list[tuple[float, float]]) -> list[float] | None:
+    """The least-squares slope's 95% interval (normal approximation, MB per 10 minutes). The
+    samples are autocorrelated (a UMAP fit or a sweep lifts several in a row), so the interval is
+    if anything too narrow."""
+    import math
+
+    n = len(points)
+    if n < 3:
+        return None
+    mean_t = sum(t for t, _ in points) / n
+    mean_m = sum(m for _, m in points) / n
+    sxx = sum((t - mean_t) ** 2 for t, _ in points)
+    if not sxx:
+        return None
+    slope = sum((t - mean_t) * (m - mean_m) for t, m in points) / sxx
+    residual = sum((m - mean_m - slope * (t - mean_t)) ** 2 for t, m in points) / (n - 2)
+    half = 1.96 * math.sqrt(residual / sxx)
+    return [round((slope - half) * 600, 2), round((slope + half) * 600, 2)]
+
+
 def call(user: User, index: int, setting: tuple[str, int, str, int], images: list[str]) -> str:
     """One sessionless call; its endpoint. Raises on an error event."""
     visual, severity, text, level = setting
@@ -162,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb": {"at_start": mb[0], "peak": max(mb), "at_end": mb[-1]},
         "growth_mb_per_10_min": {"first_third": slope_mb_per_10_min(parts[0]), "second_third": slope_mb_per_10_min(parts[1]),
                                  "last_third": slope_mb_per_10_min(parts[2])},
+        "growth_ci95_mb_per_10_min": {"first_third": slope_interval(parts[0]), "second_third": slope_interval(parts[1]),
+                                      "last_third": slope_interval(parts[2])},
+        "rss_range_mb_last_third": [min(m for _, m in parts[2]), max(m for _, m in parts[2])] if parts[2] else None,
         "app_files_at_end": files, "app_folders_left_after_stop": left_after_stop,
         "targets": TARGETS,
         "series_every_30_s": [p for i, p in enumerate(samples) if i % max(1, round(30 / args.every)) == 0],
