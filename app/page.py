@@ -32,11 +32,20 @@ KEYS_SCRIPT = r"""
     const box = event.target;
     if (event.key === 'Enter' && box instanceof HTMLInputElement && box.type === 'number') box.blur();
   });
-  // every image gets a text alternative: the examples' thumbnails come without one
+  // every image gets a text alternative (the examples' thumbnails come without one); an icon inside a
+  // labelled button or link is decorative (its label names it); an empty placeholder needs no label
   const describe = () => {
-    document.querySelectorAll('img:not([alt]), img[alt=""]').forEach((img) => {
+    document.querySelectorAll('button img, a img').forEach((img) => {
+      if (img.alt && (img.closest('button, a').textContent || '').trim()) img.alt = '';
+      img.dataset.decorative = '1';
+    });
+    document.querySelectorAll('img:not([alt]):not([data-decorative]), img[alt=""]:not([data-decorative])').forEach((img) => {
       const name = decodeURIComponent((img.src.split('/').pop() || '').split('?')[0]).replace(/\.[a-z]+$/i, '').replace(/[-_]+/g, ' ');
       img.alt = img.closest('#query-image, #perturbed-image') ? `Query image ${name}` : `Example image: ${name}`;
+    });
+    document.querySelectorAll('div.empty[aria-label]').forEach((box) => box.removeAttribute('aria-label'));
+    document.querySelectorAll('button.upload-container[aria-label]').forEach((button) => {
+      if ((button.textContent || '').trim()) button.removeAttribute('aria-label');  // its visible text names it
     });
   };
   new MutationObserver(describe).observe(document.body, {childList: true, subtree: true});
@@ -62,12 +71,20 @@ CSS = """
 #results:has(#stale p) .block:not(#stale):not(#status):not(#finding) { opacity: 0.45; }
 #domain-badge p { background: #fff4e5; border-left: 4px solid #b45309; padding: 6px 10px; color: #5c2d00; }
 #stale p { color: #5c2d00; }
+#status { min-height: 3.2em; }
+#run { background: #b93a0a; border-color: #b93a0a; color: #fff; }
+#run:hover { background: #9a3008; }
+footer .show-api, footer .built-with, footer .settings, .upload-container .or { color: #374151 !important; }
+.paginate button { min-width: 24px; min-height: 24px; }
+.tab-container button.selected { color: #b93a0a; }
 @media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
 """
 """The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
 enlarged by nearest neighbour, so a corruption's pixels can be seen; the gate table scrolls
 instead of breaking words; results of earlier settings are greyed while the stale line shows;
-the out-of-domain badge stands out."""
+the out-of-domain badge stands out; the status line keeps its height while its words change (no layout
+shift); Run, the footer and the upload box's text have a 4.5:1 contrast; the examples' page buttons
+are 24 px targets."""
 
 
 def choices(modality: str) -> list[tuple[str, str]]:

@@ -273,11 +273,12 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         vittle.input(lambda name: service.training_alpha(name) if service.training_alpha(name) is not None else gr.skip(),
                      [vittle], [alpha], api_visibility="private", queue=False)  # each model starts at its training alpha
         demo.load(restore, None, [image, question, visual, severity, text, level, vittle, alpha, method, notice],
-                  api_visibility="private")  # queued: a warning about the link reaches the page (and the notice says it there)
+                  api_visibility="private", show_progress="hidden")  # queued: a warning about the link reaches the page too
         method.input(embeddings, inputs, [page.component("embedding_plot"), page.component("summary")], api_name="embeddings",
                      concurrency_id="models")
         vittle.change(robustness, [vittle], [robustness_table, robustness_plot, status], api_name="robustness")
-        demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private")
+        demo.load(robustness, [vittle], [robustness_table, robustness_plot, status], api_visibility="private",
+                  show_progress="hidden")  # no loading overlay on the status line: nothing on the first screen moves
 
         def refresh_status() -> tuple[str, Any]:
             done = service.startup_error is not None or service.wait_ready(0)
