@@ -12,8 +12,8 @@ if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models st
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args()
     configure_threads(args.threads)
-    stop_on_sigterm()
     service = make_service(args)
+    stop_on_sigterm(service)
 
 demo = build_ui(args, service)  # module level, so `gradio app.py` finds it
 

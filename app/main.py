@@ -101,13 +101,22 @@ def _prune_sessions_in_the_loop(demo) -> Callable[[], Awaitable[None]]:
     return start
 
 
-def stop_on_sigterm() -> None:
+def stop_on_sigterm(service=None) -> None:
     """SIGTERM (how a Space or a container stops the app) ends it as Ctrl-C does, so Gradio
-    deletes its uploads and outputs on the way out."""
+    deletes its uploads and outputs on the way out. Both first stop `service`'s model threads
+    (the job running finishes, the queued ones are cancelled): an interpreter that exits while a
+    model thread is inside torch aborts ("terminate called without an active exception")."""
     import signal
 
+    def stop(signum: int, frame: object) -> None:
+        if service is not None:
+            logger.info("stopping: the models finish the job they are in")
+            service.close(cancel=True)
+        raise KeyboardInterrupt
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
 
 
 def build_ui(args: DemoConfig, service):
@@ -177,13 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     configure_threads(args.threads)
-    stop_on_sigterm()
     service, demo = build(args)
+    stop_on_sigterm(service)
     serve_when_ready(service)
     demo.launch(**launch_options(args))
-    # stopped (Ctrl-C, SIGTERM): the model threads finish the job they are in and take no other, so
-    # that no torch kernel is still running in a thread while the interpreter shuts down (an abort)
-    service.close(cancel=True)
     return 0
 
 

@@ -14,12 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from typing import Any
 
 from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
 from vittle.app.model_facts import model_card
-from vittle.app.worker import ModelWorker
+from vittle.app.worker import ModelWorker, WorkerClosed
 from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,9 @@ class WarmUp:
                 started = time.perf_counter()
                 self._calibrate()
                 self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
+        except (CancelledError, WorkerClosed):  # the app is stopping: its queued work was cancelled
+            logger.info("warm-up stopped: the app is stopping")
+            return
         except Exception as err:  # reported in the UI's status line, and again on use
             logger.exception("warm-up failed")
             self.error = f"{type(err).__name__}: {err}"
@@ -222,6 +226,8 @@ class WarmUp:
             try:
                 for name in ("baseline", "vittle-f"):
                     self._reference(name, spec)
+            except (CancelledError, WorkerClosed):  # the app is stopping
+                return
             except Exception:
                 logger.exception("precomputing the reference set of %s failed; it is computed on first use", spec)
             self.precomputed = (done, len(settings))

@@ -32,12 +32,14 @@ KEYS_SCRIPT = r"""
     const box = event.target;
     if (event.key === 'Enter' && box instanceof HTMLInputElement && box.type === 'number') box.blur();
   });
-  // every image gets a text alternative (the examples' thumbnails come without one); an icon inside a
-  // labelled button or link is decorative (its label names it); an empty placeholder needs no label
+  // every image gets a text alternative (the examples' thumbnails come without one); an icon whose
+  // button or link already says its alt text is decorative; an empty placeholder needs no label
   const describe = () => {
-    document.querySelectorAll('button img, a img').forEach((img) => {
-      if (img.alt && (img.closest('button, a').textContent || '').trim()) img.alt = '';
-      img.dataset.decorative = '1';
+    document.querySelectorAll('button img[alt]:not([alt=""]), a img[alt]:not([alt=""])').forEach((img) => {
+      if ((img.closest('button, a').textContent || '').includes(img.alt)) {  // the label says it already
+        img.alt = '';
+        img.dataset.decorative = '1';
+      }
     });
     document.querySelectorAll('img:not([alt]):not([data-decorative]), img[alt=""]:not([data-decorative])').forEach((img) => {
       const name = decodeURIComponent((img.src.split('/').pop() || '').split('?')[0]).replace(/\.[a-z]+$/i, '').replace(/[-_]+/g, ' ');

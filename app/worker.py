@@ -73,6 +73,10 @@ class _Job:
         return (self.max_new_tokens, self.alpha, self.candidates, self.top_k, self.states, id(self) if self.top_k else 0)
 
 
+class WorkerClosed(RuntimeError):
+    """A job was asked of a worker that is stopped (the app is shutting down)."""
+
+
 class ModelWorker:
     """Runs one `Assistant` for every thread that uses it, batching what they queue."""
 
@@ -119,7 +123,7 @@ class ModelWorker:
     def _submit(self, job: _Job) -> Future:
         with self._wake:
             if self._closed:
-                raise RuntimeError(f"the {self.name} worker is closed")
+                raise WorkerClosed(f"the {self.name} worker is closed")
             self._queues[job.kind].append(job)
             if job.kind in USER_KINDS:  # background work is not a user's query
                 self.last_query = time.monotonic()

@@ -166,7 +166,7 @@ class StagedConfig(LabConfig):
         of the `extra_seeds` units, then the methods on every unit of `bases` in the same order,
         then the units of `new_bases` (baseline, Vittle (F) and the methods, unit after unit)."""
         by_name = {arm.name: arm for arm in self.arms if not self.only or arm.name in self.only}
-        plan = [Job(kind, b) for b in (*self.bases, *self.new_bases) for kind in ("text", "align")]
+        plan: list[Job] = []
         stages = (
             (MAIN_NAMES, self.seeds),
             (tuple(a.name for a in self.arms if a.name not in MAIN_NAMES and a.name not in METHOD_NAMES), self.extra_seeds),
@@ -180,7 +180,8 @@ class StagedConfig(LabConfig):
             for base in self.new_bases:
                 names = NEW_BASE_NAMES if self.methods else ("baseline", "vittle-f")
                 plan += [Job("arm", base, seed, by_name[n]) for n in names if n in by_name]
-        return plan
+        needed = {job.base for job in plan}  # a base whose units run nothing here is not trained
+        return [Job(kind, b) for b in (*self.bases, *self.new_bases) if b in needed or not plan for kind in ("text", "align")] + plan
 
 
 def label_keeping_specs(severities: tuple[int, ...]) -> list[str]:

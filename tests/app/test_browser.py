@@ -294,7 +294,8 @@ def test_keyboard_and_alt_text(browser, server):
     page.wait_for_selector("#run")
     page.wait_for_function("document.querySelectorAll('img').length > 0", timeout=20_000)
     page.wait_for_timeout(500)
-    assert page.evaluate("document.querySelectorAll('img:not([alt]), img[alt=\"\"]').length") == 0  # the examples too
+    assert page.evaluate("document.querySelectorAll('img:not([alt])').length") == 0
+    assert page.evaluate("[...document.querySelectorAll('img[alt=\"\"]')].every(img => img.dataset.decorative === '1')")  # icons named by their button
     assert page.evaluate("[...document.querySelectorAll('img')].some(img => img.alt.startsWith('Example image'))")
     box = page.locator("#alpha input[type=number]")
     box.fill("0.3")
