@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vittle.options import USAGE_ERROR, failed, parse
+
 PROG = "vittle cache"
 
 
@@ -22,10 +24,8 @@ class CacheCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vittle.options import USAGE_ERROR, failed, parse
-
     command = parse(CacheCommand, argv, prog=PROG, description=__doc__.split("\n\n")[0])
-    from vittle.analysis.representations import cache_files, cache_limit_bytes, default_cache_dir, prune_cache
+    from vittle.analysis.representations import cache_files, cache_limit_bytes, default_cache_dir, prune_cache  # heavy
 
     folder = Path(command.cache_dir).expanduser() if command.cache_dir else default_cache_dir()
     try:

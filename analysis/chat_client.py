@@ -66,7 +66,7 @@ class ChatClient:
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 60.0, policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] | None = None):
-        import httpx  # the analysis extra; imported only when a client is made
+        import httpx  # heavy: the analysis extra; imported only when a client is made
 
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
@@ -81,7 +81,7 @@ class ChatClient:
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """The JSON of the first 200 answer; ChatFailure when a status is final or every try failed."""
-        import httpx
+        import httpx  # heavy
 
         problem, told = "", None
         attempts = self.policy.retries + 1

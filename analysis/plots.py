@@ -11,6 +11,7 @@ the deferred plotly import; each function is one figure.
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
 import shutil
@@ -34,8 +35,8 @@ def severity_curves(curves: Mapping[str, Mapping[str, Mapping[int, tuple[float, 
 
     `curves[corruption][model]` maps severity (1..5) to (mean, std); `clean[model]` (mean,
     std) is drawn at severity 0. Shaded bands are +-1 std over seeds."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # heavy
+    from plotly.subplots import make_subplots  # heavy
 
     names = list(curves)
     if not names:
@@ -76,7 +77,7 @@ def severity_curves(curves: Mapping[str, Mapping[str, Mapping[int, tuple[float, 
 
 def bar_chart(values: Mapping[str, Mapping[str, tuple[float, float]]], title: str, yaxis: str = "accuracy (%)") -> Any:
     """Grouped bars: `values[condition][model]` = (mean, std)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy
 
     conditions = list(values)
     models = list(dict.fromkeys(m for per in values.values() for m in per))
@@ -93,7 +94,7 @@ def interval_chart(intervals: Mapping[str, Mapping[str, tuple[float, float, floa
                    xaxis: str = "difference (points)") -> Any:
     """Paired differences with their intervals: `intervals[comparison][condition]` =
     (mean, low, high); one row per condition, one marker colour per comparison, a line at 0."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy
 
     fig = go.Figure()
     conditions = list(dict.fromkeys(c for per in intervals.values() for c in per))
@@ -189,7 +190,7 @@ def figure(spec: Mapping[str, Any] | None) -> Any:
     None stays None."""
     if spec is None:
         return None
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy
 
     layout = {k: v for k, v in spec["layout"].items() if k != "template"}
     return go.Figure({"data": spec["data"], "layout": layout}).update_layout(template="plotly_white")
@@ -204,10 +205,8 @@ def figure_json(spec: Mapping[str, Any] | None) -> str | None:
     draws four figures per turn for every user)."""
     if spec is None:
         return None
-    import json
-
     if not _THEME:
-        import plotly.io as pio
+        import plotly.io as pio  # heavy
 
         _THEME["layout"] = pio.templates["plotly_white"].layout.to_plotly_json()
     return json.dumps({"data": spec["data"], "layout": {**spec["layout"], "template": _THEME}})
@@ -402,7 +401,7 @@ def token_colours_html(tokens: Sequence[str], values: np.ndarray, label: str = "
 def metric_table(rows: Mapping[str, Mapping[str, float]], title: str = "Representation metrics", digits: int = 4) -> Any:
     """A plotly table, one row per model and one column per metric (e.g. JSD, EMID); numbers
     shown to `digits` significant digits, a missing metric as an en dash."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy
 
     if not rows:
         raise ValueError("no rows for the table")

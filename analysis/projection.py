@@ -23,7 +23,7 @@ def _principal_axes(Z: np.ndarray, k: int) -> np.ndarray:
     that its largest-magnitude loading is positive (a reproducible orientation)."""
     if min(Z.shape) > 500 and k < min(Z.shape) // 4:
         # a few leading axes of a large matrix: ARPACK finds them without the full SVD (10,000 x 4,096: ~1 s vs 30 s)
-        from scipy.sparse.linalg import svds
+        from scipy.sparse.linalg import svds  # heavy
 
         _, values, vt = svds(Z, k=k, random_state=0)
         axes = vt[np.argsort(values)[::-1]].T
@@ -87,7 +87,7 @@ class Projection:
         return self
 
     def _fit_umap(self, Z: np.ndarray, seed: int, n_neighbors: int, pca_dims: int) -> np.ndarray:
-        import umap
+        import umap  # heavy
 
         self._axes = _principal_axes(Z, pca_dims) if Z.shape[1] > pca_dims else None
         reduced = Z @ self._axes if self._axes is not None else Z
@@ -145,7 +145,7 @@ def axis_ranges(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, f
 def warm_umap(seed: int = 0) -> None:
     """Import umap and fit and transform a tiny random problem, paying numba's JIT (~10-20 s
     in a fresh process) before the first real map; safe to run in a background thread."""
-    import umap
+    import umap  # heavy
 
     points = np.random.default_rng(seed).standard_normal((64, 8))
     reducer = umap.UMAP(n_components=2, n_neighbors=5, random_state=seed, n_jobs=1)

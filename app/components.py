@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
+import PIL.Image
+from gradio.data_classes import GradioModel, ImageData
+from gradio.exceptions import InvalidPathError
+from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
 
 from vittle.files import write_bytes_atomic
 
@@ -34,8 +39,6 @@ class AppBlocks(gr.Blocks):
     """
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
-        from gradio.exceptions import InvalidPathError
-
         name = block_fn.api_name or block_fn.name
         defaults = trailing_defaults(block_fn, len(inputs))
         if defaults:  # the components' own values pass their checks; the callback then gets its defaults
@@ -72,8 +75,6 @@ def trailing_defaults(block_fn: Any, sent: int) -> list[Any]:
 
 def takes_file(block: Any) -> bool:
     """Whether the input component's value is a file (an image, a file upload)."""
-    from gradio.data_classes import GradioModel
-
     model = getattr(block, "data_model", None)  # FileData, ImageData, ...: a model with a path
     return isinstance(model, type) and issubclass(model, GradioModel) and "path" in model.model_fields
 
@@ -119,11 +120,6 @@ class ServedImage(gr.Image):
     is_template = True  # rendered by the frontend's Image component
 
     def postprocess(self, value: Any) -> Any:
-        import numpy as np
-        import PIL.Image
-        from gradio.data_classes import ImageData
-        from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
-
         watermarked = self.watermark is not None and getattr(self.watermark, "watermark", None) is not None
         if watermarked or not isinstance(value, PIL.Image.Image | np.ndarray):
             return super().postprocess(value)

@@ -46,11 +46,6 @@ class ServedImage(gr.Image):
     is_template = True  # rendered by the frontend's Image component
 
     def postprocess(self, value: Any) -> Any:
-        import numpy as np
-        import PIL.Image
-        from gradio.data_classes import ImageData
-        from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
-
         watermarked = self.watermark is not None and getattr(self.watermark, "watermark", None) is not None
         if watermarked or not isinstance(value, PIL.Image.Image | np.ndarray):
             return super().postprocess(value)

@@ -8,6 +8,7 @@ VITTLE_DEVICE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) set the defaults, and fla
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,5 @@ class DemoConfig(ServiceConfig):
         if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
             raise ValueError("auth must look like USER:PASSWORD, both non-empty")
         if self.mcp:
-            import importlib.util
-
             if importlib.util.find_spec("mcp") is None:
                 raise ValueError("mcp: Gradio's MCP server needs the mcp package: pip install 'gradio[mcp]'")

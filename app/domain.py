@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import easy_vqa
+
 from vittle.analysis.domain import DomainReference, DomainVerdict
 from vittle.app.model_facts import answerable
 from vittle.app.worker import SingleFlight
@@ -47,8 +49,6 @@ class DomainCheck:
         return self._reference.get("reference", self._fit)
 
     def _fit(self) -> DomainReference:
-        import easy_vqa
-
         worker = self.pool.worker("baseline")
         tests = easy_vqa.get_test_image_paths()
         train = [easy_vqa.get_train_image_paths()[i] for i in range(TRAIN_IMAGES)]

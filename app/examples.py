@@ -10,6 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import easy_vqa
+from PIL import Image
+
 from vittle.files import atomic_file
 
 EASYVQA = (  # (test image index, question)
@@ -34,13 +37,9 @@ def examples_dir() -> Path:
 
 def example_rows(folder: Path | None = None) -> list[list[str]]:
     """[[image path, question], ...] for `gr.Examples`, writing missing files first."""
-    from PIL import Image
-
     folder = folder or examples_dir()
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    import easy_vqa
-
     paths = easy_vqa.get_test_image_paths()
     for index, question in EASYVQA:
         target = folder / f"easyvqa-test-{index}.png"
@@ -48,7 +47,7 @@ def example_rows(folder: Path | None = None) -> list[list[str]]:
             with Image.open(paths[index]) as image:
                 _save(image.convert("RGB"), target)
         rows.append([str(target), question])
-    from skimage import data
+    from skimage import data  # heavy
 
     for name, question in PHOTOS:
         target = folder / f"{name}.jpg"

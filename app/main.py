@@ -17,13 +17,22 @@ import ctypes
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 
+from starlette.middleware import Middleware
+from threadpoolctl import threadpool_limits
+
 from vittle.app.config import DemoConfig, ServiceConfig
+from vittle.app.examples import examples_dir
+from vittle.app.map_script import MAP_SCRIPT
+from vittle.app.middleware import HideApiBeforeLogin
 from vittle.app.own_folder import OwnFolder, claim
+from vittle.app.service import DemoService
+from vittle.options import configure_logging, parse
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +45,11 @@ TRIM_EVERY_S = 60.0
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
     """The demo's settings from the command line and the environment (see app/config.py)."""
-    from vittle.options import parse
-
     return parse(DemoConfig, argv, prog="vittle demo", description=__doc__.split("\n\n")[0])
 
 
 def make_service(config: DemoConfig):
     """The service for `config`, not started."""
-    from vittle.app.service import DemoService
-
     service_fields = {f.name for f in dataclasses.fields(ServiceConfig)}
     settings = {name: value for name, value in vars(config).items() if name in service_fields}
     return DemoService(ServiceConfig(**settings))
@@ -106,8 +111,6 @@ def stop_on_sigterm(service=None) -> None:
     deletes its uploads and outputs on the way out. Both first stop `service`'s model threads
     (the job running finishes, the queued ones are cancelled): an interpreter that exits while a
     model thread is inside torch aborts ("terminate called without an active exception")."""
-    import signal
-
     def stop(signum: int, frame: object) -> None:
         if service is not None:
             logger.info("stopping: the models finish the job they are in")
@@ -124,7 +127,7 @@ def build_ui(args: DemoConfig, service):
     outputs go to a folder of the app's own inside Gradio's shared one (`own_folder.claim`):
     the sweep (every 10 minutes, or each lifetime when shorter) and the exit delete its files
     only. A housekeeping thread runs the sweep and hands free heap memory back every minute."""
-    from vittle.app.ui import build_demo
+    from vittle.app.ui import build_demo  # heavy
 
     lifetime_s = max(1.0, args.file_lifetime_min * 60)
     folder = claim()  # before any component is made: Gradio reads the folder then
@@ -150,9 +153,7 @@ def configure_threads(threads: int) -> int:
     thread that batches its requests, so the parallelism is across the models; on a 2-core
     machine under load, two threads per forward made each core spin waiting for the other
     (CPU per new reference set 1.2 s -> 0.7 s with one). Returns the torch thread count."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
+    import torch  # heavy
     count = threads or max(1, (os.cpu_count() or 2) // 2)
     torch.set_num_threads(count)
     threadpool_limits(1, user_api="blas")
@@ -160,19 +161,13 @@ def configure_threads(threads: int) -> int:
 
 
 def launch_options(args: DemoConfig) -> dict:
-    from vittle.app.examples import examples_dir
-    from vittle.app.map_script import MAP_SCRIPT
-    from vittle.app.page import CSS, KEYS_SCRIPT, page_script
+    from vittle.app.page import CSS, KEYS_SCRIPT, page_script  # heavy
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
                "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS,
                "js": page_script(MAP_SCRIPT, KEYS_SCRIPT),
                "state_session_capacity": args.sessions}
     if args.auth:
-        from starlette.middleware import Middleware
-
-        from vittle.app.middleware import HideApiBeforeLogin
-
         options["auth"] = tuple(args.auth.split(":", 1))
         options["app_kwargs"] = {"middleware": [Middleware(HideApiBeforeLogin)]}  # the login page shows no API
     if args.mcp:
@@ -181,8 +176,6 @@ def launch_options(args: DemoConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vittle.options import configure_logging
-
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     configure_threads(args.threads)

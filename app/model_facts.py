@@ -9,6 +9,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vittle.analysis.lab import LabSummary
+from vittle.analysis.lab.card import read_card
+from vittle.analysis.lab.plan import MAX_NEW_TOKENS
+from vittle.analysis.lab.report import severity_figure
+from vittle.analysis.lab.staged_report import StagedSummary, forest
+from vittle.analysis.perturb.translation_types import Language
+from vittle.analysis.plots import figure as as_figure
+from vittle.app.presentation import model_finding, model_line, robustness_markdown
+from vittle.toy.easyvqa import COLORS, SHAPES
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -17,8 +27,6 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 def model_card(path: str) -> Any:
     """The lab's model card data beside a model folder (`CardData`), or None."""
-    from vittle.analysis.lab.card import read_card
-
     return read_card(path)
 
 
@@ -27,8 +35,6 @@ def answer_cap(paths: Iterable[str], setting: int) -> int:
     answers in one word (4 tokens: the word and its end)."""
     if setting:
         return setting
-    from vittle.analysis.lab.plan import MAX_NEW_TOKENS
-
     return MAX_NEW_TOKENS if all(model_card(path) is not None for path in paths) else DEFAULT_MAX_NEW_TOKENS
 
 
@@ -37,8 +43,6 @@ def answerable(paths: Iterable[str]) -> str:
     their makers know)."""
     if not all(model_card(path) is not None for path in paths):
         return ""
-    from vittle.toy.easyvqa import COLORS, SHAPES
-
     return (f"These models answer about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
             f"({', '.join(SHAPES)}) or yes/no (\"is there a red shape?\"), asked in easy-vqa's lower-case wording (other "
             f"wording is a shift of its own).")
@@ -49,8 +53,6 @@ def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:
     task (yes/no, its shapes and colours); () otherwise."""
     if not all(model_card(path) is not None for path in paths):
         return ()
-    from vittle.toy.easyvqa import COLORS, SHAPES
-
     return ("yes", "no", *SHAPES, *COLORS)
 
 
@@ -72,8 +74,6 @@ def _vittle_settings(path: str) -> dict[str, Any] | None:
 def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -> str:
     """One line per model: its bottleneck, whether its posterior carries information or sits at
     the prior, the lab's headline with its interval (`summary`: the LabSummary or None)."""
-    from vittle.app.presentation import model_finding
-
     lines = []
     for name, path in paths.items():
         try:
@@ -89,8 +89,6 @@ def finding(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -
 def model_strip(paths: Mapping[str, str], labels: Mapping[str, str], summary: Any) -> str:
     """One plain line per model (`model_line`), then the numbers behind them (`finding`) in a
     details element: the first screen says what the models are without a wall of numbers."""
-    from vittle.app.presentation import model_line
-
     lines = []
     for name, path in paths.items():
         try:
@@ -112,15 +110,11 @@ def is_staged(card: Any) -> bool:
 
 def is_translation(name: str) -> bool:
     """True for the translation shifts (arabic, greek, hindi)."""
-    from vittle.analysis.perturb.translation_types import Language
-
     return name in {language.value for language in Language}
 
 
 def load_lab(path: str | None) -> Any:
     """The robustness lab's `LabSummary` at `path`, or None (no path, or unreadable: logged)."""
-    from vittle.analysis.lab import LabSummary
-
     if not path:
         return None
     try:
@@ -135,8 +129,6 @@ def load_lab(path: str | None) -> Any:
 
 def load_staged(path: str | None) -> Any:
     """The staged study's `StagedSummary` at `path`, or None (no path, or unreadable: logged)."""
-    from vittle.analysis.lab.staged_report import StagedSummary
-
     if not path:
         return None
     try:
@@ -151,9 +143,6 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
     """The lab's table (markdown) and severity curves (figure or None) for the shown models
     (`paths`, `labels`: name -> folder, UI name); `summary` from `load_lab(lab_path)`; for models
     of the staged study, its numbers from `staged_path` (staged.json)."""
-    from vittle.analysis.lab.report import severity_figure
-    from vittle.app.presentation import robustness_markdown
-
     cards = {name: model_card(path) for name, path in paths.items()}
     staged = {name: card.unit for name, card in cards.items() if is_staged(card)}
     shown = {name: (card.name if card is not None and name not in staged else None) for name, card in cards.items()}
@@ -165,9 +154,6 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
                f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")
         table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
     if staged_summary is not None and staged_summary.shifted:  # the staged study's models: every arm's intervals in one picture
-        from vittle.analysis.lab.staged_report import forest
-        from vittle.analysis.plots import figure as as_figure
-
         return table, as_figure(forest(staged_summary, columns=1))  # stacked: it fits a phone's width too
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
+import vittle.analysis.lab.report  # noqa: F401
+from vittle.analysis.lab.staged_plan import STAGED_ARMS
+from vittle.analysis.projection import warm_umap
 from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
 from vittle.app.model_facts import model_card
@@ -38,8 +41,6 @@ def model_label(name: str, path: str) -> str:
         return LABELS[name] if path.startswith(str(ASSETS)) else f"{LABELS[name]}: {path}"
     card = model_card(path)
     if card is not None and getattr(card, "name", ""):
-        from vittle.analysis.lab.staged_plan import STAGED_ARMS
-
         method = next((arm.label for arm in STAGED_ARMS if arm.name == card.name), card.name)
         unit = getattr(card, "unit", "")
         return f"{method} ({unit})" if unit else method
@@ -83,7 +84,7 @@ class ModelPool:
             raise InputError(f"Unknown model {name!r}; choose one of {', '.join(self.paths)}.")
         with self._lock:
             if name not in self._assistants:
-                from vittle.inference import Assistant
+                from vittle.inference import Assistant  # heavy
 
                 logger.info("loading %s from %s", name, self.paths[name])
                 assistant = Assistant.load(self.paths[name], device=self.config.device, pixel_memo=self.pixels)
@@ -152,11 +153,9 @@ class WarmUp:
         if self._thread is None:
             # modules that request threads would otherwise import lazily, several at once: two
             # threads importing plotly's circular submodules can deadlock (seen under load)
-            import plotly.graph_objects  # noqa: F401
-            import plotly.io  # noqa: F401
-            import plotly.subplots  # noqa: F401
-
-            import vittle.analysis.lab.report  # noqa: F401
+            import plotly.graph_objects  # heavy  # noqa: F401
+            import plotly.io  # heavy  # noqa: F401
+            import plotly.subplots  # heavy  # noqa: F401
 
             self._thread = threading.Thread(target=self._run, name="vittle-warm-up", daemon=True)
             self._thread.start()
@@ -236,8 +235,6 @@ class WarmUp:
     def _warm_umap(self) -> None:
         try:
             started = time.perf_counter()
-            from vittle.analysis.projection import warm_umap
-
             warm_umap(self.config.seed)
             self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
         except Exception:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vittle.token_grid import TokenGrid, box_pixels
 
@@ -52,8 +53,6 @@ def overlay_arrays(image: Any, values: Any, grid: TokenGrid | tuple[int, int], s
     cols), exactly rows * cols values over the whole image. The colour scale runs from 0 to
     max(1, the largest finite value), so a posterior at the prior (variance 1 everywhere) reads
     as flat at the prior's mark, not as a pattern."""
-    from PIL import Image
-
     flat = np.asarray(values, dtype=float).reshape(-1)
     if not isinstance(grid, TokenGrid):
         rows, cols = (int(n) for n in grid)
@@ -73,8 +72,6 @@ def overlay_arrays(image: Any, values: Any, grid: TokenGrid | tuple[int, int], s
 
 
 def _png_uri(array: np.ndarray) -> str:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

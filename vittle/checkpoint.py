@@ -8,15 +8,18 @@ reads it back. Only safetensors weights are read: never pickles.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import snapshot_download
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig, BitsAndBytesConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from vittle.config import BottleneckConfig
@@ -53,8 +56,6 @@ def _locate(path_or_id: str | Path) -> Path:
         return path
     if path.exists() or str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") != 1:
         raise CheckpointError(f"checkpoint folder not found: {path_or_id}")
-    from huggingface_hub import snapshot_download
-
     try:
         return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
     except Exception as err:  # network, auth, missing repo: all end the same way for the user
@@ -90,8 +91,6 @@ def _is_trainer_state(path: Path) -> bool:
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why a Trainer checkpoint folder cannot be resumed from (a missing or damaged file,
     named), or None if it looks intact. Cheap: reads headers, not tensors."""
-    import zipfile
-
     folder = Path(folder)
     state = folder / "trainer_state.json"
     if not state.is_file():
@@ -156,16 +155,12 @@ def _quiet_transformers() -> Iterator[None]:
 def quantization_config(quantize: str, compute_dtype: torch.dtype = torch.bfloat16) -> Any:
     """transformers' BitsAndBytesConfig for "8bit" or "4bit" (NF4, computing in
     `compute_dtype`); a clear error without bitsandbytes or without a CUDA GPU."""
-    import importlib.util
-
     if quantize not in ("8bit", "4bit"):
         raise ValueError(f"quantize={quantize!r}; choose 8bit or 4bit")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ImportError(f"{quantize} weights need bitsandbytes and a CUDA GPU: pip install 'vittle[quant]'")
     if not torch.cuda.is_available():
         raise ValueError(f"{quantize} weights (bitsandbytes) need a CUDA GPU; none is visible here")
-    from transformers import BitsAndBytesConfig
-
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_type="nf4",

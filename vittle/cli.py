@@ -14,15 +14,19 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shtab
+
 from vittle import __version__
 from vittle.global_flags import GLOBAL_HELP, apply_globals, strip_globals
 from vittle.options import FAILURE, USAGE_ERROR, UsageError, add_options, configure_logging, failed, values
 from vittle.plugins import entry_points as _entry_points
+from vittle.settings import load_recipe
 
 logger = logging.getLogger("vittle")
 
@@ -92,8 +96,7 @@ class QuickstartArgs:
 
 
 def _train(args: TrainArgs) -> int:
-    from vittle.settings import load_recipe
-    from vittle.trainer import train
+    from vittle.trainer import train  # heavy
 
     try:
         recipe = load_recipe(args.recipe, list(args.overrides))
@@ -108,13 +111,13 @@ def _train(args: TrainArgs) -> int:
 
 def _query_image(args: QueryArgs) -> Any:
     """The query's image, read before any model loads (a missing or broken file fails at once); None without one."""
-    from vittle.data import load_image
+    from vittle.data import load_image  # heavy
 
     return load_image(args.image) if args.image else None
 
 
 def _answer(args: AnswerArgs) -> int:
-    from vittle.inference import Assistant
+    from vittle.inference import Assistant  # heavy
 
     image = _query_image(args)
     assistant = Assistant.load(args.model, device=args.device, dtype=args.dtype)
@@ -128,7 +131,7 @@ def _answer(args: AnswerArgs) -> int:
 
 
 def _probe(args: ProbeArgs) -> int:
-    from vittle.inference import Assistant
+    from vittle.inference import Assistant  # heavy
 
     image = _query_image(args)
     result = Assistant.load(args.model, device=args.device, dtype=args.dtype).probe(image, args.question)
@@ -148,7 +151,7 @@ def _probe(args: ProbeArgs) -> int:
 
 
 def _push(args: PushArgs) -> int:
-    from vittle.hub import push
+    from vittle.hub import push  # heavy
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     url = push(args.model, args.repo_id, private=args.private, token=args.token or None, endpoint=args.endpoint or None,
@@ -158,11 +161,8 @@ def _push(args: PushArgs) -> int:
 
 
 def _quickstart(args: QuickstartArgs) -> int:
-    import shutil
-
-    from vittle.inference import Assistant
-    from vittle.settings import load_recipe
-    from vittle.trainer import train
+    from vittle.inference import Assistant  # heavy
+    from vittle.trainer import train  # heavy
 
     out = Path(args.out)
     recipe = load_recipe("tiny-shapes", [f"data.path={out / 'data' / 'train.json'}", f"train.output_dir={out / 'model'}",
@@ -209,12 +209,7 @@ def _dispatch(command: str, argv: list[str]) -> int:
 
 
 def _completion(shell: str) -> int:
-    """Print the completion script of `shell` (needs shtab: pip install shtab)."""
-    try:
-        import shtab
-    except ModuleNotFoundError:
-        print("vittle completion: error: needs 'shtab': pip install shtab", file=sys.stderr)
-        return FAILURE
+    """Print the completion script of `shell`."""
     print(shtab.complete(build_parser(full=True), shell=shell))
     return 0
 

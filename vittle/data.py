@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from vittle.families import family_of, token_inputs
 from vittle.family_inputs import collate_images, encode_image, feature_token_id, image_text, image_token_count
@@ -154,8 +155,6 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
     unreadable file is named with its sample id now, not at the step that draws it. Images
     that decoded are listed in `record` (a JSON file, by path, size and mtime), so the check
     costs nothing the next time for files that have not changed."""
-    from tqdm.auto import tqdm
-
     known: dict[str, list[int]] = {}
     if record is not None and record.is_file():
         try:

@@ -9,11 +9,14 @@ mid-write leaves only a temp file, which `remove_stale_temps` clears.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np  # here: `import vittle.analysis.perturb` stays light
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,16 +56,12 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
 
 def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Copy `source` to `target` so that `target`, once it exists, is whole."""
-    import shutil
-
     with open(source, "rb") as src, atomic_file(target) as handle:
         shutil.copyfileobj(src, handle)
 
 
 def save_npy_atomic(target: str | os.PathLike, array: np.ndarray) -> None:
     """`np.save` without pickle, atomically (`target` should end in .npy)."""
-    import numpy as np  # here: `import vittle.analysis.perturb` stays light
-
     with atomic_file(target) as handle:
         np.save(handle, array, allow_pickle=False)
 

@@ -8,14 +8,19 @@ without the trainer's state (optimizer, RNG, scheduler files, older checkpoints)
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from vittle.checkpoint import CheckpointError, weight_files
+from vittle.family_table import FAMILIES
 from vittle.model import CONFIG_KEY
 
 logger = logging.getLogger(__name__)
@@ -109,8 +114,6 @@ def find_results(folder: Path) -> dict[str, dict[str, float]]:
 def custom_parts(config: dict[str, Any]) -> dict[str, str]:
     """Sub-models of `config` whose model_type plain transformers does not know ({"vision_config":
     "vittle_efficientnet_lite"} for the tiny easy-vqa models); empty for a standard LLaVA."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # the built-in types only
-
     found = {}
     for key in ("vision_config", "text_config"):
         kind = (config.get(key) or {}).get("model_type")
@@ -151,8 +154,6 @@ def _model_class(config: dict[str, Any]) -> str:
 
 def _family_name(config: dict[str, Any]) -> str:
     """"LLaVA", "Qwen2.5-VL", ...: the family's name in vittle's adapter, or the model type."""
-    from vittle.family_table import FAMILIES
-
     model_type = config.get("model_type", "llava")
     return "LLaVA" if model_type == "llava" else FAMILIES[model_type].name if model_type in FAMILIES else str(model_type)
 
@@ -262,8 +263,6 @@ def add_metadata(folder: str | Path, name: str | None = None) -> Path:
 
 def _transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's connection errors: huggingface_hub 1.x talks through httpx, 2.x through httpx2."""
-    import importlib
-
     errors = []
     for name in ("httpx2", "httpx"):
         try:
@@ -278,9 +277,6 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str 
          commit_message: str = "Upload a vittle model") -> str:
     """Check `folder`, write its model card and upload it to `repo_id` (created if needed).
     Returns the commit's URL. `endpoint` defaults to HF_ENDPOINT or the public Hub."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts):
         raise ValueError(f"repo_id={repo_id!r} must look like ORG/NAME (or USER/NAME)")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import AutoConfig, TextIteratorStreamer
+from transformers import AutoConfig, DynamicCache, TextIteratorStreamer
 
 from vittle.bottleneck import record_states
 from vittle.checkpoint import CheckpointError, load_pretrained, quantization_config, resolve_checkpoint
@@ -395,8 +395,6 @@ class Assistant:
         inputs = self.model_inputs(loaded, questions)
         cache = None
         if keys is not None:
-            from transformers import DynamicCache
-
             cache = DynamicCache()
         with record_states():  # nothing of this forward kept on the module
             hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)

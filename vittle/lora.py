@@ -41,7 +41,7 @@ def _fully_trained(model: torch.nn.Module) -> tuple[str, ...]:
 
 def _peft() -> Any:
     try:
-        import peft
+        import peft  # optional
     except ImportError as err:
         raise ImportError("lora.r needs peft: pip install 'vittle[train]'") from err
     return peft
@@ -50,7 +50,7 @@ def _peft() -> Any:
 def is_lora(model: torch.nn.Module) -> bool:
     """Whether `model` is a peft model (LoRA adapters injected)."""
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # optional
     except ImportError:
         return False
     return isinstance(model, PeftModel)

@@ -93,7 +93,7 @@ def load(group: str, name: str) -> Any:
 
 
 def _known_to_transformers(model_type: str) -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING  # heavy
 
     return model_type in CONFIG_MAPPING
 
@@ -105,7 +105,7 @@ def register_model_type(model_type: str) -> None:
         return
     points = registered(MODEL_TYPES)
     if model_type not in points:
-        import transformers
+        import transformers  # heavy
 
         raise PluginError(f"model type {model_type!r} is not known to transformers {transformers.__version__}, and no {MODEL_TYPES} "
                           f"plugin registers it (registered: {', '.join(sorted(points)) or 'none'})")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import DynamicCache
 
 from vittle.bottleneck import record_states
 from vittle.data import image_digest
@@ -95,8 +96,6 @@ class PrefixCache:
         """`assistant`'s layer-l rows for queries whose image prefixes are all cached (`entries`,
         in query order); None when a question's tokens do not continue the shared prefix (then
         the full path runs)."""
-        from transformers import DynamicCache
-
         shared_ids, shared_layers = self.shared
         start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
         if any(entry[0][0].shape[2] != count for entry in entries):

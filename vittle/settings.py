@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from vittle.config import RecipeConfig
+from vittle.config import FIELD_ALIASES, TRAIN_ALIASES, RecipeConfig
 
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:
@@ -103,8 +103,6 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 def _resolve_aliases(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Rename accepted other names (e.g. TrainingArguments' learning_rate -> train.lr)."""
-    from vittle.config import FIELD_ALIASES
-
     aliases = FIELD_ALIASES.get(cls, {})
     if not aliases or not set(data) & set(aliases):
         return data
@@ -125,8 +123,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.max_steps=50")
         *path, leaf = key.split(".")
         if path == ["train"]:  # an override by a TrainingArguments name replaces the recipe's value
-            from vittle.config import TRAIN_ALIASES
-
             leaf = TRAIN_ALIASES.get(leaf, leaf)
         node = data
         for part in path:

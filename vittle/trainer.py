@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +22,18 @@ from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from vittle.bottleneck import record_states
-from vittle.checkpoint import DTYPES, load_pretrained, read_prefixed
+from vittle.checkpoint import DTYPES, load_pretrained, quantization_config, read_prefixed
+from vittle.compose import compose_llava
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
 from vittle.families import family_of, language_model, lm_head, load_processor, train_projector
+from vittle.hub import push
+from vittle.lora import apply_lora, copy_trained, is_lora, load_adapter_checkpoint, merged, save_trained
 from vittle.model import attach_bottleneck, get_bottleneck
 from vittle.objective import AlphaSchedule, vittle_loss
 from vittle.plugins import AUGMENTERS, DATASETS, MODEL_INITS, PluginError, load, registered
 from vittle.reconstruction import HEAD_ATTR, attach_reconstruction, detach_reconstruction, get_reconstruction, reconstruction_loss
+from vittle.scale import set_residual_rms
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
@@ -65,8 +70,6 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     if init in inits:
         model, processor = inits[init].load()(recipe.model)
     elif init == "compose":
-        from vittle.compose import compose_llava
-
         dtype = DTYPES.get(recipe.model.dtype, torch.float32)
         model, processor = compose_llava(recipe.model.vision_tower, recipe.model.language_model, dtype=dtype)
     else:
@@ -76,8 +79,6 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
         if recipe.model.attn_implementation != "auto":
             extra["attn_implementation"] = recipe.model.attn_implementation
         if recipe.lora.quantize:  # QLoRA: the frozen weights in 4/8 bits, computing in the recipe's dtype
-            from vittle.checkpoint import quantization_config
-
             compute = DTYPES.get(recipe.model.dtype, torch.bfloat16)
             extra.update(quantization_config=quantization_config(recipe.lora.quantize, compute), device_map={"": _local_device()})
         model = load_pretrained(init, dtype=recipe.model.dtype, **extra)
@@ -96,8 +97,6 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
         attach_reconstruction(model, recipe.reconstruction.hidden, recipe.reconstruction.weight).requires_grad_(True)
         trainable = [name for name, param in model.named_parameters() if param.requires_grad]
     if recipe.lora.enabled:
-        from vittle.lora import apply_lora
-
         if recipe.train.gradient_checkpointing:
             model.enable_input_require_grads()  # the frozen embeddings would cut the checkpointed graph
         model = apply_lora(model, recipe.lora)
@@ -109,8 +108,6 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
 
 def _local_device() -> int | str:
     """This process's GPU under torchrun / accelerate (LOCAL_RANK), for a quantized load."""
-    import os
-
     return int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
 
 
@@ -123,8 +120,6 @@ class LoraCheckpointExtras(TrainerCallback):
     bottleneck), which peft's adapter file leaves out (`vittle.lora.save_trained`)."""
 
     def on_save(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None, **kwargs: Any) -> None:
-        from vittle.lora import is_lora, save_trained
-
         if model is not None and is_lora(model) and args.should_save:
             save_trained(model, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
@@ -207,8 +202,6 @@ class VittleTrainer(Trainer):
         written with transformers' legacy key names, so nothing would match. Load through
         from_pretrained's key conversion instead (DeepSpeed and FSDP keep their own path).
         A LoRA run restores its adapters and its fully trained weights (vittle.lora)."""
-        from vittle.lora import is_lora, load_adapter_checkpoint
-
         target = model if model is not None else self.model
         if is_lora(target):
             return load_adapter_checkpoint(target, resume_from_checkpoint)
@@ -232,8 +225,6 @@ class VittleTrainer(Trainer):
 def rescale_to(model: torch.nn.Module, dataset: ConversationDataset, target: float, samples: int = 64) -> None:
     """Set the residual stream's RMS at the bottleneck layer to `target`, measured on the first
     `samples` training samples (vittle.scale); the logits do not change."""
-    from vittle.scale import set_residual_rms
-
     collate = ConversationCollator(dataset.processor.tokenizer.pad_token_id)
     reference = next(model.parameters())
     count = min(samples, len(dataset))
@@ -258,8 +249,6 @@ def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torc
     merge into 4/8-bit weights: the main process builds its base again in the recipe's dtype
     without quantization and copies the trained weights onto it first; the others return the
     peft model."""
-    from vittle.lora import copy_trained, merged
-
     model = trainer.accelerator.unwrap_model(trainer.model)
     if recipe.lora.quantize:
         if not trainer.is_world_process_zero():
@@ -312,8 +301,6 @@ def train(recipe: RecipeConfig, on_model: Callable[[torch.nn.Module], Any] | Non
         recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
         if recipe.train.push_to_hub:
-            from vittle.hub import push
-
             push(args.output_dir, recipe.train.push_to_hub)
     return {"output_dir": args.output_dir, "log_history": trainer.state.log_history, "max_steps": trainer.state.max_steps,
             "model": final}

@@ -4,6 +4,7 @@ resumed run starts from."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from vittle.checkpoint import CheckpointError, checkpoint_problem
 from vittle.config import TRAIN_ALIASES, RecipeConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -76,8 +78,6 @@ def _has_accelerator() -> bool:
 
 def _check_extra(extra: dict[str, Any], explicit: dict[str, Any]) -> None:
     """`train.extra` may name only TrainingArguments fields that the recipe does not set itself."""
-    import difflib
-
     allowed = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     ours = {**{k: k for k in explicit if k in fields}, **TRAIN_ALIASES, "warmup_steps": "warmup_ratio"}
@@ -100,8 +100,6 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
     """The newest intact `checkpoint-N` in output_dir. A damaged newer one (a run killed while
     saving, a truncated file) is skipped with a warning that names the file; if none is
     intact, an error lists why."""
-    from vittle.checkpoint import CheckpointError, checkpoint_problem
-
     folder = Path(output_dir)
     found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []

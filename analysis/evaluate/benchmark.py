@@ -13,7 +13,10 @@ question's first line only, not the answer-format instruction that follows it (L
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 from vittle.analysis.evaluate.llava_files import AnswerFile, Question, read_appended
 from vittle.analysis.evaluate.runner import _stable_int
 from vittle.analysis.perturb import CLEAN, apply, parse_spec
+from vittle.files import write_text_atomic
 
 
 class _Images:
@@ -42,7 +46,7 @@ class _Images:
         if name in self._memo:
             self._memo.move_to_end(name)
             return self._memo[name]
-        from vittle.data import load_image
+        from vittle.data import load_image  # heavy
 
         if self.folder is None:
             raise ValueError(f"the questions name images ({name}) but no image folder was given")
@@ -115,9 +119,9 @@ def table11(values: dict[str, dict[str, float]], title: str) -> list[str]:
 
 def load_assistant(path: str, args: Any, shard: Shard | None = None) -> Any:
     """The model for `args`; under a data-parallel run with --device auto, on this rank's GPU (LOCAL_RANK)."""
-    import torch
+    import torch  # heavy
 
-    from vittle.inference import Assistant
+    from vittle.inference import Assistant  # heavy
 
     device = args.device
     if device == "auto" and shard is not None and shard.world > 1 and torch.cuda.is_available() and args.device_map is None:
@@ -157,11 +161,6 @@ class Shard:
 def _merge_shards(folder: Path, answers: AnswerFile, questions: Sequence[Question], shard: Shard, timeout_s: float) -> None:
     """On rank 0: wait until every rank's shard file holds its part, then write answers.jsonl
     with all answers in question order."""
-    import json
-    import time
-
-    from vittle.files import write_text_atomic
-
     deadline = time.monotonic() + timeout_s
     while True:
         rows = {row["question_id"]: row for row in answers.rows()}
@@ -188,8 +187,6 @@ def answer_models(models: dict[str, str], specs: Sequence[str], questions: Seque
     order and yields; the other ranks yield nothing."""
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {args.batch_size} and {args.max_new_tokens}")
-    import sys
-
     shard = shard or Shard.from_env()
     for name, path in models.items():
         where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
@@ -215,15 +212,10 @@ def answer_models(models: dict[str, str], specs: Sequence[str], questions: Seque
 def write_results(prog: str, out: str | Path, report: dict[str, Any], table: str) -> None:
     """results.json and results.md under `out` (atomically), the table printed; on ranks other
     than 0 of a data-parallel run, only a line saying the rank's part is done."""
-    import json
-    import sys
-
     shard = Shard.from_env()
     if not shard.main:
         print(f"{prog}: rank {shard.rank} of {shard.world}: its answers are written; rank 0 writes the results", file=sys.stderr)
         return
-
-    from vittle.files import write_text_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

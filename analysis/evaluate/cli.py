@@ -13,6 +13,15 @@ import logging
 import sys
 
 from vittle.analysis.evaluate.args import EvalArgs
+from vittle.analysis.perturb import expand_specs
+from vittle.files import write_text_atomic
+from vittle.options import configure_logging, failed, parse
+
+from .closed_cli import main as closed
+from .llava_bench_cli import main as llava_bench
+from .llava_files import AnswerFile
+from .pope_cli import main as pope
+from .runner import Variants, evaluate, load_samples, markdown_table
 
 PROG = "vittle eval"
 DESCRIPTION = ("Score models by exact match on a VQA test set, clean and under perturbations. "
@@ -27,24 +36,11 @@ EPILOG = ("Benchmarks in LLaVA's files: `vittle eval pope --help`, `vittle eval 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "pope":
-        from .pope_cli import main as pope
-
         return pope(argv[1:])
     if argv and argv[0] in ("mc", "mme"):
-        from .closed_cli import main as closed
-
         return closed(argv[0], argv[1:])
     if argv and argv[0] == "llava-bench":
-        from .llava_bench_cli import main as llava_bench
-
         return llava_bench(argv[1:])
-    from vittle.analysis.perturb import expand_specs
-    from vittle.files import write_text_atomic
-    from vittle.options import configure_logging, failed, parse
-
-    from .llava_files import AnswerFile
-    from .runner import Variants, evaluate, load_samples, markdown_table
-
     args = parse(EvalArgs, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG, aliases={"--data": "data"})
     configure_logging(logging.WARNING)
     try:
@@ -53,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         samples = load_samples(args.data, args.limit_images)
         variants = Variants(samples, seed=args.seed)
         args.out.mkdir(parents=True, exist_ok=True)  # before any model loads: a folder that cannot be made fails now
-        from vittle.inference import Assistant
-        from vittle.toy.efficientnet import FeatureCache, use_feature_cache
+        from vittle.inference import Assistant  # heavy
+        from vittle.toy.efficientnet import FeatureCache, use_feature_cache  # heavy
 
         features = FeatureCache()  # the models share the frozen tower's features (the easy-vqa models have the same tower)
         report = {"data": args.data, "limit_images": args.limit_images, "seed": args.seed, "specs": specs, "models": {}}

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from vittle.analysis.evaluate.args import ClosedArgs
+from vittle.analysis.evaluate.benchmark import answer_models, table11, write_results
+from vittle.analysis.evaluate.closed_form import YES_NO_INSTRUCTION, extract_letter, gold_letter, mc_prompt, mc_scores, mme_scores
+from vittle.analysis.evaluate.llava_files import FormatError, Question, read_jsonl
+from vittle.analysis.perturb import expand_specs
+from vittle.options import configure_logging, failed, parse
 
 
 def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
     """(Question list with the prompts, question_id -> the row) from a closed-form questions file."""
-    from vittle.analysis.evaluate.closed_form import YES_NO_INSTRUCTION, gold_letter, mc_prompt
-    from vittle.analysis.evaluate.llava_files import FormatError, Question, read_jsonl
-
     questions, rows = [], {}
     for number, row in enumerate(read_jsonl(path), 1):
         needed = ("question_id", "question", "options", "answer") if kind == "mc" else ("question_id", "text", "answer", "category")
@@ -49,8 +51,6 @@ def load(kind: str, path: Path) -> tuple[list, dict[Any, dict[str, Any]]]:
 
 
 def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, Any]]) -> dict[str, Any]:
-    from vittle.analysis.evaluate.closed_form import extract_letter, mc_scores, mme_scores
-
     if kind == "mc":
         picked = [(extract_letter(a["text"], rows[a["question_id"]]["options"]), rows[a["question_id"]]) for a in answers]
         return mc_scores([p for p, _ in picked], [r["gold"] for _, r in picked], [r.get("category") for _, r in picked])
@@ -59,10 +59,6 @@ def score(kind: str, answers: list[dict[str, Any]], rows: dict[Any, dict[str, An
 
 
 def main(kind: str, argv: list[str] | None = None) -> int:
-    from vittle.analysis.evaluate.benchmark import answer_models, table11, write_results
-    from vittle.analysis.perturb import expand_specs
-    from vittle.options import configure_logging, failed, parse
-
     prog = f"vittle eval {kind}"
     args = parse(ClosedArgs, argv, prog=prog, description=__doc__.split("\n\n")[0], make=partial(ClosedArgs, kind=kind))
     configure_logging(logging.WARNING)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from vittle.analysis.chat_client import ChatClient, ChatFailure, RetryPolicy, message_content
 from vittle.analysis.evaluate.llava_files import FormatError, Question, append_rows, read_appended, read_jsonl
 
@@ -167,8 +169,6 @@ def run_reviews(judge: Judge, questions: Sequence[Question], contexts: Mapping[s
                 progress: bool = True) -> list[dict[str, Any]]:
     """Review every answered question not yet in `out` (a reviews.jsonl, appended and fsynced
     per review); returns all reviews of the file."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     done = {row["question_id"] for row in read_appended(out)}
     todo = [q for q in questions if q.question_id in answers and q.question_id not in done]

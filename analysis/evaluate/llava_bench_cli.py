@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from vittle.analysis.evaluate.args import LlavaBenchArgs
+from vittle.analysis.evaluate.benchmark import Shard, answer_models, table11, write_results
+from vittle.analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
+from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
+from vittle.analysis.perturb import expand_specs
+from vittle.options import USAGE_ERROR, configure_logging, failed, parse
 
 PROG = "vittle eval llava-bench"
 
 
 def run(args: LlavaBenchArgs, judge_factory: Any = None) -> dict[str, Any]:
-    from vittle.analysis.evaluate.benchmark import Shard, answer_models
-    from vittle.analysis.evaluate.judge import Judge, JudgeSettings, combine_runs, read_contexts, read_rules, run_reviews, summarize
-    from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
-    from vittle.analysis.perturb import expand_specs
-
     questions = read_questions(args.questions)[: args.limit]
     contexts, rules = read_contexts(args.context), read_rules(args.rules)
     references = {row["question_id"]: row for row in read_jsonl(args.reference) if "question_id" in row}
@@ -60,8 +60,6 @@ def run(args: LlavaBenchArgs, judge_factory: Any = None) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
-    from vittle.analysis.evaluate.benchmark import table11
-
     lines = table11({m: {s: r["combined"]["all"]["relative_mean"] for s, r in specs.items() if "all" in r["combined"]}
                      for m, specs in results.items()}, "LLaVA-Bench: relative score (%) over all categories, mean over judge runs")
     for model, specs in results.items():
@@ -77,13 +75,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None, judge_factory: Any = None) -> int:
-    from vittle.options import USAGE_ERROR, configure_logging, failed, parse
-
     args = parse(LlavaBenchArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     configure_logging(logging.WARNING)
-    from vittle.analysis.evaluate.benchmark import write_results
-    from vittle.analysis.evaluate.judge import JudgeSettings
-
     try:  # the judge's settings are settings: checked before any work, a usage error if wrong
         JudgeSettings.from_env(base_url=args.judge_url, model=args.judge_model, timeout_s=args.judge_timeout, retries=args.judge_retries)
     except ValueError as err:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def _base() -> type:
     try:
-        from lmms_eval.api.model import lmms
+        from lmms_eval.api.model import lmms  # optional
     except ImportError:
         return object
     return lmms
@@ -37,7 +37,7 @@ def _base() -> type:
 
 def manifest() -> Any:
     """The entry point's payload: lmms-eval's ModelManifest for `vittle`."""
-    from lmms_eval.models.registry_v2 import ModelManifest
+    from lmms_eval.models.registry_v2 import ModelManifest  # heavy
 
     return ModelManifest(model_id="vittle", simple_class_path="vittle.analysis.evaluate.lmms.Vittle")
 
@@ -66,7 +66,7 @@ class Vittle(_base()):  # type: ignore[misc]
         if unused:
             logger.warning("vittle lmms-eval model: ignoring unknown model_args %s", sorted(unused))
         if assistant is None:
-            from vittle.inference import Assistant
+            from vittle.inference import Assistant  # heavy
 
             assistant = Assistant.load(pretrained, device=device, dtype=dtype, device_map=device_map, quantize=quantize)
         self.assistant = assistant

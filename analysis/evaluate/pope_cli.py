@@ -18,6 +18,11 @@ import logging
 from typing import Any
 
 from vittle.analysis.evaluate.args import PopeArgs
+from vittle.analysis.evaluate.benchmark import answer_models, table11, write_results
+from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
+from vittle.analysis.evaluate.pope import align_labels, read_labels, score_pope
+from vittle.analysis.perturb import expand_specs
+from vittle.options import configure_logging, failed, parse
 
 PROG = "vittle eval pope"
 
@@ -44,8 +49,6 @@ def limit_questions(questions: list, limit: int | None) -> list:
 def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Table 11 layout (F1 over all categories; V, T, J are means over the specs of each kind),
     then each model's specs by category."""
-    from vittle.analysis.evaluate.benchmark import table11
-
     lines = table11({model: {spec: r["all"]["f1"] for spec, r in specs.items()} for model, specs in results.items()},
                     "POPE: F1 (%) over all categories")
     for model, specs in results.items():
@@ -59,11 +62,6 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run(args: PopeArgs) -> dict[str, Any]:
-    from vittle.analysis.evaluate.benchmark import answer_models
-    from vittle.analysis.evaluate.llava_files import read_jsonl, read_questions
-    from vittle.analysis.evaluate.pope import align_labels, read_labels, score_pope
-    from vittle.analysis.perturb import expand_specs
-
     questions = limit_questions(read_questions(args.questions), args.limit)
     labels = align_labels(questions, read_labels(args.labels))
     if args.score_only is not None:
@@ -78,8 +76,6 @@ def run(args: PopeArgs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vittle.options import configure_logging, failed, parse
-
     args = parse(PopeArgs, argv, prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG)
     configure_logging(logging.WARNING)
 
@@ -90,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_only is not None:
         print(json.dumps(report["scores"], indent=1))
         return 0
-    from vittle.analysis.evaluate.benchmark import write_results
-
     write_results(PROG, args.out, report, markdown(report["results"]))
     return 0
 

@@ -24,6 +24,8 @@ from vittle.analysis.evaluate.llava_files import AnswerFile, Question
 from vittle.analysis.evaluate.result import EvalResult, SpecScore
 from vittle.analysis.evaluate.scoring import score
 from vittle.analysis.perturb import apply, parse_spec
+from vittle.template import IMAGE_PLACEHOLDER
+from vittle.toy.easyvqa import load_split
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +37,9 @@ def load_samples(data: str | Path, limit_images: int | None = None) -> list[dict
     first turn of each sample is used. `limit_images` keeps the questions of the first N
     images (in image-id order)."""
     if str(data) == "easyvqa":
-        from vittle.toy.easyvqa import load_split
-
         rows = load_split("test")
     else:
-        from vittle.data import read_conversations
-        from vittle.template import IMAGE_PLACEHOLDER
-
+        from vittle.data import read_conversations  # heavy
         rows = []
         for sample in read_conversations(data):
             question, answer = sample["turns"][0]
@@ -85,7 +83,7 @@ class Variants:
             return None
         key = sample["image_id"]
         if key not in self._clean:
-            from vittle.data import load_image
+            from vittle.data import load_image  # heavy
 
             self._clean[key] = load_image(sample["image_path"], str(sample.get("id", key)))
         return self._clean[key]

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vittle.analysis.evaluate import Variants, load_samples
 from vittle.analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS, LabConfig
 from vittle.analysis.lab.results import JsonRecord, LabSummary, RunResult
 from vittle.analysis.lab.summary import clean_metrics
@@ -223,8 +224,7 @@ def card_data(result: RunResult, base: RunResult, summary: LabSummary, clean: di
 def export_assets(results: list[RunResult], summary: LabSummary, config: LabConfig, device: str = "auto") -> list[Path]:
     """Copy the export seed's baseline, Vittle (F) and Vittle (L) to `config.assets`, each
     evaluated clean on the whole easy-vqa test set, with README.md (the card) and metrics.json."""
-    from vittle.analysis.evaluate import Variants, load_samples
-    from vittle.inference import Assistant
+    from vittle.inference import Assistant  # heavy
 
     chosen = {r.name: r for r in results if r.seed == config.export_seed and r.name in EXPORTED}
     base = next((r for r in results if r.seed == config.export_seed and r.name == "base"), None)
@@ -258,7 +258,7 @@ def write_asset(model_dir: Path, target: Path, card: CardData) -> Path:
         if file.is_file() and file.suffix not in (".bin", ".pt", ".pth"):
             shutil.copy2(file, staging / file.name)
     (staging / "README.md").write_text(model_card(card), encoding="utf-8")
-    from vittle.hub import add_metadata  # here: `vittle lab --help` loads no torch
+    from vittle.hub import add_metadata  # heavy: here: `vittle lab --help` loads no torch
 
     add_metadata(staging)  # the Hub's metadata (library_name vittle, model-index) on top
     card.save(staging / "metrics.json")

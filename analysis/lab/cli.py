@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vittle.analysis.lab.plan import LabConfig
+from vittle.analysis.lab.report import markdown  # after parsing: --help loads no numpy
+from vittle.analysis.lab.runner import Lab
+from vittle.options import configure_logging, failed, parse
 
 PROG = "vittle lab"
 DESCRIPTION = ("Per seed, train a base on easy-vqa, fine-tune the baseline, Vittle (F), Vittle (L) and the noise-only "
@@ -36,13 +39,8 @@ def make_config(quick: bool = False, report_only: bool = False, **given: Any) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vittle.options import configure_logging, failed, parse
-
     # --runs: the name of --only before the options were generated from LabConfig
     config, report_only = parse(LabCommand, argv, prog=PROG, description=DESCRIPTION, make=make_config, aliases={"--runs": "only"})
-    from vittle.analysis.lab.report import markdown  # after parsing: --help loads no numpy
-    from vittle.analysis.lab.runner import Lab
-
     configure_logging(logging.WARNING)
     try:
         outcome = Lab(config).run(report_only=report_only)

@@ -4,11 +4,15 @@ itself (`final_log`, `hits_string`)."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vittle.analysis.evaluate.scoring import normalize_answer
+from vittle.analysis.lab.plan import SHIFT_GROUPS
+from vittle.analysis.perturb import apply
+from vittle.files import atomic_file, write_text_atomic
 
 
 def final_log(history: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -29,13 +33,7 @@ def augment(source: Path, target: Path, image_dir: Path, share: float = 0.5, see
     """Write `target`: the samples of `source` with the images of a `share` of the train images
     replaced by a copy under one of the label-keeping visual shifts at severity 1..5, chosen
     per image with a fixed seed."""
-    import random
-
-    from vittle.analysis.lab.plan import SHIFT_GROUPS
-    from vittle.analysis.perturb import apply
-    from vittle.data import load_image
-    from vittle.files import atomic_file, write_text_atomic
-
+    from vittle.data import load_image  # heavy
     samples = json.loads(source.read_text(encoding="utf-8"))
     rng = random.Random(seed)
     image_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vittle.analysis.perturb.registry import Modality
+from vittle.analysis.perturb.registry import Category, Modality, list_perturbations
 
 BATCH_SIZE = 64
 """Evaluation batch of the lab's models."""
@@ -77,8 +77,6 @@ def shift_groups() -> dict[str, tuple[str, ...]]:
     modality and category): blur, noise, typos and word-level edits keep the answer; brightness,
     contrast, fog and frost change the very colour that is asked about (no method can help
     there); the offline translations are word glosses in a script the models never saw."""
-    from vittle.analysis.perturb.registry import Category, list_perturbations
-
     groups: dict[str, list[str]] = {name: [] for name in GROUP_NAMES}
     for p in list_perturbations():
         if p.modality is Modality.VISUAL:
@@ -107,8 +105,6 @@ def spec_group(spec: str) -> str | None:
 
 def lab_specs(severities: tuple[int, ...], text_level: int = 3) -> list[str]:
     """clean, every visual corruption at `severities`, every text shift (at `text_level`)."""
-    from vittle.analysis.perturb import list_perturbations
-
     visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in severities]
     text = [f"{p.name}:{text_level}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
     return ["clean", *visual, *text]

@@ -10,6 +10,9 @@ from typing import Any
 from vittle.analysis.lab.plan import LABEL_KEEPING
 from vittle.analysis.lab.results import LabSummary, Stat
 from vittle.analysis.lab.stats import Interval
+from vittle.analysis.perturb import list_perturbations
+from vittle.analysis.perturb.registry import Modality
+from vittle.analysis.plots import bar_chart, interval_chart, save_figure, severity_curves
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +122,6 @@ def _pct(value: Stat | None) -> Stat | None:
 def severity_figure(summary: LabSummary, names: list[str], labels: dict[str, str] | None = None, title: str | None = None) -> Any:
     """Grounded accuracy vs corruption severity for the arms `names` (mean ± std over seeds,
     one panel per corruption; the paper's Figure 5 shape). None if nothing to draw."""
-    from vittle.analysis.perturb import list_perturbations
-    from vittle.analysis.perturb.registry import Modality
-    from vittle.analysis.plots import severity_curves
-
     labels = labels or {n: summary.arms[n].label for n in names}
     curves: dict[str, dict[str, dict[int, tuple[float, float]]]] = {}
     for p in list_perturbations(Modality.VISUAL):
@@ -142,8 +141,6 @@ def severity_figure(summary: LabSummary, names: list[str], labels: dict[str, str
 
 
 def write_figures(summary: LabSummary, folder: Path, png: bool = True) -> list[Path]:
-    from vittle.analysis.plots import bar_chart, interval_chart, save_figure
-
     written: list[Path] = []
     main = [n for n, a in summary.arms.items() if a.group == "main"]
     if main:

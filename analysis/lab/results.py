@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vittle.analysis.lab.stats import Interval
+from vittle.files import write_text_atomic
 
 
 def _decode(hint: Any, value: Any) -> Any:
@@ -55,8 +56,6 @@ class JsonRecord:
 
     def save(self, path: str | Path, compact: bool = False) -> Path:
         """Write atomically; `compact`: one line, no indentation (the lab's archived results)."""
-        from vittle.files import write_text_atomic
-
         path = Path(path)
         text = json.dumps(self.to_json(), separators=(",", ":")) + "\n" if compact else json.dumps(self.to_json(), indent=1)
         write_text_atomic(path, text)
@@ -211,7 +210,7 @@ def git_commit() -> str:
 
 
 def environment() -> dict[str, str]:
-    import torch
+    import torch  # heavy
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
     return {"device": device, "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}

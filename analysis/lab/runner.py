@@ -4,6 +4,7 @@ processes share the plan through claim files (`--workers`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -14,13 +15,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from vittle.analysis.evaluate import Variants, load_samples
 from vittle.analysis.evaluate.scoring import GROUNDED_KINDS
 from vittle.analysis.lab.card import export_assets
 from vittle.analysis.lab.data import augment, final_log, hits_string
 from vittle.analysis.lab.plan import BASE_RECIPE, BATCH_SIZE, MAX_NEW_TOKENS, Arm, LabConfig, lab_specs
+from vittle.analysis.lab.report import write_report
 from vittle.analysis.lab.results import LabSummary, RunResult, environment, git_commit
 from vittle.analysis.lab.summary import summarize
 from vittle.analysis.lab.workers import alive_claim, claim, run_workers
+from vittle.analysis.perturb import expand_specs, parse_spec
+from vittle.analysis.report import to_jsonable
+from vittle.files import write_text_atomic
+from vittle.settings import load_recipe
+from vittle.toy.easyvqa import convert
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +37,6 @@ class Lab:
     """How long a worker with nothing to claim waits before it looks again."""
 
     def __init__(self, config: LabConfig):
-        from vittle.analysis.evaluate import Variants, load_samples
-        from vittle.analysis.perturb import expand_specs
-
         self.config = config
         self.specs = lab_specs(config.severities) if not config.specs else expand_specs(list(config.specs), clean=True)
         self.slice = load_samples("easyvqa", config.slice_images)
@@ -41,7 +46,7 @@ class Lab:
         self.clean_variants = Variants(self.slice)
         self.variants = Variants(self.grounded)
         self.data_dir = config.out / "data"
-        from vittle.toy.efficientnet import FeatureCache, use_feature_cache
+        from vittle.toy.efficientnet import FeatureCache, use_feature_cache  # heavy
 
         self.features = FeatureCache(config.out / "features")  # the models' tower features, on disk for other workers and a resumed lab
         self.use_features = functools.partial(use_feature_cache, cache=self.features)  # gives a model's towers the lab's cache
@@ -54,8 +59,6 @@ class Lab:
         """The training JSON: easy-vqa's train split, or ("augmented") the same with the images
         of half the train images replaced by a blurred or noised copy (one of the label-keeping
         visual shifts at a random severity, fixed per image)."""
-        from vittle.toy.easyvqa import convert
-
         path = self.data_dir / "train.json"
         if not path.exists():
             convert(self.data_dir, "train", limit=self.config.train_images)
@@ -72,8 +75,6 @@ class Lab:
         """Train and evaluate every planned run not done yet (with `config.workers` processes),
         then write lab.json, lab.md and the figures. With `report_only`, train nothing: report
         the finished runs. With `config.train_only`, train and return the run ids."""
-        from vittle.analysis.lab.report import write_report
-
         config = self.config
         config.out.mkdir(parents=True, exist_ok=True)
         planned = config.planned()
@@ -210,12 +211,7 @@ class Lab:
     def train(self, recipe_name: str, overrides: list[str], folder: Path) -> dict[str, Any]:
         """Train once: a finished training leaves train_log.json (with --train-only, maybe
         on another machine) and is not repeated."""
-        import dataclasses
-
-        from vittle.analysis.report import to_jsonable
-        from vittle.files import write_text_atomic
-        from vittle.settings import load_recipe
-        from vittle.trainer import train
+        from vittle.trainer import train  # heavy
 
         log_path = folder / "train_log.json"
         recipe = load_recipe(recipe_name, [*overrides, f"train.output_dir={folder / 'model'}", "data.synthetic=''"])
@@ -230,7 +226,7 @@ class Lab:
 
     # ------------------------------------------------------------------ measuring
     def evaluate(self, arm: Arm | None, seed: int, recipe: str, trained: dict[str, Any]) -> RunResult:
-        from vittle.inference import Assistant
+        from vittle.inference import Assistant  # heavy
 
         folder = self.folder(arm, seed)
         assistant = Assistant.load(folder / "model", device=self.config.device)
@@ -265,16 +261,14 @@ class Lab:
     def spec_batches(specs: Sequence[str]) -> list[list[str]]:
         """The text-only shifts in one batch (they keep the clean images, so each image's prompt
         prefix is computed once for all of them), every other spec alone."""
-        from vittle.analysis.perturb import parse_spec
-
         text = [spec for spec in specs if parse_spec(spec).visual is None]
         return ([text] if text else []) + [[spec] for spec in specs if spec not in text]
 
     def diagnose(self, assistant: Any) -> dict[str, float]:
         """Posterior statistics and the use measures on clean colour/shape queries; grounded
         accuracy with the bottleneck switched off."""
-        from vittle.analysis.evaluate.diagnostics import posterior_diagnostics, use_diagnostics
-        from vittle.model import bottleneck_alpha
+        from vittle.analysis.evaluate.diagnostics import posterior_diagnostics, use_diagnostics  # heavy
+        from vittle.model import bottleneck_alpha  # heavy
 
         images, questions = self.variants.get("clean")
         count = min(self.config.diagnostic_queries, len(questions))

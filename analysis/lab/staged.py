@@ -22,6 +22,7 @@ the settings are in `staged_plan`, the gates and the report in `staged_report`.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,16 @@ from vittle.analysis.lab.staged_plan import (
     label_keeping_specs,
     max_relative_difference,
 )
+from vittle.analysis.lab.staged_report import (
+    markdown,
+    summarize_staged,
+    write_staged_report,
+)
 from vittle.analysis.lab.workers import alive_claim, claim, run_workers
+from vittle.corpus import write_wordnet_corpus
+from vittle.model import bottleneck_alpha
+from vittle.options import configure_logging, parse
+from vittle.toy.captions import write_captions
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +98,6 @@ class StagedLab(Lab):
 
     def prepare_data(self) -> None:
         """Every data file, written once before any worker starts."""
-        from vittle.corpus import write_wordnet_corpus
-        from vittle.toy.captions import write_captions
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "text.json").exists():
             write_wordnet_corpus(self.data_dir / "text.json")
@@ -100,11 +107,6 @@ class StagedLab(Lab):
             self.train_data(kind)
 
     def run(self, report_only: bool = False) -> Any:
-        from vittle.analysis.lab.staged_report import (
-            summarize_staged,
-            write_staged_report,
-        )
-
         config = self.config
         config.out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -198,8 +200,6 @@ class StagedLab(Lab):
         """The lab's diagnostics plus gate (b)'s intervention: grounded accuracy with alpha 1
         at inference (the state after layer l is the posterior mean alone; for the noise
         control, 0)."""
-        from vittle.model import bottleneck_alpha
-
         out = super().diagnose(assistant)
         if assistant.has_bottleneck:
             images, questions = self.variants.get("clean")
@@ -243,11 +243,6 @@ def _make(quick: bool = False, report_only: bool = False, **given: Any) -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    from vittle.analysis.lab.staged_report import markdown
-    from vittle.options import configure_logging, parse
-
     config, report_only = parse(StagedCommand, argv, prog="python -m analysis.lab.staged",
                                 description="The staged study (docs/robustness-lab/staged.md).", make=_make)
     configure_logging(logging.WARNING)

@@ -12,16 +12,18 @@ otherwise nothing is copied and the reason is returned.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vittle.analysis.evaluate import Variants, load_samples
 from vittle.analysis.lab.card import CardData, write_asset
 from vittle.analysis.lab.plan import BATCH_SIZE, EXPORTED, MAX_NEW_TOKENS
 from vittle.analysis.lab.results import RunResult
-from vittle.analysis.lab.staged_plan import StageRecord
+from vittle.analysis.lab.staged_plan import StagedConfig, StageRecord
 from vittle.analysis.lab.staged_report import GATE_B_KL, GATE_B_MARGIN
 from vittle.analysis.lab.summary import accuracy, clean_metrics
 
@@ -90,8 +92,7 @@ def _steps(record: StageRecord) -> int:
 def export_staged(lab: Any, assets: Path, base: int, seed: int, card_images: int | None = None, device: str = "auto") -> tuple[list[Path], str]:
     """Copy unit (base, seed)'s baseline, Vittle (F) and Vittle (L) to `assets` with their cards,
     if the unit's Vittle (F) passes gate (b); returns the folders written and what was decided."""
-    from vittle.analysis.evaluate import Variants, load_samples
-    from vittle.inference import Assistant
+    from vittle.inference import Assistant  # heavy
 
     stages, arms = lab.records()
     unit = 10 * base + seed
@@ -122,11 +123,7 @@ def export_staged(lab: Any, assets: Path, base: int, seed: int, card_images: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from vittle.analysis.lab.staged import StagedLab
-    from vittle.analysis.lab.staged_plan import StagedConfig
-
+    from vittle.analysis.lab.staged import StagedLab  # heavy
     parser = argparse.ArgumentParser(prog="python -m vittle.analysis.lab.staged_export",
                                      description="Copy the staged study's declared unit into the app's models.")
     parser.add_argument("--out", type=Path, default=Path("runs/staged"))

@@ -28,6 +28,7 @@ from typing import Any
 
 from vittle.analysis.lab.plan import LABEL_KEEPING, spec_group
 from vittle.analysis.lab.results import JsonRecord, RunResult, environment
+from vittle.analysis.lab.staged_plan import STAGED_ARMS
 from vittle.analysis.lab.stats import (
     Interval,
     difference_matrix,
@@ -35,6 +36,8 @@ from vittle.analysis.lab.stats import (
     seed_interval,
 )
 from vittle.analysis.lab.summary import accuracy, hits_array
+from vittle.analysis.plots import figure, forest_spec, save_figure
+from vittle.files import write_text_atomic
 
 GATE_A = 95.0
 GATE_B_KL = 0.01
@@ -230,9 +233,6 @@ def forest(summary: StagedSummary, labels: dict[str, str] | None = None, columns
     """The study in one figure (a figure dict): every arm minus the baseline of the same unit,
     mean and 95% t-interval over units, per group (`FOREST_GROUPS`); None before any shifted
     comparison. `labels`: arm -> the name shown (default: the plan's arm labels)."""
-    from vittle.analysis.lab.staged_plan import STAGED_ARMS
-    from vittle.analysis.plots import forest_spec
-
     names = {arm.name: arm.label for arm in STAGED_ARMS} | (labels or {})
     rows: dict[str, dict[str, tuple[float, float, float]]] = {}
     for c in summary.comparisons:
@@ -251,12 +251,8 @@ def forest(summary: StagedSummary, labels: dict[str, str] | None = None, columns
 
 
 def write_staged_report(summary: StagedSummary, out: Path, png: bool = False) -> None:
-    from vittle.files import write_text_atomic
-
     summary.save(out / "staged.json")
     write_text_atomic(out / "staged.md", markdown(summary))
     spec = forest(summary)
     if spec is not None:
-        from vittle.analysis.plots import figure, save_figure
-
         save_figure(figure(spec), out / "forest", png=png, scale=2.0)

@@ -79,7 +79,7 @@ def seed_interval(per_seed: Sequence[float], level: float = 0.95) -> Interval:
         raise ValueError(f"need at least two per-seed values, got {values.size}")
     if not np.isfinite(values).all():
         raise ValueError("per-seed values hold NaN or inf")
-    from scipy.stats import t
+    from scipy.stats import t  # heavy
 
     mean = float(values.mean())
     half = float(t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))

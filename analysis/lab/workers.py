@@ -13,6 +13,7 @@ two-thread process (their matrices are too small to keep two threads busy).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +101,7 @@ def alive_claim(folder: Path) -> bool:
 
 
 def _worker(work: Callable[[LabConfig], None], config: LabConfig, threads: int) -> None:
-    import torch
+    import torch  # heavy
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {os.getpid()} %(name)s: %(message)s")
@@ -111,8 +112,6 @@ def run_workers(config: LabConfig, work: Callable[[LabConfig], None]) -> None:
     """`config.workers` processes share the plan (each runs `work(config)`, a module-level
     function: the processes are spawned), each with its share of the CPU threads
     (small models train faster as two one-thread processes than as one two-thread one)."""
-    import multiprocessing
-
     if fcntl is None:
         raise RuntimeError(f"--workers {config.workers} needs file locks (fcntl), which this platform lacks: use --workers 1")
     threads = max(1, (os.cpu_count() or 1) // config.workers)

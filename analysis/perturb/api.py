@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING
 
 from .registry import Category
 from .spec import Spec, Step, parse_spec
+from .text import perturb_text
+from .translate import Language, get_translator, translate_prompt
+from .visual import corrupt
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,8 +36,6 @@ def apply(
     """
     parsed = parse_spec(spec)
     if parsed.visual is not None and image is not None:
-        from .visual import corrupt
-
         image = corrupt(image, parsed.visual.name, parsed.visual.level, seed, memo)
     if parsed.text is not None and text is not None:
         text = _apply_text(parsed.text, text, seed, translator)
@@ -43,11 +44,7 @@ def apply(
 
 def _apply_text(step: Step, text: str, seed: int, translator: Translator | None) -> str:
     if step.perturbation.category is Category.SENTENCE:
-        from .translate import Language, get_translator, translate_prompt
-
         return translate_prompt(text, Language(step.name), translator or get_translator())
-    from .text import perturb_text
-
     return perturb_text(text, step.name, step.level, seed)
 
 
@@ -60,8 +57,6 @@ def describe(spec: str | Spec, translator: Translator | None = None) -> str:
     for step in parsed.steps:
         entry = step.perturbation
         if entry.category is Category.SENTENCE and translator is not None:
-            from .translate import Language
-
             labels.append(translator.label(Language(step.name)))
         elif step.level is None:
             labels.append(entry.label)

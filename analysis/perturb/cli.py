@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from vittle.options import configure_logging, failed, parse
+
+from .api import apply, describe
 from .build_config import BuildConfig
-from .spec import valid_levels_text
-from .translate import TranslationSettings
+from .dataset import build_variants
+from .imagefiles import save_image
+from .registry import Category, list_perturbations
+from .spec import parse_spec, valid_levels_text
+from .translate import Language, TranslationSettings, get_translator
 
 PROG = "vittle perturb"
 
@@ -50,14 +58,6 @@ class ListArgs:
 
 
 def run_query(args: QueryConfig) -> int:
-    from PIL import Image
-
-    from .api import apply, describe
-    from .imagefiles import save_image
-    from .registry import Category
-    from .spec import parse_spec
-    from .translate import Language, get_translator
-
     spec = parse_spec(args.spec)
     translator = None
     if spec.text is not None and spec.text.perturbation.category is Category.SENTENCE and args.question is not None:
@@ -86,16 +86,12 @@ def run_query(args: QueryConfig) -> int:
 
 
 def run_build(config: BuildConfig) -> int:
-    from .dataset import build_variants
-
     folders = build_variants(config)
     print(f"built {len(folders)} variants in {config.out}")
     return 0
 
 
 def run_list(args: ListArgs) -> int:
-    from .registry import list_perturbations
-
     entries = list_perturbations()
     if args.json:
         print(json.dumps([{"name": p.name, "modality": p.modality.value, "category": p.category.value,
@@ -115,8 +111,6 @@ COMMANDS: dict[str, tuple[type, Any, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle perturb ...` (argv without the word "perturb")."""
-    from vittle.options import configure_logging, failed, parse
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         cls, run, description = COMMANDS[argv[0]]

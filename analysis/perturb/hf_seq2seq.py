@@ -43,7 +43,7 @@ class HFSeq2SeqTranslator(Translator):
             if key not in self._loaded:
                 if not (folder / "config.json").is_file():
                     raise TranslationUnavailable(f"no Hugging Face model folder at {folder} (config.json missing)")
-                from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+                from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy
 
                 tokenizer = AutoTokenizer.from_pretrained(folder)
                 model = AutoModelForSeq2SeqLM.from_pretrained(folder).to(self.device).eval()
@@ -52,7 +52,7 @@ class HFSeq2SeqTranslator(Translator):
             return self._loaded[key]
 
     def translate(self, text: str, language: Language) -> str:
-        import torch
+        import torch  # heavy
 
         language = Language(language)
         tokenizer, model = self._load(self.folder(language))

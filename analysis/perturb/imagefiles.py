@@ -16,6 +16,8 @@ from PIL import Image
 
 from vittle.files import atomic_file
 
+from .visual import corrupt
+
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95  # high, so compression adds little to the corruption being measured
@@ -35,8 +37,6 @@ class CorruptTask:
 
 def run_corrupt_task(task: CorruptTask) -> Path:
     """Worker entry point: read, corrupt, save atomically; returns the target."""
-    from .visual import corrupt
-
     with Image.open(task.source) as image:
         image.load()
         result = corrupt(image, task.name, task.severity, task.seed)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from vittle.analysis.chat_client import ChatClient, ChatFailure, RetryPolicy, message_content  # httpx: only when a translation is requested
+
 from .translation_types import TRANSLATOR_PROMPT, Language, TranslationError, Translator
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,6 @@ class OpenAIChatTranslator(Translator):
 
     def _chat(self) -> Any:
         if self._client is None:
-            from vittle.analysis.chat_client import ChatClient, RetryPolicy  # httpx: only when a translation is requested
-
             self._client = ChatClient(self.base_url, self.api_key, self.timeout_s, RetryPolicy(self.retries, self.backoff_s))
         return self._client
 
@@ -47,8 +47,6 @@ class OpenAIChatTranslator(Translator):
         }
 
     def translate(self, text: str, language: Language) -> str:
-        from vittle.analysis.chat_client import ChatFailure, message_content
-
         language = Language(language)
         try:
             payload = self._chat().complete(self.request_body(text, language))

@@ -11,6 +11,9 @@ from enum import Enum
 
 from vittle.options import UsageError  # a spec is a setting: a wrong one is a usage error (exit 2)
 
+from .translate import translation_unavailable
+from .wordnet import wordnet_unavailable
+
 LEVELS = (1, 2, 3, 4, 5)
 
 # The 27 paper variants use one severity for every visual shift and one level for every
@@ -122,12 +125,8 @@ def unavailable(name: str) -> str | None:
     files and settings, loads nothing. Menus hide what is unavailable (the app)."""
     perturbation = get_perturbation(name)
     if perturbation.name == "word_insert":
-        from .wordnet import wordnet_unavailable
-
         return wordnet_unavailable()
     if perturbation.category is Category.SENTENCE:
-        from .translate import translation_unavailable
-
         return translation_unavailable()
     return None
 

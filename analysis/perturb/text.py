@@ -17,6 +17,7 @@ from typing import Any
 from ._rng import derive_seed, seeded_global_rng
 from .prompt import Layout, split_prompt
 from .registry import LEVELS, Category, list_perturbations
+from .wordnet import synonyms
 
 TEXT_OPS = tuple(p.name for p in list_perturbations() if p.category in (Category.CHARACTER, Category.WORD))
 WORD_RATE_PER_LEVEL = 0.05
@@ -104,8 +105,6 @@ def _align_deletion(original: list[str], kept: list[str]) -> tuple[set[int], lis
 def _insert_synonyms(layout: Layout, rate: float, rng: random.Random) -> str:
     """Insert WordNet synonyms of random words at random positions (no POS tagging:
     nltk's tagger data is not installable offline, and EDA-style insertion needs none)."""
-    from .wordnet import synonyms
-
     with_synonyms = [i for i, w in enumerate(layout.words) if synonyms(w)]
     # Content words first; function words only when nothing else has a synonym.
     candidates = [i for i in with_synonyms if layout.words[i].lower() not in STOPWORDS] or with_synonyms
@@ -125,7 +124,7 @@ def _split_words(text: str) -> list[str]:
 
 @functools.cache
 def _char_augmenter(name: str, rate: float, min_char: int) -> Any:
-    import nlpaug.augmenter.char as nac  # ~2-6 s import (pulls torch): only when needed
+    import nlpaug.augmenter.char as nac  # heavy: ~2-6 s import (pulls torch): only when needed
 
     common = {"aug_word_p": rate, "aug_word_min": 1, "aug_word_max": None, "min_char": min_char,
               "tokenizer": _split_words, "reverse_tokenizer": _JOIN.join}
@@ -137,7 +136,7 @@ def _char_augmenter(name: str, rate: float, min_char: int) -> Any:
 
 @functools.cache
 def _word_augmenter(name: str, rate: float) -> Any:
-    import nlpaug.augmenter.word as naw
+    import nlpaug.augmenter.word as naw  # heavy
 
     action = {"word_swap": "swap", "word_delete": "delete"}[name]
     return naw.RandomWordAug(action=action, aug_p=rate, aug_min=1, aug_max=None,

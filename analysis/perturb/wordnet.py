@@ -67,7 +67,7 @@ def wordnet_unavailable(source: Path = DEBIAN_WORDNET) -> str | None:
 
 def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
     """Lay out WordNet for nltk on first use and put its data dir on nltk's path."""
-    import nltk  # nltk costs ~1 s to import: only when WordNet is wanted
+    import nltk  # heavy: nltk costs ~1 s to import: only when WordNet is wanted
 
     root = data_dir()
     target = root / "corpora" / "wordnet"
@@ -125,7 +125,7 @@ def wordnet() -> Any:
 @functools.cache
 def _load_wordnet() -> Any:
     root = ensure_wordnet()
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader  # heavy
 
     class _EnglishWordNet(WordNetCorpusReader):
         def map_wn(self, version: str = "wordnet") -> None:

