@@ -36,9 +36,11 @@ quickstart: venv
 test: venv apt
 	$(BIN)/python -m pytest -q
 
-# ruff (pinned in the test extra) with the settings in pyproject.toml; CI runs it before the tests.
+# ruff and mypy (pinned in the test extra) with the settings in pyproject.toml: style everywhere, types strictly
+# in the core package vittle/. CI runs both before the tests.
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/overhead.py

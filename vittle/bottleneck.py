@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
 
 from vittle.config import BottleneckConfig
 
@@ -148,6 +149,7 @@ class VittleBottleneck(nn.Module):
         self._scheduled = False
         self._warned_unscheduled = False
         self.inference_alpha: float | None = None
+        self._hook_handles: list[RemovableHandle] = []  # set by vittle.attach_bottleneck
         """Overrides alpha_max in eval mode when set (0.0 switches the bottleneck off)."""
         self._forwards = threading.local()
         """Per thread, a stack of the model forwards in progress (`open_forward`), each collecting

@@ -14,7 +14,7 @@ import logging
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from huggingface_hub import snapshot_download
@@ -182,7 +182,8 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
         raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
     try:
         with _quiet_transformers():
-            model, info = cls.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
+            loaded = cls.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True, **kwargs)
+        model, info = cast(tuple[PreTrainedModel, dict[str, Any]], loaded)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"cannot load the model in {folder}: {err}") from err
     foreign = [key for key in info.get("unexpected_keys", []) if not key.startswith((BOTTLENECK_ATTR + ".", HEAD_ATTR + "."))]
@@ -194,7 +195,7 @@ def load_pretrained(path_or_id: str | Path, device: str | torch.device | None = 
     if settings:
         _load_bottleneck(model, folder, files, BottleneckConfig.from_dict(settings))
     if device is not None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' decorator hides the signature
     return model.eval()
 
 

@@ -143,7 +143,7 @@ def _probe(args: ProbeArgs) -> int:
           f"after {float((result.hidden_after ** 2).sum() ** 0.5):.4f}")
     if result.has_bottleneck:
         for name, variance, kl in (("image", result.visual_variance, result.visual_kl), ("text", result.text_variance, result.text_kl)):
-            if len(variance):
+            if variance is not None and kl is not None and len(variance):
                 print(f"{name} tokens: mean posterior variance {variance.mean():.4f}, mean KL to prior {kl.mean():.6f}")
     else:
         print("plain model: no bottleneck, no posterior")

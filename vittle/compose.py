@@ -19,14 +19,17 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PreTrainedTokenizerBase,
 )
+
+from vittle.template import token_id
 
 logger = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
 
 
-def _tokenizer(language_model: str):
+def _tokenizer(language_model: str) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(language_model)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
@@ -48,7 +51,7 @@ def compose_llava(vision_tower: str, language_model: str, dtype: torch.dtype = t
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=language.config,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_index=token_id(tokenizer, IMAGE_TOKEN),  # read back as config.image_token_id
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -97,13 +97,14 @@ def _validate(sample: Any, index: int, json_path: Path, folder: Path, resolved: 
     turns: list[tuple[str, str]] = []
     for position in range(0, len(conversations) - 1, 2):
         pair = conversations[position : position + 2]
-        roles = [ROLES.get(turn.get("from")) if isinstance(turn, dict) else None for turn in pair]
+        roles = [ROLES.get(str(turn.get("from"))) if isinstance(turn, dict) else None for turn in pair]
         values = [turn.get("value") if isinstance(turn, dict) else None for turn in pair]
-        if roles != ["human", "gpt"] or not all(isinstance(v, str) for v in values):
+        question, answer = values if len(values) == 2 else (None, None)
+        if roles != ["human", "gpt"] or not isinstance(question, str) or not isinstance(answer, str):
             raise DataError(f"{where}: turns {position} and {position + 1} must be a human then a gpt turn with string values")
-        if not values[1].strip():
+        if not answer.strip():
             raise DataError(f"{where}: turn {position + 1} (gpt) is empty; every answer needs text to learn from")
-        turns.append((values[0], values[1]))
+        turns.append((question, answer))
     image_path = None
     if sample.get("image"):
         image_path = _image_path(folder, str(sample["image"]), resolved)
@@ -184,7 +185,7 @@ def verify_images(samples: list[dict[str, Any]], record: Path | None = None) -> 
             logger.warning("could not record the checked images in %s (%s); they will be checked again next time", record, err)
 
 
-def image_digest(image: Image.Image) -> tuple:
+def image_digest(image: Image.Image) -> tuple[Any, ...]:
     """An image's identity by content: mode, size and a hash of its pixels."""
     return (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
 
@@ -201,7 +202,7 @@ class ImageEncoder:
         self.processor = processor
         self.family = family_of(processor)
         mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
-        self.background = tuple(int(round(255 * m)) for m in mean)
+        self.background = cast(tuple[int, int, int], tuple(int(round(255 * m)) for m in mean))
         self.memo = memo
         self.feature_token = self.family.layout.feature_token(processor)
         """The token the model's image features replace (`vittle.family_inputs.feature_token_id`)."""
@@ -213,13 +214,14 @@ class ImageEncoder:
         """The image's model inputs: {"pixel_values": (3, H, W)}, or for a dynamic-resolution
         family its patches and {"image_grid_thw": (1, 3)}. Do not modify them in place (they may
         be shared)."""
-        key = (self._settings, *image_digest(image)) if self.memo is not None else None  # no memo: no hashing
-        if key is not None and (value := self.memo.get(key)) is not None:
+        memo = self.memo
+        key = (self._settings, *image_digest(image)) if memo is not None else None  # no memo: no hashing
+        if memo is not None and (value := memo.get(key)) is not None:
             return value
         image = image.convert("RGB")
         value = encode_image(self.family, self.processor, expand_to_square(image, self.background) if self.family.pad_to_square else image)
-        if key is not None:
-            self.memo.put(key, value)
+        if memo is not None:
+            memo.put(key, value)
         return value
 
     def grid(self, image: Image.Image) -> TokenGrid | None:
@@ -304,7 +306,7 @@ def encode_query(processor: Any, images: ImageEncoder, image: Image.Image | None
     return item
 
 
-class ConversationDataset(Dataset):
+class ConversationDataset(Dataset[dict[str, torch.Tensor]]):
     """Tokenized LLaVA conversations for training."""
 
     def __init__(self, json_path: str | Path, processor: Any, image_folder: str | Path | None = None, max_length: int = 2048,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import torch
 import transformers
@@ -41,9 +41,15 @@ def supported() -> str:
     return ", ".join(f"{f.name} ({f.model_class})" for f in FAMILIES.values())
 
 
-def _base(model: Any) -> Any:
+VisionLanguageModel: TypeAlias = nn.Module
+"""What the adapter's functions take: a model of one of the families (a transformers
+`PreTrainedModel`), or that model under peft adapters; `_base` gives the model inside."""
+
+
+def _base(model: VisionLanguageModel) -> transformers.PreTrainedModel:
     """The transformers model under a peft wrapper."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base = getattr(model, "get_base_model", None)
+    return cast(transformers.PreTrainedModel, get_base() if get_base is not None else model)
 
 
 def family_of(obj: Any) -> Family:
@@ -54,39 +60,39 @@ def family_of(obj: Any) -> Family:
                 return family
         raise UnsupportedFamilyError(f"vittle does not support {type(obj).__name__} processors; supported families: {supported()}")
     config = obj if isinstance(obj, transformers.PretrainedConfig) else getattr(obj, "config", None)
-    family = FAMILIES.get(getattr(config, "model_type", None))
-    if family is None:
+    found = FAMILIES.get(str(getattr(config, "model_type", "")))
+    if found is None or config is None:
         kind = type(obj).__name__ if config is None else f"{type(obj).__name__} (model_type {config.model_type!r})"
         raise UnsupportedFamilyError(f"vittle does not support {kind}; supported families: {supported()}")
-    return family
+    return found
 
 
-def submodule(model: Any, path: str) -> nn.Module:
+def submodule(model: VisionLanguageModel, path: str) -> nn.Module:
     return _base(model).get_submodule(path)
 
 
-def backbone(model: Any) -> nn.Module:
+def backbone(model: VisionLanguageModel) -> nn.Module:
     """The model without its LM head (`model.model`: vision tower, projector, text decoder)."""
     family_of(model)
     return _base(model).base_model
 
 
-def decoder_layers(model: Any) -> nn.ModuleList:
+def decoder_layers(model: VisionLanguageModel) -> nn.ModuleList:
     """The text decoder's layers (transformers' `get_decoder()`)."""
     family_of(model)
     return _base(model).get_decoder().layers
 
 
-def language_model(model: Any) -> nn.Module:
+def language_model(model: VisionLanguageModel) -> nn.Module:
     family = family_of(model)
     return submodule(model, family.language_model)
 
 
-def projector(model: Any) -> nn.Module:
+def projector(model: VisionLanguageModel) -> nn.Module:
     return submodule(model, family_of(model).projector)
 
 
-def projector_paths(model: Any) -> tuple[str, ...]:
+def projector_paths(model: VisionLanguageModel) -> tuple[str, ...]:
     """Paths of what is trained with the projector: the projector and the family's
     `projector_extras` (modules or single parameters)."""
     family = family_of(model)
@@ -98,7 +104,7 @@ def in_projector(name: str, paths: tuple[str, ...]) -> bool:
     return any(name == path or name.startswith(path + ".") for path in paths)
 
 
-def train_projector(model: Any) -> list[str]:
+def train_projector(model: VisionLanguageModel) -> list[str]:
     """Unfreeze the projector and its extras; returns the names of their parameters."""
     paths = projector_paths(model)
     names = [name for name, param in _base(model).named_parameters() if in_projector(name, paths)]
@@ -108,35 +114,35 @@ def train_projector(model: Any) -> list[str]:
     return names
 
 
-def projector_output(model: Any) -> nn.Module:
+def projector_output(model: VisionLanguageModel) -> nn.Module:
     return submodule(model, family_of(model).projector_output)
 
 
-def lm_head(model: Any) -> nn.Module:
+def lm_head(model: VisionLanguageModel) -> nn.Module:
     return _base(model).get_output_embeddings()
 
 
-def text_config(model: Any) -> Any:
+def text_config(model: VisionLanguageModel) -> Any:
     return _base(model).config.get_text_config()
 
 
-def default_bottleneck_layer(model: Any) -> int:
+def default_bottleneck_layer(model: VisionLanguageModel) -> int:
     """3/4 of the depth, never the last layer (`vittle.config.default_layer`)."""
     return default_layer(len(decoder_layers(model)))
 
 
-def image_token_id(model: Any) -> int:
+def image_token_id(model: VisionLanguageModel) -> int:
     return _base(model).config.image_token_id
 
 
-def visual_token_ids(model: Any) -> list[int]:
+def visual_token_ids(model: VisionLanguageModel) -> list[int]:
     """The placeholder ids the bottleneck treats as visual: the image token, and the video token
     where the family has one."""
     config = _base(model).config
     return [config.image_token_id, *([config.video_token_id] if family_of(model).video else [])]
 
 
-def visual_mask(model: Any, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def visual_mask(model: VisionLanguageModel, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """(batch, seq) True at image (and video) placeholder positions: the rule of transformers'
     `get_placeholder_mask` (the token id, or, given only embeddings, the placeholder's embedding).
     That method cannot be called here: LLaVA's checks the image features, which do not exist
@@ -147,7 +153,7 @@ def visual_mask(model: Any, input_ids: torch.Tensor | None = None, inputs_embeds
     if inputs_embeds is None:
         raise ValueError("the model was called without input_ids or inputs_embeds")
     embedding = _base(model).get_input_embeddings()  # through the module: Gemma scales its embeddings
-    table = embedding(torch.tensor(ids, device=embedding.weight.device)).to(inputs_embeds.device, inputs_embeds.dtype)
+    table = embedding(torch.tensor(ids, device=next(embedding.parameters()).device)).to(inputs_embeds.device, inputs_embeds.dtype)
     mask = torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
     for row in table:
         mask |= (inputs_embeds == row).all(dim=-1)
@@ -163,7 +169,7 @@ def token_inputs(family: Family, input_ids: torch.Tensor, image_token: int) -> d
     return {family.token_types: (input_ids == image_token).to(torch.int)}
 
 
-def require_1d_positions(model: Any, what: str) -> None:
+def require_1d_positions(model: VisionLanguageModel, what: str) -> None:
     """Refuse `what` for a family whose positions vittle cannot build by hand."""
     family = family_of(model)
     if not family.positions_1d:
@@ -171,7 +177,7 @@ def require_1d_positions(model: Any, what: str) -> None:
                                   "and their 3-D rotary positions (M-RoPE) come from the model's own position code")
 
 
-def require_prefix_cache(model: Any) -> None:
+def require_prefix_cache(model: VisionLanguageModel) -> None:
     """Refuse the prefix cache for a family it cannot serve (`Family.prefix_cache`)."""
     require_1d_positions(model, "the prefix cache")
     family = family_of(model)
@@ -182,7 +188,7 @@ def require_prefix_cache(model: Any) -> None:
 # Loading
 
 
-def model_class(config: Any) -> type:
+def model_class(config: Any) -> type[transformers.PreTrainedModel]:
     return getattr(transformers, family_of(config).model_class)
 
 

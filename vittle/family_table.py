@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transformers import ProcessorMixin
+
 from vittle.family_inputs import (
     AnyresLayout,
     FixedLayout,
@@ -81,7 +83,7 @@ class Family:
     """Images come as flattened patches with `image_grid_thw` (concatenated over a batch)."""
     video: bool = False
     """The family also has a video placeholder token (`config.video_token_id`)."""
-    image_only_processor: type | None = None
+    image_only_processor: type[ProcessorMixin] | None = None
     """The family's processor without its video half (`load_processor`), where that half needs torchvision."""
     layout: FixedLayout = FixedLayout()
     """How one image becomes tensors, a token count and prompt text (`vittle.family_inputs`)."""

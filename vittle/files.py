@@ -29,7 +29,7 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_file(target: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_file(target: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary handle on a temp file beside `target`; on success it replaces `target`, on
     an error it is removed and `target` is left as it was."""
     target = Path(target)
@@ -45,28 +45,28 @@ def atomic_file(target: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_file(target) as handle:
         handle.write(data)
 
 
-def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
 
 
-def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
+def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
     """Copy `source` to `target` so that `target`, once it exists, is whole."""
     with open(source, "rb") as src, atomic_file(target) as handle:
         shutil.copyfileobj(src, handle)
 
 
-def save_npy_atomic(target: str | os.PathLike, array: np.ndarray) -> None:
+def save_npy_atomic(target: str | os.PathLike[str], array: np.ndarray) -> None:
     """`np.save` without pickle, atomically (`target` should end in .npy)."""
     with atomic_file(target) as handle:
         np.save(handle, array, allow_pickle=False)
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
     """Delete temp files left under `folder` by killed runs; returns how many."""
     folder = Path(folder)
     if not folder.is_dir():

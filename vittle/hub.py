@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]  # not re-exported, but public
 
 from vittle.checkpoint import CheckpointError, weight_files
 from vittle.family_table import FAMILIES
@@ -282,13 +282,14 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str 
         raise ValueError(f"repo_id={repo_id!r} must look like ORG/NAME (or USER/NAME)")
     write_card(folder, repo_id, base_model, datasets, license)
     api = HfApi(endpoint=endpoint, token=token)
+    network_errors: tuple[type[Exception], ...] = (OSError, *_transport_errors())
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=IGNORED,
                                    commit_message=commit_message)
     except HfHubHTTPError as err:
         raise CheckpointError(f"the Hub refused the upload to {repo_id}: {err}") from err
-    except (OSError, *_transport_errors()) as err:  # connection refused, DNS, timeouts
+    except network_errors as err:  # connection refused, DNS, timeouts
         raise CheckpointError(f"cannot reach the Hub at {api.endpoint} to upload {repo_id}: {err}") from err
     url = getattr(commit, "commit_url", None) or str(commit)
     logger.info("uploaded %s to %s (%s)", folder, repo_id, url)

@@ -84,7 +84,7 @@ class Assistant:
         self.system = system_prompt_of(model.config, self.family.chat.system)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", device_map: str | dict | None = None,
+    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", device_map: str | dict[str, Any] | None = None,
              quantize: str | None = None, pixel_memo: Memo | None = None) -> Assistant:
         """Load a checkpoint folder (or hub id) saved with model + processor. On CUDA the
         default dtype is bfloat16 (float16 where the GPU lacks bf16), on CPU float32.
@@ -112,7 +112,7 @@ class Assistant:
             extra["device_map"] = device_map
         if extra.get("device_map") is not None:
             model = load_pretrained(folder, device=None, dtype=dtype, **extra)  # placed by accelerate: no .to()
-            return cls(model, processor, model.get_input_embeddings().weight.device, pixel_memo)
+            return cls(model, processor, next(model.get_input_embeddings().parameters()).device, pixel_memo)
         model = load_pretrained(folder, device=target, dtype=dtype)
         return cls(model, processor, target, pixel_memo)
 
@@ -240,6 +240,8 @@ class Assistant:
         pixels: dict[int, dict[str, torch.Tensor]] = {}
         groups: dict[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]] = {}
         for index, (image, question) in enumerate(zip(opened, questions, strict=True)):
+            if image is None:
+                raise ValueError("the shared-prefix path needs an image for every question")
             if id(image) not in pixels:
                 pixels[id(image)] = self.images.encode(image)
             ids = encode_query(self.processor, self.images, image, question, self.system, pixel_values=pixels[id(image)])["input_ids"].tolist()
@@ -260,7 +262,8 @@ class Assistant:
         bar.close()
         return answers
 
-    def _greedy_shared(self, chunk: list, pixels: dict[int, dict[str, torch.Tensor]], max_new_tokens: int) -> list[tuple[int, str]]:
+    def _greedy_shared(self, chunk: list[tuple[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]]], pixels: dict[int, dict[str, torch.Tensor]],
+                       max_new_tokens: int) -> list[tuple[int, str]]:
         """One batch of `_answer_shared`: prefixes of equal length, each with its questions."""
         device, dtype = self.device, next(self.model.parameters()).dtype
         prefix = torch.tensor([list(key[1]) for key, _ in chunk], device=device)
@@ -385,10 +388,12 @@ class Assistant:
     def _embed_chunk(self, images: Sequence[ImageInput], questions: Sequence[str]) -> np.ndarray:
         loaded = [_as_image(image) for image in images]
         prefix, keys = self.prefix_cache, None
-        if prefix is not None and all(image is not None for image in loaded):
-            keys = [PrefixCache.key(image) for image in loaded]
-            entries = [prefix.get(key) for key in keys]
-            if prefix.shared is not None and all(entry is not None for entry in entries):
+        present = [image for image in loaded if image is not None]
+        if prefix is not None and len(present) == len(loaded):
+            keys = [PrefixCache.key(image) for image in present]
+            cached = [prefix.get(key) for key in keys]
+            entries = [entry for entry in cached if entry is not None]
+            if prefix.shared is not None and len(entries) == len(cached):
                 rows = prefix.embed(self, entries, questions)
                 if rows is not None:
                     return rows
@@ -398,7 +403,7 @@ class Assistant:
             cache = DynamicCache()
         with record_states():  # nothing of this forward kept on the module
             hidden = run_to_layer(self.model, self.layer, cache=cache, **inputs)
-        if cache is not None:
+        if cache is not None and prefix is not None and keys is not None:
             prefix.store(inputs["input_ids"], cache, keys, image_token_id(self.model), self.layer)
         last = inputs["attention_mask"].sum(dim=1) - 1  # right padding: the last real token
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float().cpu().numpy()

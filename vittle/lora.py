@@ -17,15 +17,19 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from vittle.checkpoint import CheckpointError
 from vittle.config import LoraConfig
-from vittle.families import family_of, in_projector, projector_paths
+from vittle.families import VisionLanguageModel, family_of, in_projector, projector_paths
 from vittle.model import BOTTLENECK_ATTR
+
+if TYPE_CHECKING:
+    from peft import PeftModel  # a family's model with adapters (peft is optional)
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ TRAINED_FILE = "vittle_trained.safetensors"
 """The fully trained (non-adapter) weights of a LoRA checkpoint: projector and bottleneck."""
 
 
-def _fully_trained(model: torch.nn.Module) -> tuple[str, ...]:
+def _fully_trained(model: VisionLanguageModel) -> tuple[str, ...]:
     """Paths (in the base model) of what is trained in full: the projector, its extras and the bottleneck."""
     return (*projector_paths(model), BOTTLENECK_ATTR)
 
@@ -47,7 +51,7 @@ def _peft() -> Any:
     return peft
 
 
-def is_lora(model: torch.nn.Module) -> bool:
+def is_lora(model: VisionLanguageModel) -> TypeGuard[PeftModel]:
     """Whether `model` is a peft model (LoRA adapters injected)."""
     try:
         from peft import PeftModel  # optional
@@ -56,7 +60,7 @@ def is_lora(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def apply_lora(model: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
+def apply_lora(model: VisionLanguageModel, config: LoraConfig) -> torch.nn.Module:
     """Inject adapters into the language model's `config.modules` linear layers; freeze
     everything else but the projector and the bottleneck. Returns the peft model."""
     peft = _peft()
@@ -83,18 +87,18 @@ def apply_lora(model: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
     return wrapped
 
 
-def fully_trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def fully_trained_state(model: PeftModel) -> dict[str, torch.Tensor]:
     """The trainable weights that are not adapters, named as in the base model."""
     return {name: param.detach().contiguous().cpu() for name, param in model.get_base_model().named_parameters()
             if param.requires_grad and "lora_" not in name}
 
 
-def save_trained(model: torch.nn.Module, folder: str | Path) -> None:
+def save_trained(model: PeftModel, folder: str | Path) -> None:
     """Write `vittle_trained.safetensors` (projector and bottleneck) next to peft's adapter."""
     save_file(fully_trained_state(model), str(Path(folder) / TRAINED_FILE))
 
 
-def load_adapter_checkpoint(model: torch.nn.Module, folder: str | Path) -> None:
+def load_adapter_checkpoint(model: PeftModel, folder: str | Path) -> None:
     """Restore a LoRA checkpoint into the peft `model`: adapters and fully trained weights."""
     peft = _peft()
     folder = Path(folder)
@@ -119,12 +123,12 @@ def load_adapter_checkpoint(model: torch.nn.Module, folder: str | Path) -> None:
     logger.info("restored LoRA adapters and %d fully trained tensors from %s", len(trained), folder)
 
 
-def merged(model: torch.nn.Module) -> torch.nn.Module:
+def merged(model: PeftModel) -> PreTrainedModel:
     """The base model with the adapters merged into its weights (peft removed)."""
     return model.merge_and_unload()
 
 
-def copy_trained(trained: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Module:
+def copy_trained(trained: PeftModel, fresh: PeftModel) -> PeftModel:
     """Copy a trained peft model's adapters and fully trained weights onto `fresh`, a peft
     model of the same recipe built again (unquantized, for QLoRA's final merge); returns it."""
     peft = _peft()

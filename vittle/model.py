@@ -32,7 +32,7 @@ from torch import nn
 
 from vittle.bottleneck import VittleBottleneck
 from vittle.config import BottleneckConfig
-from vittle.families import _base, backbone, decoder_layers, text_config, visual_mask
+from vittle.families import VisionLanguageModel, _base, backbone, decoder_layers, text_config, visual_mask
 
 __all__ = ["BOTTLENECK_ATTR", "CONFIG_KEY", "attach_bottleneck", "bottleneck_alpha", "bottleneck_layer", "decoder_layers",
            "detach_bottleneck", "get_bottleneck", "image_latents", "run_to_layer"]
@@ -43,12 +43,12 @@ BOTTLENECK_ATTR = "vittle_bottleneck"
 CONFIG_KEY = "vittle"
 
 
-def get_bottleneck(model: nn.Module) -> VittleBottleneck | None:
+def get_bottleneck(model: VisionLanguageModel) -> VittleBottleneck | None:
     """The attached bottleneck, or None for a plain (baseline) model."""
     return getattr(model, BOTTLENECK_ATTR, None)
 
 
-def bottleneck_layer(model: nn.Module) -> int:
+def bottleneck_layer(model: VisionLanguageModel) -> int:
     """The layer the bottleneck sits after; for a plain model the default placement (where a
     bottleneck would go), so baseline and Vittle are probed at the same depth."""
     settings = getattr(model.config, CONFIG_KEY, None)
@@ -56,12 +56,12 @@ def bottleneck_layer(model: nn.Module) -> int:
     return config.resolve_layer(len(decoder_layers(model)), allow_last=True)
 
 
-def _visual_mask(model: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+def _visual_mask(model: VisionLanguageModel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     return visual_mask(model, input_ids=input_ids, inputs_embeds=kwargs.get("inputs_embeds"))
 
 
-def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, *, allow_last_layer: bool = False) -> nn.Module:
+def attach_bottleneck(model: VisionLanguageModel, config: BottleneckConfig | None = None, *, allow_last_layer: bool = False) -> nn.Module:
     """Add a Vittle bottleneck after decoder layer `config.layer` of a model of a supported family
     (`vittle.families`), in place.
 
@@ -93,10 +93,10 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
     setattr(model.config, CONFIG_KEY, config.to_dict())
     pending = threading.local()  # each thread's backbone forward hands its mask to its own layer-l call
 
-    def record_tokens(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def record_tokens(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         pending.visual_mask = _visual_mask(model, args, kwargs)
 
-    def apply(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    def apply(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         hidden = output[0] if isinstance(output, tuple) else output
         mask = getattr(pending, "visual_mask", None)
         pending.visual_mask = None  # one backbone forward, one use
@@ -105,10 +105,10 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
         new_hidden = bottleneck(hidden, mask.to(hidden.device))
         return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
 
-    def open_forward(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def open_forward(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         bottleneck.open_forward()
 
-    def close_forward(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+    def close_forward(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         state = bottleneck.close_forward()
         if state is not None and output is not None and not isinstance(output, (tuple, torch.Tensor)):
             output.vittle = state  # transformers' output object: the forward's typed record rides with it
@@ -122,7 +122,7 @@ def attach_bottleneck(model: nn.Module, config: BottleneckConfig | None = None, 
     return model
 
 
-def detach_bottleneck(model: nn.Module) -> VittleBottleneck:
+def detach_bottleneck(model: VisionLanguageModel) -> VittleBottleneck:
     """Remove the bottleneck (hooks, submodule and config entry); returns it."""
     bottleneck = get_bottleneck(model)
     if bottleneck is None:
@@ -145,7 +145,7 @@ _STOP = threading.local()
 _STOP_HOOKS_LOCK = threading.Lock()
 
 
-def _stop_here(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+def _stop_here(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
     if getattr(_STOP, "layer", None) is module:
         raise _StopForward(output[0] if isinstance(output, tuple) else output)
 
@@ -156,10 +156,10 @@ def _install_stop_hook(layer: nn.Module) -> None:
     with _STOP_HOOKS_LOCK:
         if not getattr(layer, "_vittle_stop_hook", False):
             layer.register_forward_hook(_stop_here)  # after the bottleneck's hook, which is prepended
-            layer._vittle_stop_hook = True
+            layer._vittle_stop_hook = True  # type: ignore[assignment]  # a plain flag on the module
 
 
-def run_to_layer(model: nn.Module, layer: int | None = None, cache: Any = None, **inputs) -> torch.Tensor:
+def run_to_layer(model: VisionLanguageModel, layer: int | None = None, cache: Any = None, **inputs: Any) -> torch.Tensor:
     """Run the model up to decoder layer `layer` (default: the bottleneck layer) and return
     that layer's output as it flows on (after the bottleneck, if one is attached). No later
     decoder layer, final norm or LM head runs. `cache` (a transformers Cache) is read as the
@@ -187,12 +187,12 @@ _LATENTS = threading.local()
 """`_LATENTS.wanted`: this thread's `image_latents` asks the decoder's pre-hook for its inputs."""
 
 
-def _record_latents(module: nn.Module, args: tuple, kwargs: dict) -> None:
+def _record_latents(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     if getattr(_LATENTS, "wanted", False):
         _LATENTS.embeds = kwargs.get("inputs_embeds")
 
 
-def image_latents(model: nn.Module, **inputs: Any) -> torch.Tensor:
+def image_latents(model: VisionLanguageModel, **inputs: Any) -> torch.Tensor:
     """Per query, the mean of the image's latent tokens as the language model receives them (the
     decoder's input embeddings at the image positions, after the vision tower and the projector),
     (batch, d): what the model has of the image before any question is read. Runs decoder layer 0
@@ -216,7 +216,7 @@ def image_latents(model: nn.Module, **inputs: Any) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def bottleneck_alpha(model: nn.Module, alpha: float) -> Iterator[None]:
+def bottleneck_alpha(model: VisionLanguageModel, alpha: float) -> Iterator[None]:
     """Evaluate with a different inference alpha (0.0 switches the bottleneck off)."""
     bottleneck = get_bottleneck(model)
     if bottleneck is None:

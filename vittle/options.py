@@ -104,7 +104,7 @@ def _kind(hint: Any) -> str:
     return "text"
 
 
-def _cli_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+def _cli_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.metadata.get("cli", True) and f.init]
 
@@ -113,7 +113,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _default(field: dataclasses.Field) -> Any:
+def _default(field: dataclasses.Field[Any]) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
     if field.default_factory is not dataclasses.MISSING:
@@ -145,7 +145,7 @@ def _converter(key: str, hint: Any) -> Callable[[str], Any]:
     return convert
 
 
-def _help(doc: str, field: dataclasses.Field, env: str | None) -> str:
+def _help(doc: str, field: dataclasses.Field[Any], env: str | None) -> str:
     default = _default(field)
     notes = [] if default is dataclasses.MISSING or isinstance(default, dict) else [f"default: {_shown(default)}"]
     if env:
@@ -154,7 +154,7 @@ def _help(doc: str, field: dataclasses.Field, env: str | None) -> str:
     return text.replace("%", "%%")  # argparse formats help with %
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "", dest: str = "") -> None:
+def add_options(parser: argparse._ActionsContainer, cls: type, prefix: str = "", dest: str = "") -> None:
     """Add one option per command-line field of dataclass `cls` to `parser`. Nothing is given a
     default here: what the command line leaves out, the dataclass fills in."""
     docs = field_docs(cls)
@@ -193,7 +193,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "", de
                 parser.add_argument(flag, dest=name, required=required, **options)
 
 
-def _env_value(field: dataclasses.Field, hint: Any) -> Any:
+def _env_value(field: dataclasses.Field[Any], hint: Any) -> Any:
     env = field.metadata.get("env")
     raw = os.environ.get(env) if env else None
     if not raw:
@@ -236,7 +236,8 @@ def build_parser(cls: type, prog: str, description: str | None = None, epilog: s
     add_options(parser, cls)
     for old, name in (aliases or {}).items():
         action = next(a for a in parser._actions if a.dest == name)
-        parser.add_argument(old, dest=name, type=action.type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        kwargs: dict[str, Any] = {"type": action.type} if action.type is not None else {}
+        parser.add_argument(old, dest=name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
     return parser
 
 

@@ -57,24 +57,24 @@ class PrefixCache:
         return len(self._entries)
 
     @staticmethod
-    def key(image: Image.Image) -> tuple:
+    def key(image: Image.Image) -> tuple[Any, ...]:
         return image_digest(image)
 
-    def get(self, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def get(self, key: tuple[Any, ...]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         return self._entries.get(key)
 
     @staticmethod
     def _size(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
 
-    def put(self, key: tuple, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def put(self, key: tuple[Any, ...], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         self._entries.put(key, layers)
 
     def clear(self) -> None:
         self._entries.clear()
         self.shared = None
 
-    def store(self, input_ids: torch.Tensor, cache: Any, keys: list[tuple], image_token: int, layer: int) -> None:
+    def store(self, input_ids: torch.Tensor, cache: Any, keys: list[tuple[Any, ...]], image_token: int, layer: int) -> None:
         """Keep the batch's per-image prefixes from a full forward's cache (layers 0..`layer`)."""
         is_image = input_ids == image_token
         if not bool(is_image.any(dim=1).all()):
@@ -96,6 +96,8 @@ class PrefixCache:
         """`assistant`'s layer-l rows for queries whose image prefixes are all cached (`entries`,
         in query order); None when a question's tokens do not continue the shared prefix (then
         the full path runs)."""
+        if self.shared is None:
+            return None
         shared_ids, shared_layers = self.shared
         start, count = shared_ids.shape[0], entries[0][0][0].shape[2]
         if any(entry[0][0].shape[2] != count for entry in entries):

@@ -75,7 +75,9 @@ def probe_batch(assistant: Any, images: Sequence[Any], questions: Sequence[str])
     state = states[-1] if states and assistant.has_bottleneck else None
     if state is not None:
         variance = state.logvar.float().exp().mean(dim=-1).cpu().numpy()
-        kl = get_bottleneck(assistant.model).token_kl(state).mean(dim=-1).cpu().numpy()
+        bottleneck = get_bottleneck(assistant.model)
+        assert bottleneck is not None  # has_bottleneck
+        kl = bottleneck.token_kl(state).mean(dim=-1).cpu().numpy()
         masks = state.visual_mask.cpu().numpy()
     results = []
     for row, length in enumerate(lengths):

@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-from vittle.families import _base, backbone, text_config, visual_mask
+from vittle.families import VisionLanguageModel, _base, backbone, text_config, visual_mask
 
 HEAD_ATTR = "vittle_reconstruction"
 
@@ -41,7 +42,7 @@ class ReconstructionHead(nn.Module):
             nn.init.zeros_(layer.bias)
         self.loss_weight = 1.0
         self._pending = threading.local()
-        self._hook_handles: list[Any] = []
+        self._hook_handles: list[RemovableHandle] = []
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(hidden)))
@@ -53,11 +54,11 @@ class ReconstructionHead(nn.Module):
         return pair
 
 
-def get_reconstruction(model: nn.Module) -> ReconstructionHead | None:
+def get_reconstruction(model: VisionLanguageModel) -> ReconstructionHead | None:
     return getattr(_base(model), HEAD_ATTR, None)
 
 
-def attach_reconstruction(model: nn.Module, hidden: int = 0, weight: float = 1.0) -> ReconstructionHead:
+def attach_reconstruction(model: VisionLanguageModel, hidden: int = 0, weight: float = 1.0) -> ReconstructionHead:
     """Add the head (width `hidden`, 0: the LLM's hidden size; its loss weighed `weight`) and the
     hooks that record, per forward, the decoder's image-position inputs (the target) and last
     hidden states."""
@@ -73,16 +74,16 @@ def attach_reconstruction(model: nn.Module, hidden: int = 0, weight: float = 1.0
     base.add_module(HEAD_ATTR, head)
     state = head._pending
 
-    def record_tokens(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def record_tokens(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         state.mask = visual_mask(base, input_ids=input_ids, inputs_embeds=kwargs.get("inputs_embeds"))
 
-    def record_targets(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def record_targets(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         embeds, mask = kwargs.get("inputs_embeds"), getattr(state, "mask", None)
         state.target = embeds[mask.to(embeds.device)].detach() if embeds is not None and mask is not None \
             and mask.shape == embeds.shape[:2] else None
 
-    def record_outputs(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+    def record_outputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         target, mask = getattr(state, "target", None), getattr(state, "mask", None)
         state.target = state.mask = None
         if target is None or mask is None:
@@ -97,7 +98,7 @@ def attach_reconstruction(model: nn.Module, hidden: int = 0, weight: float = 1.0
     return head
 
 
-def detach_reconstruction(model: nn.Module) -> ReconstructionHead | None:
+def detach_reconstruction(model: VisionLanguageModel) -> ReconstructionHead | None:
     """Remove the head and its hooks (before the final save); returns it, or None if none."""
     base = _base(model)
     head = get_reconstruction(base)
@@ -109,7 +110,7 @@ def detach_reconstruction(model: nn.Module) -> ReconstructionHead | None:
     return head
 
 
-def reconstruction_loss(model: nn.Module) -> torch.Tensor | None:
+def reconstruction_loss(model: VisionLanguageModel) -> torch.Tensor | None:
     """The relative reconstruction error of the forward that just ran (None without a head).
     A batch without images gives 0 with a path to every head weight, so data parallelism
     without the search for unused parameters sees each of them every step."""
@@ -118,7 +119,7 @@ def reconstruction_loss(model: nn.Module) -> torch.Tensor | None:
         return None
     pair = head.take()
     if pair is None or pair[0].numel() == 0:
-        return sum(p.sum() for p in head.parameters()) * 0.0
+        return torch.stack([p.sum() for p in head.parameters()]).sum() * 0.0
     outputs, target = pair
     predicted = head(outputs.to(next(head.parameters()).dtype)).float()
     target = target.float()

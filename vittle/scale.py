@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from vittle.families import projector_output
 from vittle.model import bottleneck_alpha, bottleneck_layer, decoder_layers, run_to_layer
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def residual_rms(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], layer: int | None = None) -> float:
+def residual_rms(model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]], layer: int | None = None) -> float:
     """Per-dimension RMS of the state after decoder layer `layer` (default: the bottleneck
     layer) over every real token of `batches` (model inputs with an attention mask), measured
     with the bottleneck switched off."""
@@ -49,13 +50,13 @@ def residual_rms(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], l
     return (total / count) ** 0.5
 
 
-def _writers(model: nn.Module) -> list[nn.Module]:
+def _writers(model: PreTrainedModel) -> list[nn.Module]:
     """The modules whose outputs are added into the language model's residual stream."""
     layers = decoder_layers(model)
     writers: list[nn.Module] = [model.get_input_embeddings(), projector_output(model)]
     for index, layer in enumerate(layers):
         try:
-            writers += [layer.self_attn.o_proj, layer.mlp.down_proj]
+            writers += [layer.get_submodule("self_attn.o_proj"), layer.get_submodule("mlp.down_proj")]
         except AttributeError as err:
             raise TypeError(f"decoder layer {index} ({type(layer).__name__}) has no self_attn.o_proj / mlp.down_proj: "
                             "only Llama-style pre-norm decoders can be rescaled") from err
@@ -63,7 +64,7 @@ def _writers(model: nn.Module) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def rescale_residual_stream(model: nn.Module, factor: float) -> None:
+def rescale_residual_stream(model: PreTrainedModel, factor: float) -> None:
     """Multiply the language model's residual stream by `factor`, in place, without changing
     the logits (pre-norm decoders only; refused with tied input and output embeddings, whose
     scaling would scale the logits too)."""
@@ -73,12 +74,12 @@ def rescale_residual_stream(model: nn.Module, factor: float) -> None:
     if output is not None and output.weight is model.get_input_embeddings().weight:
         raise ValueError("the model ties its input and output embeddings: scaling the embeddings would scale the logits")
     for module in _writers(model):
-        module.weight.mul_(factor)
+        module.get_parameter("weight").mul_(factor)
         if getattr(module, "bias", None) is not None:
-            module.bias.mul_(factor)
+            module.get_parameter("bias").mul_(factor)
 
 
-def set_residual_rms(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], target: float) -> tuple[float, float]:
+def set_residual_rms(model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]], target: float) -> tuple[float, float]:
     """Rescale so that the state at the bottleneck layer has per-dimension RMS `target` on
     `batches`; returns (before, after)."""
     batches = list(batches)

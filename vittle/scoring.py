@@ -39,7 +39,7 @@ def answer_ids(tokenizer: Any, answer: str, head_text: str = f"{ASSISTANT}:", en
 
 
 @torch.no_grad()
-def prompt_pass(assistant: Any, images: Sequence[Any], questions: Sequence[str]) -> tuple[torch.Tensor, Any, torch.Tensor, dict]:
+def prompt_pass(assistant: Any, images: Sequence[Any], questions: Sequence[str]) -> tuple[torch.Tensor, Any, torch.Tensor, dict[str, Any]]:
     """Run the prompts once, left-padded: (log-probs of the first answer token (N, V), the KV
     cache, the attention mask, the inputs)."""
     inputs = assistant.model_inputs(images, questions, "left")

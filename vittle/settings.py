@@ -90,7 +90,7 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     values = {}
     for name, raw in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = build(hint, raw or {}, f"{prefix}{name}.")
         else:
             values[name] = coerce(prefix + name, raw, hint)

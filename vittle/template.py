@@ -15,6 +15,11 @@ keep one shape (the methods `vittle.families` and the data code call).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 SYSTEM_PROMPT = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
@@ -343,3 +348,11 @@ class Idefics(TurnFormat):
 
 
 ChatFormat = type[Vicuna] | type[TurnFormat]
+
+
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one token (`convert_tokens_to_ids` also takes and returns lists)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise ValueError(f"{token!r} is not one token of this tokenizer")
+    return found

@@ -14,11 +14,11 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import yaml
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from vittle.bottleneck import record_states
@@ -26,7 +26,7 @@ from vittle.checkpoint import DTYPES, load_pretrained, quantization_config, read
 from vittle.compose import compose_llava
 from vittle.config import RecipeConfig
 from vittle.data import ConversationCollator, ConversationDataset
-from vittle.families import family_of, language_model, lm_head, load_processor, train_projector
+from vittle.families import VisionLanguageModel, family_of, language_model, lm_head, load_processor, train_projector
 from vittle.hub import push
 from vittle.lora import apply_lora, copy_trained, is_lora, load_adapter_checkpoint, merged, save_trained
 from vittle.model import attach_bottleneck, get_bottleneck
@@ -37,10 +37,13 @@ from vittle.scale import set_residual_rms
 from vittle.template import SYSTEM_PROMPT_KEY, system_prompt_of
 from vittle.training_args import resumable_checkpoint, training_arguments
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 logger = logging.getLogger(__name__)
 
 
-def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
+def configure_stage(model: VisionLanguageModel, stage: str) -> list[str]:
     """Freeze per stage; returns the names of the trainable parameters.
 
     pretrain: language model and LM head (text only, the projector untouched). align:
@@ -62,7 +65,7 @@ def configure_stage(model: torch.nn.Module, stage: str) -> list[str]:
     return [name for name, param in model.named_parameters() if param.requires_grad]
 
 
-def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
+def prepare_model(recipe: RecipeConfig) -> tuple[PreTrainedModel, Any]:
     """The starting model and processor for a recipe, with a bottleneck attached for the
     instruct stage."""
     stage, init = recipe.train.stage, recipe.model.init
@@ -88,7 +91,7 @@ def prepare_model(recipe: RecipeConfig) -> tuple[torch.nn.Module, Any]:
     existing = get_bottleneck(model)
     if stage == "instruct" and existing is None:
         attach_bottleneck(model, recipe.bottleneck)
-    elif stage == "instruct":
+    elif stage == "instruct" and existing is not None:
         logger.warning("continuing with the bottleneck stored in %s (%s); the recipe's is ignored", init, existing.config)
     elif existing is not None:
         raise ValueError(f"stage {stage!r} trains a model without a bottleneck, but {init} has one; start from a plain LLaVA checkpoint")
@@ -119,7 +122,7 @@ class LoraCheckpointExtras(TrainerCallback):
     """With LoRA, every checkpoint-N also gets the weights trained in full (the projector, the
     bottleneck), which peft's adapter file leaves out (`vittle.lora.save_trained`)."""
 
-    def on_save(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+    def on_save(self, args: Any, state: Any, control: Any, model: VisionLanguageModel | None = None, **kwargs: Any) -> None:
         if model is not None and is_lora(model) and args.should_save:
             save_trained(model, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
@@ -146,7 +149,8 @@ class VittleTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(self, model: VisionLanguageModel, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
         unwrapped = self.accelerator.unwrap_model(model)
         bottleneck = get_bottleneck(unwrapped)
         with record_states() as states:  # this forward's posterior (also on DDP's rebuilt outputs, which may drop `outputs.vittle`)
@@ -154,8 +158,9 @@ class VittleTrainer(Trainer):
         loss, terms = vittle_loss(unwrapped, outputs, inputs.get("labels"), inputs.get("attention_mask"),
                                   states[-1] if states else None)
         reconstruction = reconstruction_loss(unwrapped)
-        if reconstruction is not None:  # ROSS
-            loss = loss + get_reconstruction(unwrapped).loss_weight * reconstruction
+        head = get_reconstruction(unwrapped)
+        if reconstruction is not None and head is not None:  # ROSS
+            loss = loss + head.loss_weight * reconstruction
             terms["reconstruction"] = reconstruction
         if model.training:
             # Detached tensors, turned into numbers only when logged: no device sync per step.
@@ -165,7 +170,7 @@ class VittleTrainer(Trainer):
                 self._running["alpha"].append(torch.tensor(bottleneck.train_alpha))
         return (loss, outputs) if return_outputs else loss
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
+    def training_step(self, model: VisionLanguageModel, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
         head = get_reconstruction(self.accelerator.unwrap_model(model))
         if head is not None:  # gradient checkpointing re-runs forwards in backward: do not keep those into the next step
@@ -177,7 +182,7 @@ class VittleTrainer(Trainer):
             self._stop("the loss is not finite")
         return loss
 
-    def _get_grad_norm(self, model, grad_norm=None):
+    def _get_grad_norm(self, model: VisionLanguageModel, grad_norm: Any = None) -> Any:
         norm = super()._get_grad_norm(model, grad_norm)
         if norm is not None and not math.isfinite(float(norm)):
             self._stop("the gradient norm is not finite")
@@ -189,7 +194,7 @@ class VittleTrainer(Trainer):
         step = self.state.global_step + 1
         latest = {key: values[-1].float().item() for key, values in self._running.items() if values and key != "alpha"}
         terms = ", ".join(f"{key} {value:.4g}" for key, value in latest.items())
-        output = Path(self.args.output_dir)
+        output = Path(self.args.output_dir or ".")
         last = get_last_checkpoint(str(output)) if output.is_dir() else None
         kept = (f"the last checkpoint, {last}, was written before it and is intact (resume with train.resume=true)"
                 if last else "no checkpoint had been written")
@@ -197,12 +202,13 @@ class VittleTrainer(Trainer):
             f"training stopped at step {step}: {what}{f' ({terms})' if terms else ''}; {kept}. Try a lower train.lr "
             f"(now {self.args.learning_rate:g}) or check the data. No final model was saved.")
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: VisionLanguageModel | None = None) -> None:
         """Trainer restores weights with a plain load_state_dict, but LLaVA checkpoints are
         written with transformers' legacy key names, so nothing would match. Load through
         from_pretrained's key conversion instead (DeepSpeed and FSDP keep their own path).
         A LoRA run restores its adapters and its fully trained weights (vittle.lora)."""
         target = model if model is not None else self.model
+        assert target is not None, "Trainer holds a model"
         if is_lora(target):
             return load_adapter_checkpoint(target, resume_from_checkpoint)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -222,7 +228,7 @@ class VittleTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def rescale_to(model: torch.nn.Module, dataset: ConversationDataset, target: float, samples: int = 64) -> None:
+def rescale_to(model: PreTrainedModel, dataset: ConversationDataset, target: float, samples: int = 64) -> None:
     """Set the residual stream's RMS at the bottleneck layer to `target`, measured on the first
     `samples` training samples (vittle.scale); the logits do not change."""
     collate = ConversationCollator(dataset.processor.tokenizer.pad_token_id)
@@ -243,7 +249,7 @@ def unquantized_base(recipe: RecipeConfig) -> torch.nn.Module:
     return prepare_model(plain)[0]
 
 
-def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torch.nn.Module:
+def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> PreTrainedModel:
     """A LoRA run's final model: adapters merged into the weights (on every process, so each
     returns the same model), saved by the main one as a plain Vittle checkpoint. QLoRA cannot
     merge into 4/8-bit weights: the main process builds its base again in the recipe's dtype
@@ -253,7 +259,7 @@ def save_merged(recipe: RecipeConfig, trainer: Trainer, output_dir: str) -> torc
     if recipe.lora.quantize:
         if not trainer.is_world_process_zero():
             return model
-        final = merged(copy_trained(model, unquantized_base(recipe)))
+        final = merged(copy_trained(model, cast("PeftModel", unquantized_base(recipe))))  # built with the recipe's adapters
     else:
         final = merged(model)
     if trainer.is_world_process_zero():
@@ -288,19 +294,22 @@ def train(recipe: RecipeConfig, on_model: Callable[[torch.nn.Module], Any] | Non
         rescale_to(model, dataset, recipe.model.residual_rms)
     trainer = VittleTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,  # saved in every checkpoint-N
                             data_collator=ConversationCollator(processor.tokenizer.pad_token_id))
-    checkpoint = resumable_checkpoint(args.output_dir) if recipe.train.resume else None
+    output_dir = args.output_dir
+    assert output_dir is not None, "training_arguments sets output_dir from the recipe"
+    checkpoint = resumable_checkpoint(output_dir) if recipe.train.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     final = trainer.model
+    assert final is not None
     detach_reconstruction(final)  # ROSS's head is for training only
     if recipe.lora.enabled:
-        final = save_merged(recipe, trainer, args.output_dir)
+        final = save_merged(recipe, trainer, output_dir)
     else:
-        trainer.save_model(args.output_dir)
+        trainer.save_model(output_dir)
     if trainer.is_world_process_zero():
-        processor.save_pretrained(args.output_dir)
-        recipe_path = Path(args.output_dir) / "vittle_recipe.yaml"
+        processor.save_pretrained(output_dir)
+        recipe_path = Path(output_dir) / "vittle_recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
         if recipe.train.push_to_hub:
-            push(args.output_dir, recipe.train.push_to_hub)
-    return {"output_dir": args.output_dir, "log_history": trainer.state.log_history, "max_steps": trainer.state.max_steps,
+            push(output_dir, recipe.train.push_to_hub)
+    return {"output_dir": output_dir, "log_history": trainer.state.log_history, "max_steps": trainer.state.max_steps,
             "model": final}

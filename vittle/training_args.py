@@ -30,7 +30,7 @@ def _deepspeed_config(path: str) -> str | None:
 
 def training_arguments(recipe: RecipeConfig) -> TrainingArguments:
     train = recipe.train
-    explicit = dict(
+    explicit: dict[str, Any] = dict(
         output_dir=train.output_dir,
         max_steps=train.max_steps,
         num_train_epochs=train.epochs,
@@ -106,7 +106,7 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
     if not found:
         logger.warning("resume requested but %s has no checkpoint: starting from scratch", folder)
         return None
-    problems = []
+    problems: list[tuple[Path, str]] = []
     for candidate in found:
         problem = checkpoint_problem(candidate)
         if problem is None:

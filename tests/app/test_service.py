@@ -189,6 +189,27 @@ def test_robustness_reads_the_lab(service, tmp_path):
     assert {trace.name for trace in figure.data} - {None} == {"Baseline", "Vittle (L)"}
 
 
+
+def test_models_in_neither_study_get_no_empty_plot(service, tmp_path):
+    """A --compare pair that neither study trained: the table says so and the plot is hidden, not an empty box."""
+    import plotly.graph_objects as go
+
+    from vittle.analysis.lab import LabSummary
+    from vittle.app.model_facts import robustness_view
+    from vittle.app.ui import plot_update
+
+    paths = {}
+    for name in ("baseline", "vittle"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        paths[name] = str(tmp_path / name)
+    table, figure = robustness_view(LabSummary.load(service.config.lab), service.config.lab, paths,
+                                    {"baseline": "Baseline", "vittle": "Mine"}, "vittle")
+    assert figure is None and "Mine" in table
+    assert plot_update(figure) == {"__type__": "update", "value": None, "visible": False}
+    shown = plot_update(go.Figure(layout={"width": 500}))
+    assert shown["visible"] is True and shown["value"].layout.width is None  # the container's width
+
 def test_robustness_without_lab_results(service, tmp_path):
     from vittle.app.config import ServiceConfig
     from vittle.app.service import DemoService

@@ -30,7 +30,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ class FeatureCache:
     `folder`, backed by .npy files there (read without pickle, written atomically), which processes and runs share
     (one file per distinct image: 80 KB at the lab's 4 x 4 grid, 250 KB at 7 x 7). Copying a model shares its cache."""
 
-    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self._items: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._bytes = 0
@@ -196,8 +196,8 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
     config_class = EfficientNetLiteVisionConfig
     base_model_prefix = "efficientnet"
     main_input_name = "pixel_values"
-    _no_split_modules: ClassVar[list[str]] = []
-    _keys_to_ignore_on_load_missing: ClassVar[list[str]] = [r"backbone\."]
+    _no_split_modules: list[str] = []  # transformers declares these per instance
+    _keys_to_ignore_on_load_missing: list[str] = [r"backbone\."]
 
     def __init__(self, config: EfficientNetLiteVisionConfig, feature_cache: FeatureCache | None = None):
         super().__init__(config)
@@ -295,7 +295,7 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
             for key, value in computed.items():
                 cache.put(key, value, limit)
             found = [computed[keys[i]] if value is None else value for i, value in enumerate(found)]
-        return torch.stack([value.to(pixel_values.device, pixel_values.dtype) for value in found])
+        return torch.stack([value.to(pixel_values.device, pixel_values.dtype) for value in found if value is not None])
 
     def forward(
         self,

@@ -8,7 +8,7 @@ emoji) still tokenizes, falling back to bytes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -19,10 +19,11 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PreTrainedConfig,
     PreTrainedTokenizerFast,
 )
 
-from vittle.template import SYSTEM_PROMPT
+from vittle.template import SYSTEM_PROMPT, token_id
 from vittle.toy import efficientnet
 from vittle.toy.efficientnet import EfficientNetLiteVisionConfig
 
@@ -129,11 +130,12 @@ def _llama_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int, num_laye
     )
 
 
-def _llava_config(vision: object, text: LlamaConfig, tokenizer: PreTrainedTokenizerFast, strategy: str, feature_layer: int) -> LlavaConfig:
+def _llava_config(vision: PreTrainedConfig, text: LlamaConfig, tokenizer: PreTrainedTokenizerFast, strategy: Literal["default", "full"],
+                  feature_layer: int) -> LlavaConfig:
     return LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_index=token_id(tokenizer, "<image>"),  # read back as config.image_token_id
         vision_feature_select_strategy=strategy,
         vision_feature_layer=feature_layer,
         projector_hidden_act="gelu",
