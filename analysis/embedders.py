@@ -38,9 +38,6 @@ import numpy as np
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
-from transformers import AutoModel, AutoTokenizer
-
-from vittle.toy.efficientnet import IMAGE_SIZE, MEAN, STD, pretrained_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +93,8 @@ class TextEmbedder:
         with self._lock:
             if self._model is not None:
                 return
+            from transformers import AutoModel, AutoTokenizer  # heavy
+
             folder = self.path if self.path is not None else minilm_path()
             if not folder.is_dir():
                 raise FileNotFoundError(f"text embedder folder not found: {folder}")
@@ -145,6 +144,8 @@ class ImageEmbedder:
         with self._lock:
             if self._backbone is not None:
                 return
+            from vittle.toy.efficientnet import pretrained_state_dict  # heavy
+
             backbone = EfficientNet.from_name("efficientnet-lite0")
             backbone._fc = torch.nn.Identity()  # the classifier is not used (and not in the state dict)
             backbone.load_state_dict(pretrained_state_dict())
@@ -153,6 +154,8 @@ class ImageEmbedder:
     @staticmethod
     def pixels(image: ImageLike) -> torch.Tensor:
         """(3, 224, 224) float32 input of one image."""
+        from vittle.toy.efficientnet import IMAGE_SIZE, MEAN, STD  # heavy
+
         if not isinstance(image, Image.Image):
             with Image.open(image) as opened:
                 image = opened.convert("RGB")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 import PIL.Image
 from gradio.data_classes import GradioModel, ImageData
 from gradio.exceptions import InvalidPathError
@@ -120,6 +119,7 @@ class ServedImage(gr.Image):
     is_template = True  # rendered by the frontend's Image component
 
     def postprocess(self, value: Any) -> Any:
+        import numpy as np  # heavy
         watermarked = self.watermark is not None and getattr(self.watermark, "watermark", None) is not None
         if watermarked or not isinstance(value, PIL.Image.Image | np.ndarray):
             return super().postprocess(value)

@@ -31,7 +31,6 @@ from vittle.app.examples import examples_dir
 from vittle.app.map_script import MAP_SCRIPT
 from vittle.app.middleware import HideApiBeforeLogin
 from vittle.app.own_folder import OwnFolder, claim
-from vittle.app.service import DemoService
 from vittle.options import configure_logging, parse
 
 logger = logging.getLogger(__name__)
@@ -50,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
 
 def make_service(config: DemoConfig):
     """The service for `config`, not started."""
+    from vittle.app.service import DemoService  # heavy
+
     service_fields = {f.name for f in dataclasses.fields(ServiceConfig)}
     settings = {name: value for name, value in vars(config).items() if name in service_fields}
     return DemoService(ServiceConfig(**settings))

@@ -9,13 +9,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vittle.analysis.lab import LabSummary
-from vittle.analysis.lab.card import read_card
 from vittle.analysis.lab.plan import MAX_NEW_TOKENS
-from vittle.analysis.lab.report import severity_figure
-from vittle.analysis.lab.staged_report import StagedSummary, forest
 from vittle.analysis.perturb.translation_types import Language
-from vittle.analysis.plots import figure as as_figure
 from vittle.app.presentation import model_finding, model_line, robustness_markdown
 from vittle.toy.easyvqa import COLORS, SHAPES
 
@@ -27,6 +22,8 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 def model_card(path: str) -> Any:
     """The lab's model card data beside a model folder (`CardData`), or None."""
+    from vittle.analysis.lab.card import read_card  # heavy
+
     return read_card(path)
 
 
@@ -115,6 +112,8 @@ def is_translation(name: str) -> bool:
 
 def load_lab(path: str | None) -> Any:
     """The robustness lab's `LabSummary` at `path`, or None (no path, or unreadable: logged)."""
+    from vittle.analysis.lab import LabSummary  # heavy
+
     if not path:
         return None
     try:
@@ -129,6 +128,8 @@ def load_lab(path: str | None) -> Any:
 
 def load_staged(path: str | None) -> Any:
     """The staged study's `StagedSummary` at `path`, or None (no path, or unreadable: logged)."""
+    from vittle.analysis.lab.staged_report import StagedSummary  # heavy
+
     if not path:
         return None
     try:
@@ -143,6 +144,7 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
     """The lab's table (markdown) and severity curves (figure or None) for the shown models
     (`paths`, `labels`: name -> folder, UI name); `summary` from `load_lab(lab_path)`; for models
     of the staged study, its numbers from `staged_path` (staged.json)."""
+    from vittle.analysis.lab.report import severity_figure  # heavy
     cards = {name: model_card(path) for name, path in paths.items()}
     staged = {name: card.unit for name, card in cards.items() if is_staged(card)}
     shown = {name: (card.name if card is not None and name not in staged else None) for name, card in cards.items()}
@@ -154,6 +156,9 @@ def robustness_view(summary: Any, lab_path: str | None, paths: Mapping[str, str]
                f"its file {Path(lab_path).name} is missing or unreadable (the server log says why)")
         table = f"The robustness lab's results are not shown: {why}.\n\n{table}"
     if staged_summary is not None and staged_summary.shifted:  # the staged study's models: every arm's intervals in one picture
+        from vittle.analysis.lab.staged_report import forest  # heavy
+        from vittle.analysis.plots import figure as as_figure  # heavy
+
         return table, as_figure(forest(staged_summary, columns=1))  # stacked: it fits a phone's width too
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     figure = severity_figure(summary, list(found.values()), {arm: labels[name] for name, arm in found.items()}) if found else None

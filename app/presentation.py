@@ -10,11 +10,6 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from vittle.analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval
-from vittle.analysis.plots import figure, figure_json, token_colours_html, variance_heatmap_spec
-from vittle.app.map_figure import distance_histogram_spec, reference_map_spec
 from vittle.app.staged_table import STAGED_DOC, staged_markdown
 
 
@@ -47,9 +42,13 @@ class Panels:
     numbers: PanelNumbers
 
     def json(self, name: str) -> str | None:
+        from vittle.analysis.plots import figure_json  # heavy
+
         return figure_json(fit_to_container(self.specs[name]))
 
     def figure(self, name: str) -> Any:
+        from vittle.analysis.plots import figure  # heavy
+
         return figure(self.specs[name])
 
     @property
@@ -74,6 +73,8 @@ def shift_figures(shift: Any, spec: str, labels: dict[str, str], placed: dict[st
     """(map, histograms) figure dicts of a `ShiftAnalysis` with the user's query marked:
     `placed[label]` = (clean, perturbed) map points, `query_distance[label]` its distance, `view`
     the reference queries (`vittle.app.map_figure.ReferenceView`) for the hover texts."""
+    from vittle.app.map_figure import distance_histogram_spec, reference_map_spec  # heavy
+
     embeddings = reference_map_spec(shift, spec, labels, placed, view, method)
     distances = {labels[name]: shift.distances[name][spec] for name in labels}
     return embeddings, distance_histogram_spec(distances, query_distance, view.questions, spec)
@@ -104,6 +105,8 @@ a collapsed posterior's micro-nats, stay dark instead of filling the scale."""
 
 
 def _finite_max(values: Any) -> float:
+    import numpy as np  # heavy
+
     array = np.asarray(values, dtype=float).reshape(-1)
     array = array[np.isfinite(array)]
     return float(array.max()) if array.size else 0.0
@@ -113,6 +116,8 @@ def posterior_panels(probe: Any, posterior: Any, label: str, setting: str = "per
     """(variance figure, KL figure, tokens HTML, summary line) of the Vittle model's posterior
     on one query (`setting`: its perturbation's name, for the titles); figures are None without
     image tokens or without a bottleneck."""
+    from vittle.analysis.plots import token_colours_html, variance_heatmap_spec  # heavy
+
     if posterior is None:
         text = f"{label} has no bottleneck, so there is no posterior to show."
         return None, None, f"<p>{html.escape(text)}</p>", text
@@ -155,6 +160,8 @@ def robustness_markdown(summary: Any, shown: dict[str, str | None], labels: dict
     `staged_arms` their arms (name -> arm) and `staged_summary` the study's `StagedSummary`
     (None: not shipped), whose gates and differences are shown for them."""
     staged = staged or {}
+    from vittle.analysis.lab.report import GROUP_COLUMNS, fmt, fmt_interval  # heavy
+
     found = {name: arm for name, arm in shown.items() if summary is not None and arm in summary.arms}
     lines = []
     if found:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vittle.analysis.lab.staged_report import HALF_WIDTH_TARGET
-
 STAGED_DOC = "docs/robustness-lab/staged.md"
 
 STAGED_ARMS = {"baseline": "Baseline", "vittle-f": "Vittle (F)", "vittle-l": "Vittle (L)", "noise": "Noise-only control",
@@ -50,6 +48,8 @@ def staged_markdown(summary: Any, shown: dict[str, str], units: dict[str, str]) 
             lines.append(f"| {STAGED_ARMS.get(arm, arm)} | " + " | ".join(interval(found.get((arm, g))) for g in STAGED_GROUPS) + " |")
     visual = found.get(("vittle-f", "visual, label-keeping"))
     if visual is not None and visual.t_interval is not None:
+        from vittle.analysis.lab.staged_report import HALF_WIDTH_TARGET  # heavy
+
         t = visual.t_interval
         half = (t.high - t.low) / 2
         reading = ("too wide to show or rule out a difference of a few points" if half > HALF_WIDTH_TARGET else

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np  # here: `import vittle.analysis.perturb` stays light
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -62,6 +60,8 @@ def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
 
 def save_npy_atomic(target: str | os.PathLike[str], array: np.ndarray) -> None:
     """`np.save` without pickle, atomically (`target` should end in .npy)."""
+    import numpy as np  # heavy: here: `import vittle.analysis.perturb` stays light
+
     with atomic_file(target) as handle:
         np.save(handle, array, allow_pickle=False)
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]  # not re-exported, but public
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]  # the built-in types (public, not re-exported)
 
 from vittle.checkpoint import CheckpointError, weight_files
 from vittle.family_table import FAMILIES

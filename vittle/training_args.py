@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from vittle.checkpoint import CheckpointError, checkpoint_problem
 from vittle.config import TRAIN_ALIASES, RecipeConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -100,6 +99,8 @@ def resumable_checkpoint(output_dir: str | Path) -> str | None:
     """The newest intact `checkpoint-N` in output_dir. A damaged newer one (a run killed while
     saving, a truncated file) is skipped with a warning that names the file; if none is
     intact, an error lists why."""
+    from vittle.checkpoint import CheckpointError, checkpoint_problem  # heavy
+
     folder = Path(output_dir)
     found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []

@@ -20,9 +20,6 @@ import numpy as np
 import torch
 
 from vittle.bottleneck import record_states
-from vittle.families import language_model as text_decoder
-from vittle.families import visual_mask
-from vittle.model import bottleneck_alpha, decoder_layers, get_bottleneck, run_to_layer
 
 ACTIVE_THRESHOLD = 0.01
 
@@ -31,6 +28,9 @@ ACTIVE_THRESHOLD = 0.01
 def posterior_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[str], batch_size: int = 32,
                           threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
     """Run the queries up to the bottleneck layer and summarize its posterior per modality."""
+    from vittle.families import visual_mask  # heavy
+    from vittle.model import get_bottleneck, run_to_layer  # heavy
+
     if not questions:
         raise ValueError("no queries to diagnose")
     model = assistant.model
@@ -93,6 +93,10 @@ def use_diagnostics(assistant: Any, images: Sequence[Any], questions: Sequence[s
     - `image_attention` (any model): the share of the answer position's attention that lands on
       image tokens in the layers after the bottleneck layer, mean over heads, layers and queries.
     """
+    from vittle.families import language_model as text_decoder  # heavy
+    from vittle.families import visual_mask  # heavy
+    from vittle.model import bottleneck_alpha, decoder_layers, get_bottleneck  # heavy
+
     if not questions:
         raise ValueError("no queries to diagnose")
     model = assistant.model

@@ -37,7 +37,7 @@ def _base() -> type:
 
 def manifest() -> Any:
     """The entry point's payload: lmms-eval's ModelManifest for `vittle`."""
-    from lmms_eval.models.registry_v2 import ModelManifest  # heavy
+    from lmms_eval.models.registry_v2 import ModelManifest  # optional
 
     return ModelManifest(model_id="vittle", simple_class_path="vittle.analysis.evaluate.lmms.Vittle")
 

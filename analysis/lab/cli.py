@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from vittle.analysis.lab.plan import LabConfig
-from vittle.analysis.lab.report import markdown  # after parsing: --help loads no numpy
-from vittle.analysis.lab.runner import Lab
 from vittle.options import configure_logging, failed, parse
 
 PROG = "vittle lab"
@@ -41,6 +39,9 @@ def make_config(quick: bool = False, report_only: bool = False, **given: Any) ->
 def main(argv: list[str] | None = None) -> int:
     # --runs: the name of --only before the options were generated from LabConfig
     config, report_only = parse(LabCommand, argv, prog=PROG, description=DESCRIPTION, make=make_config, aliases={"--runs": "only"})
+    from vittle.analysis.lab.report import markdown  # heavy: after parsing: --help loads no numpy
+    from vittle.analysis.lab.runner import Lab  # heavy
+
     configure_logging(logging.WARNING)
     try:
         outcome = Lab(config).run(report_only=report_only)

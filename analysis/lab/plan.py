@@ -105,6 +105,7 @@ def spec_group(spec: str) -> str | None:
 
 def lab_specs(severities: tuple[int, ...], text_level: int = 3) -> list[str]:
     """clean, every visual corruption at `severities`, every text shift (at `text_level`)."""
+
     visual = [f"{p.name}:{s}" for p in list_perturbations(Modality.VISUAL) for s in severities]
     text = [f"{p.name}:{text_level}" if p.has_levels else p.name for p in list_perturbations(Modality.TEXT)]
     return ["clean", *visual, *text]

@@ -25,7 +25,6 @@ from vittle.analysis.lab.results import LabSummary, RunResult, environment, git_
 from vittle.analysis.lab.summary import summarize
 from vittle.analysis.lab.workers import alive_claim, claim, run_workers
 from vittle.analysis.perturb import expand_specs, parse_spec
-from vittle.analysis.report import to_jsonable
 from vittle.files import write_text_atomic
 from vittle.settings import load_recipe
 from vittle.toy.easyvqa import convert
@@ -211,6 +210,7 @@ class Lab:
     def train(self, recipe_name: str, overrides: list[str], folder: Path) -> dict[str, Any]:
         """Train once: a finished training leaves train_log.json (with --train-only, maybe
         on another machine) and is not repeated."""
+        from vittle.analysis.report import to_jsonable  # heavy
         from vittle.trainer import train  # heavy
 
         log_path = folder / "train_log.json"

@@ -50,7 +50,6 @@ from vittle.analysis.lab.staged_report import (
 )
 from vittle.analysis.lab.workers import alive_claim, claim, run_workers
 from vittle.corpus import write_wordnet_corpus
-from vittle.model import bottleneck_alpha
 from vittle.options import configure_logging, parse
 from vittle.toy.captions import write_captions
 
@@ -200,6 +199,8 @@ class StagedLab(Lab):
         """The lab's diagnostics plus gate (b)'s intervention: grounded accuracy with alpha 1
         at inference (the state after layer l is the posterior mean alone; for the noise
         control, 0)."""
+        from vittle.model import bottleneck_alpha  # heavy
+
         out = super().diagnose(assistant)
         if assistant.has_bottleneck:
             images, questions = self.variants.get("clean")

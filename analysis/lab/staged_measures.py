@@ -7,25 +7,18 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from transformers import AutoProcessor
 
-from vittle.checkpoint import load_pretrained
 from vittle.config import BottleneckConfig
-from vittle.data import ConversationCollator, ConversationDataset
-from vittle.model import (
-    attach_bottleneck,
-    bottleneck_layer,
-    decoder_layers,
-    detach_bottleneck,
-    get_bottleneck,
-)
-from vittle.scale import residual_rms
 from vittle.template import system_prompt_of
 
 MAX_LENGTH = 96
 
 
 def _load(model_dir: Path):
+    from transformers import AutoProcessor  # heavy
+
+    from vittle.checkpoint import load_pretrained  # heavy
+
     return load_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
@@ -42,6 +35,10 @@ def text_numbers(model_dir: Path, corpus: Path, samples: int = 64) -> dict[str, 
     """Stage 0: per-dimension RMS after every decoder layer (`rms_layer<k>`) and the CE
     (`ce_heldout`) on the last `samples` samples of the shuffled corpus (few of them were
     trained on: the stage sees under half the corpus)."""
+    from vittle.data import ConversationCollator, ConversationDataset  # heavy
+    from vittle.model import decoder_layers  # heavy
+    from vittle.scale import residual_rms  # heavy
+
     model, processor = _load(model_dir)
     dataset = ConversationDataset(corpus, processor, max_length=MAX_LENGTH, check_images=False)
     collate = ConversationCollator(processor.tokenizer.pad_token_id)
@@ -58,6 +55,14 @@ def pressure(model_dir: Path, vqa: Path, captions: Path, samples: int = 128, alp
     clean (`ce_<data>_clean`) and with (1 - a) h + a eps replacing the state after layer l
     (`ce_<data>_alpha<a>`, a = `alpha`, the arms' alpha_max, and 1: the state replaced by
     noise), averaged over `draws` noise draws; the RMS at layer l on the VQA queries."""
+    from vittle.data import ConversationCollator, ConversationDataset  # heavy
+    from vittle.model import (
+        attach_bottleneck,
+        bottleneck_layer,
+        detach_bottleneck,
+        get_bottleneck,
+    )  # heavy
+    from vittle.scale import residual_rms  # heavy
     model, processor = _load(model_dir)
     collate = ConversationCollator(processor.tokenizer.pad_token_id)
     layer = bottleneck_layer(model)

@@ -15,7 +15,6 @@ from vittle.analysis.evaluate.scoring import score
 from vittle.analysis.lab.plan import ARMS, LABEL_KEEPING, SHIFT_GROUPS, Arm, LabConfig, spec_group
 from vittle.analysis.lab.results import ArmSummary, BaseSummary, LabSummary, RunResult, RunRow, Stat, environment
 from vittle.analysis.lab.stats import Interval, difference_matrix, paired_bootstrap
-from vittle.analysis.report import to_jsonable
 
 COLOUR_TARGET, SHAPE_TARGET = 95.0, 99.0
 """What every base must reach on clean colour and shape questions."""
@@ -97,6 +96,8 @@ def summarize_base(result: RunResult, samples: Sequence[dict[str, Any]]) -> Base
 
 def summarize(results: Sequence[RunResult], lab: Any, planned: Sequence[tuple[Arm | None, int]], seconds: float) -> LabSummary:
     """The typed summary of finished runs. `lab` gives the slice, the specs and the config."""
+    from vittle.analysis.report import to_jsonable  # heavy
+
     config: LabConfig = lab.config
     groups = groups_of(lab.specs)
     by_arm: dict[str, dict[int, RunResult]] = defaultdict(dict)

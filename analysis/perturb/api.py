@@ -6,9 +6,7 @@ from typing import TYPE_CHECKING
 
 from .registry import Category
 from .spec import Spec, Step, parse_spec
-from .text import perturb_text
 from .translate import Language, get_translator, translate_prompt
-from .visual import corrupt
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,6 +34,8 @@ def apply(
     """
     parsed = parse_spec(spec)
     if parsed.visual is not None and image is not None:
+        from .visual import corrupt  # heavy
+
         image = corrupt(image, parsed.visual.name, parsed.visual.level, seed, memo)
     if parsed.text is not None and text is not None:
         text = _apply_text(parsed.text, text, seed, translator)
@@ -45,6 +45,8 @@ def apply(
 def _apply_text(step: Step, text: str, seed: int, translator: Translator | None) -> str:
     if step.perturbation.category is Category.SENTENCE:
         return translate_prompt(text, Language(step.name), translator or get_translator())
+    from .text import perturb_text  # heavy
+
     return perturb_text(text, step.name, step.level, seed)
 
 

@@ -20,7 +20,6 @@ from vittle.options import configure_logging, failed, parse
 
 from .api import apply, describe
 from .build_config import BuildConfig
-from .dataset import build_variants
 from .imagefiles import save_image
 from .registry import Category, list_perturbations
 from .spec import parse_spec, valid_levels_text
@@ -86,6 +85,8 @@ def run_query(args: QueryConfig) -> int:
 
 
 def run_build(config: BuildConfig) -> int:
+    from .dataset import build_variants  # heavy
+
     folders = build_variants(config)
     print(f"built {len(folders)} variants in {config.out}")
     return 0

@@ -16,8 +16,6 @@ from PIL import Image
 
 from vittle.files import atomic_file
 
-from .visual import corrupt
-
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95  # high, so compression adds little to the corruption being measured
@@ -37,6 +35,8 @@ class CorruptTask:
 
 def run_corrupt_task(task: CorruptTask) -> Path:
     """Worker entry point: read, corrupt, save atomically; returns the target."""
+    from .visual import corrupt  # heavy
+
     with Image.open(task.source) as image:
         image.load()
         result = corrupt(image, task.name, task.severity, task.seed)

@@ -24,10 +24,7 @@ from vittle.analysis.perturb import CLEAN, expand_specs
 from vittle.analysis.report.config import ReportConfig
 from vittle.analysis.report.render import render_html
 from vittle.analysis.report.result import ModelInfo, Report
-from vittle.analysis.representations import extract
 from vittle.analysis.shift import ShiftAnalysis
-from vittle.checkpoint import resolve_checkpoint
-from vittle.inference import Assistant, pick_device
 from vittle.options import UsageError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +54,8 @@ def _split_specs(config: ReportConfig) -> tuple[list[str], list[str]]:
 def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[str], variants: Any,
                    config: ReportConfig) -> dict[str, Any]:
     """Accuracy (with the answers), embeddings and, with a bottleneck, diagnostics of one model."""
+    from vittle.analysis.representations import extract  # heavy
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
     evaluation = evaluate(assistant, samples, specs, variants, batch_size=config.batch_size, progress=config.progress,
@@ -83,6 +82,8 @@ def _analyze_model(assistant: Any, samples: list[dict[str, Any]], specs: list[st
 
 def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants: Any, config: ReportConfig) -> dict[str, Any]:
     """{model: {spec: {mi_clean, mi_perturbed, emid}}} with CLUB between query and answer embeddings."""
+    from vittle.inference import pick_device  # heavy
+
     device = pick_device(config.device)
     text = make_embedder("text", config.text_embedder, device=device)
     query = QueryEmbedder(text, make_embedder("image", config.image_embedder, device=device))
@@ -130,6 +131,9 @@ def _emid(per_model: Mapping[str, Mapping[str, Any]], specs: list[str], variants
 def build_report(config: ReportConfig) -> Report:
     """Compute everything, write `report.json` and `report.html` under `config.out`; returns
     the report."""
+    from vittle.checkpoint import resolve_checkpoint  # heavy
+    from vittle.inference import Assistant  # heavy
+
     started = time.perf_counter()
     specs, map_specs = _split_specs(config)
     samples = load_samples(config.data, config.limit_images)

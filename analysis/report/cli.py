@@ -15,8 +15,6 @@ import sys
 
 from vittle.options import configure_logging, failed, parse
 
-from .config import ReportConfig
-
 PROG = "vittle analyze"
 
 
@@ -33,6 +31,8 @@ def _number(value: float | None, form: str = ".4f") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `vittle analyze ...` (argv without the word "analyze")."""
+    from .config import ReportConfig  # heavy
+
     config = parse(ReportConfig, argv, prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     from .build import build_report  # heavy
 

