@@ -70,6 +70,7 @@ QUESTION_TEMPLATES = [["what color is the shape?"], ["what shape is this?"], ["i
 CSS = """
 #query-image img, #perturbed-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #robustness-table table { display: block; overflow-x: auto; }
+#robustness-plot:has(.empty) { display: none !important; }  /* models in neither study: no figure, no empty box */
 #robustness-table td, #robustness-table th { overflow-wrap: normal; word-break: normal; hyphens: none; }
 #results:has(#stale p) .block:not(#stale):not(#status):not(#finding) { opacity: 0.45; }
 #domain-badge p { background: #fff4e5; border-left: 4px solid #b45309; padding: 6px 10px; color: #5c2d00; }

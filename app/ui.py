@@ -34,14 +34,13 @@ FILE_LIFETIME_S = 3600
 of them when the server stops: a long-running Space does not fill its disk."""
 
 
+def fit_width(figure: Any) -> Any:
+    """The figure sized by its container (on a phone too); None stays None (the page's CSS then
+    hides the Robustness plot rather than showing an empty box)."""
+    if figure is not None:
+        figure.update_layout(width=None, autosize=True)
+    return figure
 
-def plot_update(figure: Any) -> Any:
-    """A figure for a gr.Plot that fills its container's width (on a phone too), or, with no
-    figure, the plot hidden rather than an empty box."""
-    if figure is None:
-        return gr.update(value=None, visible=False)
-    figure.update_layout(width=None, autosize=True)
-    return gr.update(value=figure, visible=True)
 
 def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
     """The whole app around a (started) service."""
@@ -190,14 +189,14 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
     def robustness(vittle: str) -> tuple[str, Any, str]:
         """The studies' numbers for the baseline and the chosen second model ("vittle-f", "vittle-l" or a
         --compare name): markdown tables, a figure (the staged study's forest plot, or the first lab's
-        accuracy-vs-severity curves; hidden where neither study has the models) and the server's status."""
+        accuracy-vs-severity curves; None where neither study has the models) and the server's status."""
         try:
             table, figure = service.robustness(vittle)
         except gr.Error:
             raise
         except Exception as err:
             raise _user_error(err) from err
-        return table, plot_update(figure), service.status()
+        return table, fit_width(figure), service.status()
 
     with AppBlocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
         gr.Markdown(INTRO, elem_id="intro")

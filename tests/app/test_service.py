@@ -196,7 +196,8 @@ def test_models_in_neither_study_get_no_empty_plot(service, tmp_path):
 
     from vittle.analysis.lab import LabSummary
     from vittle.app.model_facts import robustness_view
-    from vittle.app.ui import plot_update
+    from vittle.app.page import CSS
+    from vittle.app.ui import fit_width
 
     paths = {}
     for name in ("baseline", "vittle"):
@@ -206,9 +207,8 @@ def test_models_in_neither_study_get_no_empty_plot(service, tmp_path):
     table, figure = robustness_view(LabSummary.load(service.config.lab), service.config.lab, paths,
                                     {"baseline": "Baseline", "vittle": "Mine"}, "vittle")
     assert figure is None and "Mine" in table
-    assert plot_update(figure) == {"__type__": "update", "value": None, "visible": False}
-    shown = plot_update(go.Figure(layout={"width": 500}))
-    assert shown["visible"] is True and shown["value"].layout.width is None  # the container's width
+    assert fit_width(figure) is None and "#robustness-plot:has(.empty)" in CSS  # the page hides Gradio's empty plot
+    assert fit_width(go.Figure(layout={"width": 500})).layout.width is None  # the container's width
 
 def test_robustness_without_lab_results(service, tmp_path):
     from vittle.app.config import ServiceConfig

@@ -107,7 +107,9 @@ def test_probes_are_batched_and_an_embedding_job_lets_answers_through(assistant,
 
         thread = threading.Thread(target=embed)
         thread.start()
-        time.sleep(0.02)
+        deadline = time.monotonic() + 30
+        while worker.passes["embed"] == 0 and time.monotonic() < deadline:  # the embedding's first chunk is running
+            time.sleep(0.005)
         answer = worker.answer(images[0], questions[0]).result()  # queued behind at most one chunk of 2
         order.append("answer")
         thread.join(60)
