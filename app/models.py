@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
-import vittle.analysis.lab.report  # noqa: F401
+import vittle.analysis.lab.report  # noqa: F401  (loaded before any thread asks for it: see WarmUp.start)
 from vittle.analysis.lab.staged_plan import STAGED_ARMS
 from vittle.analysis.projection import warm_umap
 from vittle.app.config import ASSETS, ServiceConfig, compared
