@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from vittle.analysis.umap_process import UmapProcess, warm_umap
+
+__all__ = ["METHODS", "Projection", "axis_ranges", "warm_umap"]
+
 METHODS = ("pca", "umap")
 
 
@@ -52,12 +56,14 @@ class Projection:
         return list(self._coordinates)
 
     def fit(self, arrays: Mapping[str, np.ndarray], method: str = "pca", seed: int = 0, n_neighbors: int = 15,
-            pca_dims: int = 50) -> Projection:
+            pca_dims: int = 50, umap: UmapProcess | None = None) -> Projection:
         """Fit one map on the rows of all `arrays` (name -> (n_name, d), same d for all).
 
         `method` "pca": the top two principal axes of the standardised features. "umap":
         UMAP with `n_neighbors` (capped at the number of rows - 1) and random_state=`seed`,
-        after PCA to `pca_dims` dimensions when d > `pca_dims`. Returns self."""
+        after PCA to `pca_dims` dimensions when d > `pca_dims`; fitted (and later `transform`ed)
+        in `umap`'s process when given (`vittle.analysis.umap_process`: the same map, computed
+        away from this interpreter), else here. Returns self."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
         if not arrays:
@@ -80,18 +86,22 @@ class Projection:
             self._axes = _principal_axes(Z, 2)
             fitted = Z @ self._axes
         else:
-            fitted = self._fit_umap(Z, seed, n_neighbors, pca_dims)
+            fitted = self._fit_umap(Z, seed, n_neighbors, pca_dims, umap)
         bounds = np.cumsum([0] + [len(X) for X in matrices.values()])
         self._coordinates = {name: fitted[start:stop] for name, start, stop in zip(matrices, bounds[:-1], bounds[1:])}
         self.method = method
         return self
 
-    def _fit_umap(self, Z: np.ndarray, seed: int, n_neighbors: int, pca_dims: int) -> np.ndarray:
-        import umap  # heavy
-
+    def _fit_umap(self, Z: np.ndarray, seed: int, n_neighbors: int, pca_dims: int, process: UmapProcess | None) -> np.ndarray:
         self._axes = _principal_axes(Z, pca_dims) if Z.shape[1] > pca_dims else None
         reduced = Z @ self._axes if self._axes is not None else Z
-        self._umap = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(Z) - 1), random_state=seed, n_jobs=1)
+        neighbours = min(n_neighbors, len(Z) - 1)
+        if process is not None:
+            self._umap, fitted = process.fit(reduced, seed, neighbours)
+            return fitted
+        import umap  # heavy
+
+        self._umap = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed, n_jobs=1)
         return np.asarray(self._umap.fit_transform(reduced), dtype=np.float64)
 
     def transform(self, name: str | None, X: np.ndarray) -> np.ndarray:
@@ -140,14 +150,3 @@ def axis_ranges(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, f
         pad = 0.05 * (high - low) if high > low else 0.5
         ranges.append((float(low - pad), float(high + pad)))
     return ranges[0], ranges[1]
-
-
-def warm_umap(seed: int = 0) -> None:
-    """Import umap and fit and transform a tiny random problem, paying numba's JIT (~10-20 s
-    in a fresh process) before the first real map; safe to run in a background thread."""
-    import umap  # heavy
-
-    points = np.random.default_rng(seed).standard_normal((64, 8))
-    reducer = umap.UMAP(n_components=2, n_neighbors=5, random_state=seed, n_jobs=1)
-    reducer.fit(points)
-    reducer.transform(points[:4])

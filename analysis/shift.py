@@ -22,6 +22,7 @@ import numpy as np
 from vittle.analysis.metrics import cosine_distances, representation_jsd
 from vittle.analysis.perturb import CLEAN
 from vittle.analysis.projection import Projection, axis_ranges
+from vittle.analysis.umap_process import UmapProcess
 
 
 @dataclass
@@ -44,9 +45,10 @@ class ShiftAnalysis:
 
     @classmethod
     def compute(cls, embeddings: Mapping[str, Mapping[str, np.ndarray]], map_specs: Sequence[str] | None = None,
-                method: str = "pca", seed: int = 0) -> ShiftAnalysis:
+                method: str = "pca", seed: int = 0, umap: UmapProcess | None = None) -> ShiftAnalysis:
         """`embeddings`: model -> spec -> (n, d), each model with a "clean" entry whose rows
-        pair with every other spec's. `map_specs` (default: every shifted spec) are drawn."""
+        pair with every other spec's. `map_specs` (default: every shifted spec) are drawn.
+        `umap`: where a UMAP map is fitted (`Projection.fit`)."""
         if not embeddings:
             raise ValueError("no models to analyse")
         models = {name: dict(per_spec) for name, per_spec in embeddings.items()}
@@ -64,7 +66,7 @@ class ShiftAnalysis:
         roles = [CLEAN, *mapped]
         # One map over every model's rows, so all panels share their axes; keys keep model and role apart.
         projection = Projection().fit({f"{name}\t{role}": per_spec[role] for name, per_spec in models.items() for role in roles},
-                                      method=method, seed=seed)
+                                      method=method, seed=seed, umap=umap)
         coordinates = {name: {role: projection.coordinates(f"{name}\t{role}") for role in roles} for name in models}
         distances = {name: {s: cosine_distances(per_spec[CLEAN], per_spec[s]) for s in specs} for name, per_spec in models.items()}
         return cls(specs=specs, map_specs=mapped, method=method, coordinates=coordinates, distances=distances,

@@ -71,9 +71,10 @@ class ServiceConfig:
     """The staged study's staged.json, whose gates and differences the Robustness tab shows for
     models of that study ("embedded:staged.json": the one shipped with vittle); null: none."""
     warm_umap: bool = True
-    """Pay numba's JIT for UMAP (~10 s of a core) once the warm-up is done and no user has asked for a
-    second (`precompute_quiet_s`), so that the first UMAP map a user asks for takes seconds instead of
-    ~17 s. Off: the first UMAP map pays it."""
+    """Fit UMAP maps in a process of their own (`vittle.analysis.umap_process`), started with the
+    app at a lower CPU priority, which pays numba's JIT (~10-20 s of a core) while the models load:
+    the first UMAP map a user asks for takes seconds instead of ~20 s, and the compilation never
+    holds the server's interpreter. Off: UMAP runs in the app's process and the first map pays it."""
     precompute: bool = True
     """After the warm-up, embed the reference set under every visual corruption at every severity
     for the baseline and the default Vittle model, in the background (each is an embedding job

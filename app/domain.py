@@ -4,8 +4,11 @@ scored against easy-vqa train images and calibrated on held-out easy-vqa test im
 (vittle.analysis.domain): an image above the threshold gets a badge saying the answers are
 guesses. Models of other tasks get no score (their training images are not known here).
 
-The calibration runs once, in the warm-up after the default reference sets; a turn before it
-is done gets no score rather than waiting for it (a user's request goes first).
+The calibration runs once, in the warm-up as soon as the models are loaded (before the
+reference sets; its images go through the baseline's worker in chunks, so answers run between
+them). A turn asks for its score once its answers are on the page, and waits for a calibration
+still under way (or runs it, if the warm-up has not reached it): a photo sent in the app's first
+seconds gets its badge like any other.
 """
 
 from __future__ import annotations
@@ -56,10 +59,10 @@ class DomainCheck:
         return DomainReference.fit(worker.image_features(train), worker.image_features(heldout))
 
     def verdict(self, image: Any) -> DomainVerdict | None:
-        """The query image's score and threshold; None for models of another task, or while
-        the calibration has not finished."""
-        if not self.applicable or not self.ready:
-            return None
+        """The query image's score and threshold; None for models of another task. Waits for
+        the calibration (computed once, whoever asks first)."""
         reference = self.reference()
+        if reference is None:
+            return None
         score = float(reference.score(self.pool.worker("baseline").image_features([image]))[0])
         return DomainVerdict(round(score, 4), round(reference.threshold, 4))

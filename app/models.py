@@ -2,7 +2,7 @@
 
     pool = ModelPool({"baseline": PATH, "vittle-f": PATH}, device="auto", prefix_cache_mb=512)
     pool.worker("baseline").answer(image, question)      # a Future: the worker batches every user's queries
-    WarmUp(pool, reference, settings).start()            # load, embed, warm UMAP, precompute, in the background
+    WarmUp(pool, reference, settings).start()            # load, calibrate, embed, precompute, in the background
 
 Each model runs on its own `vittle.app.worker.ModelWorker`, the only thread that calls it, so the
 models need no lock per call; loading is the one step under a lock.
@@ -19,7 +19,6 @@ from typing import Any
 
 import vittle.analysis.lab.report  # noqa: F401  (loaded before any thread asks for it: see WarmUp.start)
 from vittle.analysis.lab.staged_plan import STAGED_ARMS
-from vittle.analysis.projection import warm_umap
 from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
 from vittle.app.model_facts import model_card
@@ -131,7 +130,7 @@ class ModelPool:
 
 class WarmUp:
     """The slow start, in background threads: load every model, embed the reference set under
-    the default setting, compile UMAP; then (optionally) embed every visual setting's
+    the default setting (the domain score's calibration before them); then (optionally) embed every visual setting's
     reference set while no user is asking. The first request waits for what it needs instead
     of paying for it again."""
 
@@ -140,7 +139,6 @@ class WarmUp:
         self.pool, self.config = pool, pool.config
         self._reference, self._settings, self._calibrate = reference, settings, calibrate
         self._thread: threading.Thread | None = None
-        self._umap: threading.Thread | None = None
         self._loaded = threading.Event()
         """Set once every model is loaded (or loading failed): a turn's answers need no more."""
         self.error: str | None = None
@@ -177,11 +175,6 @@ class WarmUp:
         self.start()
         return self._loaded.wait(timeout)
 
-    def wait_umap(self, timeout: float = 120) -> None:
-        """Wait for UMAP's compilation (a fit during it would compile the same code again)."""
-        if self._umap is not None:
-            self._umap.join(timeout)
-
     def _run(self) -> None:
         try:
             started = time.perf_counter()
@@ -194,14 +187,14 @@ class WarmUp:
             finally:
                 self._loaded.set()
             self.timings["load_seconds"] = round(time.perf_counter() - started, 2)
+            if self._calibrate is not None:  # the domain score's reference (vittle.app.domain): a turn's badge needs it
+                started = time.perf_counter()
+                self._calibrate()
+                self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
             started = time.perf_counter()
             for name in ("baseline", "vittle-f"):
                 self._reference(name, self.config.default_spec)
             self.timings["reference_seconds"] = round(time.perf_counter() - started, 2)
-            if self._calibrate is not None:  # the domain score's reference (vittle.app.domain)
-                started = time.perf_counter()
-                self._calibrate()
-                self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
         except (CancelledError, WorkerClosed):  # the app is stopping: its queued work was cancelled
             logger.info("warm-up stopped: the app is stopping")
             return
@@ -209,10 +202,6 @@ class WarmUp:
             logger.exception("warm-up failed")
             self.error = f"{type(err).__name__}: {err}"
             return
-        if self.config.warm_umap:  # numba's JIT takes a core for ~10 s: once no user is asking, not during their turns
-            self.pool.wait_quiet(self.config.precompute_quiet_s)
-            self._umap = threading.Thread(target=self._warm_umap, name="vittle-umap-warm-up", daemon=True)
-            self._umap.start()
         if self.config.precompute:
             threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
 
@@ -231,14 +220,6 @@ class WarmUp:
                 logger.exception("precomputing the reference set of %s failed; it is computed on first use", spec)
             self.precomputed = (done, len(settings))
         self.timings["precompute_seconds"] = round(time.perf_counter() - started, 2)
-
-    def _warm_umap(self) -> None:
-        try:
-            started = time.perf_counter()
-            warm_umap(self.config.seed)
-            self.timings["umap_warm_seconds"] = round(time.perf_counter() - started, 2)
-        except Exception:
-            logger.exception("UMAP warm-up failed; UMAP maps will pay the JIT on first use")
 
     def state(self) -> str:
         """"warming up", "ready" or "ready; reference sets ... k/n embedded"."""

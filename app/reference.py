@@ -30,6 +30,7 @@ import numpy as np
 
 from vittle.analysis.evaluate.runner import Variants, load_samples
 from vittle.analysis.perturb import CLEAN
+from vittle.analysis.umap_process import UmapProcess
 from vittle.app.map_figure import ReferenceView
 from vittle.app.models import ModelPool
 from vittle.app.worker import SingleFlight, ViaWorker
@@ -52,9 +53,10 @@ DEFERRED_KEPT = 64
 
 
 class ReferenceSets:
-    def __init__(self, pool: ModelPool, before_umap_fit: Callable[[], None] = lambda: None, answer_tokens: Callable[[], int] = lambda: 4):
+    def __init__(self, pool: ModelPool, umap: Callable[[], UmapProcess | None] = lambda: None, answer_tokens: Callable[[], int] = lambda: 4):
         self.pool, self.config = pool, pool.config
-        self._before_umap_fit = before_umap_fit
+        self._umap = umap
+        """Where UMAP maps are fitted: the service's UMAP process, or None (here)."""
         self._answer_tokens = answer_tokens
         """The answers' length cap (the service's)."""
         self._answers = SingleFlight(SETTINGS_KEPT)
@@ -232,11 +234,14 @@ class ReferenceSets:
         from vittle.analysis.shift import ShiftAnalysis  # heavy
 
         def compute() -> ShiftAnalysis:
-            if method == "umap":
-                self._before_umap_fit()
-            return ShiftAnalysis.compute(self.for_models(["baseline", vittle], spec), method=method, seed=self.config.seed)
+            return ShiftAnalysis.compute(self.for_models(["baseline", vittle], spec), method=method, seed=self.config.seed,
+                                         umap=self._umap() if method == "umap" else None)
 
         return self._analyses.get((method, spec, vittle), compute)
+
+    def forget_analysis(self, method: str, spec: str, vittle: str) -> None:
+        """Drop a kept map (its UMAP process was restarted: it cannot place points any more)."""
+        self._analyses.discard((method, spec, vittle))
 
     def close(self) -> None:
         self._background.shutdown(wait=False, cancel_futures=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vittle.analysis.perturb import CLEAN, TranslationUnavailable, apply, describe, get_perturbation, get_translator, list_perturbations, unavailable
+from vittle.analysis.umap_process import MapLost, UmapProcess
 from vittle.app.config import ServiceConfig
 from vittle.app.domain import DomainCheck
 from vittle.app.inputs import InputError, QueryImage, clean_question, load_query_image
@@ -66,7 +67,9 @@ class DemoService:
         self.domain_check = DomainCheck(self.models)
         self.warm_up = WarmUp(self.models, lambda name, spec: self.references.prepare(name, spec), self.precompute_settings,
                               calibrate=self.domain_check.reference)
-        self.references = ReferenceSets(self.models, before_umap_fit=self.warm_up.wait_umap, answer_tokens=lambda: self.max_new_tokens)
+        self.umap: UmapProcess | None = None
+        """UMAP's process (`warm_umap`), started with the service; None: UMAP runs here."""
+        self.references = ReferenceSets(self.models, umap=lambda: self.umap, answer_tokens=lambda: self.max_new_tokens)
         self._turns = 0
         """Requests in progress (`turn`): the load measure that decides what a map computes now."""
         self._turns_lock = threading.Lock()
@@ -85,7 +88,10 @@ class DemoService:
         return self.models.label(name)
 
     def start(self) -> DemoService:
-        """Start the background warm-up (idempotent); returns self."""
+        """Start the background warm-up and (`warm_umap`) UMAP's process, which compiles while the
+        models load (idempotent); returns self."""
+        if self.config.warm_umap and self.umap is None:
+            self.umap = UmapProcess(self.config.seed)
         self.warm_up.start()
         return self
 
@@ -174,12 +180,11 @@ class DemoService:
 
     def close(self, cancel: bool = False) -> None:
         """Stop the model workers (after the jobs they hold; `cancel`: after the ones running now,
-        the queued ones cancelled, as a server that is stopping does; UMAP's compilation, if it is
-        running, is let finish: native code still running in a thread at exit can abort the process)."""
+        the queued ones cancelled, as a server that is stopping does) and UMAP's process."""
         self.references.close()
         self.models.close(cancel)
-        if cancel:
-            self.warm_up.wait_umap(timeout=60)
+        if self.umap is not None:
+            self.umap.close()
 
     # ---------------------------------------------------------------- queries
     @contextmanager
@@ -311,7 +316,12 @@ class DemoService:
             summary = [CLEAN_SUMMARY]
         else:
             shift = self.references.analysis(method, query.spec, vittle)
-            placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
+            try:
+                placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
+            except MapLost:  # UMAP's process was restarted since this map was fitted: fit it again
+                self.references.forget_analysis(method, query.spec, vittle)
+                shift = self.references.analysis(method, query.spec, vittle)
+                placed = {labels[n]: tuple(shift.place(n, [p[0].hidden_after, p[1].hidden_after])) for n, p in probes.items()}
             view = self.references.view(query.spec, labels, now=not self.busy)  # under load the map's answers wait
             figures["embeddings"], figures["distances"] = shift_figures(shift, query.spec, labels, placed, query_distance, method, view)
             numbers.reference_cosine_mean = {labels[n]: shift.mean_distance(n, query.spec) for n in labels}

@@ -104,9 +104,9 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         yield page.updates(view)  # the perturbed query at once, no panels of an earlier query next to it
         for view.answers in service.answers(query, vittle, settings.alpha):  # the last update is the answers
             pass
-        view.domain = service.domain(query)
         view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
         yield page.updates(view)
+        view.domain = service.domain(query)  # after the answers are on the page: its calibration may still be under way
         view.panels = service.panels(query, vittle, method)
         record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels, view.domain)
         view.files = record.write(page["probe"].downloads(), query.perturbed_image)

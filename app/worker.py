@@ -314,6 +314,10 @@ class SingleFlight:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._values
 
+    def discard(self, key: Hashable) -> None:
+        """Forget `key`'s value (the next `get` computes it again)."""
+        self._values.discard(key)
+
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
             value = self._values.get(key)

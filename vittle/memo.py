@@ -64,6 +64,12 @@ class Memo:
                 self.evictions += 1
         return True
 
+    def discard(self, key: Hashable) -> None:
+        """Forget `key`'s value, if kept."""
+        with self._lock:
+            if key in self._items:
+                self.total -= self.weigh(self._items.pop(key))
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

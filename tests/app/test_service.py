@@ -397,6 +397,20 @@ def test_the_domain_score_flags_a_photo_and_not_an_easy_vqa_image(service):
     assert service.warm_up.timings["domain_seconds"] > 0
 
 
+def test_a_photo_sent_before_the_calibration_finished_still_gets_its_badge(service):
+    """A turn in the app's first seconds, before the warm-up has calibrated the domain score:
+    the verdict waits for (or runs) the calibration instead of leaving the photo unscored."""
+    from skimage import data
+
+    from vittle.app.domain import DomainCheck
+
+    fresh = DomainCheck(service.models)  # not calibrated yet, as at start-up
+    assert not fresh.ready
+    photo = fresh.verdict(Image.fromarray(data.chelsea()))
+    assert fresh.ready and photo is not None and photo.outside
+    assert photo.threshold == pytest.approx(service.domain_check.reference().threshold, abs=1e-4)
+
+
 def test_the_second_column_can_be_any_checkpoint_named_by_its_card():
     """`--compare NAME=PATH` adds models to the second column's choice; a staged-study model is
     named by its card's method and unit, and answers as the same weights do under another name."""
@@ -417,3 +431,34 @@ def test_the_second_column_can_be_any_checkpoint_named_by_its_card():
                              (("a=embedded:none", ), "not in this installation"), (("a=x", "a=y"), "given twice")):
         with pytest.raises(ValueError, match=message):
             ServiceConfig(compare=entries)
+
+
+@pytest.mark.slow
+def test_a_umap_map_from_the_umap_process_equals_the_one_made_in_the_server(service):
+    """With `warm_umap` the app fits UMAP maps in a process of its own (compiled while the models
+    load): the map and the query's placed points are the ones the server's own UMAP gives, and a
+    map whose process was restarted is fitted again instead of failing the turn."""
+    from vittle.analysis.umap_process import UmapProcess
+
+    query = service.prepare(easy_vqa.get_test_image_paths()[3], "what shape is in the image?", "defocus_blur", 2, "none", 3)
+    spec = query.spec
+    service.references.forget_analysis("umap", spec, "vittle-f")
+    here = service.panels(query, "vittle-f", "umap").numbers
+    local = service.references.analysis("umap", spec, "vittle-f")
+    service.umap = UmapProcess(service.config.seed)
+    try:
+        service.references.forget_analysis("umap", spec, "vittle-f")
+        there = service.references.analysis("umap", spec, "vittle-f")
+        assert there.projection._umap.__class__.__name__ == "RemoteMap"
+        for name in local.coordinates:
+            for role, xy in local.coordinates[name].items():
+                np.testing.assert_allclose(there.coordinates[name][role], xy, atol=1e-4)
+        service.umap._process.kill()
+        service.umap._process.wait()
+        again = service.panels(query, "vittle-f", "umap")  # MapLost inside: the map is fitted again in a new child
+        assert again.specs["embeddings"] is not None and service.umap.alive
+        assert again.numbers.reference_cosine_mean == pytest.approx(here.reference_cosine_mean)
+    finally:
+        service.umap.close()
+        service.umap = None
+        service.references.forget_analysis("umap", spec, "vittle-f")
