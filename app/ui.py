@@ -200,7 +200,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
 
     with AppBlocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
         gr.Markdown(INTRO, elem_id="intro")
-        with gr.Row():
+        with gr.Row(elem_id="workspace"):
             with gr.Column(scale=1):
                 image = QueryImage(label="Image", type="filepath", image_mode=None, height=200, sources=["upload", "clipboard"],
                                    elem_id="query-image")
@@ -214,7 +214,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 with gr.Row():
                     text = gr.Dropdown(_choices("text"), value=NONE, label="Text perturbation", elem_id="text")
                     level = gr.Slider(1, 5, value=3, step=1, label="Level (translations have none)", elem_id="level")
-                with gr.Row():
+                with gr.Row(elem_id="actions"):
                     button = gr.Button("Run", variant="primary", elem_id="run", scale=2)
                     try_example = gr.Button("Try an example", elem_id="try-example", scale=1)
                 notice = gr.Markdown("", elem_id="notice")  # what an action did, on the page (not only in a toast)

@@ -51,7 +51,24 @@ def run_once(lighthouse: str, url: str, form: str, out: Path) -> dict:
                 failing.setdefault(name, []).append(ref["id"])
     metrics = {key: report["audits"][key].get("numericValue") for key in ("largest-contentful-paint", "total-blocking-time",
                                                                            "first-contentful-paint", "cumulative-layout-shift")}
-    return {"scores": scores, "failing": failing, "metrics": metrics}
+    return {"scores": scores, "failing": failing, "metrics": metrics, "culprits": culprits(report)}
+
+
+def culprits(report: dict) -> dict:
+    """What the failing metrics point at: the layout shifts (the moved element and its share of
+    the shift), the largest contentful paint's element, the scripts with the most main-thread time."""
+    audits = report["audits"]
+
+    def items(audit_id: str) -> list[dict]:
+        return ((audits.get(audit_id) or {}).get("details") or {}).get("items") or []
+
+    shifts = [{"element": (item.get("node") or {}).get("selector", "?"), "score": round(item.get("score", 0), 4)}
+              for item in items("layout-shifts")][:6]
+    lcp = [(sub.get("node") or {}).get("selector", "?") for item in items("largest-contentful-paint-element")
+           for sub in ((item.get("items") or [item]) if isinstance(item, dict) else []) if isinstance(sub, dict) and sub.get("node")][:1]
+    scripts = sorted(({"url": str(item.get("url", "?")).split("?")[0][-80:], "ms": round(item.get("total", 0))}
+                      for item in items("bootup-time")), key=lambda item: -item["ms"])[:5]
+    return {"layout_shifts": shifts, "lcp_element": lcp[0] if lcp else None, "main_thread_by_script": scripts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--url", default=None, help="a running app's URL (default: start app.py here)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lighthouse_cpu.json")
+    parser.add_argument("--reports", type=Path, default=None, help="keep Lighthouse's full JSON reports in this folder")
     args = parser.parse_args(argv)
     process = None
     url = args.url
@@ -74,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_page(process, url, time.perf_counter())
             time.sleep(20)  # the warm-up's model loads and reference sets, as a visitor a little later finds them
         with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch) if args.reports is None else args.reports
+            folder.mkdir(parents=True, exist_ok=True)
             for index in range(args.runs):
                 for form in runs:
-                    runs[form].append(run_once(args.lighthouse, url, form, Path(scratch) / f"{form}-{index}.json"))
+                    runs[form].append(run_once(args.lighthouse, url, form, folder / f"{form}-{index}.json"))
     finally:
         if process is not None:
             process.terminate()
