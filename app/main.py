@@ -66,6 +66,27 @@ def release_free_memory() -> bool:
         return False
 
 
+HEAP_ARENAS = 2
+"""glibc malloc arenas for the whole process (its default: 8 per core, one per thread that finds the
+others busy): a server whose threads (Gradio's pool, one per model, the warm-up) take turns at
+freeing each other's arrays spreads free pages over every arena, where `malloc_trim` cannot
+return them all."""
+MMAP_THRESHOLD = 1 << 20
+"""Allocations from 1 MB up (images, activations, figures' JSON) get pages of their own, returned to
+the system when freed. glibc's default threshold starts at 128 KB but rises to 32 MB after the
+first large block is freed, after which such arrays come from the heap and fragment it."""
+
+
+def configure_heap(arenas: int = HEAP_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+    """Set glibc's `mallopt` M_ARENA_MAX and M_MMAP_THRESHOLD (call it before the server's threads
+    start: arenas made before stay). False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-8, arenas)) and bool(libc.mallopt(-3, mmap_threshold))  # M_ARENA_MAX, M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def _housekeeping(folder: OwnFolder, lifetime_s: float) -> None:
     """Every minute the free heap goes back to the system; every 10 minutes (or each lifetime,
     when shorter) the app's old files go. Ends when the app's folder is removed (at exit)."""
@@ -153,7 +174,9 @@ def configure_threads(threads: int) -> int:
     thread for numpy (its matrices here are a few hundred rows). Each model has a worker
     thread that batches its requests, so the parallelism is across the models; on a 2-core
     machine under load, two threads per forward made each core spin waiting for the other
-    (CPU per new reference set 1.2 s -> 0.7 s with one). Returns the torch thread count."""
+    (CPU per new reference set 1.2 s -> 0.7 s with one). The C heap is set up first
+    (`configure_heap`), before the model and server threads start. Returns the torch thread count."""
+    configure_heap()
     import torch  # heavy
     count = threads or max(1, (os.cpu_count() or 2) // 2)
     torch.set_num_threads(count)

@@ -288,3 +288,38 @@ def test_the_app_touches_only_its_own_files_at_start_sweep_and_sigterm(tmp_path,
     assert "Traceback" not in output.split("Keyboard")[0][-3000:] or "KeyboardInterrupt" in output
     assert not own[0].exists(), "the app's own folder outlived it"
     assert all(p.is_file() for p in foreign) and (running / "turn.json").is_file(), "the stop removed files that were not the app's"
+
+
+HEAP_PROBE = r"""
+import ctypes, sys
+from vittle.app.main import configure_heap
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+configured = configure_heap() if sys.argv[1] == "configured" else None
+libc.free(libc.malloc(16 << 20))  # glibc's default then raises its mmap threshold to 16 MB
+before = libc.mallinfo2().hblks
+block = libc.malloc(2 << 20)
+print(configured, libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+def test_large_arrays_get_pages_of_their_own_that_go_back_when_freed():
+    """`configure_heap` (run by `configure_threads` before the server's threads start) keeps
+    allocations from 1 MB up out of the heap, where glibc's default puts them after the first
+    large block is freed (and where freed ones fragment the heap instead of leaving the process)."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt only")
+    runs = {mode: subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True).stdout.split()
+            for mode in ("configured", "default")}
+    assert runs["configured"] == ["True", "1"]  # the 2 MB block is a mapping of its own
+    assert runs["default"] == ["None", "0"]  # glibc's default: in the heap
