@@ -104,14 +104,22 @@ SESSION_PRUNE_S = 60.0
 
 
 def prune_finished_sessions(queue) -> int:
-    """Drop Gradio's per-session sets of pending event ids that are empty. Gradio keeps one per
-    session hash after its events complete, and every sessionless API call is a session of its
-    own: without this the dict grows by one entry a call for as long as the server runs. Must
-    run in the server's event loop (where Gradio adds to the sets). Returns how many went."""
-    empty = [key for key, ids in list(queue.pending_event_ids_session.items()) if not ids]
+    """Drop Gradio's per-session records of sessions with nothing pending: the empty sets of
+    pending event ids, and the message queues of sessions with no pending event whose messages
+    were all read. Gradio keeps one of each per session hash after its events complete, and every
+    sessionless API call is a session of its own: without this the sets grow by one a call for
+    as long as the server runs, and the queues (asyncio queues of a few KB each) up to 2,000.
+    Must run in the server's event loop (where Gradio adds to both). Returns how many sessions'
+    records went."""
+    pending = queue.pending_event_ids_session
+    empty = [key for key, ids in list(pending.items()) if not ids]
     for key in empty:
-        queue.pending_event_ids_session.pop(key, None)
-    return len(empty)
+        pending.pop(key, None)
+    messages = queue.pending_messages_per_session
+    read = [key for key, waiting in list(messages.items()) if not pending.get(key) and waiting.empty()]
+    for key in read:
+        messages.pop(key, None)
+    return len(set(empty) | set(read))
 
 
 def _prune_sessions_in_the_loop(demo) -> Callable[[], Awaitable[None]]:

@@ -323,8 +323,9 @@ def test_sessions_are_bounded_sessionless_api_calls_included(service, app_main, 
 
 
 def test_gradio_s_records_of_finished_sessions_are_pruned(service, app_main, free_port, monkeypatch):
-    """Gradio keeps an empty set of pending event ids per session hash after its events complete:
-    one per sessionless call, forever. The app prunes them in the server's loop."""
+    """Gradio keeps an empty set of pending event ids per session hash after its events complete
+    (one per sessionless call, forever) and its message queue (up to 2,000). The app prunes both
+    in the server's loop."""
     monkeypatch.setattr(app_main, "SESSION_PRUNE_S", 0.5)
     args = app_main.parse_args(["--port", str(free_port)])
     _, demo = app_main.build(args, service)
@@ -339,5 +340,9 @@ def test_gradio_s_records_of_finished_sessions_are_pruned(service, app_main, fre
         while pending and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(pending) == 0  # six sessions came and went; none is left behind
+        deadline = time.monotonic() + 10
+        while demo._queue.pending_messages_per_session and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(demo._queue.pending_messages_per_session) == 0  # nor their message queues
     finally:
         demo.close()
