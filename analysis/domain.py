@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vittle.analysis.perturb import apply, list_perturbations
+from vittle.files import atomic_file
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -76,6 +78,25 @@ class DomainReference:
     def outside(self, features: np.ndarray) -> np.ndarray:
         """True where the score is above the threshold."""
         return self.score(features) > self.threshold
+
+    def save(self, path: str | Path) -> None:
+        """Write the reference as an .npz (no pickle), atomically."""
+        with atomic_file(path) as handle:
+            np.savez(handle, train=self.train, threshold=np.float64(self.threshold), k=np.int64(self.k),
+                     quantile=np.float64(self.quantile))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DomainReference | None:
+        """A reference written by `save`; None where the file is missing, cut short or not one."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                train, threshold = np.asarray(data["train"], dtype=np.float32), float(data["threshold"])
+                k, quantile = int(data["k"]), float(data["quantile"])
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+        if train.ndim != 2 or len(train) < k or not math.isfinite(threshold):
+            return None
+        return cls(train, threshold, k, quantile)
 
 
 @dataclass

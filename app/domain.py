@@ -4,9 +4,10 @@ scored against easy-vqa train images and calibrated on held-out easy-vqa test im
 (vittle.analysis.domain): an image above the threshold gets a badge saying the answers are
 guesses. Models of other tasks get no score (their training images are not known here).
 
-The calibration runs once, in the warm-up as soon as the models are loaded (before the
-reference sets; its images go through the baseline's worker in chunks, so answers run between
-them). A turn asks for its score once its answers are on the page, and waits for a calibration
+The calibration runs once, in the warm-up after the default reference sets (its images go
+through the baseline's worker in chunks, so answers run between them), and is kept in the
+embeddings' cache folder under the baseline's fingerprint: a later start reads it. A turn asks
+for its score last, once its answers and panels are on the page, and waits for a calibration
 still under way (or runs it, if the warm-up has not reached it): a photo sent in the app's first
 seconds gets its badge like any other.
 """
@@ -14,11 +15,13 @@ seconds gets its badge like any other.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import easy_vqa
 
 from vittle.analysis.domain import DomainReference, DomainVerdict
+from vittle.analysis.representations import default_cache_dir, model_fingerprint
 from vittle.app.model_facts import answerable
 from vittle.app.worker import SingleFlight
 
@@ -53,10 +56,20 @@ class DomainCheck:
 
     def _fit(self) -> DomainReference:
         worker = self.pool.worker("baseline")
+        root = self.pool.config.cache_dir or default_cache_dir()
+        path = Path(root) / model_fingerprint(worker.assistant) / f"domain-{TRAIN_IMAGES}-{HELDOUT_IMAGES}.npz"
+        cached = DomainReference.load(path)
+        if cached is not None:  # the same baseline, calibrated at an earlier start
+            return cached
         tests = easy_vqa.get_test_image_paths()
         train = [easy_vqa.get_train_image_paths()[i] for i in range(TRAIN_IMAGES)]
         heldout = [tests[i] for i in range(len(tests) - HELDOUT_IMAGES, len(tests))]
-        return DomainReference.fit(worker.image_features(train), worker.image_features(heldout))
+        reference = DomainReference.fit(worker.image_features(train), worker.image_features(heldout))
+        try:
+            reference.save(path)
+        except OSError as err:  # a read-only cache: calibrated again at the next start
+            logger.warning("could not keep the domain calibration in %s: %s", path, err)
+        return reference
 
     def verdict(self, image: Any) -> DomainVerdict | None:
         """The query image's score and threshold; None for models of another task. Waits for

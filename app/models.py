@@ -130,7 +130,7 @@ class ModelPool:
 
 class WarmUp:
     """The slow start, in background threads: load every model, embed the reference set under
-    the default setting (the domain score's calibration before them); then (optionally) embed every visual setting's
+    the default setting, calibrate the domain score; then (optionally) embed every visual setting's
     reference set while no user is asking. The first request waits for what it needs instead
     of paying for it again."""
 
@@ -187,14 +187,14 @@ class WarmUp:
             finally:
                 self._loaded.set()
             self.timings["load_seconds"] = round(time.perf_counter() - started, 2)
-            if self._calibrate is not None:  # the domain score's reference (vittle.app.domain): a turn's badge needs it
-                started = time.perf_counter()
-                self._calibrate()
-                self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
             started = time.perf_counter()
             for name in ("baseline", "vittle-f"):
                 self._reference(name, self.config.default_spec)
             self.timings["reference_seconds"] = round(time.perf_counter() - started, 2)
+            if self._calibrate is not None:  # the domain score's reference (vittle.app.domain)
+                started = time.perf_counter()
+                self._calibrate()
+                self.timings["domain_seconds"] = round(time.perf_counter() - started, 2)
         except (CancelledError, WorkerClosed):  # the app is stopping: its queued work was cancelled
             logger.info("warm-up stopped: the app is stopping")
             return

@@ -106,8 +106,8 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
             pass
         view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
         yield page.updates(view)
-        view.domain = service.domain(query)  # after the answers are on the page: its calibration may still be under way
         view.panels = service.panels(query, vittle, method)
+        view.domain = service.domain(query)  # last: at start-up its calibration may still be under way
         record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels, view.domain)
         view.files = record.write(page["probe"].downloads(), query.perturbed_image)
         view.link, view.record = ui_probe.link_markdown(settings, image is not None), record.to_json()

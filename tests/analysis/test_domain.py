@@ -56,3 +56,24 @@ def test_the_embedded_model_tells_a_photo_from_an_easy_vqa_image():
     assert (outside > reference.threshold).all()
     assert (inside <= reference.threshold).mean() >= 0.8
     assert auroc(inside, outside) > 0.95
+
+
+def test_a_saved_reference_reads_back_and_a_damaged_file_reads_as_none(tmp_path):
+    """The app keeps its calibration between starts: the same scores from the file; a missing,
+    cut-short or foreign file is None (the app calibrates again), never an error or a pickle."""
+    rng = np.random.default_rng(1)
+    reference = DomainReference.fit(rng.standard_normal((40, 8)), rng.standard_normal((20, 8)), k=3, quantile=0.8)
+    path = tmp_path / "m" / "domain.npz"
+    reference.save(path)
+    again = DomainReference.load(path)
+    probe = rng.standard_normal((5, 8))
+    assert again is not None and (again.k, again.quantile) == (3, 0.8)
+    np.testing.assert_allclose(again.score(probe), reference.score(probe), atol=1e-6)
+    assert again.threshold == pytest.approx(reference.threshold)
+    assert DomainReference.load(tmp_path / "missing.npz") is None
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[:200])
+    assert DomainReference.load(cut) is None
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, something=np.zeros(3))
+    assert DomainReference.load(foreign) is None
