@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from vittle.analysis.evaluate.runner import Variants
 from vittle.analysis.perturb import CLEAN, parse_spec
-from vittle.files import atomic_file
+from vittle.files import atomic_file, default_cache_dir
 from vittle.model import get_bottleneck
 
 logger = logging.getLogger(__name__)
@@ -113,12 +113,6 @@ def prune_cache(folder: str | Path | None = None, max_bytes: int | None = None, 
     if removed:
         logger.info("embedding cache over %.0f MB: removed the %d least recently used files", limit / 2**20, removed)
     return removed
-
-
-def default_cache_dir() -> Path:
-    """`$VITTLE_CACHE_DIR` if set, else `~/.cache/vittle/representations`."""
-    folder = os.environ.get("VITTLE_CACHE_DIR")
-    return Path(folder).expanduser() if folder else Path.home() / ".cache" / "vittle" / "representations"
 
 
 def _digest(*parts: bytes) -> str:

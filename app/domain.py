@@ -21,9 +21,9 @@ from typing import Any
 import easy_vqa
 
 from vittle.analysis.domain import DomainReference, DomainVerdict
-from vittle.analysis.representations import default_cache_dir, model_fingerprint
 from vittle.app.model_facts import answerable
 from vittle.app.worker import SingleFlight
+from vittle.files import default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class DomainCheck:
         return self._reference.get("reference", self._fit)
 
     def _fit(self) -> DomainReference:
+        from vittle.analysis.representations import model_fingerprint  # heavy
+
         worker = self.pool.worker("baseline")
         root = self.pool.config.cache_dir or default_cache_dir()
         path = Path(root) / model_fingerprint(worker.assistant) / f"domain-{TRAIN_IMAGES}-{HELDOUT_IMAGES}.npz"

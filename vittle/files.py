@@ -26,6 +26,12 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def default_cache_dir() -> Path:
+    """The embeddings' cache folder: `$VITTLE_CACHE_DIR` if set, else `~/.cache/vittle/representations`."""
+    folder = os.environ.get("VITTLE_CACHE_DIR")
+    return Path(folder).expanduser() if folder else Path.home() / ".cache" / "vittle" / "representations"
+
+
 @contextmanager
 def atomic_file(target: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary handle on a temp file beside `target`; on success it replaces `target`, on
