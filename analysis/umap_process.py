@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import IO, Any
 
 import numpy as np
@@ -99,9 +99,9 @@ class UmapProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._generation = 0
         self._next_key = 0
-        self._dropped: list[tuple[int, int]] = []
-        """(key, generation) of maps the server let go, sent to the child with the next request."""
-        self.started_at: float | None = None
+        self._dropped: deque[tuple[int, int]] = deque()
+        """(key, generation) of maps the server let go, sent to the child with the next request
+        (a deque: finalizers append from any thread while a request takes them)."""
         self.warm_seconds: float | None = None
         """The child's import and compilation, measured in the child (None until its first reply)."""
         if start:
@@ -146,7 +146,6 @@ class UmapProcess:
         self._generation += 1
         self._process = subprocess.Popen([sys.executable, "-m", "vittle.analysis.umap_process", str(self.seed)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.started_at = time.perf_counter()
 
     def _forget(self, key: int, generation: int) -> None:
         self._dropped.append((key, generation))  # a finalizer may run in any thread, even one holding the lock
@@ -161,8 +160,11 @@ class UmapProcess:
                 raise MapLost("this map was fitted by a UMAP process that has since been restarted; fit it again")
             process = self._process
             assert process is not None and process.stdin is not None and process.stdout is not None
-            dropped = [k for k, g in self._dropped if g == self._generation]
-            self._dropped.clear()
+            dropped = []
+            while self._dropped:
+                gone, generation_gone = self._dropped.popleft()
+                if generation_gone == self._generation:
+                    dropped.append(gone)
             try:
                 _send(process.stdin, (op, key, payload, dropped))
                 status, value, warm_seconds = _receive(process.stdout)
