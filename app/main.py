@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from vittle.app.config import DemoConfig, ServiceConfig
 from vittle.app.examples import examples_dir
 from vittle.app.map_script import MAP_SCRIPT
-from vittle.app.middleware import HideApiBeforeLogin
+from vittle.app.middleware import PageMiddleware
 from vittle.app.own_folder import OwnFolder, claim
 from vittle.options import configure_logging, parse
 
@@ -194,10 +194,10 @@ def launch_options(args: DemoConfig) -> dict:
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
                "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS,
                "js": page_script(MAP_SCRIPT, KEYS_SCRIPT),
-               "state_session_capacity": args.sessions}
+               "state_session_capacity": args.sessions,
+               "app_kwargs": {"middleware": [Middleware(PageMiddleware)]}}  # pages compressed; the login page shows no API
     if args.auth:
         options["auth"] = tuple(args.auth.split(":", 1))
-        options["app_kwargs"] = {"middleware": [Middleware(HideApiBeforeLogin)]}  # the login page shows no API
     if args.mcp:
         options["mcp_server"] = True
     return options

@@ -156,6 +156,34 @@ def test_upload_cap(server, tmp_path):
     assert response.status_code == 413
 
 
+def test_the_page_is_sent_compressed_to_a_browser_that_accepts_it(server):
+    import gzip
+
+    plain = httpx.get(server, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert "window.gradio_config" in plain.text and int(plain.headers["content-length"]) == len(plain.content)
+    assert "accept-encoding" in plain.headers["vary"].lower()
+    with httpx.stream("GET", server, headers={"Accept-Encoding": "gzip, deflate, br"}) as response:
+        raw = b"".join(response.iter_raw())
+        assert response.headers["content-encoding"] == "gzip" and int(response.headers["content-length"]) == len(raw)
+    page = gzip.decompress(raw).decode()
+    assert len(raw) < len(plain.content) / 4  # the page is mostly its configuration's JSON
+    assert page.count("window.gradio_config =") == 1 and abs(len(page) - len(plain.text)) < 200  # the same page
+    refused = httpx.get(server, headers={"Accept-Encoding": "gzip;q=0, br"})
+    assert "content-encoding" not in refused.headers and "window.gradio_config" in refused.text
+    api = httpx.get(f"{server}gradio_api/info", headers={"Accept-Encoding": "gzip"})  # the API is untouched
+    assert api.status_code == 200 and api.headers.get("content-encoding") != "gzip" and "/run" in api.json()["named_endpoints"]
+
+
+@pytest.mark.parametrize(("header", "accepted"), [("gzip", True), ("gzip, deflate, br, zstd", True), ("br;q=1.0, gzip;q=0.8", True),
+                                                  ("GZIP", True), ("gzip;q=0", False), ("identity", False), ("", False),
+                                                  ("x-gzip", False), ("br, gzip ; q=0.0", False), ("gzip;q=abc", False)])
+def test_accept_encoding_is_read_as_browsers_write_it(header, accepted):
+    from vittle.app.middleware import accepts_gzip
+
+    assert accepts_gzip(header) is accepted
+
+
 def test_serves_no_file_outside_assets_and_uploads(server):
     from pathlib import Path
 
