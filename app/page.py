@@ -18,6 +18,16 @@ Ask a baseline and a Vittle model the same question about an image, clean and pe
 changes their answers, and (in the tabs below) what it does inside them."""
 
 
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+SYSTEM_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default theme in the visitor's own fonts: the default's web fonts are four
+    downloads (the regular face alone is 100 KB) that a page's text waits for on a slow link."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
+
+
 SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "
                      "document.querySelector('#perturbation')?.scrollIntoView({behavior: 'smooth', block: 'start'}); } }")
 SCROLL_IF_HIDDEN = ("() => { const el = document.querySelector('#perturbation'); if (window.innerWidth < 800 && el) { "

@@ -52,8 +52,11 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
+    fonts: list[str] = []
+    page.on("request", lambda request: fonts.append(request.url) if request.resource_type == "font" else None)
     page.goto(server)
     page.wait_for_selector("#run")
+    assert fonts == []  # the theme's text is in the visitor's own fonts
     page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[0])
     page.wait_for_selector("#query-image img")
     pick(page, "#visual", "Gaussian noise")

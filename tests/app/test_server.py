@@ -175,6 +175,14 @@ def test_the_page_is_sent_compressed_to_a_browser_that_accepts_it(server):
     assert api.status_code == 200 and api.headers.get("content-encoding") != "gzip" and "/run" in api.json()["named_endpoints"]
 
 
+def test_the_page_asks_for_no_web_font(server):
+    """The theme's text is in the visitor's own fonts: nothing for the first text to wait for."""
+    css = httpx.get(f"{server}theme.css")
+    assert css.status_code == 200 and "--font:" in css.text.replace(" ", "")
+    assert "system-ui" in css.text and "ui-monospace" in css.text
+    assert "@font-face" not in css.text and ".woff" not in css.text and "SourceSansPro" not in css.text
+
+
 @pytest.mark.parametrize(("header", "accepted"), [("gzip", True), ("gzip, deflate, br, zstd", True), ("br;q=1.0, gzip;q=0.8", True),
                                                   ("GZIP", True), ("gzip;q=0", False), ("identity", False), ("", False),
                                                   ("x-gzip", False), ("br, gzip ; q=0.0", False), ("gzip;q=abc", False)])
