@@ -94,7 +94,7 @@ CSS = """
 footer .show-api, footer .built-with, footer .settings, .upload-container .or { color: #374151 !important; }
 .paginate button { min-width: 24px; min-height: 24px; }
 .tab-container button.selected { color: #b93a0a; }
-@media (max-width: 800px) { .tab-container button { padding-left: 8px; padding-right: 8px; font-size: 13px; } }
+@media (max-width: 800px) { .tab-container button { padding-left: 5px; padding-right: 5px; font-size: 12px; } }
 """
 """The page's own style (passed to `launch`): a small image (easy-vqa's are 64 x 64) fills its box,
 enlarged by nearest neighbour, so a corruption's pixels can be seen; the gate table scrolls
@@ -108,7 +108,8 @@ desktop, 0.22 of it Gradio's own "Loading..." overlay, which grew and moved with
 Gradio draws each part once its component code has loaded, the tabs and the footer before the
 inputs' row, which then pushed them off the screen; they stay hidden until that row is there.
 The overlay goes as soon as this style arrives (with the app's config, before its parts);
-the images and the Run row keep their height while their code loads."""
+the images and the Run row keep their height while their code loads. On a narrow screen the
+four tab names fit on one line (no "..." menu) in a wide system font (DejaVu Sans: 12 px)."""
 
 
 

@@ -216,7 +216,8 @@ class ProbePanel(Panel):
     name = "probe"
 
     def build(self) -> None:
-        with gr.Accordion("Probe further: severity sweep, download, link", open=True, elem_id="probe"):
+        # closed on a first visit: fewer things to read before Run, and its parts are mounted when it opens
+        with gr.Accordion("Probe further: severity sweep, download, link", open=False, elem_id="probe"):
             self.parts["sweep_button"] = gr.Button("Sweep severities 1-5 (both models)", elem_id="sweep")
             self.parts["sweep_plot"] = gr.Plot(label="Severity sweep", elem_id="sweep-plot")
             self.parts["sweep_summary"] = gr.Markdown(elem_id="sweep-summary")

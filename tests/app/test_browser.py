@@ -43,6 +43,13 @@ def text_of(page, element: str) -> str:
     return page.evaluate(f"document.querySelector({element!r})?.innerText ?? ''")
 
 
+def open_probe(page) -> None:
+    """Open "Probe further" (closed on a first visit: its parts are mounted when it opens)."""
+    if page.locator("#sweep").count() == 0:
+        page.click("#probe button.label-wrap")
+        page.wait_for_selector("#sweep")
+
+
 def has_text(element: str, text: str) -> str:
     """A wait_for_function predicate: `element` shows `text`."""
     return f"(document.querySelector({element!r})?.innerText ?? '').includes({text!r})"
@@ -87,6 +94,8 @@ def test_side_by_side_turn_in_a_browser(browser, server, service, tmp_path):
         page.wait_for_selector(f"{chart} .js-plotly-plot", timeout=20_000)
         assert page.locator(f"{chart} .barlayer .trace").count() == 2
     assert "total variation between the two distributions" in page.inner_text("#distribution-effects")
+    assert page.locator("#sweep").count() == 0 and page.locator("#download").count() == 0  # closed on a first visit
+    open_probe(page)
     page.wait_for_selector("#download a", timeout=20_000)
     listed = page.inner_text("#download").replace("\n", "")  # the name and its extension sit in separate cells
     assert "turn.json" in listed and "perturbed.png" in listed
@@ -252,6 +261,7 @@ def test_on_a_phone_the_figures_fit_and_run_scrolls_to_the_answers(browser, serv
     widths["page"] = page.evaluate("document.documentElement.scrollWidth")
     for name, selector in (("baseline distribution", "#baseline-distribution"), ("Vittle distribution", "#vittle-distribution")):
         widths[name] = page.evaluate(f"document.querySelector('{selector} .main-svg').getBoundingClientRect().width")
+    open_probe(page)
     page.click("#sweep")
     page.wait_for_selector("#sweep-plot .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(300)
@@ -273,6 +283,7 @@ def test_a_link_reopens_its_settings(browser, server):
     assert page.is_checked("#vittle input[value='vittle-l']")
     page.click("#run")
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
+    open_probe(page)
     page.wait_for_selector("#share-link a", timeout=30_000)
     assert "alpha=0.3" in page.get_attribute("#share-link a", "href") and "example=1" in page.get_attribute("#share-link a", "href")
     page.close()
@@ -327,6 +338,7 @@ def test_a_result_is_never_labelled_with_another_model(browser, server):
     page.wait_for_selector("#run")
     page.set_input_files("#query-image input[type=file]", easy_vqa.get_test_image_paths()[3])
     page.wait_for_selector("#query-image img")
+    open_probe(page)
     page.click("#run")
     page.wait_for_function("document.querySelector('#vittle-perturbed textarea').value.length > 0", timeout=60_000)
     page.wait_for_function("document.querySelector('#download a') !== null", timeout=60_000)  # the whole turn is in
@@ -349,6 +361,7 @@ def test_the_out_of_domain_badge_shows_on_a_photo_only(browser, server, service)
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(server)
     page.wait_for_selector("#run")
+    open_probe(page)
     for image, outside in ((str(Path(skimage.__file__).parent / "data" / "chelsea.png"), True), (easy_vqa.get_test_image_paths()[5], False)):
         page.set_input_files("#query-image input[type=file]", image)
         page.wait_for_timeout(500)
