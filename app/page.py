@@ -61,7 +61,10 @@ KEYS_SCRIPT = r"""
       if ((button.textContent || '').trim()) button.removeAttribute('aria-label');  // its visible text names it
     });
   };
-  new MutationObserver(describe).observe(document.body, {childList: true, subtree: true});
+  // at most once per 50 ms: the page's parts mount in many small steps while it loads
+  let queued = false;
+  const soon = () => { if (!queued) { queued = true; setTimeout(() => { queued = false; describe(); }, 50); } };
+  new MutationObserver(soon).observe(document.body, {childList: true, subtree: true});
   describe();
 }
 """
