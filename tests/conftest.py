@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+
+CLIENT_FOLDER = re.compile(r"[0-9a-f]{40}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_client_folders_left():
+    """gradio_client downloads each output through a new folder in the system's temp directory
+    (40 hex digits) and leaves it there empty: the folders of that name made during the session
+    are removed after it when they are empty (nothing else is touched)."""
+    temp = Path(tempfile.gettempdir())
+
+    def client_folders() -> set[Path]:
+        return {path for path in temp.iterdir() if CLIENT_FOLDER.fullmatch(path.name)}
+
+    before = client_folders()
+    yield
+    for folder in client_folders() - before:
+        try:
+            folder.rmdir()  # only an empty one
+        except OSError:
+            pass
 
 
 @pytest.fixture
