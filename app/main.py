@@ -189,13 +189,13 @@ def configure_threads(threads: int) -> int:
 
 
 def launch_options(args: DemoConfig) -> dict:
-    from vittle.app.page import CSS, KEYS_SCRIPT, page_script, theme  # heavy
+    from vittle.app.page import CSS, KEYS_SCRIPT, intro_html, page_script, theme  # heavy
 
     options = {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": args.max_upload_bytes,
                "allowed_paths": [str(examples_dir())], "show_error": True, "css": CSS, "theme": theme(),
                "js": page_script(MAP_SCRIPT, KEYS_SCRIPT),
                "state_session_capacity": args.sessions,
-               "app_kwargs": {"middleware": [Middleware(PageMiddleware)]}}  # pages compressed; the login page shows no API
+               "app_kwargs": {"middleware": [Middleware(PageMiddleware, header=intro_html())]}}
     if args.auth:
         options["auth"] = tuple(args.auth.split(":", 1))
     if args.mcp:

@@ -1,5 +1,8 @@
 """ASGI middleware of the app's server: `PageMiddleware`, on the HTML pages only.
 
+- **The page's own header.** HTML given as `header` (the app's introduction) is put before
+  Gradio's `<gradio-app>` element, so that it is drawn at the first paint, before any of the
+  app's scripts has run.
 - **Compression.** Gradio compresses its scripts and styles, but not the page itself, which
   embeds the whole app's configuration and API description (about 140 KB). A page is sent
   gzip-compressed (about 20 KB) to a browser that accepts it: on a slow link this is the first
@@ -33,6 +36,15 @@ def hide_api_info(page: bytes) -> bytes:
     return API_INFO.sub(lambda _: EMPTY_API_INFO, page, count=1)
 
 
+def with_header(page: bytes, header: bytes) -> bytes:
+    """`page` with `header` just before its `<gradio-app` element (unchanged without one)."""
+    body = page.find(b"<body")
+    at = page.find(b"<gradio-app", body if body >= 0 else 0)
+    if not header or at < 0:
+        return page
+    return page[:at] + header + page[at:]
+
+
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an Accept-Encoding header value accepts gzip (listed, and not with q=0)."""
     match = ACCEPTS_GZIP.search(accept_encoding)
@@ -45,11 +57,12 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 class PageMiddleware:
-    """Rewrites the HTML pages (a GET of a page, not of the API): `hide_api_info`, then gzip when
-    the request accepts it and the page is at least `COMPRESS_FROM_BYTES`."""
+    """Rewrites the HTML pages (a GET of a page, not of the API): `with_header`, `hide_api_info`,
+    then gzip when the request accepts it and the page is at least `COMPRESS_FROM_BYTES`."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, header: str = ""):
         self.app = app
+        self.header = header.encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "GET" or "/gradio_api/" in scope.get("path", ""):
@@ -75,7 +88,7 @@ class PageMiddleware:
             state["body"].append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            page = hide_api_info(b"".join(state["body"]))
+            page = hide_api_info(with_header(b"".join(state["body"]), self.header))
             start = state["start"]
             vary = [v for k, v in start.get("headers", []) if k.lower() == b"vary"]
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"vary")]

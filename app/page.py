@@ -3,6 +3,7 @@ menus, and how a result or an error is put on the page."""
 
 from __future__ import annotations
 
+import html
 import logging
 
 import gradio as gr
@@ -26,6 +27,29 @@ def theme() -> gr.themes.Base:
     """Gradio's default theme in the visitor's own fonts: the default's web fonts are four
     downloads (the regular face alone is 100 KB) that a page's text waits for on a slow link."""
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
+
+
+
+
+def intro_html() -> str:
+    """`INTRO` as the page's own HTML, put before Gradio's app by the server (`PageMiddleware`):
+    a visitor reads the title and what the page does at the first paint, instead of after every
+    script of the app has loaded and run (about 6 s on a slow phone). Its box is the one Gradio
+    gives its first block at each of its breakpoints (the same left edge and width as the
+    inputs under it), so nothing moves when the app appears below it."""
+    title, *rest = INTRO.strip().splitlines()
+    fonts = ", ".join(f'"{font}"' if " " in font else font for font in SYSTEM_FONTS)
+    breakpoints = "".join(f"@media (min-width: {width}px) {{ #intro {{ max-width: {width}px; }} }}"
+                          for width in (640, 768, 1024, 1280, 1536, 1920))
+    style = ("#intro { box-sizing: border-box; width: 100%; margin: 0 auto; padding: 16px 32px 0; "
+             f"font-family: {fonts}; }}"
+             "#intro h1 { font-size: 26px; line-height: 1.3; font-weight: 600; margin: 0 0 8px; }"
+             "#intro p { font-size: 14px; line-height: 1.625; margin: 16px 0 0; }"
+             # Gradio's page colours its body by the system's scheme only; a dark theme asked for in
+             # the link (?__theme=dark) darkens the app's box alone, and would leave this one white
+             "body.dark { background: var(--bg-dark); color: var(--col-dark); }" + breakpoints)
+    return (f"<style>{style}</style><header id=\"intro\"><h1>{html.escape(title.removeprefix('# '))}</h1>"
+            f"<p>{html.escape(' '.join(line.strip() for line in rest))}</p></header>")
 
 
 SCROLL_TO_ANSWERS = ("() => { if (window.innerWidth < 800) { "

@@ -20,7 +20,7 @@ from vittle.app import ui_probe
 from vittle.app.components import AppBlocks, QueryImage
 from vittle.app.examples import example_rows
 from vittle.app.inputs import whole_number
-from vittle.app.page import INTRO, QUESTION_TEMPLATES, SCROLL_IF_HIDDEN, SCROLL_TO_ANSWERS, hidden_note
+from vittle.app.page import QUESTION_TEMPLATES, SCROLL_IF_HIDDEN, SCROLL_TO_ANSWERS, hidden_note
 from vittle.app.page import choices as _choices
 from vittle.app.page import user_error as _user_error
 from vittle.app.panels import Page, TurnView, figure_value
@@ -199,7 +199,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
         return table, fit_width(figure), service.status()
 
     with AppBlocks(title=title, delete_cache=(min(600, file_lifetime_s), file_lifetime_s)) as demo:
-        gr.Markdown(INTRO, elem_id="intro")
+        # the introduction is the page's own HTML, before the app (`page.intro_html`, put there by the server)
         with gr.Row(elem_id="workspace"):
             with gr.Column(scale=1):
                 image = QueryImage(label="Image", type="filepath", image_mode=None, height=200, sources=["upload", "clipboard"],

@@ -302,6 +302,50 @@ def test_the_first_screen_shows_what_the_app_is_and_run(browser, server):
         page.close()
 
 
+SHIFTS = """() => { window.shifts = []; new PerformanceObserver((list) => { for (const entry of list.getEntries())
+  for (const source of entry.sources || []) {
+    const node = source.node?.nodeType === 1 ? source.node : source.node?.parentElement;
+    window.shifts.push([node?.closest('#intro') ? 'intro' : (node?.id || node?.className || '?'), entry.value]);
+  }
+}).observe({type: 'layout-shift', buffered: true}); }"""
+
+
+@pytest.mark.parametrize("width", [390, 800, 1024, 1400, 1920])
+def test_the_introduction_is_drawn_before_the_app_and_nothing_moves_when_the_app_appears(browser, server, width):
+    """The introduction is the page's own HTML: readable with scripts off, and with them on it
+    sits exactly where Gradio's first block would (the inputs' left edge and width under it)."""
+    static = browser.new_context(java_script_enabled=False, viewport={"width": width, "height": 900})
+    page = static.new_page()
+    page.goto(server)
+    title = page.inner_text("#intro h1")
+    assert title.startswith("Vittle: does an information bottleneck") and page.locator("#intro p").is_visible()
+    first = page.evaluate("JSON.stringify(document.querySelector('#intro h1').getBoundingClientRect())")
+    static.close()
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.add_init_script(f"({SHIFTS})()")
+    page.goto(server)
+    page.wait_for_selector("#run")
+    page.wait_for_timeout(500)
+    assert page.evaluate("JSON.stringify(document.querySelector('#intro h1').getBoundingClientRect())") == first  # unmoved
+    intro, inputs = (page.locator(selector).bounding_box() for selector in ("#intro h1", "#workspace"))
+    assert abs(intro["x"] - inputs["x"]) < 0.5 and abs(intro["width"] - inputs["width"]) < 0.5, (intro, inputs)
+    assert 0 < inputs["y"] - (intro["y"] + intro["height"]) < 200  # the inputs right under it
+    assert [shift for shift in page.evaluate("window.shifts") if shift[0] == "intro"] == []
+    assert page.evaluate("getComputedStyle(document.querySelector('#intro')).color") == \
+        page.evaluate("getComputedStyle(document.querySelector('#workspace')).color")  # the app's text colour
+    page.close()
+
+
+def test_a_dark_theme_asked_for_in_the_link_darkens_the_introduction_too(browser, server):
+    page = browser.new_page(color_scheme="light")
+    page.goto(server + "?__theme=dark")
+    page.wait_for_selector("#run")
+    colours = page.evaluate("[getComputedStyle(document.body).backgroundColor, getComputedStyle(document.querySelector('#intro')).color,"
+                            " getComputedStyle(document.querySelector('#workspace')).color]")
+    assert colours[0] != "rgb(255, 255, 255)" and colours[1] == colours[2], colours
+    page.close()
+
+
 def test_keyboard_and_alt_text(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(server)

@@ -183,6 +183,22 @@ def test_the_page_asks_for_no_web_font(server):
     assert "@font-face" not in css.text and ".woff" not in css.text and "SourceSansPro" not in css.text
 
 
+def test_the_page_carries_its_introduction_before_the_app(server):
+    page = httpx.get(server).text
+    header, app = page.find('<header id="intro">'), page.find("<gradio-app")
+    assert 0 < header < app and page.count('<header id="intro">') == 1
+    assert "<h1>Vittle: does an information bottleneck make a model robust?</h1>" in page[header:app]
+
+
+def test_a_header_goes_before_the_app_element_only():
+    from vittle.app.middleware import with_header
+
+    page = b'<html><head><script>x("<gradio-app")</script></head><body><gradio-app eager="true"></gradio-app></body></html>'
+    assert with_header(page, b"<header>H</header>") == page.replace(b"<body><gradio-app", b"<body><header>H</header><gradio-app")
+    assert with_header(b"<html><body>plain</body></html>", b"<header>H</header>") == b"<html><body>plain</body></html>"
+    assert with_header(page, b"") == page
+
+
 @pytest.mark.parametrize(("header", "accepted"), [("gzip", True), ("gzip, deflate, br, zstd", True), ("br;q=1.0, gzip;q=0.8", True),
                                                   ("GZIP", True), ("gzip;q=0", False), ("identity", False), ("", False),
                                                   ("x-gzip", False), ("br, gzip ; q=0.0", False), ("gzip;q=abc", False)])
