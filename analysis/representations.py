@@ -35,6 +35,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,35 @@ def cache_files(folder: str | Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.stat().st_mtime)
 
 
+RESCAN_S = 600.0
+"""`prune_if_due` counts the bytes this process writes between scans of the cache; it scans it
+again at least this often (other processes may write to the same cache)."""
+_sizes: dict[Path, tuple[int, float]] = {}  # cache root -> (bytes at the last scan plus bytes written since, scan time)
+_sizes_lock = threading.Lock()
+
+
+def _root(folder: str | Path | None) -> Path:
+    return (Path(folder).expanduser() if folder is not None else default_cache_dir()).resolve()
+
+
+def prune_if_due(folder: str | Path | None, written_bytes: int, keep: Sequence[Path] = ()) -> int:
+    """`prune_cache` after this process wrote `written_bytes` to the cache, only when it may be
+    over its limit: the cache's size is known from the last scan plus what was written since, and
+    a scan (O(files)) runs when that passes the limit, or when the last one is `RESCAN_S` old.
+    A long-running server embeds one reference set per new setting; each used to scan the
+    whole cache. Returns how many files were deleted."""
+    limit = cache_limit_bytes()
+    if limit <= 0:
+        return 0
+    root = _root(folder)
+    with _sizes_lock:
+        known = _sizes.get(root)
+        if known is not None and time.monotonic() - known[1] < RESCAN_S and known[0] + written_bytes <= limit:
+            _sizes[root] = (known[0] + written_bytes, known[1])
+            return 0
+    return prune_cache(root, limit, keep)
+
+
 def prune_cache(folder: str | Path | None = None, max_bytes: int | None = None, keep: Sequence[Path] = ()) -> int:
     """Delete the least recently used files until the cache holds at most `max_bytes` (default:
     `cache_limit_bytes()`; 0 keeps everything), never one in `keep`; emptied folders go too.
@@ -94,6 +125,7 @@ def prune_cache(folder: str | Path | None = None, max_bytes: int | None = None, 
     limit = cache_limit_bytes() if max_bytes is None else max_bytes
     if limit <= 0:
         return 0
+    scanned = time.monotonic()
     files = cache_files(folder)
     total = sum(p.stat().st_size for p in files)
     kept, removed = {Path(p).resolve() for p in keep}, 0
@@ -110,6 +142,8 @@ def prune_cache(folder: str | Path | None = None, max_bytes: int | None = None, 
         while parent != Path(folder or default_cache_dir()).expanduser() and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
+    with _sizes_lock:
+        _sizes[_root(folder)] = (total, scanned)
     if removed:
         logger.info("embedding cache over %.0f MB: removed the %d least recently used files", limit / 2**20, removed)
     return removed
@@ -271,7 +305,7 @@ def extract(assistant: Any, samples: Sequence[Mapping[str, Any]], specs: Sequenc
             written.append(path)
         result[spec] = cached
     if written:
-        prune_cache(root, keep=[_spec_file(folder, spec) for spec in specs])
+        prune_if_due(root, sum(path.stat().st_size for path in written), keep=[_spec_file(folder, spec) for spec in specs])
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +187,36 @@ def test_the_cache_is_bounded_least_recently_used_first_and_vittle_cache_reports
     assert cache_main(["clear", "--cache-dir", str(root)]) == 0 and not root.exists()
     monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "lots")
     assert cache_main(["info", "--cache-dir", str(root)]) == 2
+
+
+def test_a_new_embedding_scans_the_cache_only_when_it_may_be_over_its_limit(tmp_path, monkeypatch):
+    """A server writes one file per new setting: the cache is scanned (O(files)) when the bytes
+    known from the last scan plus those written since pass the limit, or when that scan is old."""
+    from vittle.analysis import representations as rep
+
+    root = tmp_path / "cache"
+    scans = []
+    listed = rep.cache_files
+    monkeypatch.setattr(rep, "cache_files", lambda folder=None: scans.append(folder) or listed(folder))
+    now = [1_000.0]
+    monkeypatch.setattr(rep.time, "monotonic", lambda: now[0])
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", str(10 * 4128 / 2**20))  # ten files of 4,128 bytes
+
+    def write(index: int) -> int:
+        path = root / "model" / f"spec{index}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.zeros(1000, dtype=np.float32), allow_pickle=False)
+        os.utime(path, (1_000 + index, 1_000 + index))
+        return rep.prune_if_due(root, path.stat().st_size, keep=[path])
+
+    assert write(0) == 0 and len(scans) == 1  # nothing known yet: one scan
+    assert [write(index) for index in range(1, 10)] == [0] * 9 and len(scans) == 1  # ten files: at the limit, not over
+    assert write(10) == 1 and len(scans) == 2  # the eleventh passes it: scanned, the oldest file goes
+    assert sorted(p.name for p in listed(root))[:2] == ["spec1.npy", "spec10.npy"] and len(listed(root)) == 10
+    assert write(11) == 1 and len(scans) == 3  # still full: each new file makes room for itself
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "1")
+    assert write(12) == 0 and len(scans) == 3
+    now[0] += rep.RESCAN_S  # another process may have written since: the next write scans again
+    assert write(13) == 0 and len(scans) == 4
+    monkeypatch.setenv("VITTLE_CACHE_MAX_MB", "0")  # no limit: never scanned
+    assert write(14) == 0 and len(scans) == 4
