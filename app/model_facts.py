@@ -40,9 +40,8 @@ def answerable(paths: Iterable[str]) -> str:
     their makers know)."""
     if not all(model_card(path) is not None for path in paths):
         return ""
-    return (f"These models answer about one coloured shape: its colour ({', '.join(COLORS)}), its shape "
-            f"({', '.join(SHAPES)}) or yes/no (\"is there a red shape?\"), asked in easy-vqa's lower-case wording (other "
-            f"wording is a shift of its own).")
+    return (f"The models answer about one coloured shape: its colour ({', '.join(COLORS)}), shape ({', '.join(SHAPES)}) "
+            "or yes/no, in easy-vqa's wording.")  # short: a newcomer reads it before Run
 
 
 def answer_vocabulary(paths: Iterable[str]) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ KEYS_SCRIPT = r"""
       if ((button.textContent || '').trim()) button.removeAttribute('aria-label');  // its visible text names it
     });
   };
+  // the inputs' row shows once all its kinds of part are drawn (the page's style), or after 5 s whatever is drawn
+  setTimeout(() => document.querySelector('.gradio-container')?.classList.add('vittle-shown'), 5000);
   // at most once per 50 ms: the page's parts mount in many small steps while it loads
   let queued = false;
   const soon = () => { if (!queued) { queued = true; setTimeout(() => { queued = false; describe(); }, 50); } };
@@ -114,7 +116,8 @@ CSS = """
 #stale p { color: #5c2d00; }
 #status { min-height: 3.2em; }
 #query-image { min-height: 200px; } #perturbed-image { min-height: 220px; } #actions { min-height: 40px; }
-.gradio-container:not(:has(#workspace)) .tabs, .gradio-container:not(:has(#workspace)) footer { display: none; }
+.gradio-container:not(READY):not(.vittle-shown) #workspace { visibility: hidden; }
+.gradio-container:not(READY):not(.vittle-shown) .tabs, .gradio-container:not(READY):not(.vittle-shown) footer { display: none; }
 .gradio-container > .main > .wrap[data-testid="status-tracker"] { display: none !important; }
 #run { background: #b93a0a; border-color: #b93a0a; color: #fff; }
 #run:hover { background: #9a3008; }
@@ -132,13 +135,23 @@ are 24 px targets.
 
 Nothing on the first screen moves while the page loads (Lighthouse's layout shift was 0.23 on
 desktop, 0.22 of it Gradio's own "Loading..." overlay, which grew and moved with the page):
-Gradio draws each part once its component code has loaded, the tabs and the footer before the
-inputs' row, which then pushed them off the screen; they stay hidden until that row is there.
-The overlay goes as soon as this style arrives (with the app's config, before its parts);
+Gradio draws each part once its component code has loaded, in whatever order that code arrives:
+on a slow link the results' column and the rows under an image moved as the parts above them
+appeared (0.17 on a throttled phone), and the tabs and the footer, drawn first, were pushed off
+the screen. The inputs' and results' row stays invisible (its space kept) until a part of each
+of its kinds is drawn (`FIRST_PARTS`; after 5 s it shows whatever is there), and the tabs and the
+footer wait for it. The overlay goes as soon as this style arrives (with the app's config, before its parts);
 the images and the Run row keep their height while their code loads. On a narrow screen the
 four tab names fit on one line (no "..." menu) in a wide system font (DejaVu Sans: 12 px)."""
 
 
+
+
+FIRST_PARTS = ("#query-image", "#question", "#status p", "#visual", "#severity", "#actions #run", "#vittle", "#examples",
+               "#perturbed-image", "#baseline-distribution")
+"""Parts of the inputs' and results' row, one per kind of Gradio component in it: each kind's
+code arrives on its own, and Gradio draws a part when its kind's code has run."""
+CSS = CSS.replace("READY", "".join(f":has({part})" for part in FIRST_PARTS))
 
 
 def choices(modality: str) -> list[tuple[str, str]]:

@@ -225,7 +225,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
                 alpha = gr.Slider(0, 1, value=trained if trained is not None else 0.0, step=0.05, interactive=trained is not None,
                                   label=f"Vittle's alpha at inference (0: bottleneck off, 1: posterior mean only; trained at {trained})",
                                   elem_id="alpha")
-                examples = gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4,
+                examples = gr.Examples(example_rows(), inputs=[image, question], examples_per_page=4, elem_id="examples",
                                        label="Examples (a click runs one): easy-vqa test images (what the default models know) and "
                                              "photos (out of their domain on purpose: the models only know one coloured shape on a "
                                              "plain background)")

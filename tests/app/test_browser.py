@@ -336,6 +336,27 @@ def test_the_introduction_is_drawn_before_the_app_and_nothing_moves_when_the_app
     page.close()
 
 
+def test_the_inputs_row_shows_once_its_parts_are_drawn_and_nothing_in_it_moves_on_a_slow_phone(browser, server):
+    """Every part the page's style waits for is on the page (else the row would show only after
+    the 5 s fallback), and on a throttled phone link the row appears whole: no layout shift."""
+    from vittle.app.page import FIRST_PARTS
+
+    page = browser.new_page(viewport={"width": 412, "height": 823})
+    page.add_init_script(f"({SHIFTS})()")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 150, "downloadThroughput": 1.6e6 / 8,
+                                                  "uploadThroughput": 750e3 / 8})
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
+    page.goto(server)
+    page.wait_for_selector("#run", timeout=60_000)  # visible: the row is shown
+    assert [part for part in FIRST_PARTS if page.locator(part).count() == 0] == []
+    page.wait_for_timeout(1000)
+    shifts = page.evaluate("window.shifts")
+    assert sum(value for _, value in shifts) < 0.01, shifts
+    page.close()
+
+
 def test_a_dark_theme_asked_for_in_the_link_darkens_the_introduction_too(browser, server):
     page = browser.new_page(color_scheme="light")
     page.goto(server + "?__theme=dark")
