@@ -64,7 +64,9 @@ def culprits(report: dict) -> dict:
 
     shifts = [{"element": (item.get("node") or {}).get("selector", "?"), "score": round(item.get("score", 0), 4)}
               for item in items("layout-shifts")][:6]
-    lcp = [(sub.get("node") or {}).get("selector", "?") for item in items("largest-contentful-paint-element")
+    # the selector and the start of the text: a Markdown paragraph's selector names no block
+    lcp = [f'{(sub.get("node") or {}).get("selector", "?")} ("{str((sub.get("node") or {}).get("nodeLabel", ""))[:48]}")'
+           for item in items("largest-contentful-paint-element")
            for sub in ((item.get("items") or [item]) if isinstance(item, dict) else []) if isinstance(sub, dict) and sub.get("node")][:1]
     scripts = sorted(({"url": str(item.get("url", "?")).split("?")[0][-80:], "ms": round(item.get("total", 0))}
                       for item in items("bootup-time")), key=lambda item: -item["ms"])[:5]
