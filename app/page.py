@@ -29,8 +29,6 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
 
 
-
-
 def intro_html() -> str:
     """`INTRO` as the page's own HTML, put before Gradio's app by the server (`PageMiddleware`):
     a visitor reads the title and what the page does at the first paint, instead of after every
