@@ -143,8 +143,6 @@ the images and the Run row keep their height while their code loads. On a narrow
 four tab names fit on one line (no "..." menu) in a wide system font (DejaVu Sans: 12 px)."""
 
 
-
-
 FIRST_PARTS = ("#query-image", "#question", "#status p", "#visual", "#severity", "#actions #run", "#vittle", "#examples",
                "#perturbed-image", "#baseline-distribution")
 """Parts of the inputs' and results' row, one per kind of Gradio component in it: each kind's
