@@ -68,3 +68,16 @@ def test_a_process_that_died_is_started_again_and_its_maps_are_lost(require):
         np.testing.assert_allclose(again.coordinates("baseline"), first.coordinates("baseline"), atol=1e-4)
     finally:
         maps.close()
+
+
+def test_the_process_compiles_pynndescent_on_first_call_and_umap_as_declared():
+    from vittle.analysis.umap_process import compile_options
+
+    signature = "f4(f4[::1],f4[::1])"
+    args, kwargs = compile_options((signature,), {"fastmath": True}, "pynndescent.distances")
+    assert args == () and kwargs == {"cache": True, "fastmath": True}
+    args, kwargs = compile_options((signature,), {}, "umap.utils")  # its types fix its random numbers: kept
+    assert args == (signature,) and kwargs == {"cache": True}
+    args, kwargs = compile_options((len,), {"cache": False}, "pynndescent.utils")  # a function, not a signature
+    assert args == (len,) and kwargs == {"cache": False}
+    assert compile_options((signature,), {}, "pynndescentish")[0] == (signature,)
