@@ -6,14 +6,13 @@ import logging
 
 import gradio as gr
 
-from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args, serve_when_ready, start_umap, stop_on_sigterm
+from vittle.app.main import build_ui, configure_threads, launch_options, make_service, parse_args, serve_when_ready, stop_on_sigterm
 
 if gr.NO_RELOAD:  # a reload re-runs this file without this block: the models stay loaded
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args()
-    umap = start_umap(args)  # first: UMAP's process compiles while the rest loads
     configure_threads(args.threads)
-    service = make_service(args, umap)
+    service = make_service(args)
     stop_on_sigterm(service)
 
 demo = build_ui(args, service)  # module level, so `gradio app.py` finds it

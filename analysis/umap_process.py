@@ -42,8 +42,10 @@ logger = logging.getLogger(__name__)
 
 MAPS_KEPT = 64
 """Fitted maps the child keeps (the app keeps 32 maps; the rest is slack)."""
-NICE = 5
-"""The child's CPU priority below the server's: its compilation yields to the models' work."""
+NICE = 19
+"""The child's CPU priority below the server's: its compilation takes only the CPU the models'
+work leaves (on a 2-core machine's first start, nice 5 delayed the first answers to ~4-6 s after
+Run and nice 19 to ~3.7 s, with the first UMAP map ~2 s after asking either way)."""
 _HEADER = struct.Struct("!Q")
 
 
@@ -231,18 +233,27 @@ def cache_compiled_code() -> None:
     also made smaller: pynndescent's functions that name their types are compiled when first
     called instead of when imported (`compile_options`). The app's maps (4 x 48 rows by default)
     are under 4,096 rows, which umap-learn fits and places with exact neighbours: those functions
-    never run. Importing pynndescent took 13.8 s of a core and now takes ~1 s, the whole warm-up
-    27 -> 17 s (2-core CPU), and the maps are the same to the last bit (umap-learn's own typed
-    functions, whose types fix its random numbers, keep their signatures). A map of more rows
-    runs pynndescent's functions compiled for the types they are called with."""
+    never run. Three of umap-learn's parallel loops are compiled as plain loops (`SERIAL`).
+    Importing pynndescent took 13.8 s of a core and now takes ~1 s, the whole warm-up 27 -> ~13 s
+    (2-core CPU), and the maps are the same to the last bit (umap-learn's own typed functions,
+    whose types fix its random numbers, keep their signatures). A map of more rows runs
+    pynndescent's functions compiled for the types they are called with."""
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir() / "numba"))
     import numba  # heavy
 
     def caching(decorator: Any) -> Any:
         @functools.wraps(decorator)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            args, kwargs = compile_options(args, kwargs, sys._getframe(1).f_globals.get("__name__", ""))
-            return decorator(*args, **kwargs)
+            module = sys._getframe(1).f_globals.get("__name__", "")
+            if args and callable(args[0]):  # numba.njit(function, ...)
+                given, options = compile_options(args, kwargs, module, args[0].__name__)
+                return decorator(*given, **options)
+
+            def apply(function: Any) -> Any:  # numba.njit(signature or options)(function)
+                given, options = compile_options(args, kwargs, module, getattr(function, "__name__", None))
+                return decorator(*given, **options)(function)
+
+            return apply
 
         return wrapper
 
@@ -252,15 +263,23 @@ def cache_compiled_code() -> None:
 LAZY_MODULES = ("pynndescent",)
 """Packages whose typed numba functions compile on first call in UMAP's process (see
 `cache_compiled_code`)."""
+SERIAL = {"umap.utils": ("fast_knn_indices", "submatrix"), "umap.umap_": ("compute_membership_strengths",)}
+"""umap-learn's functions compiled here without `parallel=True`: the process fits with one
+thread (`n_jobs=1`) and their rows are independent, so the maps are the same; compiling their
+parallel loops was ~4 s of a core of the first warm-up. (`smooth_knn_dist` keeps it: its
+reductions add up in another order without it, and the maps change.)"""
 
 
-def compile_options(args: tuple, kwargs: dict[str, Any], module: str) -> tuple[tuple, dict[str, Any]]:
-    """The arguments of a `numba.njit` / `numba.jit` call made in `module`, as UMAP's process
-    passes them on: with `cache=True` (unless the caller chose), and without the signature (the
-    first argument when it is not the function) when `module` is in `LAZY_MODULES`."""
+def compile_options(args: tuple, kwargs: dict[str, Any], module: str, name: str | None = None) -> tuple[tuple, dict[str, Any]]:
+    """The arguments of a `numba.njit` / `numba.jit` call made in `module` for the function
+    `name`, as UMAP's process passes them on: with `cache=True` (unless the caller chose);
+    without the signature (the first argument when it is not the function) when `module` is in
+    `LAZY_MODULES`; with `parallel=False` for the functions in `SERIAL`."""
     kwargs = {"cache": True, **kwargs}
     if args and not callable(args[0]) and module.split(".")[0] in LAZY_MODULES:
         args = args[1:]
+    if name in SERIAL.get(module, ()):
+        kwargs["parallel"] = False
     return args, kwargs
 
 

@@ -47,28 +47,13 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     return parse(DemoConfig, argv, prog="vittle demo", description=__doc__.split("\n\n")[0])
 
 
-def start_umap(config: DemoConfig):
-    """UMAP's process (`vittle.analysis.umap_process`) started now, when `config.warm_umap`
-    (else None). Called first, before torch, transformers and Gradio's Blocks are imported and
-    built: on a machine's first start its compilation (~17 s of a core) then runs beside them,
-    and the first UMAP map a visitor asks for does not wait for it."""
-    if not config.warm_umap:
-        return None
-    from vittle.analysis.umap_process import UmapProcess
-
-    return UmapProcess(config.seed)
-
-
-def make_service(config: DemoConfig, umap=None):
-    """The service for `config`, not started; `umap`: its UMAP process (`start_umap`), or None
-    for the service to start its own when it starts (`DemoService.start`)."""
+def make_service(config: DemoConfig):
+    """The service for `config`, not started."""
     from vittle.app.service import DemoService  # heavy
 
     service_fields = {f.name for f in dataclasses.fields(ServiceConfig)}
     settings = {name: value for name, value in vars(config).items() if name in service_fields}
-    service = DemoService(ServiceConfig(**settings))
-    service.umap = umap
-    return service
+    return DemoService(ServiceConfig(**settings))
 
 
 def release_free_memory() -> bool:
@@ -221,9 +206,8 @@ def launch_options(args: DemoConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    umap = start_umap(args)
     configure_threads(args.threads)
-    service, demo = build(args, make_service(args, umap))
+    service, demo = build(args)
     stop_on_sigterm(service)
     serve_when_ready(service)
     demo.launch(**launch_options(args))

@@ -70,7 +70,7 @@ def test_a_process_that_died_is_started_again_and_its_maps_are_lost(require):
         maps.close()
 
 
-def test_the_process_compiles_pynndescent_on_first_call_and_umap_as_declared():
+def test_the_process_compiles_pynndescent_on_first_call_and_three_loops_serially():
     from vittle.analysis.umap_process import compile_options
 
     signature = "f4(f4[::1],f4[::1])"
@@ -81,3 +81,5 @@ def test_the_process_compiles_pynndescent_on_first_call_and_umap_as_declared():
     args, kwargs = compile_options((len,), {"cache": False}, "pynndescent.utils")  # a function, not a signature
     assert args == (len,) and kwargs == {"cache": False}
     assert compile_options((signature,), {}, "pynndescentish")[0] == (signature,)
+    assert compile_options((), {"parallel": True}, "umap.utils", "fast_knn_indices")[1] == {"cache": True, "parallel": False}
+    assert compile_options((), {"parallel": True}, "umap.umap_", "smooth_knn_dist")[1] == {"cache": True, "parallel": True}

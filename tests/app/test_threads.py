@@ -77,19 +77,3 @@ def test_auth_protects_the_page_and_the_api_and_mcp_needs_its_package(app_main, 
             assert '"/run"' in browser.get("").text
     finally:
         demo.close()
-
-
-def test_umaps_process_starts_before_the_service_and_becomes_its_own(app_main):
-    """`start_umap` runs first in app.py and `vittle demo` (its compilation overlaps the imports
-    and the model loading); the service keeps that process instead of starting another."""
-    assert app_main.start_umap(app_main.parse_args(["--no-warm-umap"])) is None
-    args = app_main.parse_args(["--no-precompute"])
-    umap = app_main.start_umap(args)
-    try:
-        assert umap is not None and umap.alive and umap.seed == args.seed
-        service = app_main.make_service(args, umap)
-        assert service.umap is umap
-        assert app_main.make_service(args).umap is None  # started by `DemoService.start` instead
-    finally:
-        umap.close()
-    assert not umap.alive
