@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 
 from starlette.middleware import Middleware
@@ -85,14 +86,36 @@ def configure_heap(arenas: int = HEAP_ARENAS) -> bool:
 
 def _housekeeping(folder: OwnFolder, lifetime_s: float) -> None:
     """Every minute the free heap goes back to the system; every 10 minutes (or each lifetime,
-    when shorter) the app's old files go. Ends when the app's folder is removed (at exit)."""
+    when shorter) the app's old files go, and with them Gradio's records of them
+    (`forget_deleted_files`). Ends when the app's folder is removed (at exit)."""
     sweep_every, last_sweep = min(600.0, lifetime_s), time.monotonic()
     while folder.path.is_dir():
         time.sleep(min(TRIM_EVERY_S, sweep_every))
         if time.monotonic() - last_sweep >= sweep_every:
             folder.sweep(lifetime_s)
+            for demo in list(_DEMOS):
+                forget_deleted_files(demo)
             last_sweep = time.monotonic()
         release_free_memory()
+
+
+_DEMOS: weakref.WeakSet = weakref.WeakSet()
+"""The Blocks built by `build_ui` (a reload builds another), whose file records the sweep prunes."""
+
+
+def forget_deleted_files(demo) -> int:
+    """Drop the paths that no longer exist from Gradio's records of uploads and output files
+    (`Blocks.temp_file_sets`: the uploads' set and one per component, kept for its clean-up at
+    exit). Gradio adds every upload's and every output file's path and never removes one: about
+    2.4 paths (~150 bytes each) per sessionless call, for as long as the server runs, after the
+    sweep has deleted the files. Returns how many paths went."""
+    dropped = 0
+    for files in list(getattr(demo, "temp_file_sets", [])):
+        gone = [path for path in list(files) if not os.path.exists(path)]
+        for path in gone:
+            files.discard(path)
+        dropped += len(gone)
+    return dropped
 
 
 SESSION_PRUNE_S = 60.0
@@ -161,6 +184,7 @@ def build_ui(args: DemoConfig, service):
         threading.Thread(target=_housekeeping, args=(folder, lifetime_s), name="vittle-housekeeping", daemon=True).start()
     service.start()
     demo = build_demo(service, file_lifetime_s=max(1, round(args.file_lifetime_min * 60)))
+    _DEMOS.add(demo)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.extra_startup_events.append(_prune_sessions_in_the_loop(demo))
     return demo

@@ -398,3 +398,27 @@ def test_gradio_s_records_of_finished_sessions_are_pruned(service, app_main, fre
         assert len(demo._queue.pending_messages_per_session) == 0  # nor their message queues
     finally:
         demo.close()
+
+
+def test_gradio_s_records_of_files_the_sweep_deleted_are_dropped(client, server, app_main, tmp_path):
+    """Gradio records every upload's and output file's path (`Blocks.temp_file_sets`) and never
+    drops one; after the sweep deletes files, `forget_deleted_files` drops their paths and keeps
+    the others."""
+    demos = [demo for demo in app_main._DEMOS if getattr(demo, "local_url", None) == server]
+    assert len(demos) == 1
+    demo = demos[0]
+    before = {path for files in demo.temp_file_sets for path in files}
+    run(client, EASYVQA[2])
+    recorded = {path for files in demo.temp_file_sets for path in files} - before
+    assert any(path in demo.upload_file_set for path in recorded)  # the upload, and the turn's output files
+    assert len(recorded) >= 2
+    kept, deleted = tmp_path / "kept.json", tmp_path / "deleted.json"
+    kept.write_text("{}")
+    component_files = next(files for files in demo.temp_file_sets if files is not demo.upload_file_set)
+    demo.upload_file_set.update({str(kept), str(deleted)})
+    component_files.add(str(tmp_path / "gone.png"))
+    assert app_main.forget_deleted_files(demo) >= 2
+    assert str(kept) in demo.upload_file_set and str(deleted) not in demo.upload_file_set
+    assert str(tmp_path / "gone.png") not in component_files
+    assert recorded <= {path for files in demo.temp_file_sets for path in files}  # the turn's files exist: still recorded
+    demo.upload_file_set.discard(str(kept))
