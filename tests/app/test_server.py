@@ -407,8 +407,14 @@ def test_gradio_s_records_of_files_the_sweep_deleted_are_dropped(client, server,
     demos = [demo for demo in app_main._DEMOS if getattr(demo, "local_url", None) == server]
     assert len(demos) == 1
     demo = demos[0]
+    from PIL import Image
+
+    image = Image.open(EASYVQA[2]).convert("RGB")
+    image.putpixel((0, 0), (time.time_ns() % 256, 7, 11))  # a new file: Gradio keeps one copy of each content
+    unique = tmp_path / "unique.png"
+    image.save(unique)
     before = {path for files in demo.temp_file_sets for path in files}
-    run(client, EASYVQA[2])
+    run(client, unique)
     recorded = {path for files in demo.temp_file_sets for path in files} - before
     assert any(path in demo.upload_file_set for path in recorded)  # the upload, and the turn's output files
     assert len(recorded) >= 2
