@@ -223,6 +223,15 @@ def test_abandoned_folders_of_killed_instances_go_and_held_or_unmarked_ones_stay
     assert not abandoned.exists() and (held / "file.png").is_file() and (unmarked / "file.png").is_file() and (foreign / "file.png").is_file()
 
 
+def _paths_in(reply) -> list[str]:
+    """The server-side paths of the files in a gradio_client reply made with download_files=False."""
+    if isinstance(reply, dict):
+        return [reply["path"]] if isinstance(reply.get("path"), str) else [p for v in reply.values() for p in _paths_in(v)]
+    if isinstance(reply, (list, tuple)):
+        return [p for item in reply for p in _paths_in(item)]
+    return []
+
+
 def test_the_app_touches_only_its_own_files_at_start_sweep_and_sigterm(tmp_path, free_port):
     """Gradio's folder is shared by every Gradio app on the host: another app's old and new files
     survive the app's start, its sweeps and its stop; the folder of an instance that was killed is
@@ -255,7 +264,7 @@ def test_the_app_touches_only_its_own_files_at_start_sweep_and_sigterm(tmp_path,
     fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False")
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(free_port), "--no-precompute", "--no-warm-umap",
-                                "--file-lifetime-min", "0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                "--file-lifetime-min", "0.2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -267,15 +276,18 @@ def test_the_app_touches_only_its_own_files_at_start_sweep_and_sigterm(tmp_path,
         own = [p for p in cache.glob(f"{PREFIX}*") if p not in (killed, running)]
         assert len(own) == 1 and (own[0] / MARKER).is_file(), sorted(cache.iterdir())
         assert not killed.exists() and (running / "turn.json").is_file()
-        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False)
-        client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "what color is the shape?", "frost", 3, "none", 3,
-                       "vittle-f", "pca", api_name="/run")
-        outputs = [p for p in own[0].rglob("*") if p.is_file() and p.name != MARKER]
-        assert [p for p in outputs if p.name == "image.webp"], outputs  # the turn's output image, in the app's own folder
-        deadline = time.monotonic() + 30  # the lifetime is 3 s: the sweep runs every 3 s
-        while any(p.exists() for p in outputs) and time.monotonic() < deadline:
+        # The files are not downloaded: a file the sweep removed between the reply and a download
+        # would be refused, and the lifetime (12 s) is short on purpose. The reply names them.
+        client = Client(f"http://127.0.0.1:{free_port}/", verbose=False, download_files=False)
+        reply = client.predict(handle_file(easy_vqa.get_test_image_paths()[0]), "what color is the shape?", "frost", 3, "none", 3,
+                               "vittle-f", "pca", api_name="/run")
+        served = [Path(path) for path in _paths_in(reply)]
+        assert [p for p in served if p.name == "image.webp"], reply  # the turn's output image
+        assert all(p.is_relative_to(own[0]) for p in served), (served, own[0])  # ... in the app's own folder
+        deadline = time.monotonic() + 60  # the lifetime is 12 s: the sweep runs every 12 s
+        while any(p.exists() for p in served) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(p.exists() for p in outputs), "the sweep did not remove the app's own old files"
+        assert not any(p.exists() for p in served), "the sweep did not remove the app's own old files"
         assert all(p.is_file() for p in foreign), "the sweep removed another program's file"
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
