@@ -53,6 +53,23 @@ def all_settings(seed: int = 0) -> list[tuple[str, int, str, int]]:
     return settings
 
 
+RSS_KINDS = ("RssAnon", "RssFile", "RssShmem")
+
+
+def rss_by_kind_mb(pid: int) -> dict[str, float]:
+    """Resident memory by kind (/proc/<pid>/status): anonymous (the heaps), file-backed (mapped
+    libraries, weights, files) and shared memory; a growth shows which kind holds it."""
+    found = dict.fromkeys(RSS_KINDS, 0.0)
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in found:
+                found[key] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return found
+
+
 def slope_mb_per_10_min(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, MB) in MB per 10 minutes."""
     if len(points) < 3:
@@ -119,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
     next_index = iter(range(10**9))
     samples: list[tuple[float, float]] = []
+    by_kind: dict[str, list[tuple[float, float]]] = {kind: [] for kind in RSS_KINDS}
     try:
         started = time.perf_counter()
         page_s = wait_for_page(process, url, started)
@@ -149,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             thread.start()
         while time.perf_counter() < deadline:
             samples.append((round(time.perf_counter() - begin, 1), round(memory.rss_mb(), 1)))
+            for kind, mb_now in rss_by_kind_mb(process.pid).items():
+                by_kind[kind].append((samples[-1][0], mb_now))
             if process.poll() is not None:
                 raise RuntimeError(f"the app exited with code {process.returncode} during the run")
             time.sleep(args.every)
@@ -184,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "last_third": slope_mb_per_10_min(parts[2])},
         "growth_ci95_mb_per_10_min": {"first_third": slope_interval(parts[0]), "second_third": slope_interval(parts[1]),
                                       "last_third": slope_interval(parts[2])},
+        "growth_last_third_by_kind_mb_per_10_min": {
+            kind: slope_mb_per_10_min([p for p in points if p[0] >= third * 2]) for kind, points in by_kind.items()},
+        "rss_by_kind_mb_at_start_and_end": {kind: [points[0][1], points[-1][1]] for kind, points in by_kind.items() if points},
         "rss_range_mb_last_third": [min(m for _, m in parts[2]), max(m for _, m in parts[2])] if parts[2] else None,
         "app_files_at_end": files, "app_folders_left_after_stop": left_after_stop,
         "targets": TARGETS,
