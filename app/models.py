@@ -22,7 +22,7 @@ from vittle.analysis.lab.staged_plan import STAGED_ARMS
 from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
 from vittle.app.model_facts import model_card
-from vittle.app.worker import ModelWorker, WorkerClosed
+from vittle.app.worker import Foreground, ModelWorker, WorkerClosed
 from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class ModelPool:
         self._lock = threading.Lock()
         self.pixels = Memo(PIXELS_KEPT)
         """Encoded images, shared by the models: those of one processor's settings encode an image once."""
+        self.foreground = Foreground()
+        """Users' turns waiting for their answers: the workers' background jobs and the reference
+        sets' perturbation wait for them."""
         self.tower_cache: Any = None
         """The feature cache the models' vision towers share, where theirs keep one (`Assistant.share_vision_cache`)."""
 
@@ -93,7 +96,7 @@ class ModelPool:
                         assistant.enable_prefix_cache(self.config.prefix_cache_mb * 1024 * 1024)
                     except NotImplementedError as err:  # a family that refuses it (Qwen's 3-D positions, Idefics3's tiles)
                         logger.warning("%s runs without the prefix cache: %s", name, err)  # answers as fast; text shifts re-embed
-                self._workers[name] = ModelWorker(assistant, name).start()
+                self._workers[name] = ModelWorker(assistant, name, foreground=self.foreground).start()
                 self._assistants[name] = assistant
             return self._assistants[name]
 

@@ -88,7 +88,7 @@ class ReferenceSets:
             for row in load_samples("easyvqa", limit_images=self.config.reference_images):
                 by_image.setdefault(row["image_id"], []).append(row)
             samples = [qs[i % len(qs)] for i, qs in enumerate(by_image.values())]
-            return samples, Variants(samples, seed=self.config.seed)
+            return samples, Variants(samples, seed=self.config.seed, pause=self.pool.foreground.yield_to_users)
 
         return self._samples.get((), choose)
 

@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,12 @@ class DemoService:
         finally:
             with self._turns_lock:
                 self._turns -= 1
+
+    def answering(self) -> AbstractContextManager[None]:
+        """Mark a turn as waiting for its answers while the block runs: background work (the
+        reference sets' perturbation and embedding, the domain calibration) waits for it, a few
+        seconds at most (`vittle.app.worker.Foreground`)."""
+        return self.models.foreground.active()
 
     @property
     def busy(self) -> bool:

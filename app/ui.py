@@ -95,17 +95,18 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
              method: str, alpha: float | None) -> Iterator[dict[Any, Any]]:
         """`run`'s turn: the page's updates as it goes, each with every output's value (its errors
         are turned into messages by `run`)."""
-        ready()
-        need_image(image)
-        query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
-        settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
-                                        service.training_alpha(vittle))
-        view = TurnView(query=query, vittle=vittle, label=service.label(vittle))
-        yield page.updates(view)  # the perturbed query at once, no panels of an earlier query next to it
-        for view.answers in service.answers(query, vittle, settings.alpha):  # the last update is the answers
-            pass
-        view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
-        yield page.updates(view)
+        with service.answering():  # background work waits until the answers are on the page
+            ready()
+            need_image(image)
+            query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))
+            settings = ui_probe.settings_of(finder, image, query.question, visual, severity, text, level, vittle, alpha, method,
+                                            service.training_alpha(vittle))
+            view = TurnView(query=query, vittle=vittle, label=service.label(vittle))
+            yield page.updates(view)  # the perturbed query at once, no panels of an earlier query next to it
+            for view.answers in service.answers(query, vittle, settings.alpha):  # the last update is the answers
+                pass
+            view.distributions = service.distributions(query, view.answers, vittle, settings.alpha)
+            yield page.updates(view)
         view.panels = service.panels(query, vittle, method)
         view.domain = service.domain(query)  # last: at start-up its calibration may still be under way
         record = ui_probe.turn_record(settings, query, view.answers, view.marks, view.distributions, view.panels, view.domain)

@@ -31,8 +31,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ PRIORITY = ("length", "answer", "distribution", "probe", "answers", "features", 
 """The order in which a pass picks the kind of job it runs (cheapest and most urgent first)."""
 USER_KINDS = ("length", "answer", "distribution", "probe")
 """The kinds of job a user's turn waits for (the others are reference-set work)."""
+BACKGROUND_KINDS = ("answers", "features", "embed")
+"""Reference-set work (and the domain calibration's features): it waits for users' turns (`Foreground`)."""
 
 
 @dataclass
@@ -73,6 +76,53 @@ class _Job:
         return (self.max_new_tokens, self.alpha, self.candidates, self.top_k, self.states, id(self) if self.top_k else 0)
 
 
+class Foreground:
+    """Users' turns waiting for their answers: while one is, background work (a reference set's
+    perturbation and embedding, the domain calibration) waits instead of sharing the CPU (and
+    the GIL) with it, for at most `max_defer_s` at a time, so it is delayed, never starved.
+
+        with foreground.active():      # a turn, from its inputs to its answers
+            ...
+        foreground.yield_to_users()    # background work, between two of its steps
+    """
+
+    def __init__(self, max_defer_s: float = 5.0):
+        if max_defer_s < 0:
+            raise ValueError(f"max_defer_s={max_defer_s} must be at least 0")
+        self.max_defer_s = max_defer_s
+        self._count = 0
+        self._idle = threading.Condition()
+        self.deferrals = 0
+        """Times background work waited for a turn (for tests and benchmarks)."""
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        with self._idle:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a user's turn is waiting for its answers now."""
+        return self._count > 0
+
+    def yield_to_users(self, limit: float | None = None) -> float:
+        """Wait while a turn waits for its answers, at most `limit` (default `max_defer_s`)
+        seconds; returns the seconds waited."""
+        if not self._count:
+            return 0.0
+        started = time.monotonic()
+        with self._idle:
+            self.deferrals += 1
+            self._idle.wait_for(lambda: not self._count, timeout=self.max_defer_s if limit is None else limit)
+        return time.monotonic() - started
+
+
 class WorkerClosed(RuntimeError):
     """A job was asked of a worker that is stopped (the app is shutting down)."""
 
@@ -80,10 +130,13 @@ class WorkerClosed(RuntimeError):
 class ModelWorker:
     """Runs one `Assistant` for every thread that uses it, batching what they queue."""
 
-    def __init__(self, assistant: Any, name: str = "model", max_batch: int = 32, embed_chunk: int = 16):
+    def __init__(self, assistant: Any, name: str = "model", max_batch: int = 32, embed_chunk: int = 16,
+                 foreground: Foreground | None = None):
         if max_batch < 1 or embed_chunk < 1:
             raise ValueError(f"max_batch={max_batch} and embed_chunk={embed_chunk} must be at least 1")
         self.assistant = assistant
+        self.foreground = foreground
+        """Users' turns waiting for answers: background jobs wait for them (`Foreground`); None: no waiting."""
         self.name = name
         self.max_batch = max_batch
         self.embed_chunk = embed_chunk
@@ -96,6 +149,10 @@ class ModelWorker:
         """Batched passes run per kind (for tests and the load benchmark)."""
         self.jobs: dict[str, int] = dict.fromkeys(PRIORITY, 0)
         """Jobs served per kind."""
+        self.deferred = 0
+        """Times background jobs waited for a user's turn (`Foreground`)."""
+        self._waiting_since: float | None = None
+        """When queued background work first waited for a turn (None: it has run since)."""
         self.last_query = float("-inf")
         """time.monotonic() of the last user query (answer, probe, length) submitted."""
 
@@ -193,13 +250,20 @@ class ModelWorker:
     # ---------------------------------------------------------------- the thread
     def _take(self) -> tuple[str, list[_Job]] | None:
         with self._wake:
-            while not any(self._queues.values()):
-                if self._closed:
-                    return None
-                self._wake.wait()
+            while True:
+                while not any(self._queues.values()):
+                    if self._closed:
+                        return None
+                    self._wake.wait()
+                yielding = self._yielding()
+                if not yielding or any(self._queues[k] for k in USER_KINDS):
+                    break
+                self._wake.wait(0.05)  # only background work is queued: wait for the turn's next job, or its end
             kind = next(k for k in PRIORITY if self._queues[k])
-            if self._queues["embed"] and self._last != "embed":
+            if self._queues["embed"] and self._last != "embed" and not yielding:
                 kind = "embed"  # a chunk between any two batches: a long job is never starved by a stream of answers
+            if kind in BACKGROUND_KINDS:
+                self._waiting_since = None
             self._last = kind
             queue = self._queues[kind]
             if kind in ("embed", "answers", "features"):
@@ -210,6 +274,18 @@ class ModelWorker:
             for job in taken:
                 queue.remove(job)
             return kind, taken
+
+    def _yielding(self) -> bool:
+        """Whether background work waits now: a user's turn waits for its answers (`Foreground`)
+        and the background has waited less than `Foreground.max_defer_s` since it last ran."""
+        foreground = self.foreground
+        if foreground is None or not foreground.busy or self._closed or not any(self._queues[k] for k in BACKGROUND_KINDS):
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            self.deferred += 1
+        return now - self._waiting_since < foreground.max_defer_s
 
     def _loop(self) -> None:
         while (taken := self._take()) is not None:

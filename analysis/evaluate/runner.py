@@ -71,9 +71,12 @@ class Variants:
     """Perturbed (image, question) lists per spec, made once and memoized. Each image is
     corrupted once however many questions it has; seeds are fixed per image and question."""
 
-    def __init__(self, samples: Sequence[dict[str, Any]], seed: int = 0):
+    def __init__(self, samples: Sequence[dict[str, Any]], seed: int = 0, pause: Callable[[], Any] | None = None):
         self.samples = list(samples)
         self.seed = seed
+        self.pause = pause
+        """Called before each image is corrupted (and each question set perturbed): where a
+        server's background work waits for its users' turns."""
         self._clean: dict[Any, Image.Image] = {}
         self._images: dict[tuple[str, Any], Image.Image] = {}
         self._questions: dict[str, list[str]] = {}
@@ -96,6 +99,8 @@ class Variants:
             if parsed.visual is not None and image is not None:
                 key = (str(parsed.visual), sample["image_id"])
                 if key not in self._images:
+                    if self.pause is not None:
+                        self.pause()
                     seed = self.seed + _stable_int(sample["image_id"])
                     self._images[key] = apply(str(parsed.visual), image=image, seed=seed)[0]
                 image = self._images[key]
@@ -105,6 +110,8 @@ class Variants:
         else:
             text_key = str(parsed.text)
             if text_key not in self._questions:
+                if self.pause is not None:
+                    self.pause()
                 self._questions[text_key] = [
                     apply(text_key, text=s["question"], seed=self.seed + index)[1] for index, s in enumerate(self.samples)
                 ]

@@ -103,6 +103,12 @@ def test_variants_perturb_once_and_deterministically(few_samples):
     _, typo_questions = variants.get("char_typo:3")
     assert typo_questions != clean_questions
     assert Variants(few_samples, seed=0).get("char_typo:3")[1] == typo_questions
+    paused: list[int] = []  # a server's background work waits for users' turns before each corruption
+    hooked = Variants(few_samples, seed=0, pause=lambda: paused.append(1))
+    assert [a.tobytes() for a in hooked.get("frost:3")[0]] == [a.tobytes() for a in frost_images]
+    hooked.get("frost:3")
+    hooked.get("char_typo:3")
+    assert len(paused) == len({s["image_id"] for s in few_samples}) + 1  # once per image corrupted, once per question set
 
 
 @pytest.fixture(scope="module")
