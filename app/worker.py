@@ -15,7 +15,10 @@ each pass takes everything of one kind that is queued: all waiting answers in on
 few batched passes instead of 64 single ones. Answers go first, then answer distributions, then
 probes, then a reference set's answers; a long embedding job (a new perturbation's reference
 set) runs in chunks, one between any two batches, so it holds up the answers queued behind it
-for at most one chunk and is never starved by them.
+for at most one chunk and is never starved by them. While a user's turn waits for its answers
+(`Foreground`: from its inputs to its answers on the page), background work waits instead, even
+that chunk, for a few seconds at most: on a machine's first start the reference sets are embedded
+from nothing while the first visitor asks.
 
 A job may carry its own inference alpha for a Vittle model (0 = bottleneck off, 1 = posterior
 mean only): the worker sets it around that job's pass only (`vittle.model.bottleneck_alpha`), and
