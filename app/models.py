@@ -22,7 +22,7 @@ from vittle.analysis.lab.staged_plan import STAGED_ARMS
 from vittle.app.config import ASSETS, ServiceConfig, compared
 from vittle.app.inputs import InputError
 from vittle.app.model_facts import model_card
-from vittle.app.worker import Foreground, ModelWorker, WorkerClosed
+from vittle.app.worker import Foreground, ModelWorker, WorkerClosed, warm_up_work
 from vittle.memo import Memo
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ class ModelPool:
         self.pixels = Memo(PIXELS_KEPT)
         """Encoded images, shared by the models: those of one processor's settings encode an image once."""
         self.foreground = Foreground()
-        """Users' turns waiting for their answers: the workers' background jobs and the reference
-        sets' perturbation wait for them."""
+        """Users' turns waiting for their answers: the warm-up's jobs and its reference images'
+        corruption wait for them."""
         self.tower_cache: Any = None
         """The feature cache the models' vision towers share, where theirs keep one (`Assistant.share_vision_cache`)."""
 
@@ -179,6 +179,10 @@ class WarmUp:
         return self._loaded.wait(timeout)
 
     def _run(self) -> None:
+        with warm_up_work():  # users' turns go first (`Foreground`)
+            self._warm_up()
+
+    def _warm_up(self) -> None:
         try:
             started = time.perf_counter()
             try:
@@ -209,6 +213,10 @@ class WarmUp:
             threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
 
     def _precompute(self) -> None:
+        with warm_up_work():
+            self._precompute_all()
+
+    def _precompute_all(self) -> None:
         settings = self._settings()
         self.precomputed = (0, len(settings))
         started = time.perf_counter()

@@ -16,9 +16,9 @@ few batched passes instead of 64 single ones. Answers go first, then answer dist
 probes, then a reference set's answers; a long embedding job (a new perturbation's reference
 set) runs in chunks, one between any two batches, so it holds up the answers queued behind it
 for at most one chunk and is never starved by them. While a user's turn waits for its answers
-(`Foreground`: from its inputs to its answers on the page), background work waits instead, even
-that chunk, for a few seconds at most: on a machine's first start the reference sets are embedded
-from nothing while the first visitor asks.
+(`Foreground`: from its inputs to its answers on the page), warm-up work (`warm_up_work`) waits
+instead, even that chunk, for two seconds at most at a time: on a machine's first start the
+reference sets are embedded from nothing while the first visitor asks.
 
 A job may carry its own inference alpha for a Vittle model (0 = bottleneck off, 1 = posterior
 mean only): the worker sets it around that job's pass only (`vittle.model.bottleneck_alpha`), and
@@ -53,7 +53,7 @@ PRIORITY = ("length", "answer", "distribution", "probe", "answers", "features", 
 USER_KINDS = ("length", "answer", "distribution", "probe")
 """The kinds of job a user's turn waits for (the others are reference-set work)."""
 BACKGROUND_KINDS = ("answers", "features", "embed")
-"""Reference-set work (and the domain calibration's features): it waits for users' turns (`Foreground`)."""
+"""Reference-set work and image features, one chunk per pass (warm-up jobs of these kinds wait for users' turns: `Foreground`)."""
 
 
 @dataclass
@@ -73,30 +73,56 @@ class _Job:
     states: bool = False
     """A "distribution" job also returns the queries' layer-l states (`Assistant.embed`)."""
 
+    warm_up: bool = False
+    """Queued by warm-up work (`warm_up_work`): it waits for users' turns (`Foreground`)."""
+
     def batch_key(self) -> tuple:
         """Jobs with equal keys can run in one pass (a top-k distribution job runs alone:
         its extra candidates come from its own queries)."""
         return (self.max_new_tokens, self.alpha, self.candidates, self.top_k, self.states, id(self) if self.top_k else 0)
 
 
+_thread_role = threading.local()
+
+
+@contextmanager
+def warm_up_work() -> Iterator[None]:
+    """Mark what the calling thread queues while the block runs as warm-up work (the start-up's
+    reference sets and domain calibration, the background precompute): it waits for users'
+    turns (`Foreground`). Work a user's turn asks for is never marked."""
+    previous = getattr(_thread_role, "warm_up", False)
+    _thread_role.warm_up = True
+    try:
+        yield
+    finally:
+        _thread_role.warm_up = previous
+
+
+def doing_warm_up() -> bool:
+    """Whether the calling thread is doing warm-up work (`warm_up_work`)."""
+    return bool(getattr(_thread_role, "warm_up", False))
+
+
 class Foreground:
-    """Users' turns waiting for their answers: while one is, background work (a reference set's
-    perturbation and embedding, the domain calibration) waits instead of sharing the CPU (and
-    the GIL) with it, for at most `max_defer_s` at a time, so it is delayed, never starved.
+    """Users' turns waiting for their answers. While one is, warm-up work (`warm_up_work`: the
+    start-up's reference sets, the domain calibration, the precompute) waits instead of sharing
+    the CPU (and the interpreter) with it, for at most `max_defer_s` at a time: delayed, never
+    starved. The reference sets a user's turn asks for are not warm-up work and keep their turn
+    between batches (`ModelWorker`), so the panels of many users on new settings are not held up.
 
         with foreground.active():      # a turn, from its inputs to its answers
             ...
-        foreground.yield_to_users()    # background work, between two of its steps
+        foreground.yield_to_users()    # warm-up work, between two of its steps (a no-op on other threads)
     """
 
-    def __init__(self, max_defer_s: float = 5.0):
+    def __init__(self, max_defer_s: float = 2.0):
         if max_defer_s < 0:
             raise ValueError(f"max_defer_s={max_defer_s} must be at least 0")
         self.max_defer_s = max_defer_s
         self._count = 0
         self._idle = threading.Condition()
         self.deferrals = 0
-        """Times background work waited for a turn (for tests and benchmarks)."""
+        """Times warm-up work on a thread waited for a turn (the workers count their own)."""
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -115,9 +141,9 @@ class Foreground:
         return self._count > 0
 
     def yield_to_users(self, limit: float | None = None) -> float:
-        """Wait while a turn waits for its answers, at most `limit` (default `max_defer_s`)
-        seconds; returns the seconds waited."""
-        if not self._count:
+        """On a thread doing warm-up work, wait while a turn waits for its answers, at most
+        `limit` (default `max_defer_s`) seconds; returns the seconds waited."""
+        if not self._count or not doing_warm_up():
             return 0.0
         started = time.monotonic()
         with self._idle:
@@ -139,7 +165,7 @@ class ModelWorker:
             raise ValueError(f"max_batch={max_batch} and embed_chunk={embed_chunk} must be at least 1")
         self.assistant = assistant
         self.foreground = foreground
-        """Users' turns waiting for answers: background jobs wait for them (`Foreground`); None: no waiting."""
+        """Users' turns waiting for answers: warm-up jobs wait for them (`Foreground`); None: no waiting."""
         self.name = name
         self.max_batch = max_batch
         self.embed_chunk = embed_chunk
@@ -153,9 +179,9 @@ class ModelWorker:
         self.jobs: dict[str, int] = dict.fromkeys(PRIORITY, 0)
         """Jobs served per kind."""
         self.deferred = 0
-        """Times background jobs waited for a user's turn (`Foreground`)."""
+        """Times warm-up jobs waited for a user's turn (`Foreground`)."""
         self._waiting_since: float | None = None
-        """When queued background work first waited for a turn (None: it has run since)."""
+        """When queued warm-up work first waited for a turn (None: it has run since)."""
         self.last_query = float("-inf")
         """time.monotonic() of the last user query (answer, probe, length) submitted."""
 
@@ -181,6 +207,7 @@ class ModelWorker:
 
     # ---------------------------------------------------------------- jobs
     def _submit(self, job: _Job) -> Future:
+        job.warm_up = job.kind in BACKGROUND_KINDS and doing_warm_up()
         with self._wake:
             if self._closed:
                 raise WorkerClosed(f"the {self.name} worker is closed")
@@ -258,19 +285,22 @@ class ModelWorker:
                     if self._closed:
                         return None
                     self._wake.wait()
-                yielding = self._yielding()
-                if not yielding or any(self._queues[k] for k in USER_KINDS):
+                holding = self._holding()
+                ready = [k for k in PRIORITY if any(not (holding and job.warm_up) for job in self._queues[k])]
+                if ready:
                     break
-                self._wake.wait(0.05)  # only background work is queued: wait for the turn's next job, or its end
-            kind = next(k for k in PRIORITY if self._queues[k])
-            if self._queues["embed"] and self._last != "embed" and not yielding:
+                self._wake.wait(0.05)  # only warm-up work is queued: wait for the turn's next job, or its end
+            kind = ready[0]
+            if "embed" in ready and self._last != "embed":
                 kind = "embed"  # a chunk between any two batches: a long job is never starved by a stream of answers
-            if kind in BACKGROUND_KINDS:
-                self._waiting_since = None
             self._last = kind
             queue = self._queues[kind]
-            if kind in ("embed", "answers", "features"):
-                return kind, [queue.popleft()]
+            if kind in BACKGROUND_KINDS:
+                job = next(job for job in queue if not (holding and job.warm_up))
+                queue.remove(job)
+                if job.warm_up:
+                    self._waiting_since = None
+                return kind, [job]
             key = (lambda job: job.alpha) if kind == "probe" else _Job.batch_key  # one pass per setting (length, alpha, ...)
             first = key(queue[0])
             taken = [job for job in queue if key(job) == first][: self.max_batch]
@@ -278,11 +308,13 @@ class ModelWorker:
                 queue.remove(job)
             return kind, taken
 
-    def _yielding(self) -> bool:
-        """Whether background work waits now: a user's turn waits for its answers (`Foreground`)
-        and the background has waited less than `Foreground.max_defer_s` since it last ran."""
+    def _holding(self) -> bool:
+        """Whether warm-up work waits now: a user's turn waits for its answers (`Foreground`) and
+        the warm-up work queued has waited less than `Foreground.max_defer_s` since it last ran."""
         foreground = self.foreground
-        if foreground is None or not foreground.busy or self._closed or not any(self._queues[k] for k in BACKGROUND_KINDS):
+        if (foreground is None or not foreground.busy or self._closed
+                or not any(job.warm_up for kind in BACKGROUND_KINDS for job in self._queues[kind])):
+            self._waiting_since = None  # nothing waits: the next wait gets its full time
             return False
         now = time.monotonic()
         if self._waiting_since is None:

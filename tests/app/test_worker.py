@@ -10,7 +10,7 @@ import easy_vqa
 import numpy as np
 import pytest
 
-from vittle.app.worker import Foreground, ModelWorker, SingleFlight, ViaWorker
+from vittle.app.worker import Foreground, ModelWorker, SingleFlight, ViaWorker, warm_up_work
 from vittle.data import load_image
 
 
@@ -147,50 +147,58 @@ def test_a_reference_sets_answers_run_in_chunks_after_the_users_and_are_not_a_us
         worker.close()
 
 
-def test_background_work_waits_while_a_turn_waits_for_its_answers(assistant, queries):
-    """A user's turn in its answering phase (`Foreground.active`) holds back the reference sets'
+def _warm_up(call):
+    with warm_up_work():
+        return call()
+
+
+def test_warm_up_work_waits_while_a_turn_waits_for_its_answers(assistant, queries):
+    """A user's turn in its answering phase (`Foreground.active`) holds back the warm-up's
     embedding, even the chunk that would otherwise run between two batches; it runs as soon as
-    the turn has its answers."""
+    the turn has its answers. A reference set a user's turn asked for is not held back."""
     images, questions = queries
     foreground = Foreground(max_defer_s=60)
     worker = ModelWorker(assistant, "vittle-f", embed_chunk=4, foreground=foreground).start()
     rows: list[np.ndarray] = []
     try:
         with foreground.active():
-            thread = threading.Thread(target=lambda: rows.append(worker.embed(images, questions)))
+            thread = threading.Thread(target=lambda: rows.append(_warm_up(lambda: worker.embed(images, questions))))
             thread.start()
             deadline = time.monotonic() + 30
             while worker.deferred == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             answers = [worker.answer(images[i], questions[i], max_new_tokens=4).result() for i in range(3)]  # the turn's jobs go first
+            demanded = worker.embed(images[:4], questions[:4])  # a user's new setting: runs at once, beside the turn
             time.sleep(0.2)
-            assert worker.passes["embed"] == 0 and worker.deferred == 1 and worker.passes["answer"] == 3
-            assert foreground.busy
+            assert worker.passes["embed"] == 1 and worker.deferred == 1 and worker.passes["answer"] == 3
+            assert foreground.busy and thread.is_alive()
+            assert foreground.yield_to_users(limit=0.01) == 0.0  # not a warm-up thread: never waits
         thread.join(60)
-        assert not foreground.busy and worker.passes["embed"] == 3  # twelve queries in chunks of four, after the turn
+        assert not foreground.busy and worker.passes["embed"] == 4  # twelve queries in chunks of four, after the turn
         np.testing.assert_allclose(rows[0], assistant.embed(images, questions), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(demanded, rows[0][:4], rtol=1e-4, atol=1e-5)
         assert answers == [assistant.answer(images[i], questions[i], max_new_tokens=4) for i in range(3)]
     finally:
         worker.close()
 
 
-def test_background_work_is_delayed_never_starved_by_a_turn_that_does_not_end(assistant, queries):
+def test_warm_up_work_is_delayed_never_starved_by_a_turn_that_does_not_end(assistant, queries):
     images, questions = queries
     foreground = Foreground(max_defer_s=0.2)
     worker = ModelWorker(assistant, "vittle-f", embed_chunk=6, foreground=foreground).start()
     try:
         with foreground.active():  # e.g. a turn whose generator was never closed
-            rows = worker.embed(images, questions)  # completes: each chunk waits 0.2 s at most
+            rows = _warm_up(lambda: worker.embed(images, questions))  # completes: each chunk waits 0.2 s at most
             assert rows.shape[0] == len(images) and worker.passes["embed"] == 2 and worker.deferred == 2
-            assert foreground.yield_to_users(limit=0.05) >= 0.05 and foreground.deferrals == 1
+            assert _warm_up(lambda: foreground.yield_to_users(limit=0.05)) >= 0.05 and foreground.deferrals == 1
     finally:
         worker.close()
-    assert foreground.yield_to_users() == 0.0  # no turn: no wait
+    assert _warm_up(foreground.yield_to_users) == 0.0  # no turn: no wait
     ended = Foreground(max_defer_s=30)
     turn = ended.active()
     turn.__enter__()
     threading.Timer(0.1, lambda: turn.__exit__(None, None, None)).start()
-    assert ended.yield_to_users() < 30  # woken by the turn's end, not by the limit
+    assert _warm_up(ended.yield_to_users) < 30  # woken by the turn's end, not by the limit
     with pytest.raises(ValueError, match="max_defer_s=-1"):
         Foreground(max_defer_s=-1)
 
