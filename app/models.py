@@ -166,6 +166,12 @@ class WarmUp:
     def started(self) -> bool:
         return self._thread is not None
 
+    @property
+    def running(self) -> bool:
+        """Whether the start-up's work (models, the default reference sets, the domain
+        calibration) is still under way (the precompute that may follow is not counted)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the models are loaded and the default reference sets embedded; False on timeout."""
         self.start()

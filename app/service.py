@@ -256,7 +256,8 @@ class DemoService:
         `alpha`: the Vittle model's inference alpha (None: its own)."""
         self.models.check_vittle(vittle)
         alpha = self._alpha(vittle, alpha)
-        self.references.prefetch(query.spec, vittle)
+        if not self.warm_up.running:  # at start-up the warm-up embeds the default setting's sets, after the users' answers
+            self.references.prefetch(query.spec, vittle)  # (`Foreground`); a turn's own prefetch would not wait for them
         answers = dict.fromkeys(ROLES, "")
         jobs = {self.worker(name).answer(image, question, max_new_tokens=self.max_new_tokens, alpha=alpha if name == vittle else None): role
                 for role, name, image, question in [

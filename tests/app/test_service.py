@@ -244,6 +244,31 @@ def test_precompute_embeds_every_visual_setting_in_the_background(tmp_path):
     service.close()
 
 
+def test_a_turn_does_not_prefetch_while_the_warm_up_runs(service, monkeypatch):
+    """At start-up the warm-up embeds the default setting's reference sets as warm-up work, which
+    waits for a turn's answers (`Foreground`); a turn's own prefetch would not: while the warm-up
+    runs, the turn leaves its reference sets to its panels."""
+    import threading
+
+    asked: list[tuple[str, str]] = []
+    monkeypatch.setattr(service.references, "prefetch", lambda spec, vittle: asked.append((spec, vittle)))
+    query = service.prepare(easy_vqa.get_test_image_paths()[2], "What color is the shape?", "frost", 3, "none", 3)
+    release = threading.Event()
+    still = threading.Thread(target=release.wait)  # a warm-up still under way
+    monkeypatch.setattr(service.warm_up, "_thread", still)
+    still.start()
+    try:
+        assert service.warm_up.running
+        with service.answering():
+            first = list(service.answers(query, "vittle-f"))[-1]
+        assert asked == []
+    finally:
+        release.set()
+        still.join()
+    assert not service.warm_up.running
+    assert list(service.answers(query, "vittle-f"))[-1] == first and asked == [("frost:3", "vittle-f")]
+
+
 def test_a_new_settings_reference_sets_start_with_its_answers_and_run_side_by_side(service):
     """The answers of a turn on a new setting start both models' reference embeddings in the
     background (the panels then find them done or under way), and `references` asks the two
