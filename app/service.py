@@ -201,9 +201,9 @@ class DemoService:
                 self._turns -= 1
 
     def answering(self) -> AbstractContextManager[None]:
-        """Mark a turn as waiting for its answers while the block runs: background work (the
-        reference sets' perturbation and embedding, the domain calibration) waits for it, a few
-        seconds at most (`vittle.app.worker.Foreground`)."""
+        """Mark a turn as waiting for its answers while the block runs: the warm-up's work (the
+        start-up's reference sets and domain calibration, the precompute) waits for it, two
+        seconds at most at a time (`vittle.app.worker.Foreground`)."""
         return self.models.foreground.active()
 
     @property

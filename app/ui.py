@@ -95,7 +95,7 @@ def build_demo(service: DemoService, title: str = "Vittle demo", file_lifetime_s
              method: str, alpha: float | None) -> Iterator[dict[Any, Any]]:
         """`run`'s turn: the page's updates as it goes, each with every output's value (its errors
         are turned into messages by `run`)."""
-        with service.answering():  # background work waits until the answers are on the page
+        with service.answering():  # the warm-up's work waits until the answers are on the page
             ready()
             need_image(image)
             query = service.prepare(image, question, visual, whole_number("severity", severity), text, whole_number("text level", level))

@@ -76,7 +76,7 @@ class Variants:
         self.seed = seed
         self.pause = pause
         """Called before each image is corrupted (and each question set perturbed): where a
-        server's background work waits for its users' turns."""
+        server's warm-up work waits for its users' turns."""
         self._clean: dict[Any, Image.Image] = {}
         self._images: dict[tuple[str, Any], Image.Image] = {}
         self._questions: dict[str, list[str]] = {}
