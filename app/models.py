@@ -218,11 +218,7 @@ class WarmUp:
         if self.config.precompute:
             threading.Thread(target=self._precompute, name="vittle-precompute", daemon=True).start()
 
-    def _precompute(self) -> None:
-        with warm_up_work():
-            self._precompute_all()
-
-    def _precompute_all(self) -> None:
+    def _precompute(self) -> None:  # not `warm_up_work`: it waits for a quiet second before each setting instead
         settings = self._settings()
         self.precomputed = (0, len(settings))
         started = time.perf_counter()

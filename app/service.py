@@ -202,8 +202,8 @@ class DemoService:
 
     def answering(self) -> AbstractContextManager[None]:
         """Mark a turn as waiting for its answers while the block runs: the warm-up's work (the
-        start-up's reference sets and domain calibration, the precompute) waits for it, two
-        seconds at most at a time (`vittle.app.worker.Foreground`)."""
+        start-up's reference sets and domain calibration) waits for it, two seconds at most at a
+        time (`vittle.app.worker.Foreground`)."""
         return self.models.foreground.active()
 
     @property

@@ -88,8 +88,10 @@ _thread_role = threading.local()
 @contextmanager
 def warm_up_work() -> Iterator[None]:
     """Mark what the calling thread queues while the block runs as warm-up work (the start-up's
-    reference sets and domain calibration, the background precompute): it waits for users'
-    turns (`Foreground`). Work a user's turn asks for is never marked."""
+    reference sets and domain calibration): it waits for users' turns (`Foreground`). Work a
+    user's turn asks for is never marked, nor the background precompute, which waits for a quiet
+    second before each setting: held back during a turn's answers, its chunks would run in the
+    turn's panels instead, which wait for the worker (2.7 s more per turn, measured)."""
     previous = getattr(_thread_role, "warm_up", False)
     _thread_role.warm_up = True
     try:
@@ -105,7 +107,7 @@ def doing_warm_up() -> bool:
 
 class Foreground:
     """Users' turns waiting for their answers. While one is, warm-up work (`warm_up_work`: the
-    start-up's reference sets, the domain calibration, the precompute) waits instead of sharing
+    start-up's reference sets and domain calibration) waits instead of sharing
     the CPU (and the interpreter) with it, for at most `max_defer_s` at a time: delayed, never
     starved. The reference sets a user's turn asks for are not warm-up work and keep their turn
     between batches (`ModelWorker`), so the panels of many users on new settings are not held up.
